@@ -1,0 +1,584 @@
+"""Stack configuration: read once, validated once, then passed around typed.
+
+Every key lives under the project namespace (``proxmox-talos-gpu:<key>``) in
+``Pulumi.<stack>.yaml``. Non-secret settings are structured objects
+(``vm``, ``gpus``, ...); secrets are separate top-level keys set with
+``pulumi config set --secret`` or taken from the providers' usual environment
+variables (see ``SECRETS``).
+
+A bad value raises :class:`ConfigError` (a ``pulumi.RunError``, so the CLI
+prints the message without a traceback) naming the key path, the value given
+and what is allowed, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Mapping
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "proxmox-talos-gpu"
+
+# --------------------------------------------------------------------------
+# Value types
+# --------------------------------------------------------------------------
+
+_PCI_FULL = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_PCI_SHORT = re.compile(r"^([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_VENDOR_DEVICE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
+_TALOS_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)$")
+_V_SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOSTPCI_SLOT = re.compile(r"^hostpci([0-9]|1[0-5])$")
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$")
+_MAPPING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
+_EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9][a-z0-9._-]*$")
+
+
+def normalise_pci_address(value: str) -> str:
+    """``3b:00.0`` or ``0000:3B:00.0`` -> ``0000:3b:00.0``."""
+    text = str(value).strip()
+    if _PCI_FULL.match(text):
+        return text.lower()
+    if _PCI_SHORT.match(text):
+        return "0000:" + text.lower()
+    raise ValueError("expected a PCI address like 0000:3b:00.0 or 3b:00.0 (domain:bus:device.function)")
+
+
+def _vendor_device(value: str) -> str:
+    if not _VENDOR_DEVICE.match(str(value)):
+        raise ValueError("expected a PCI vendor:device id like 10de:1eb8 (two groups of 4 hex digits)")
+    return str(value).lower()
+
+
+def parse_version(value: str) -> tuple[int, int, int]:
+    """``v1.13.9`` or ``0.18.2`` -> (1, 13, 9). Raises ValueError otherwise."""
+    match = _V_SEMVER.match(value) or _SEMVER.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a version like v1.2.3")
+    major, minor, patch = (int(group) for group in match.groups())
+    return major, minor, patch
+
+
+def _talos_version(value: str) -> str:
+    if not _TALOS_VERSION.match(str(value)):
+        raise ValueError("expected a Talos version like v1.13.9 (leading v, major 1)")
+    return str(value)
+
+
+def _v_chart_version(value: str) -> str:
+    if not _V_SEMVER.match(str(value)):
+        raise ValueError("expected a chart version with a leading v, like v26.7.0 (NGC publishes the GPU Operator as v<major>.<minor>.<patch>)")
+    return str(value)
+
+
+def _plain_chart_version(value: str) -> str:
+    if not _SEMVER.match(str(value)):
+        raise ValueError("expected a chart version without a leading v, like 0.18.2 (the nvidia-device-plugin chart's own versioning)")
+    return str(value)
+
+
+def _mac(value: str) -> str:
+    if not _MAC.match(str(value)):
+        raise ValueError("expected a MAC address like 94:96:cc:43:7d:80")
+    return str(value).lower()
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(str(value)):
+        raise ValueError("expected a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit")
+    return str(value)
+
+
+def _hostpci_slot(value: str) -> str:
+    if not _HOSTPCI_SLOT.match(str(value)):
+        raise ValueError("expected a Proxmox slot name hostpci0 .. hostpci15 (the PCI address goes in gpus[].address)")
+    return str(value)
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError("expected an IPv4 or IPv6 address like 192.168.8.123") from None
+
+
+def _host_key(value: str) -> str:
+    text = str(value).strip()
+    if re.match(r"^SHA256:[A-Za-z0-9+/]{43}=?$", text):
+        return text
+    fields = text.split()
+    if len(fields) >= 3 and fields[1].startswith(("ssh-", "ecdsa-")):
+        return text
+    raise ValueError("expected a SHA256 host-key fingerprint (SHA256:<43 base64 chars>, from `ssh-keygen -lf`) or a known_hosts line `<host> <key-type> <base64-key>`")
+
+
+def _https_url(value: str) -> str:
+    if not re.match(r"^https://[^\s/]+(:\d+)?(/.*)?$", str(value)):
+        raise ValueError("expected an https URL like https://pve5.lan:8006/")
+    return str(value)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(:\d+)?(/.*)?$", str(value)):
+        raise ValueError("expected an http(s) URL like http://jellyfin.media.svc:8096")
+    return str(value).rstrip("/")
+
+
+def _extension(value: str) -> str:
+    if not _EXTENSION.match(str(value)):
+        raise ValueError("expected an extension name like siderolabs/qemu-guest-agent")
+    return str(value)
+
+
+def _configmap_key(value: str) -> str:
+    if not _CONFIGMAP_KEY.match(str(value)):
+        raise ValueError("expected a ConfigMap key: letters, digits, '-', '_' or '.'")
+    return str(value)
+
+
+def _label_key(value: str) -> str:
+    text = str(value)
+    prefix, _, name = text.rpartition("/")
+    if prefix and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", prefix):
+        raise ValueError(f"label key {text!r}: prefix must be a DNS subdomain")
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"label key {text!r}: name must be 1-63 letters, digits, '-', '_' or '.'")
+    return text
+
+
+def _label_value(value: str) -> str:
+    if not _LABEL_VALUE.match(str(value)):
+        raise ValueError(f"label value {value!r}: at most 63 letters, digits, '-', '_' or '.'")
+    return str(value)
+
+
+PciAddress = Annotated[str, AfterValidator(normalise_pci_address)]
+VendorDevice = Annotated[str, AfterValidator(_vendor_device)]
+TalosVersion = Annotated[str, AfterValidator(_talos_version)]
+VChartVersion = Annotated[str, AfterValidator(_v_chart_version)]
+PlainChartVersion = Annotated[str, AfterValidator(_plain_chart_version)]
+MacAddress = Annotated[str, AfterValidator(_mac)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+HostpciSlot = Annotated[str, AfterValidator(_hostpci_slot)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ExtensionName = Annotated[str, AfterValidator(_extension)]
+ConfigMapKey = Annotated[str, AfterValidator(_configmap_key)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+
+
+class _Model(BaseModel):
+    """camelCase keys in YAML, snake_case in Python; unknown keys refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        strict=False,
+    )
+
+
+# --------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------
+
+
+class ProxmoxConfig(_Model):
+    endpoint: HttpsUrl
+    node: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
+    # apiToken: PROXMOX_VE_API_TOKEN / proxmoxApiToken. password: root@pam
+    # with PROXMOX_VE_PASSWORD / proxmoxPassword (needed for raw-id hostpci).
+    auth_method: Literal["apiToken", "password"] = "apiToken"
+    username: str | None = None
+    insecure: bool = False
+
+
+class HostPrepConfig(_Model):
+    """SSH access to the Proxmox host for VFIO preparation (HostVfioPrep)."""
+
+    enabled: bool = True
+    address: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str = "root"
+    host_key: HostKey | None = None
+    allow_reboot: bool = True
+    reboot_timeout_seconds: Annotated[int, Field(ge=30, le=3600)] = 600
+    reboot_on_destroy: bool = False
+    # "auto": intel_iommu=on only on Intel with a kernel older than 6.8.
+    intel_iommu: Literal["auto", "on"] = "auto"
+    iommu_passthrough_mode: bool = True
+
+
+class GpuConfig(_Model):
+    address: PciAddress
+    id: VendorDevice
+    subsystem_id: VendorDevice | None = None
+    iommu_group: Annotated[int, Field(ge=0)] | None = None
+    slot: HostpciSlot | None = None
+    passthrough: Literal["mapping", "raw"] = "mapping"
+    mapping_name: Annotated[str, Field(pattern=_MAPPING_NAME.pattern)] | None = None
+    pcie: bool = True
+    rombar: bool = True
+    xvga: bool = False
+    generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
+    mig: bool = False
+
+
+class DiskConfig(_Model):
+    datastore_id: str
+    size_gib: Annotated[int, Field(ge=8, le=65536, alias="sizeGiB")]
+    interface: Annotated[str, Field(pattern=r"^(scsi|virtio|sata)\d{1,2}$")] = "scsi0"
+
+
+class NetworkConfig(_Model):
+    bridge: str = "vmbr0"
+    vlan_id: Annotated[int, Field(ge=1, le=4094)] | None = None
+    mac_address: MacAddress | None = None
+    model: Literal["virtio", "e1000", "rtl8139", "vmxnet3"] = "virtio"
+
+
+class VmConfig(_Model):
+    vm_id: Annotated[int, Field(ge=100, le=999_999_999)]
+    name: DnsLabel
+    description: str = ""
+    tags: list[Annotated[str, Field(pattern=r"^[a-z0-9_][a-z0-9_.+-]*$")]] = []
+    cores: Annotated[int, Field(ge=1, le=512)] = 4
+    sockets: Annotated[int, Field(ge=1, le=8)] = 1
+    cpu_type: str = "host"
+    memory_mib: Annotated[int, Field(ge=1024, alias="memoryMiB")] = 8192
+    machine: Literal["q35", "pc"] = "q35"
+    bios: Literal["seabios", "ovmf"] = "seabios"
+    disk: DiskConfig
+    network: NetworkConfig = NetworkConfig()
+    boot_iso: str | None = None
+    on_boot: bool = True
+    start_timeout_seconds: Annotated[int, Field(ge=60, le=7200)] | None = None
+
+    @property
+    def start_timeout(self) -> int:
+        """Passthrough pins all guest memory at start, so larger VMs start slower
+        (DESIGN fact 4): 5 minutes plus 2 s per GiB unless set explicitly."""
+        return self.start_timeout_seconds or 300 + 2 * (self.memory_mib // 1024)
+
+
+class ExtensionsConfig(_Model):
+    driver: Literal["proprietary", "open"] = "proprietary"
+    branch: Literal["production", "lts"] = "production"
+    extra: list[ExtensionName] = ["siderolabs/qemu-guest-agent"]
+
+
+class TalosConfig(_Model):
+    version: TalosVersion = "v1.13.9"
+    platform: Literal["metal", "nocloud"] = "metal"
+    node_address: IpAddress
+    endpoint: IpAddress | None = None
+    cluster_name: DnsLabel
+    cluster_endpoint: HttpsUrl
+    kubernetes_version: Annotated[str, Field(pattern=r"^v1\.\d+\.\d+$")] | None = None
+    install_disk: Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9/_-]+$")] = "/dev/sda"
+    extensions: ExtensionsConfig = ExtensionsConfig()
+    node_labels: dict[LabelKey, LabelValue] = {}
+    bpf_jit_harden: bool = True
+    nvidia_default_runtime: bool = True
+
+    @property
+    def talosctl_endpoint(self) -> str:
+        return self.endpoint or self.node_address
+
+
+class TimeSlicingConfig(_Model):
+    enabled: bool = True
+    replicas: int = 4
+    rename_by_default: bool = False
+    fail_requests_greater_than_one: bool = False
+
+
+class GpuStackConfig(_Model):
+    mode: Literal["operator", "devicePlugin"] = "operator"
+    owns_cluster_objects: bool = True
+    namespace: DnsLabel = "gpu-operator"
+    operator_chart_version: VChartVersion = "v26.7.0"
+    device_plugin_chart_version: PlainChartVersion = "0.18.2"
+    config_map_name: DnsLabel = "time-slicing-config"
+    config_key: ConfigMapKey | None = None
+    default_config_key: ConfigMapKey | None = None
+    time_slicing: TimeSlicingConfig = TimeSlicingConfig()
+    prometheus_operator: bool = False
+    nfd: bool = True
+
+
+class JellyfinConfig(_Model):
+    enabled: bool = False
+    url: HttpUrl | None = None
+    namespace: DnsLabel = "media"
+    pod_selector: str = "app.kubernetes.io/name=jellyfin"
+    decode_codecs: list[str] | None = None
+    enhanced_nvdec: bool = True
+    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30
+
+
+class ReadinessConfig(_Model):
+    enabled: bool = True
+    timeout_seconds: Annotated[int, Field(ge=30, le=7200)] = 900
+
+
+class StackConfig(_Model):
+    proxmox: ProxmoxConfig
+    host: HostPrepConfig = HostPrepConfig(enabled=False)
+    gpus: Annotated[list[GpuConfig], Field(min_length=1, max_length=16)]
+    vm: VmConfig
+    talos: TalosConfig
+    gpu_stack: GpuStackConfig = GpuStackConfig()
+    jellyfin: JellyfinConfig = JellyfinConfig()
+    readiness: ReadinessConfig = ReadinessConfig()
+
+    # Derived values, computed once here so every component agrees.
+    @property
+    def node_name(self) -> str:
+        return self.vm.name
+
+    @property
+    def config_key(self) -> str:
+        return self.gpu_stack.config_key or self.vm.name
+
+    def slot(self, index: int) -> str:
+        return self.gpus[index].slot or f"hostpci{index}"
+
+    def mapping_name(self, index: int) -> str:
+        return self.gpus[index].mapping_name or f"{self.vm.name}-gpu{index}"
+
+    @property
+    def advertised_gpus(self) -> int:
+        sharing = self.gpu_stack.time_slicing
+        return len(self.gpus) * (sharing.replicas if sharing.enabled else 1)
+
+
+# --------------------------------------------------------------------------
+# Secrets: config key (set with --secret) or the provider's environment variable
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    key: str
+    env: str | None
+    purpose: str
+
+
+SECRETS: tuple[SecretSpec, ...] = (
+    SecretSpec("proxmoxApiToken", "PROXMOX_VE_API_TOKEN", "Proxmox API token `user@realm!id=uuid` (authMethod apiToken)"),
+    SecretSpec("proxmoxPassword", "PROXMOX_VE_PASSWORD", "Proxmox password for proxmox.username (authMethod password)"),
+    SecretSpec("sshPrivateKey", None, "OpenSSH private key for host.user on the Proxmox host (HostVfioPrep)"),
+    SecretSpec("talosMachineSecrets", None, "cluster secrets bundle, the YAML of `talosctl gen secrets`"),
+    SecretSpec("talosClientConfiguration", "TALOSCONFIG", "talosconfig YAML (or, from the environment, its path)"),
+    SecretSpec("kubeconfig", "KUBECONFIG", "kubeconfig YAML (or, from the environment, its path)"),
+    SecretSpec("jellyfinApiKey", "JELLYFIN_API_KEY", "Jellyfin API key (jellyfin.enabled)"),
+)
+SECRET_KEYS = frozenset(spec.key for spec in SECRETS)
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    key: str  # path under the namespace, e.g. "gpus[0].address"
+    value: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = "(missing)" if self.value is _MISSING else repr(self.value)
+        return f"{PROJECT}:{self.key} = {shown}: {self.allowed}"
+
+
+class ConfigError(pulumi.RunError):
+    """Raised before any resource is registered. A RunError prints no traceback."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"invalid stack configuration ({len(issues)} problem(s)):\n{lines}")
+
+
+_MISSING = object()
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _issue_from_pydantic(error: Mapping[str, Any], model: type[BaseModel]) -> ConfigIssue:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        return ConfigIssue(_key_path(loc), error.get("input"), f"unknown key; allowed here: {allowed}")
+    if kind == "missing":
+        return ConfigIssue(_key_path(loc), _MISSING, "required key is missing")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return ConfigIssue(_key_path(loc), error.get("input"), message)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """Walk the model along ``loc`` (aliases) to list the keys allowed there."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or name: f for name, f in current.model_fields.items()}
+        field = fields.get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            inner = getattr(candidate, "__args__", None)
+            for target in (candidate, *(inner or ())):
+                if isinstance(target, type) and issubclass(target, BaseModel):
+                    current = target
+                    break
+    names = [f.alias or name for name, f in current.model_fields.items()]
+    return ", ".join(sorted(names))
+
+
+def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
+    """Rules that span more than one key. Each names the key to change."""
+    issues: list[ConfigIssue] = []
+    talos = parse_version(cfg.talos.version)
+
+    seen_slots: dict[str, int] = {}
+    seen_addresses: dict[str, int] = {}
+    seen_mappings: dict[str, int] = {}
+    for index, gpu in enumerate(cfg.gpus):
+        slot = cfg.slot(index)
+        if slot in seen_slots:
+            issues.append(ConfigIssue(f"gpus[{index}].slot", slot, f"each GPU needs its own slot; {slot} is already used by gpus[{seen_slots[slot]}]"))
+        seen_slots.setdefault(slot, index)
+        if gpu.address in seen_addresses:
+            issues.append(ConfigIssue(f"gpus[{index}].address", gpu.address, f"listed twice (also gpus[{seen_addresses[gpu.address]}])"))
+        seen_addresses.setdefault(gpu.address, index)
+        if gpu.passthrough == "mapping":
+            name = cfg.mapping_name(index)
+            if name in seen_mappings:
+                issues.append(ConfigIssue(f"gpus[{index}].mappingName", name, f"PCI mapping names must be unique (also gpus[{seen_mappings[name]}])"))
+            seen_mappings.setdefault(name, index)
+        if gpu.passthrough == "raw" and not (cfg.proxmox.auth_method == "password" and cfg.proxmox.username == "root@pam"):
+            issues.append(ConfigIssue(
+                f"gpus[{index}].passthrough", gpu.passthrough,
+                "a raw PCI id may only be set by root@pam with password auth (Proxmox refuses API tokens, even root@pam!x); "
+                "use passthrough: mapping (a PCI resource mapping, works with a token that has Mapping.Use) "
+                "or set proxmox.authMethod: password and proxmox.username: root@pam",
+            ))
+        if gpu.pcie and cfg.vm.machine != "q35":
+            issues.append(ConfigIssue("vm.machine", cfg.vm.machine, f"gpus[{index}].pcie is true and PCIe passthrough needs machine q35 (Proxmox: 'q35 machine model is not enabled'); set vm.machine: q35 or gpus[{index}].pcie: false"))
+
+    if cfg.proxmox.auth_method == "password" and not cfg.proxmox.username:
+        issues.append(ConfigIssue("proxmox.username", None, "required with authMethod password, e.g. root@pam"))
+
+    if cfg.host.enabled:
+        if not cfg.host.address:
+            issues.append(ConfigIssue("host.address", None, "required when host.enabled is true: the Proxmox host's SSH address"))
+        if not cfg.host.host_key:
+            issues.append(ConfigIssue("host.hostKey", None, "required when host.enabled is true: pin the host key (SHA256 fingerprint or known_hosts line); unknown keys are never accepted"))
+
+    stack = cfg.gpu_stack
+    if stack.mode == "operator":
+        if talos < (1, 13, 0):
+            issues.append(ConfigIssue("gpuStack.mode", stack.mode, f"the GPU Operator is not supported on Talos {cfg.talos.version} (its validator loops on driver validation); use gpuStack.mode: devicePlugin, or upgrade Talos one minor at a time to v1.13"))
+        if parse_version(stack.operator_chart_version) < (26, 3, 1):
+            issues.append(ConfigIssue("gpuStack.operatorChartVersion", stack.operator_chart_version, "Talos documents the GPU Operator from v26.3.1 (hostPaths.driverInstallDir=/usr/local); use v26.3.1 or newer, or gpuStack.mode: devicePlugin"))
+    elif talos < (1, 9, 0):
+        issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
+    if stack.time_slicing.enabled and stack.time_slicing.replicas < 2:
+        issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"))
+    if stack.time_slicing.replicas > 64:
+        issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "at most 64 replicas per GPU"))
+
+    if cfg.jellyfin.enabled and not cfg.jellyfin.url:
+        issues.append(ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"))
+    return issues
+
+
+def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate a mapping of top-level key -> value (namespace stripped)."""
+    extra = sorted(key for key in raw if key not in _TOP_LEVEL_KEYS and key not in SECRET_KEYS)
+    issues = [ConfigIssue(key, raw[key], f"unknown key; allowed: {', '.join(sorted(_TOP_LEVEL_KEYS | SECRET_KEYS))}") for key in extra]
+    data = {key: value for key, value in raw.items() if key in _TOP_LEVEL_KEYS}
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as error:
+        issues += [_issue_from_pydantic(item, StackConfig) for item in error.errors()]
+        raise ConfigError(issues) from None
+    issues += cross_field_issues(cfg)
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+_TOP_LEVEL_KEYS = frozenset(field.alias or name for name, field in StackConfig.model_fields.items())
+
+
+def load_stack_config() -> StackConfig:
+    """Read this stack's config from the Pulumi engine and validate it."""
+    import json
+
+    raw: dict[str, Any] = {}
+    prefix = f"{PROJECT}:"
+    issues: list[ConfigIssue] = []
+    for full_key, text in pulumi.runtime.config.CONFIG.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix):]
+        if key in SECRET_KEYS:
+            if not pulumi.runtime.is_config_secret(full_key):
+                issues.append(ConfigIssue(key, "(hidden)", f"is stored in plain text; set it with `pulumi config set --secret {key}`"))
+            continue
+        try:
+            raw[key] = json.loads(text)
+        except (TypeError, ValueError):
+            raw[key] = text
+    if issues:
+        raise ConfigError(issues)
+    return parse_stack_config(raw)
+
+
+def secret(key: str) -> pulumi.Output[str] | None:
+    """A secret from config (``--secret``) or its environment variable, as a
+    secret Output; None when neither is set."""
+    import os
+
+    spec = next(spec for spec in SECRETS if spec.key == key)
+    value = pulumi.Config(PROJECT).get_secret(key)
+    if value is not None:
+        return value
+    if spec.env and os.environ.get(spec.env):
+        return pulumi.Output.secret(os.environ[spec.env])
+    return None
