@@ -274,6 +274,9 @@ class VmConfig(_Model):
     boot_iso: str | None = None
     on_boot: bool = True
     start_timeout_seconds: Annotated[int, Field(ge=60, le=7200)] | None = None
+    # `pulumi destroy` leaves the VM and its disks in place (they may hold
+    # Ceph OSDs); set false to let destroy delete a VM this stack created.
+    retain_on_destroy: bool = True
 
     @property
     def start_timeout(self) -> int:
@@ -322,7 +325,6 @@ class GpuStackConfig(_Model):
     device_plugin_chart_version: PlainChartVersion = "0.18.2"
     config_map_name: DnsLabel = "time-slicing-config"
     config_key: ConfigMapKey | None = None
-    default_config_key: ConfigMapKey | None = None
     time_slicing: TimeSlicingConfig = TimeSlicingConfig()
     prometheus_operator: bool = False
     nfd: bool = True
@@ -431,6 +433,8 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for a bad mapping key
+            path += " (key)"
         else:
             path += f".{part}" if path else str(part)
     return path
@@ -553,7 +557,9 @@ def load_stack_config() -> StackConfig:
     raw: dict[str, Any] = {}
     prefix = f"{PROJECT}:"
     issues: list[ConfigIssue] = []
-    for full_key, text in pulumi.runtime.config.CONFIG.items():
+    # The engine hands config over either directly or through PULUMI_CONFIG.
+    everything = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    for full_key, text in everything.items():
         if not full_key.startswith(prefix):
             continue
         key = full_key[len(prefix):]
@@ -582,3 +588,51 @@ def secret(key: str) -> pulumi.Output[str] | None:
     if spec.env and os.environ.get(spec.env):
         return pulumi.Output.secret(os.environ[spec.env])
     return None
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """The secrets this stack needs, each a secret Output (or None when the
+    provider may find it on its own, e.g. kubeconfig in ~/.kube/config)."""
+
+    proxmox_api_token: pulumi.Output[str] | None
+    proxmox_password: pulumi.Output[str] | None
+    ssh_private_key: pulumi.Output[str] | None
+    talos_machine_secrets: pulumi.Output[str] | None
+    talos_client_configuration: pulumi.Output[str] | None
+    kubeconfig: pulumi.Output[str] | None
+    jellyfin_api_key: pulumi.Output[str] | None
+
+
+def required_secret_keys(cfg: StackConfig) -> list[str]:
+    """Which secrets this configuration cannot do without."""
+    needed = ["proxmoxApiToken" if cfg.proxmox.auth_method == "apiToken" else "proxmoxPassword"]
+    if cfg.host.enabled:
+        needed.append("sshPrivateKey")
+    needed += ["talosMachineSecrets", "talosClientConfiguration"]
+    if cfg.jellyfin.enabled:
+        needed.append("jellyfinApiKey")
+    return needed
+
+
+def load_secrets(cfg: StackConfig) -> StackSecrets:
+    """Read every secret; refuse (before any resource) when a required one is
+    missing, naming the key and the environment variable that can stand in."""
+    values = {spec.key: secret(spec.key) for spec in SECRETS}
+    issues = []
+    for key in required_secret_keys(cfg):
+        if values[key] is None:
+            spec = next(spec for spec in SECRETS if spec.key == key)
+            env = f" or export {spec.env}" if spec.env else ""
+            issues.append(ConfigIssue(key, _MISSING, f"required secret ({spec.purpose}); set it with `pulumi config set --secret {key}`{env}"))
+    if issues:
+        raise ConfigError(issues)
+    return StackSecrets(
+        proxmox_api_token=values["proxmoxApiToken"],
+        proxmox_password=values["proxmoxPassword"],
+        ssh_private_key=values["sshPrivateKey"],
+        talos_machine_secrets=values["talosMachineSecrets"],
+        talos_client_configuration=values["talosClientConfiguration"],
+        kubeconfig=values["kubeconfig"],
+        jellyfin_api_key=values["jellyfinApiKey"],
+    )

@@ -1,0 +1,124 @@
+"""Pure planning for the cluster side (GpuStack): what goes into Kubernetes.
+
+No Pulumi resources here, so `render` and the tests see exactly what the
+component registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from components.config import StackConfig
+
+GPU_RESOURCE = "nvidia.com/gpu"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+RUNTIME_CLASS = "nvidia"
+
+OPERATOR_CHART = "gpu-operator"
+OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"  # fact 12: not oci://ghcr.io
+DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
+DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
+
+# Pod Security Admission: the operator's daemonsets mount host paths and /dev.
+PRIVILEGED_NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/audit": "privileged",
+    "pod-security.kubernetes.io/warn": "privileged",
+}
+
+
+def field_manager(cfg: StackConfig) -> str:
+    """Server-side-apply field manager: one per node stack, so stacks never
+    take each other's fields."""
+    return f"proxmox-talos-gpu-{cfg.node_name}"
+
+
+def device_plugin_config(cfg: StackConfig) -> dict[str, Any]:
+    """This node's device-plugin config, in the schema the plugin accepts
+    (fact 10: `resources: [{name, replicas}]`, not `replicas:` alone)."""
+    migs = any(gpu.mig for gpu in cfg.gpus)
+    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "single" if migs else "none"}}
+    sharing = cfg.gpu_stack.time_slicing
+    if sharing.enabled:
+        config["sharing"] = {
+            "timeSlicing": {
+                "renameByDefault": sharing.rename_by_default,
+                "failRequestsGreaterThanOne": sharing.fail_requests_greater_than_one,
+                "resources": [{"name": GPU_RESOURCE, "replicas": sharing.replicas}],
+            }
+        }
+    return config
+
+
+def device_plugin_config_yaml(cfg: StackConfig) -> str:
+    return yaml.safe_dump(device_plugin_config(cfg), sort_keys=False)
+
+
+def operator_values(cfg: StackConfig) -> dict[str, Any]:
+    """GPU Operator values for Talos (facts 11, 13, 14): driver and toolkit come
+    from Talos extensions; no `validator.enabled` / `operator.defaultRuntime`
+    (not chart keys); ServiceMonitor only with the Prometheus Operator."""
+    stack = cfg.gpu_stack
+    return {
+        "driver": {"enabled": False},
+        "toolkit": {"enabled": False},
+        "hostPaths": {"driverInstallDir": "/usr/local"},
+        "devicePlugin": {
+            "enabled": True,
+            "config": {"name": stack.config_map_name, "default": cfg.config_key},
+        },
+        "gfd": {"enabled": True},
+        "dcgmExporter": {
+            "enabled": True,
+            "serviceMonitor": {"enabled": stack.prometheus_operator},
+        },
+        "migManager": {"enabled": any(gpu.mig for gpu in cfg.gpus)},
+        "nfd": {"enabled": stack.nfd},
+    }
+
+
+def device_plugin_values(cfg: StackConfig) -> dict[str, Any]:
+    """nvidia-device-plugin chart values (Talos < 1.13, fact 13): RuntimeClass
+    `nvidia` so the plugin sees the driver, the same time-slicing ConfigMap, GFD on."""
+    stack = cfg.gpu_stack
+    return {
+        "runtimeClassName": RUNTIME_CLASS,
+        "config": {"name": stack.config_map_name, "default": cfg.config_key},
+        "gfd": {"enabled": True},
+        "nfd": {"enabled": stack.nfd},
+    }
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    release_name: str
+    chart: str
+    repo: str
+    version: str
+    values: dict[str, Any]
+
+
+def helm_chart(cfg: StackConfig) -> HelmChart:
+    stack = cfg.gpu_stack
+    if stack.mode == "operator":
+        return HelmChart("gpu-operator", OPERATOR_CHART, OPERATOR_REPO, stack.operator_chart_version, operator_values(cfg))
+    return HelmChart("nvidia-device-plugin", DEVICE_PLUGIN_CHART, DEVICE_PLUGIN_REPO, stack.device_plugin_chart_version, device_plugin_values(cfg))
+
+
+def node_labels(cfg: StackConfig) -> dict[str, str]:
+    """Labels this stack puts on its node: which device-plugin config applies."""
+    return {DEVICE_PLUGIN_CONFIG_LABEL: cfg.config_key}
+
+
+def value_key_paths(values: Any, prefix: str = "") -> list[str]:
+    """Every leaf key path of a values tree (`a.b.c`), for checking against a
+    chart's values.yaml."""
+    if isinstance(values, dict) and values:
+        paths: list[str] = []
+        for key, value in values.items():
+            paths += value_key_paths(value, f"{prefix}.{key}" if prefix else str(key))
+        return paths
+    return [prefix] if prefix else []

@@ -1,0 +1,174 @@
+"""Config is validated once, at the edge: every bad value names its key path,
+the value and what is allowed, and stops the program before any resource."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pulumi
+import pytest
+
+from components.config import ConfigError, StackConfig, normalise_pci_address, parse_stack_config
+from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """Mutation that sets a dotted path (`gpus.0.address`) in the raw config."""
+    def mutate(raw: dict[str, Any]) -> None:
+        parts = path.split(".")
+        target: Any = raw
+        for part in parts[:-1]:
+            target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
+        last = parts[-1]
+        if last.isdigit():
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        parts = path.split(".")
+        target: Any = raw
+        for part in parts[:-1]:
+            target = target[int(part)] if part.isdigit() else target[part]
+        del target[parts[-1]]
+    return mutate
+
+
+def _both(*mutations: Mutation) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(raw)
+    return mutate
+
+
+SECOND_T4 = {"address": "0000:af:00.0", "id": "10de:1eb8", "slot": "hostpci0"}
+
+# (case id, mutation, key path the message must name, a fragment of what is allowed)
+BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
+    ("pci address too short", _set("gpus.0.address", "3b:00"), "gpus[0].address", "0000:3b:00.0"),
+    ("pci address with bad function", _set("gpus.0.address", "0000:3b:00.9"), "gpus[0].address", "domain:bus:device.function"),
+    ("pci address not hex", _set("gpus.0.address", "0000:zz:00.0"), "gpus[0].address", "PCI address"),
+    ("vendor:device wrong shape", _set("gpus.0.id", "10de-1eb8"), "gpus[0].id", "10de:1eb8"),
+    ("subsystem id too long", _set("gpus.0.subsystemId", "10de:12a2a"), "gpus[0].subsystemId", "vendor:device"),
+    ("vmid below Proxmox range", _set("vm.vmId", 99), "vm.vmId", "greater than or equal to 100"),
+    ("vmid not a number", _set("vm.vmId", "moody"), "vm.vmId", "integer"),
+    ("slot is a pci address (the guide's device=)", _set("gpus.0.slot", "0000:3b:00.0"), "gpus[0].slot", "hostpci0 .. hostpci15"),
+    ("slot out of range", _set("gpus.0.slot", "hostpci16"), "gpus[0].slot", "hostpci15"),
+    ("duplicate slot", lambda raw: raw["gpus"].append(dict(SECOND_T4)), "gpus[1].slot", "already used by gpus[0]"),
+    ("same gpu twice", lambda raw: raw["gpus"].append({**SECOND_T4, "address": "3b:00.0", "slot": "hostpci1"}), "gpus[1].address", "listed twice"),
+    ("replicas below 2 (the plugin rejects 1)", _set("gpuStack.timeSlicing.replicas", 1), "gpuStack.timeSlicing.replicas", "2 or more"),
+    ("replicas absurd", _set("gpuStack.timeSlicing.replicas", 500), "gpuStack.timeSlicing.replicas", "at most 64"),
+    ("talos version without v", _set("talos.version", "1.13.9"), "talos.version", "v1.13.9"),
+    ("talos version 2.x", _set("talos.version", "v2.0.0"), "talos.version", "Talos version"),
+    ("operator chart without leading v", _set("gpuStack.operatorChartVersion", "26.7.0"), "gpuStack.operatorChartVersion", "leading v"),
+    ("operator chart too old for Talos", _set("gpuStack.operatorChartVersion", "v25.10.1"), "gpuStack.operatorChartVersion", "v26.3.1"),
+    ("device plugin chart with v", _set("gpuStack.devicePluginChartVersion", "v0.18.2"), "gpuStack.devicePluginChartVersion", "without a leading v"),
+    ("operator mode on Talos 1.11 (the guide's pair)", _set("talos.version", "v1.11.6"), "gpuStack.mode", "devicePlugin"),
+    ("operator mode on Talos 1.12", _set("talos.version", "v1.12.4"), "gpuStack.mode", "devicePlugin"),
+    ("unknown mode", _set("gpuStack.mode", "helm"), "gpuStack.mode", "'operator' or 'devicePlugin'"),
+    ("pcie without q35", _set("vm.machine", "pc"), "vm.machine", "q35"),
+    ("machine type unknown", _set("vm.machine", "i440fx"), "vm.machine", "'q35' or 'pc'"),
+    ("raw id with an API token", _set("gpus.0.passthrough", "raw"), "gpus[0].passthrough", "mapping"),
+    ("raw id with password auth but not root@pam", _both(_set("gpus.0.passthrough", "raw"), _set("proxmox.authMethod", "password"), _set("proxmox.username", "admin@pve")), "gpus[0].passthrough", "root@pam"),
+    ("password auth without username", _set("proxmox.authMethod", "password"), "proxmox.username", "root@pam"),
+    ("unknown key in vm (typo)", _set("vm.memory", 243712), "vm.memory", "memoryMiB"),
+    ("unknown top-level key", _set("gpu", {}), "gpu", "unknown key"),
+    ("unknown key in a gpu", _set("gpus.0.device", "0000:3b:00.0"), "gpus[0].device", "unknown key"),
+    ("guide's time-slicing key", _set("gpuStack.timeSlicing.resources", []), "gpuStack.timeSlicing.resources", "unknown key"),
+    ("no gpus", _set("gpus", []), "gpus", "at least 1"),
+    ("missing vm section", _delete("vm"), "vm", "required"),
+    ("mac address malformed", _set("vm.network.macAddress", "94:96:cc:43:7d"), "vm.network.macAddress", "MAC address"),
+    ("vlan out of range", _set("vm.network.vlanId", 4095), "vm.network.vlanId", "less than or equal to 4094"),
+    ("vm name not a dns label", _set("vm.name", "Moody_Good"), "vm.name", "DNS label"),
+    ("host key not pinned", _delete("host.hostKey"), "host.hostKey", "pin the host key"),
+    ("host key garbage", _set("host.hostKey", "yes"), "host.hostKey", "SHA256"),
+    ("ssh port out of range", _set("host.port", 70000), "host.port", "65535"),
+    ("node address not an IP", _set("talos.nodeAddress", "moody-good"), "talos.nodeAddress", "IPv4 or IPv6"),
+    ("proxmox endpoint not https", _set("proxmox.endpoint", "http://pve5:8006"), "proxmox.endpoint", "https URL"),
+    ("node label with a space", lambda raw: raw["talos"]["nodeLabels"].update({"drmoo.io/gpu": "nvidia t4"}), "talos.nodeLabels.drmoo.io/gpu", "label value"),
+    ("node label key invalid", lambda raw: raw["talos"]["nodeLabels"].update({"drmoo.io/gpu type": "t4"}), "talos.nodeLabels.drmoo.io/gpu type (key)", "label key"),
+    ("extension name bare", _set("talos.extensions.extra", ["qemu-guest-agent"]), "talos.extensions.extra[0]", "siderolabs/"),
+    ("kmod branch unknown", _set("talos.extensions.branch", "beta"), "talos.extensions.branch", "'production' or 'lts'"),
+    ("jellyfin on without url", _both(_set("jellyfin.enabled", True), _delete("jellyfin.url")), "jellyfin.url", "required"),
+    ("memory too small", _set("vm.memoryMiB", 512), "vm.memoryMiB", "1024"),
+    ("duplicate mapping name", lambda raw: raw["gpus"].append({**SECOND_T4, "slot": "hostpci1", "mappingName": "moody-good-gpu0"}), "gpus[1].mappingName", "unique"),
+]
+
+
+@pytest.mark.parametrize("case, mutate, key, allowed", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_names_key_value_and_allowed(homelab, case, mutate, key, allowed):
+    mutate(homelab)
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(homelab)
+    message = str(raised.value)
+    assert f"proxmox-talos-gpu:{key}" in message, message
+    assert allowed in message, message
+    assert "Traceback" not in message
+
+
+def test_bad_input_table_is_large_enough():
+    assert len(BAD_INPUTS) >= 25
+
+
+def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback():
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_homelab_stack_parses_with_guide_values(homelab):
+    cfg = parse_stack_config(homelab)
+    assert isinstance(cfg, StackConfig)
+    assert (cfg.vm.vm_id, cfg.vm.name, cfg.vm.cores, cfg.vm.memory_mib) == (1105, "moody-good", 50, 243712)
+    assert cfg.gpus[0].address == "0000:3b:00.0" and cfg.gpus[0].id == "10de:1eb8"
+    assert cfg.talos.node_labels["drmoo.io/gpu"] == "nvidia-t4"
+    assert cfg.advertised_gpus == 4
+
+
+def test_short_pci_address_is_normalised(homelab):
+    homelab["gpus"][0]["address"] = "3B:00.0"
+    assert parse_stack_config(homelab).gpus[0].address == "0000:3b:00.0"
+    assert normalise_pci_address("0000:AF:00.1") == "0000:af:00.1"
+
+
+def test_sharing_off_allows_any_replicas_and_advertises_whole_gpus(homelab):
+    homelab["gpuStack"]["timeSlicing"] = {"enabled": False, "replicas": 1}
+    assert parse_stack_config(homelab).advertised_gpus == 1
+
+
+def test_every_problem_is_reported_at_once(homelab):
+    homelab["gpus"][0]["address"] = "nope"
+    homelab["vm"]["vmId"] = 1
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(homelab)
+    keys = {issue.key for issue in raised.value.issues}
+    assert {"gpus[0].address", "vm.vmId"} <= keys
+
+
+def test_bad_config_registers_no_resource():
+    raw = copy.deepcopy(stack_file_config())
+    raw["gpus"][0]["slot"] = "0000:3b:00.0"
+    with pytest.raises(ConfigError, match=r"gpus\[0\]\.slot"):
+        run_main(raw)
+
+
+def test_secret_set_in_plain_text_is_refused():
+    from tests.harness import run_program
+    import runpy
+    from tests.conftest import ROOT
+
+    config = {**stack_file_config(), "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+    secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "sshPrivateKey"}
+    with pytest.raises(ConfigError, match="sshPrivateKey .*plain text"):
+        run_program(lambda: runpy.run_path(str(ROOT / "__main__.py")), config, secret_keys=secrets)
+
+
+def test_missing_required_secret_names_key_and_env(monkeypatch):
+    monkeypatch.delenv("PROXMOX_VE_API_TOKEN", raising=False)
+    secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "proxmoxApiToken"}
+    with pytest.raises(ConfigError, match=r"proxmoxApiToken.*PROXMOX_VE_API_TOKEN"):
+        run_main(stack_file_config(), secrets)
