@@ -1,0 +1,85 @@
+"""The cluster-side plan against upstream data: every Helm values key the
+program sets exists in the chart; the time-slicing config has the schema the
+device plugin accepts (DESIGN.md facts 10, 11, 14)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from components import cluster
+from components.config import parse_stack_config
+from tests.conftest import reference
+
+
+def _has_path(tree: dict, path: str) -> bool:
+    node = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("chart_version", ["v26.7.0"])
+@pytest.mark.parametrize("prometheus, mig", [(False, False), (True, True)])
+def test_every_operator_values_key_exists_in_the_chart(homelab, chart_version, prometheus, mig):
+    chart_values = yaml.safe_load(reference("gpu-operator", f"values.{chart_version}.yaml").read_text())
+    homelab["gpuStack"]["prometheusOperator"] = prometheus
+    homelab["gpus"][0]["mig"] = mig
+    values = cluster.operator_values(parse_stack_config(homelab))
+    missing = [path for path in cluster.value_key_paths(values) if not _has_path(chart_values, path)]
+    assert missing == [], f"keys the gpu-operator {chart_version} chart does not have (Helm would ignore them): {missing}"
+
+
+def test_the_guides_dead_keys_are_really_absent_from_the_chart():
+    """Guards the check above: it must be able to fail on the guide's values."""
+    for version in ("v25.10.1", "v26.7.0"):
+        chart_values = yaml.safe_load(reference("gpu-operator", f"values.{version}.yaml").read_text())
+        assert not _has_path(chart_values, "validator.enabled"), version
+        assert not _has_path(chart_values, "operator.defaultRuntime"), version
+
+
+def test_value_key_paths_lists_leaves():
+    assert cluster.value_key_paths({"a": {"b": 1, "c": {"d": False}}, "e": []}) == ["a.b", "a.c.d", "e"]
+
+
+def _validate_plugin_config(config: dict) -> None:
+    """The rules of NVIDIA/k8s-device-plugin api/config/v1 (replicas.go):
+    version v1; timeSlicing needs a non-empty `resources` list whose entries
+    name a resource and ask for replicas >= 2; no `replicas` at the top."""
+    assert config["version"] == "v1"
+    sharing = config.get("sharing", {}).get("timeSlicing")
+    if sharing is None:
+        return
+    assert set(sharing) <= {"renameByDefault", "failRequestsGreaterThanOne", "resources"}, sharing
+    assert sharing["resources"], "no resources specified"
+    for resource in sharing["resources"]:
+        assert set(resource) <= {"name", "replicas", "rename", "devices"}, resource
+        assert resource["name"] == "nvidia.com/gpu"
+        assert isinstance(resource["replicas"], int) and resource["replicas"] >= 2
+
+
+def test_time_slicing_config_has_the_plugin_schema(homelab):
+    text = cluster.device_plugin_config_yaml(parse_stack_config(homelab))
+    config = yaml.safe_load(text)
+    _validate_plugin_config(config)
+    assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+
+
+def test_the_guides_time_slicing_config_fails_the_schema_check():
+    guide = {"version": "v1", "sharing": {"timeSlicing": {"replicas": 4, "failRequestsGreaterThanOne": False}}}
+    with pytest.raises(AssertionError):
+        _validate_plugin_config(guide)
+
+
+def test_sharing_off_writes_no_time_slicing(homelab):
+    homelab["gpuStack"]["timeSlicing"] = {"enabled": False}
+    config = cluster.device_plugin_config(parse_stack_config(homelab))
+    assert "sharing" not in config and config["flags"]["migStrategy"] == "none"
+
+
+def test_service_monitor_only_with_prometheus_operator(homelab):
+    assert cluster.operator_values(parse_stack_config(homelab))["dcgmExporter"]["serviceMonitor"]["enabled"] is False
+    homelab["gpuStack"]["prometheusOperator"] = True
+    assert cluster.operator_values(parse_stack_config(homelab))["dcgmExporter"]["serviceMonitor"]["enabled"] is True

@@ -1,0 +1,187 @@
+"""The whole program under Pulumi's mock engine: types, key inputs, parents
+and dependency edges, for the homelab stack and variants. Assertions are the
+facts of DESIGN.md, with the URN in every message."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.conftest import run_main, stack_file_config
+from tests.harness import ProgramRun, Registration, is_secret, reveal
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"
+GPU_VM = "proxmox-talos-gpu:proxmox:GpuVm"
+GPU_STACK = "proxmox-talos-gpu:kubernetes:GpuStack"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+CONFIG_MAP_PATCH = "kubernetes:core/v1:ConfigMapPatch"
+NODE_PATCH = "kubernetes:core/v1:NodePatch"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
+
+
+def two_gpu_config() -> dict:
+    raw = copy.deepcopy(stack_file_config())
+    raw["gpus"].append({"address": "af:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "slot": "hostpci1", "generation": "turing"})
+    return raw
+
+
+@pytest.fixture(scope="module")
+def homelab_run() -> ProgramRun:
+    return run_main(stack_file_config())
+
+
+@pytest.fixture(scope="module")
+def two_gpu_run() -> ProgramRun:
+    return run_main(two_gpu_config())
+
+
+def _parent_type(run: ProgramRun, reg: Registration) -> str:
+    return run.by_urn(reg.parent).type
+
+
+def test_vm_is_q35_without_ballooning(homelab_run):
+    vm = homelab_run.one(VM)
+    assert vm.inputs["machine"] == "q35", vm.urn
+    assert vm.inputs["memory"]["dedicated"] == 243712, vm.urn
+    assert vm.inputs["memory"]["floating"] == 0, f"{vm.urn}: ballooning must be off for passthrough"
+    assert vm.inputs["cpu"]["cores"] == 50 and vm.inputs["cpu"]["type"] == "host", vm.urn
+    assert vm.inputs["vmId"] == 1105 and vm.inputs["name"] == "moody-good" and vm.inputs["nodeName"] == "pve5", vm.urn
+    assert vm.inputs["networkDevices"] == [{"bridge": "vmbr0", "vlanId": 2, "macAddress": "94:96:cc:43:7d:80", "model": "virtio"}], vm.urn
+    assert vm.inputs["disks"][0]["datastoreId"] == "disk3" and vm.inputs["disks"][0]["size"] == 450, vm.urn
+    assert vm.inputs["tags"] == ["gpu", "kubernetes", "worker-node"], vm.urn
+    assert vm.inputs["timeoutStartVm"] >= 300, f"{vm.urn}: 238 GiB of pinned memory needs a long start timeout"
+
+
+def test_hostpci_uses_slot_name_and_mapping_not_pci_address(homelab_run):
+    vm = homelab_run.one(VM)
+    (hostpci,) = vm.inputs["hostpcis"]
+    assert hostpci["device"] == "hostpci0", f"{vm.urn}: device is the slot name (fact 1)"
+    assert hostpci["mapping"] == "moody-good-gpu0", vm.urn
+    assert "id" not in hostpci, f"{vm.urn}: raw ids need root@pam (fact 3)"
+    assert hostpci["pcie"] is True and hostpci["rombar"] is True and hostpci["xvga"] is False, vm.urn
+
+
+def test_pci_mapping_carries_id_path_group_and_subsystem(homelab_run):
+    mapping = homelab_run.one(PCI_MAPPING)
+    (entry,) = mapping.inputs["maps"]
+    assert entry == {"id": "10de:1eb8", "node": "pve5", "path": "0000:3b:00.0", "subsystemId": "10de:12a2"} | ({"iommuGroup": entry["iommuGroup"]} if "iommuGroup" in entry else {}), mapping.urn
+    assert mapping.inputs["name"] == "moody-good-gpu0", mapping.urn
+
+
+def test_vm_waits_for_its_pci_mappings_and_lives_in_gpu_vm(homelab_run):
+    vm, mapping = homelab_run.one(VM), homelab_run.one(PCI_MAPPING)
+    assert homelab_run.depends_on(vm, mapping), vm.urn
+    assert _parent_type(homelab_run, vm) == GPU_VM and _parent_type(homelab_run, mapping) == GPU_VM, vm.urn
+
+
+def test_every_cluster_object_waits_for_the_vm(homelab_run):
+    vm = homelab_run.one(VM)
+    for reg in homelab_run.registrations:
+        if reg.type.startswith("kubernetes:"):
+            assert homelab_run.depends_on(reg, vm), f"{reg.urn} must not be created before the GPU node's VM"
+            assert _parent_type(homelab_run, reg) == GPU_STACK, reg.urn
+
+
+def test_operator_release_uses_ngc_repo_and_talos_values(homelab_run):
+    release = homelab_run.one(RELEASE)
+    inputs = release.inputs
+    assert inputs["chart"] == "gpu-operator" and inputs["version"] == "v26.7.0", release.urn
+    assert inputs["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia", f"{release.urn}: fact 12"
+    values = inputs["values"]
+    assert values["driver"]["enabled"] is False and values["toolkit"]["enabled"] is False, release.urn
+    assert values["hostPaths"]["driverInstallDir"] == "/usr/local", f"{release.urn}: fact 13"
+    assert values["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "moody-good"}, release.urn
+    assert values["dcgmExporter"]["serviceMonitor"]["enabled"] is False, f"{release.urn}: no Prometheus Operator configured (fact 14)"
+    assert values["migManager"]["enabled"] is False, f"{release.urn}: T4 has no MIG"
+    assert "validator" not in values and "operator" not in values, f"{release.urn}: dead keys (fact 11)"
+
+
+def test_release_waits_for_time_slicing_config_map(homelab_run):
+    release, config_map = homelab_run.one(RELEASE), homelab_run.one(CONFIG_MAP)
+    assert homelab_run.depends_on(release, config_map), release.urn
+
+
+def test_namespace_is_privileged(homelab_run):
+    namespace = homelab_run.one(NAMESPACE)
+    labels = namespace.inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged", namespace.urn
+
+
+def test_operator_mode_creates_no_runtime_class(homelab_run):
+    assert homelab_run.by_type(RUNTIME_CLASS) == [], "the GPU Operator owns RuntimeClass nvidia (fact 15)"
+
+
+def test_node_is_labelled_with_its_config_key_after_the_key_exists(homelab_run):
+    label, config_map = homelab_run.one(NODE_PATCH), homelab_run.one(CONFIG_MAP)
+    metadata = label.inputs["metadata"]
+    assert metadata["name"] == "moody-good" and metadata["labels"] == {"nvidia.com/device-plugin.config": "moody-good"}, label.urn
+    assert metadata["annotations"]["pulumi.com/patchFieldManager"] == "proxmox-talos-gpu-moody-good", label.urn
+    assert homelab_run.depends_on(label, config_map), label.urn
+
+
+def test_provider_credentials_stay_secret(homelab_run):
+    proxmox = homelab_run.one("pulumi:providers:proxmoxve")
+    kubernetes = homelab_run.one("pulumi:providers:kubernetes")
+    assert is_secret(proxmox.inputs["apiToken"]), proxmox.urn
+    assert is_secret(kubernetes.inputs["kubeconfig"]), kubernetes.urn
+    assert kubernetes.inputs["enableServerSideApply"] in (True, "true"), kubernetes.urn
+
+
+def test_stack_outputs(homelab_run):
+    assert homelab_run.outputs["vmId"] == 1105
+    assert homelab_run.outputs["advertisedGpus"] == 4
+
+
+def test_two_gpus_get_two_slots_and_two_mappings(two_gpu_run):
+    vm = two_gpu_run.one(VM)
+    assert [hostpci["device"] for hostpci in vm.inputs["hostpcis"]] == ["hostpci0", "hostpci1"], vm.urn
+    mappings = two_gpu_run.by_type(PCI_MAPPING)
+    assert sorted(reveal(m.inputs["maps"])[0]["path"] for m in mappings) == ["0000:3b:00.0", "0000:af:00.0"]
+    assert all(two_gpu_run.depends_on(vm, mapping) for mapping in mappings), vm.urn
+    assert two_gpu_run.outputs["advertisedGpus"] == 8
+
+
+def test_raw_id_passthrough_as_root_pam(homelab):
+    homelab["proxmox"].update(authMethod="password", username="root@pam")
+    homelab["gpus"][0]["passthrough"] = "raw"
+    from tests.conftest import FAKE_SECRETS
+    secrets = {**FAKE_SECRETS, "proxmoxPassword": "hunter2"}
+    run = run_main(homelab, secrets)
+    vm = run.one(VM)
+    assert vm.inputs["hostpcis"][0]["id"] == "0000:3b:00.0" and "mapping" not in vm.inputs["hostpcis"][0], vm.urn
+    assert run.by_type(PCI_MAPPING) == []
+    provider = run.one("pulumi:providers:proxmoxve")
+    assert is_secret(provider.inputs["password"]) and provider.inputs["username"] == "root@pam", provider.urn
+
+
+def test_non_owner_stack_only_adds_its_key_and_label(homelab):
+    homelab["vm"].update(vmId=1106, name="moody-bad")
+    homelab["gpus"][0]["address"] = "0000:af:00.0"
+    homelab["gpuStack"]["ownsClusterObjects"] = False
+    run = run_main(homelab)
+    for type_ in (NAMESPACE, CONFIG_MAP, RELEASE, RUNTIME_CLASS):
+        assert run.by_type(type_) == [], f"a non-owner stack must not create {type_}"
+    patch = run.one(CONFIG_MAP_PATCH)
+    assert patch.inputs["metadata"]["name"] == "time-slicing-config" and patch.inputs["metadata"]["namespace"] == "gpu-operator", patch.urn
+    assert list(patch.inputs["data"]) == ["moody-bad"], patch.urn
+    assert patch.inputs["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "proxmox-talos-gpu-moody-bad", patch.urn
+    label = run.one(NODE_PATCH)
+    assert label.inputs["metadata"]["labels"] == {"nvidia.com/device-plugin.config": "moody-bad"}, label.urn
+    assert run.depends_on(label, patch), label.urn
+
+
+def test_device_plugin_mode_on_talos_1_11(homelab):
+    homelab["talos"]["version"] = "v1.11.6"
+    homelab["gpuStack"]["mode"] = "devicePlugin"
+    run = run_main(homelab)
+    release = run.one(RELEASE)
+    assert release.inputs["chart"] == "nvidia-device-plugin" and release.inputs["version"] == "0.18.2", release.urn
+    assert release.inputs["repositoryOpts"]["repo"] == "https://nvidia.github.io/k8s-device-plugin", release.urn
+    assert release.inputs["values"]["runtimeClassName"] == "nvidia" and release.inputs["values"]["gfd"]["enabled"] is True, release.urn
+    runtime_class = run.one(RUNTIME_CLASS)
+    assert runtime_class.inputs["handler"] == "nvidia", runtime_class.urn
+    assert run.depends_on(release, runtime_class), release.urn
