@@ -16,12 +16,72 @@ from components.config import StackConfig
 from components.options import child_options
 
 
-def _lookup(mapping: pulumi.Input[dict[str, Any]] | None, key: str, fallback: Any) -> pulumi.Input[Any]:
-    """Value for one GPU from a host-facts output (e.g. IOMMU group by address),
+def hostpci_entries(cfg: StackConfig) -> list[dict[str, Any]]:
+    """One `hostpci` block per GPU: slot name in `device`, then either the PCI
+    mapping's name (works with API tokens) or the raw address (root@pam only)."""
+    entries = []
+    for index, gpu in enumerate(cfg.gpus):
+        entry: dict[str, Any] = {"device": cfg.slot(index)}
+        if gpu.passthrough == "mapping":
+            entry["mapping"] = cfg.mapping_name(index)
+        else:
+            entry["id"] = gpu.address
+        entry.update(pcie=gpu.pcie, rombar=gpu.rombar, xvga=gpu.xvga)
+        entries.append(entry)
+    return entries
+
+
+def pci_mappings(cfg: StackConfig) -> list[dict[str, Any]]:
+    """The PCI resource mappings (hardware.mapping.Pci) for mapped GPUs; IOMMU
+    group and subsystem id as configured (host facts fill them in at run time)."""
+    return [
+        {
+            "name": cfg.mapping_name(index),
+            "comment": f"{gpu.id} at {gpu.address} for VM {cfg.vm.vm_id} ({cfg.vm.name}), managed by Pulumi",
+            "maps": [{"id": gpu.id, "node": cfg.proxmox.node, "path": gpu.address,
+                      "iommu_group": gpu.iommu_group, "subsystem_id": gpu.subsystem_id}],
+        }
+        for index, gpu in enumerate(cfg.gpus)
+        if gpu.passthrough == "mapping"
+    ]
+
+
+def vm_args(cfg: StackConfig) -> dict[str, Any]:
+    """The VmLegacy arguments, pure (render writes the same dict)."""
+    vm = cfg.vm
+    return {
+        "node_name": cfg.proxmox.node,
+        "vm_id": vm.vm_id,
+        "name": vm.name,
+        "description": vm.description,
+        "tags": sorted(vm.tags),
+        "machine": vm.machine,
+        "bios": vm.bios,
+        "efi_disk": {"datastore_id": vm.disk.datastore_id, "file_format": "raw", "type": "4m"} if vm.bios == "ovmf" else None,
+        "on_boot": vm.on_boot,
+        "operating_system": {"type": "l26"},
+        "agent": {"enabled": "siderolabs/qemu-guest-agent" in cfg.talos.extensions.extra},
+        "cpu": {"cores": vm.cores, "sockets": vm.sockets, "type": vm.cpu_type},
+        # floating=0: no balloon device; passthrough pins all guest memory (fact 4).
+        "memory": {"dedicated": vm.memory_mib, "floating": 0},
+        "scsi_hardware": "virtio-scsi-single",
+        "disks": [{"interface": vm.disk.interface, "datastore_id": vm.disk.datastore_id, "size": vm.disk.size_gib, "file_format": "raw"}],
+        "cdrom": {"file_id": vm.boot_iso, "interface": "ide2"} if vm.boot_iso else None,
+        "network_devices": [{"bridge": vm.network.bridge, "vlan_id": vm.network.vlan_id,
+                             "mac_address": vm.network.mac_address, "model": vm.network.model}],
+        "hostpcis": hostpci_entries(cfg),
+        "timeout_start_vm": vm.start_timeout,
+        # Never let a destroy take the VM's disks with it unless asked.
+        "delete_unreferenced_disks_on_destroy": False,
+    }
+
+
+def _lookup(found: pulumi.Input[dict[str, Any]] | None, key: str, fallback: Any) -> pulumi.Input[Any]:
+    """One GPU's value from a host-facts output (e.g. IOMMU group by address),
     falling back to the configured value when host preparation is off."""
-    if mapping is None:
+    if found is None:
         return fallback
-    return pulumi.Output.from_input(mapping).apply(lambda found: found.get(key, fallback))
+    return pulumi.Output.from_input(found).apply(lambda values: values.get(key, fallback))
 
 
 class GpuVm(pulumi.ComponentResource):
@@ -35,81 +95,35 @@ class GpuVm(pulumi.ComponentResource):
                  subsystem_ids: pulumi.Input[dict[str, str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("proxmox-talos-gpu:proxmox:GpuVm", name, None, opts)
-        vm_cfg = cfg.vm
-        hostpcis: list[proxmoxve.VmLegacyHostpciArgs] = []
-        mappings: list[proxmoxve.hardware.mapping.Pci] = []
-        self.slots, self.mapping_names = [], []
-        for index, gpu in enumerate(cfg.gpus):
-            slot = cfg.slot(index)
-            self.slots.append(slot)
-            device = {"pcie": gpu.pcie, "rombar": gpu.rombar, "xvga": gpu.xvga}
-            if gpu.passthrough == "mapping":
-                # A cluster-level PCI mapping lets API tokens with Mapping.Use
-                # attach the device; raw ids are root@pam-only (fact 3).
-                mapping_name = cfg.mapping_name(index)
-                self.mapping_names.append(mapping_name)
-                mapping = proxmoxve.hardware.mapping.Pci(
-                    mapping_name,
-                    name=mapping_name,
-                    comment=f"{gpu.id} at {gpu.address} for VM {vm_cfg.vm_id} ({vm_cfg.name}), managed by Pulumi",
-                    maps=[proxmoxve.hardware.mapping.PciMapArgs(
-                        id=gpu.id,
-                        node=cfg.proxmox.node,
-                        path=gpu.address,
-                        iommu_group=_lookup(iommu_groups, gpu.address, gpu.iommu_group),
-                        subsystem_id=_lookup(subsystem_ids, gpu.address, gpu.subsystem_id),
-                    )],
-                    opts=child_options(self, opts),
-                )
-                mappings.append(mapping)
-                hostpcis.append(proxmoxve.VmLegacyHostpciArgs(device=slot, mapping=mapping.name, **device))
-            else:
-                hostpcis.append(proxmoxve.VmLegacyHostpciArgs(device=slot, id=gpu.address, **device))
-
-        efi_disk = None
-        if vm_cfg.bios == "ovmf":
-            efi_disk = proxmoxve.VmLegacyEfiDiskArgs(datastore_id=vm_cfg.disk.datastore_id, file_format="raw", type="4m")
-        self.vm_id = vm_cfg.vm_id
+        mappings = []
+        for spec in pci_mappings(cfg):
+            # A cluster-level PCI mapping lets API tokens with Mapping.Use
+            # attach the device; raw ids are root@pam-only (fact 3).
+            (entry,) = spec["maps"]
+            entry = {**entry,
+                     "iommu_group": _lookup(iommu_groups, entry["path"], entry["iommu_group"]),
+                     "subsystem_id": _lookup(subsystem_ids, entry["path"], entry["subsystem_id"])}
+            mappings.append(proxmoxve.hardware.mapping.Pci(
+                spec["name"], name=spec["name"], comment=spec["comment"],
+                maps=[proxmoxve.hardware.mapping.PciMapArgs(**entry)],
+                opts=child_options(self, opts),
+            ))
+        args = vm_args(cfg)
+        # Reference each mapping by its output name, so the VM waits for it.
+        by_name = {mapping_spec["name"]: mapping for mapping_spec, mapping in zip(pci_mappings(cfg), mappings, strict=False)}
+        args["hostpcis"] = [{**entry, "mapping": by_name[entry["mapping"]].name} if "mapping" in entry else entry
+                            for entry in args["hostpcis"]]
+        self.vm_id = cfg.vm.vm_id
+        self.slots = [entry["device"] for entry in args["hostpcis"]]
+        self.mapping_names = list(by_name)
         self.vm = proxmoxve.VmLegacy(
-            name,
-            node_name=cfg.proxmox.node,
-            vm_id=vm_cfg.vm_id,
-            name=vm_cfg.name,
-            description=vm_cfg.description,
-            tags=sorted(vm_cfg.tags),
-            machine=vm_cfg.machine,
-            bios=vm_cfg.bios,
-            efi_disk=efi_disk,
-            on_boot=vm_cfg.on_boot,
-            operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
-            agent=proxmoxve.VmLegacyAgentArgs(enabled="siderolabs/qemu-guest-agent" in cfg.talos.extensions.extra),
-            cpu=proxmoxve.VmLegacyCpuArgs(cores=vm_cfg.cores, sockets=vm_cfg.sockets, type=vm_cfg.cpu_type),
-            # floating=0: no balloon device; passthrough pins all guest memory (fact 4).
-            memory=proxmoxve.VmLegacyMemoryArgs(dedicated=vm_cfg.memory_mib, floating=0),
-            scsi_hardware="virtio-scsi-single",
-            disks=[proxmoxve.VmLegacyDiskArgs(
-                interface=vm_cfg.disk.interface,
-                datastore_id=vm_cfg.disk.datastore_id,
-                size=vm_cfg.disk.size_gib,
-                file_format="raw",
-            )],
-            cdrom=proxmoxve.VmLegacyCdromArgs(file_id=vm_cfg.boot_iso, interface="ide2") if vm_cfg.boot_iso else None,
-            network_devices=[proxmoxve.VmLegacyNetworkDeviceArgs(
-                bridge=vm_cfg.network.bridge,
-                vlan_id=vm_cfg.network.vlan_id,
-                mac_address=vm_cfg.network.mac_address,
-                model=vm_cfg.network.model,
-            )],
-            hostpcis=hostpcis,
-            timeout_start_vm=vm_cfg.start_timeout,
-            # Never let a destroy take the VM's disks with it unless asked.
-            delete_unreferenced_disks_on_destroy=False,
-            opts=child_options(self, opts, depends_on=mappings, retain_on_delete=vm_cfg.retain_on_destroy),
+            name, **args,
+            opts=child_options(self, opts, depends_on=mappings, retain_on_delete=cfg.vm.retain_on_destroy),
         )
         self.register_outputs({
-            "vmId": vm_cfg.vm_id,
-            "name": vm_cfg.name,
-            "machine": vm_cfg.machine,
+            "vmId": cfg.vm.vm_id,
+            "name": cfg.vm.name,
+            "machine": cfg.vm.machine,
             "hostpciSlots": self.slots,
             "pciMappings": self.mapping_names,
         })

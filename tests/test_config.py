@@ -4,7 +4,8 @@ the value and what is allowed, and stops the program before any resource."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pulumi
 import pytest
@@ -157,9 +158,10 @@ def test_bad_config_registers_no_resource():
 
 
 def test_secret_set_in_plain_text_is_refused():
-    from tests.harness import run_program
     import runpy
+
     from tests.conftest import ROOT
+    from tests.harness import run_program
 
     config = {**stack_file_config(), "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
     secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "sshPrivateKey"}
