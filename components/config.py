@@ -17,6 +17,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -637,3 +638,19 @@ def load_secrets(cfg: StackConfig) -> StackSecrets:
         kubeconfig=values["kubeconfig"],
         jellyfin_api_key=values["jellyfinApiKey"],
     )
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    """Validate a ``Pulumi.<stack>.yaml`` file directly, without the Pulumi
+    engine (for the offline tools: render, doctor). Secret entries, which
+    the file holds encrypted, are skipped."""
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    prefix = f"{PROJECT}:"
+    raw = {
+        key[len(prefix):]: value
+        for key, value in (document.get("config") or {}).items()
+        if key.startswith(prefix) and key[len(prefix):] not in SECRET_KEYS
+    }
+    return parse_stack_config(raw)
