@@ -340,6 +340,11 @@ class JellyfinConfig(_Model):
     decode_codecs: list[str] | None = None
     enhanced_nvdec: bool = True
     timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30
+    # Jellyfin's AllowHevcEncoding / AllowAv1Encoding. None: on exactly when
+    # the GPU's NVENC can encode the codec (capability table); true where it
+    # cannot is refused (components.consumers.capabilities).
+    allow_hevc_encoding: bool | None = None
+    allow_av1_encoding: bool | None = None
 
 
 class ReadinessConfig(_Model):
@@ -640,17 +645,21 @@ def load_secrets(cfg: StackConfig) -> StackSecrets:
     )
 
 
-def load_stack_file(path: str | Path) -> StackConfig:
-    """Validate a ``Pulumi.<stack>.yaml`` file directly, without the Pulumi
-    engine (for the offline tools: render, doctor). Secret entries, which
-    the file holds encrypted, are skipped."""
+def read_stack_file(path: str | Path) -> dict[str, Any]:
+    """The non-secret config of a ``Pulumi.<stack>.yaml`` file, namespace
+    stripped. Secret entries, which the file holds encrypted, are skipped."""
     import yaml
 
     document = yaml.safe_load(Path(path).read_text()) or {}
     prefix = f"{PROJECT}:"
-    raw = {
+    return {
         key[len(prefix):]: value
         for key, value in (document.get("config") or {}).items()
         if key.startswith(prefix) and key[len(prefix):] not in SECRET_KEYS
     }
-    return parse_stack_config(raw)
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    """Validate a stack file directly, without the Pulumi engine (for the
+    offline tools: render, doctor)."""
+    return parse_stack_config(read_stack_file(path))

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from components.config import PROJECT
+from components.config import read_stack_file
 from tests.harness import ProgramRun, run_program
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +29,7 @@ FAKE_SECRETS = {
 
 def stack_file_config(stack: str = "homelab") -> dict[str, Any]:
     """Top-level config of Pulumi.<stack>.yaml, namespace stripped."""
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    prefix = f"{PROJECT}:"
-    return {key[len(prefix):]: value for key, value in document["config"].items() if key.startswith(prefix)}
+    return read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
 
 
 @pytest.fixture

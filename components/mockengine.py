@@ -1,0 +1,151 @@
+"""Run the Pulumi program in-process under Pulumi's mock engine and record
+every resource registration (type, name, parent, dependencies, inputs).
+
+Tests use it to assert the dependency graph the real engine would see;
+`render` uses it to draw that graph. No CLI, no plugins, no credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components.config import PROJECT
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    inputs: dict[str, Any]  # secrets still wrapped: see is_secret()
+    custom: bool
+    depends_on_urns: set[str] = field(default_factory=set)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def reveal(value: Any) -> Any:
+    """Strip secret wrappers recursively (for asserting on values)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {key: reveal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+class StateMocks(Mocks):
+    """Echo inputs as outputs; ``outputs[type]`` adds computed outputs."""
+
+    def __init__(self, outputs: Mapping[str, Callable[[MockResourceArgs], dict]] | None = None,
+                 calls: Mapping[str, Callable[[MockCallArgs], dict]] | None = None):
+        self.outputs = dict(outputs or {})
+        self.calls = dict(calls or {})
+
+    def new_resource(self, args: MockResourceArgs):
+        state = dict(args.inputs)
+        extra = self.outputs.get(args.typ)
+        if extra:
+            state.update(extra(args))
+        return f"{args.name}-id", state
+
+    def call(self, args: MockCallArgs):
+        handler = self.calls.get(args.token)
+        return (handler(args) if handler else {}), None
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(Registration(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                property_dependencies={key: list(value.urns) for key, value in request.propertyDependencies.items()},
+                inputs=rpc.deserialize_properties(request.object, keep_internal=True) if request.object else {},
+                custom=request.custom,
+            ))
+        return response
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [reg for reg in self.registrations if reg.type == type_]
+
+    def one(self, type_: str) -> Registration:
+        found = self.by_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {[r.urn for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(reg for reg in self.registrations if reg.urn == urn)
+
+    def ancestors(self, reg: Registration) -> list[str]:
+        chain, current = [], reg
+        while current.parent and any(r.urn == current.parent for r in self.registrations):
+            current = self.by_urn(current.parent)
+            chain.append(current.urn)
+        return chain
+
+    def depends_on(self, reg: Registration, other: Registration) -> bool:
+        """True when ``reg`` (or a component it sits in) waits on ``other``
+        (directly or through an ancestor's dependency)."""
+        urns = set(reg.dependencies)
+        for deps in reg.property_dependencies.values():
+            urns.update(deps)
+        for urn in self.ancestors(reg):
+            ancestor = self.by_urn(urn)
+            urns.update(ancestor.dependencies)
+        return other.urn in urns
+
+
+def run_program(program: Callable[[], Any], config: Mapping[str, Any], *,
+                secret_keys: Mapping[str, str] | None = None, stack: str = "test",
+                preview: bool = False, mocks: Mocks | None = None) -> ProgramRun:
+    """Run ``program`` with ``config`` (top-level key -> value, no namespace)
+    and ``secret_keys`` (key -> plain value, registered as secrets)."""
+    monitor = RecordingMonitor(mocks or StateMocks())
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack per run
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    all_config = {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+    secrets = dict(secret_keys or {})
+    all_config.update({f"{PROJECT}:{key}": value for key, value in secrets.items()})
+    pulumi.runtime.set_all_config(all_config, [f"{PROJECT}:{key}" for key in secrets])
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    exported: dict[str, Any] = {}
+
+    _sync_await(run_pulumi_func(program))
+    stack_resource = pulumi.runtime.get_root_resource()
+    if stack_resource is not None and getattr(stack_resource, "outputs", None):
+        for key, value in stack_resource.outputs.items():
+            exported[key] = _sync_await(pulumi.Output.from_input(value).future(with_unknowns=True))
+    return ProgramRun(monitor.registrations, exported)
