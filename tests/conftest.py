@@ -11,20 +11,12 @@ from typing import Any
 import pytest
 
 from components.config import read_stack_file
-from tests.harness import ProgramRun, run_program
+from components.mockengine import PLACEHOLDER_SECRETS, ProgramRun, run_program
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
 
-# Plain stand-ins for the stack's secrets: the tests check they stay secret.
-FAKE_SECRETS = {
-    "proxmoxApiToken": "root@pam!pulumi=00000000-0000-0000-0000-000000000000",
-    "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----\n",
-    "talosMachineSecrets": "cluster:\n  id: fake\n",
-    "talosClientConfiguration": "context: homelab\ncontexts:\n  homelab:\n    ca: Zg==\n    crt: Zg==\n    key: Zg==\n",
-    "kubeconfig": "apiVersion: v1\nkind: Config\nclusters: []\n",
-    "jellyfinApiKey": "0123456789abcdef0123456789abcdef",
-}
+FAKE_SECRETS = PLACEHOLDER_SECRETS
 
 
 def stack_file_config(stack: str = "homelab") -> dict[str, Any]:

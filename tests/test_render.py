@@ -1,0 +1,95 @@
+"""`render` writes, offline and with no credentials, what the program would
+apply, and it matches what the program registers under the mock engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components.config import SECRETS, parse_stack_config
+from components.render import render
+from tests.conftest import ROOT, run_main, stack_file_config
+from tests.harness import reveal
+
+
+def _camel(value):
+    """snake_case keys -> the camelCase Pulumi sends to the engine."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            head, *rest = key.split("_")
+            out[head + "".join(part.title() for part in rest)] = _camel(item)
+        return {key: item for key, item in out.items() if item is not None}
+    if isinstance(value, list):
+        return [_camel(item) for item in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def homelab_render():
+    raw = stack_file_config()
+    return render(parse_stack_config(raw), raw)
+
+
+@pytest.fixture(scope="module")
+def homelab_run():
+    return run_main(stack_file_config())
+
+
+def test_render_cli_needs_no_credentials_and_no_engine(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if key not in {spec.env for spec in SECRETS} and not key.startswith("PULUMI_")}
+    result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "homelab", "--out", str(tmp_path), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "graph.mmd").read_text().startswith("flowchart TD")
+    assert (tmp_path / "kubernetes" / "helm-values.yaml").exists()
+
+
+def test_render_cli_reports_bad_config_without_traceback(tmp_path):
+    bad = (ROOT / "Pulumi.homelab.yaml").read_text().replace("vmId: 1105", "vmId: 5")
+    (ROOT / "Pulumi.render-bad-test.yaml").write_text(bad)
+    try:
+        result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "render-bad-test", "--out", str(tmp_path)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        (ROOT / "Pulumi.render-bad-test.yaml").unlink()
+    assert result.returncode == 2
+    assert "proxmox-talos-gpu:vm.vmId = 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rendered_helm_values_match_the_registered_release(homelab_render, homelab_run):
+    release = homelab_run.one("kubernetes:helm.sh/v3:Release")
+    assert yaml.safe_load(homelab_render["kubernetes/helm-values.yaml"]) == reveal(release.inputs["values"]), release.urn
+    chart = yaml.safe_load(homelab_render["kubernetes/helm-release.yaml"])
+    assert (chart["chart"], chart["version"], chart["repo"]) == (release.inputs["chart"], release.inputs["version"], release.inputs["repositoryOpts"]["repo"])
+
+
+def test_rendered_config_map_matches_the_registered_one(homelab_render, homelab_run):
+    config_map = homelab_run.one("kubernetes:core/v1:ConfigMap")
+    rendered = yaml.safe_load(homelab_render["kubernetes/time-slicing-configmap.yaml"])
+    assert rendered["data"] == config_map.inputs["data"], config_map.urn
+
+
+def test_rendered_vm_matches_the_registered_vm(homelab_render, homelab_run):
+    vm = homelab_run.one("proxmoxve:index/vmLegacy:VmLegacy")
+    rendered = _camel(yaml.safe_load(homelab_render["proxmox/vm.yaml"])["vm"])
+    registered = reveal(vm.inputs)
+    for key, value in rendered.items():
+        assert registered.get(key) == value, f"{vm.urn}: {key} rendered {value!r}, registered {registered.get(key)!r}"
+
+
+def test_rendered_node_label_matches_the_registered_patch(homelab_render, homelab_run):
+    patch = homelab_run.one("kubernetes:core/v1:NodePatch")
+    rendered = yaml.safe_load(homelab_render["kubernetes/node-label-patch.yaml"])
+    assert rendered["metadata"]["labels"] == patch.inputs["metadata"]["labels"], patch.urn
+
+
+def test_graph_has_an_edge_for_every_component_dependency(homelab_render):
+    graph = homelab_render["graph.mmd"]
+    assert "GpuVm" in graph and "GpuStack" in graph
+    assert "c0 --> c1" in graph
