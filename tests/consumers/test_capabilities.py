@@ -1,0 +1,135 @@
+"""The GPU-generation capability table and the jellyfin.* checks built on it."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from components.config import ConfigError, GpuConfig
+from components.consumers.capabilities import (
+    CAPABILITIES,
+    GENERATIONS,
+    JELLYFIN_CODECS,
+    combined_capabilities,
+    decode_codecs_for,
+    encode_codecs_for,
+    jellyfin_config_issues,
+)
+from components.consumers.jellyfin import encoding_wanted
+from tests.consumers.conftest import homelab_cfg, with_generation, with_jellyfin
+
+
+def test_turing_decodes_h264_hevc_vp9_and_not_av1():
+    codecs = decode_codecs_for("turing")
+    assert {"h264", "hevc", "vp9"} <= set(codecs)
+    assert "av1" not in codecs
+
+
+def test_turing_encodes_h264_and_hevc_only():
+    assert encode_codecs_for("turing") == ["h264", "hevc"]
+
+
+def test_decode_codecs_use_jellyfin_names_in_dashboard_order():
+    for generation in GENERATIONS:
+        codecs = decode_codecs_for(generation)
+        assert codecs == [codec for codec in JELLYFIN_CODECS if codec in codecs], generation
+        assert set(codecs) <= set(JELLYFIN_CODECS), generation
+
+
+@pytest.mark.parametrize("generation, decodes_av1, encodes_av1", [
+    ("pascal", False, False), ("volta", False, False), ("turing", False, False),
+    ("ampere", False, False),  # GA100 cannot; GA10x can, so only on request
+    ("ada", True, True), ("hopper", False, False), ("blackwell", True, True),
+])
+def test_av1_only_where_nvidia_documents_it(generation, decodes_av1, encodes_av1):
+    assert ("av1" in decode_codecs_for(generation)) is decodes_av1
+    assert ("av1" in encode_codecs_for(generation)) is encodes_av1
+
+
+def test_hopper_has_no_nvenc():
+    assert encode_codecs_for("hopper") == []
+
+
+def test_every_generation_the_config_accepts_has_a_row():
+    accepted = set(typing.get_args(typing.get_args(GpuConfig.model_fields["generation"].annotation)[0]))
+    assert accepted == set(CAPABILITIES) == set(GENERATIONS)
+
+
+def test_unknown_generation_names_the_known_ones():
+    with pytest.raises(ValueError, match="known: pascal, volta, turing"):
+        decode_codecs_for("kepler")
+
+
+def test_mixed_gpus_get_only_what_both_can_do():
+    caps = combined_capabilities(["turing", "ada"])
+    assert "av1" not in caps.decode and "av1" not in caps.allowed_decode()
+    assert caps.encode == {"h264", "hevc"}
+
+
+def test_av1_decoding_on_a_t4_is_refused_naming_key_value_and_allowed():
+    cfg = with_jellyfin(homelab_cfg(), decode_codecs=["h264", "hevc", "av1"])
+    issues = jellyfin_config_issues(cfg)
+    assert len(issues) == 1
+    text = str(issues[0])
+    assert text.startswith("proxmox-talos-gpu:jellyfin.decodeCodecs = ['h264', 'hevc', 'av1']"), text
+    assert "'av1' cannot be decoded in hardware by a turing GPU (gpus[0])" in text
+    assert "allowed for this GPU: h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9" in text
+
+
+def test_planning_refuses_av1_on_a_t4_before_anything_is_touched():
+    with pytest.raises(ConfigError, match=r"proxmox-talos-gpu:jellyfin\.decodeCodecs"):
+        encoding_wanted(with_jellyfin(homelab_cfg(), decode_codecs=["av1"]))
+
+
+def test_av1_encoding_on_a_t4_is_refused():
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), allow_av1_encoding=True))
+    assert [issue.key for issue in issues] == ["jellyfin.allowAv1Encoding"]
+    assert "cannot encode AV1" in str(issues[0]) and "it encodes h264, hevc" in str(issues[0])
+
+
+def test_hevc_encoding_on_hopper_is_refused():
+    cfg = with_generation(with_jellyfin(homelab_cfg(), allow_hevc_encoding=True), "hopper")
+    issues = jellyfin_config_issues(cfg)
+    assert [issue.key for issue in issues] == ["jellyfin.allowHevcEncoding"]
+    assert "nothing (no NVENC)" in str(issues[0])
+
+
+def test_other_spellings_get_jellyfins_name_suggested():
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), decode_codecs=["h265"]))
+    assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs[0]"]
+    assert "Jellyfin calls this codec 'hevc'" in str(issues[0])
+
+
+def test_unknown_codec_and_duplicates_are_refused():
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), decode_codecs=["h264", "h264", "prores"]))
+    assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs[1]", "jellyfin.decodeCodecs[2]"]
+    assert "listed twice" in str(issues[0]) and "not a codec Jellyfin decodes" in str(issues[1])
+
+
+def test_empty_codec_list_is_refused():
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), decode_codecs=[]))
+    assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs"]
+
+
+def test_ampere_may_ask_for_av1_but_does_not_get_it_by_default():
+    cfg = with_generation(with_jellyfin(homelab_cfg(), decode_codecs=["h264", "av1"]), "ampere")
+    assert jellyfin_config_issues(cfg) == []
+    assert "av1" not in decode_codecs_for("ampere")
+
+
+def test_enabled_jellyfin_needs_the_gpu_generation():
+    cfg = with_generation(homelab_cfg(), None)
+    issues = jellyfin_config_issues(cfg)
+    assert [issue.key for issue in issues] == ["gpus[0].generation"]
+    assert "a Tesla T4 is turing" in str(issues[0])
+
+
+def test_disabled_jellyfin_without_settings_is_not_checked():
+    cfg = with_generation(homelab_cfg(enabled=False), None)
+    assert jellyfin_config_issues(cfg) == []
+
+
+def test_disabled_jellyfin_still_refuses_an_impossible_explicit_codec():
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), enabled=False, decode_codecs=["av1"]))
+    assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs"]
