@@ -1,0 +1,69 @@
+"""Offline helpers for the Talos node.
+
+    python -m components.talos schematic-id FILE.yaml   # the factory's ID of any schematic file
+    python -m components.talos schematic [STACK]         # this stack's schematic YAML, ID and installer image
+    python -m components.talos patch [STACK]             # this stack's machine-config patch
+
+STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from components.config import PROJECT, ConfigError, parse_stack_config
+from components.talos.machine_config import gpu_patch_yaml
+from components.talos.schematic import SchematicFormatError, extensions_for, installer_image, render_schematic, schematic_id
+
+
+def _stack_config(stack: str):
+    path = Path(f"Pulumi.{stack}.yaml")
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found (run from the project directory, or name an existing stack)")
+    document = yaml.safe_load(path.read_text()) or {}
+    prefix = f"{PROJECT}:"
+    raw = {key[len(prefix):]: value for key, value in (document.get("config") or {}).items() if key.startswith(prefix)}
+    return parse_stack_config(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.talos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sid = sub.add_parser("schematic-id", help="print the Image Factory ID of a schematic file, offline")
+    sid.add_argument("file", help="schematic in the factory's format (YAML or JSON); - reads stdin")
+    for name, text in (("schematic", "print this stack's schematic, its ID and installer image"),
+                       ("patch", "print this stack's machine-config patch")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("stack", nargs="?", default="homelab")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "schematic-id":
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+            print(schematic_id(text))
+            return 0
+        cfg = _stack_config(args.stack)
+        rendered = render_schematic(extensions_for(cfg.talos))
+        sid_value = schematic_id(rendered)
+        image = installer_image(sid_value, cfg.talos.version, cfg.talos.platform)
+        if args.command == "schematic":
+            print(rendered, end="")
+            print(f"# id: {sid_value}\n# installer: {image}")
+        else:
+            print(gpu_patch_yaml(cfg, image), end="")
+        return 0
+    except SchematicFormatError as error:
+        print(f"error: {args.file} is not a schematic in the Image Factory's format: {error}", file=sys.stderr)
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"error: cannot read {getattr(args, 'file', '')}: {error}", file=sys.stderr)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The one place that runs ``talosctl`` (thin transport), and the pure parsers
+for what it prints (facts: a command plus a parser)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+
+import yaml
+
+# Never wipe a disk from here: the node may hold Ceph OSDs. `reset` wipes
+# STATE/EPHEMERAL; `--wipe*` and `--preserve=false` ask for it explicitly.
+_REFUSED_SUBCOMMANDS = {"reset", "wipe"}
+_REFUSED_FLAG = re.compile(r"^--(wipe|insecure-wipe)|^--preserve=(false|0)$", re.IGNORECASE)
+
+
+class TalosctlError(RuntimeError):
+    """talosctl is missing, refused the command, failed or timed out."""
+
+
+def run_talosctl(args: Sequence[str], *, talosconfig: str | None = None, timeout: float = 600) -> str:
+    """Run ``talosctl <args>`` and return its stdout.
+
+    ``talosconfig`` (YAML text, a secret) goes to a 0600 temp file passed
+    with ``--talosconfig`` and removed afterwards. Output that echoes any of
+    its values is masked before it appears in an error."""
+    args = [str(arg) for arg in args]
+    if args and args[0] in _REFUSED_SUBCOMMANDS or any(_REFUSED_FLAG.match(arg) for arg in args):
+        raise TalosctlError(f"refusing `talosctl {' '.join(args)}`: this program never wipes a node's disks")
+    binary = shutil.which("talosctl")
+    if binary is None:
+        raise TalosctlError(
+            "talosctl is not installed (not found on PATH); install the talosctl release matching the node's "
+            "Talos version (https://www.talos.dev/latest/talos-guides/install/talosctl/) and run again"
+        )
+    path = None
+    command = [binary, *args]
+    try:
+        if talosconfig is not None:
+            handle, path = tempfile.mkstemp(prefix="talosconfig-", suffix=".yaml")
+            os.fchmod(handle, 0o600)  # mkstemp already does; say it, since it matters
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(talosconfig)
+            command = [binary, "--talosconfig", path, *args]
+        env = {key: value for key, value in os.environ.items() if key != "TALOSCONFIG"}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise TalosctlError(f"`talosctl {' '.join(args)}` did not finish within {timeout:g} s") from None
+        except OSError as error:
+            raise TalosctlError(f"could not run {binary}: {error.strerror}") from None
+    finally:
+        if path is not None:
+            os.unlink(path)
+    if done.returncode != 0:
+        detail = _mask((done.stderr or done.stdout).strip(), talosconfig)
+        raise TalosctlError(f"`talosctl {' '.join(args)}` failed (exit {done.returncode}): {detail[-2000:]}")
+    return done.stdout
+
+
+def _mask(text: str, talosconfig: str | None) -> str:
+    if not talosconfig:
+        return text
+    try:
+        data = yaml.safe_load(talosconfig)
+    except yaml.YAMLError:
+        return text
+    for context in (data or {}).get("contexts", {}).values() if isinstance(data, dict) else ():
+        for field in ("ca", "crt", "key"):
+            value = context.get(field) if isinstance(context, dict) else None
+            if isinstance(value, str) and len(value) >= 8:
+                text = text.replace(value, "***")
+    return text
+
+
+# --------------------------------------------------------------------------
+# Facts: which command, and a pure parser for its output
+# --------------------------------------------------------------------------
+
+
+def version_args(node: str, endpoint: str) -> list[str]:
+    return ["version", "--nodes", node, "--endpoints", endpoint]
+
+
+def extensions_args(node: str, endpoint: str) -> list[str]:
+    return ["get", "extensions", "--nodes", node, "--endpoints", endpoint, "--output", "yaml"]
+
+
+def parse_server_version(output: str) -> str:
+    """The node's Talos version (``Tag:`` under ``Server:``) from
+    ``talosctl version``."""
+    _, server, rest = output.partition("Server:")
+    if not server:
+        raise ValueError("`talosctl version` printed no Server section (is the node reachable?)")
+    match = re.search(r"^\s*Tag:\s*(v\d+\.\d+\.\d+\S*)\s*$", rest, re.MULTILINE)
+    if not match:
+        raise ValueError("`talosctl version` printed no server Tag line")
+    return match.group(1)
+
+
+def parse_schematic(output: str) -> str | None:
+    """The schematic ID the node booted from: the Image Factory adds an
+    extension named ``schematic`` whose version is the ID (Talos
+    ExtensionStatus; ImageFactorySchematicController). None when the node
+    was not installed from a factory image."""
+    for document in yaml.safe_load_all(output):
+        if not isinstance(document, dict):
+            continue
+        metadata = ((document.get("spec") or {}).get("metadata") or {})
+        if metadata.get("name") == "schematic":
+            version = metadata.get("version")
+            return str(version) if version else None
+    return None

@@ -1,0 +1,83 @@
+// Regenerates ../factory_vectors.json: each input schematic decoded and
+// re-marshalled with gopkg.in/yaml.v3 exactly as siderolabs/image-factory's
+// pkg/schematic does (KnownFields decode, yaml.Marshal, sha256 of the bytes).
+// The struct below copies the factory's field order and YAML tags.
+//
+//	apt-get install golang-go golang-gopkg-yaml.v3-dev
+//	GO111MODULE=off GOPATH=/usr/share/gocode go run main.go < inputs.json > ../factory_vectors.json
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+type Schematic struct {
+	Overlay       Overlay       `yaml:"overlay,omitempty"`
+	Customization Customization `yaml:"customization"`
+}
+
+type Customization struct {
+	ExtraKernelArgs  []string         `yaml:"extraKernelArgs,omitempty"`
+	Meta             []MetaValue      `yaml:"meta,omitempty"`
+	SystemExtensions SystemExtensions `yaml:"systemExtensions,omitempty"`
+	Bootloader       string           `yaml:"bootloader,omitempty"`
+	SecureBoot       SecureBoot       `yaml:"secureboot,omitempty"`
+	DiskImage        DiskImage        `yaml:"diskImage,omitempty"`
+}
+
+type MetaValue struct {
+	Key   uint8  `yaml:"key"`
+	Value string `yaml:"value"`
+}
+
+type SystemExtensions struct {
+	OfficialExtensions []string `yaml:"officialExtensions,omitempty"`
+}
+
+type Overlay struct {
+	Image   string         `yaml:"image"`
+	Name    string         `yaml:"name"`
+	Options map[string]any `yaml:"options,omitempty"`
+}
+
+type SecureBoot struct {
+	IncludeWellKnownCertificates bool `yaml:"includeWellKnownCertificates,omitempty"`
+}
+
+type DiskImage struct {
+	SectorSize uint `yaml:"sectorSize,omitempty"`
+}
+
+func main() {
+	raw, _ := io.ReadAll(os.Stdin)
+	var inputs []string
+	if err := json.Unmarshal(raw, &inputs); err != nil {
+		panic(err)
+	}
+	out := []map[string]string{}
+	for _, input := range inputs {
+		dec := yaml.NewDecoder(bytes.NewReader([]byte(input)))
+		dec.KnownFields(true)
+		var s Schematic
+		if err := dec.Decode(&s); err != nil {
+			out = append(out, map[string]string{"input": input, "error": err.Error()})
+			continue
+		}
+		data, err := yaml.Marshal(&s)
+		if err != nil {
+			panic(err)
+		}
+		sum := sha256.Sum256(data)
+		out = append(out, map[string]string{"input": input, "yaml": string(data), "id": hex.EncodeToString(sum[:])})
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	fmt.Println(string(b))
+}
