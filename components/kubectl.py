@@ -1,0 +1,117 @@
+"""The one place that runs ``kubectl``.
+
+``run_kubectl`` takes kubeconfig *content* (a secret), writes it to a private
+temp file (mode 0600) for the duration of one call and removes it afterwards;
+with ``kubeconfig=None`` kubectl's own ``KUBECONFIG`` / ``~/.kube/config``
+applies. Errors are classified (``KubectlError.kind``) so callers can tell
+"cannot reach the cluster" from "the object is not there" from "kubectl is
+not installed". Nothing here logs the kubeconfig or its path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from typing import Literal
+
+ErrorKind = Literal["missing", "timeout", "unreachable", "not_found", "failed"]
+
+# kubectl's own wording for "the cluster could not be reached / we are not
+# allowed in": the caller skips rather than fails on these.
+_UNREACHABLE_MARKERS = (
+    "unable to connect to the server",
+    "the connection to the server",
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "context deadline exceeded",
+    "tls handshake timeout",
+    "couldn't get current server api group list",
+    "the server has asked for the client to provide credentials",
+    "unauthorized",
+    "you must be logged in",
+    "certificate signed by unknown authority",
+    "no configuration has been provided",
+    "network is unreachable",
+    "no route to host",
+)
+
+
+class KubectlError(RuntimeError):
+    """kubectl is missing, timed out, or exited non-zero.
+
+    ``kind``: ``missing`` (no binary), ``timeout``, ``unreachable`` (API
+    server not reachable or credentials refused), ``not_found`` (the object
+    does not exist) or ``failed`` (anything else, e.g. a command in
+    ``kubectl exec`` exiting non-zero).
+    """
+
+    def __init__(self, message: str, *, kind: ErrorKind, returncode: int | None = None, stdout: str = "", stderr: str = ""):
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def classify_failure(stderr: str) -> ErrorKind:
+    """Pure: which kind of failure kubectl's stderr describes."""
+    text = stderr.lower()
+    if "(notfound)" in text or ("not found" in text and "error from server" in text):
+        return "not_found"
+    if any(marker in text for marker in _UNREACHABLE_MARKERS):
+        return "unreachable"
+    return "failed"
+
+
+def _is_path(value: str) -> bool:
+    # KUBECONFIG from the environment is a path, not content (config.SECRETS):
+    # accept both, so a caller can pass either without guessing.
+    return "\n" not in value and len(value) < 4096 and os.path.isfile(value)
+
+
+def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: float = 60) -> str:
+    """Run ``kubectl <args>`` and return its stdout.
+
+    ``kubeconfig`` is the kubeconfig YAML (or the path of an existing file);
+    None leaves kubectl to its own defaults. Raises :class:`KubectlError`.
+    """
+    binary = shutil.which("kubectl")
+    if binary is None:
+        raise KubectlError("kubectl not found on PATH: install kubectl (https://kubernetes.io/docs/tasks/tools/) and retry", kind="missing")
+    command = [binary]
+    temp_path: str | None = None
+    try:
+        if kubeconfig is not None:
+            if _is_path(kubeconfig):
+                command += ["--kubeconfig", kubeconfig]
+            else:
+                # mkstemp creates the file 0600 and owned by us before any byte is written.
+                fd, temp_path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(kubeconfig)
+                command += ["--kubeconfig", temp_path]
+        command += list(args)
+        shown = " ".join(["kubectl", *args])
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            raise KubectlError(f"`{shown}` timed out after {timeout:g} s", kind="timeout") from None
+        except OSError as error:
+            raise KubectlError(f"`{shown}` could not be started: {error.strerror}", kind="missing") from None
+        if completed.returncode != 0:
+            stderr = completed.stderr.strip()
+            kind = classify_failure(stderr)
+            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+            reason = " | ".join(lines[-3:]) if lines else f"exit code {completed.returncode}"
+            raise KubectlError(f"`{shown}` failed: {reason}", kind=kind, returncode=completed.returncode, stdout=completed.stdout, stderr=completed.stderr)
+        return completed.stdout
+    finally:
+        if temp_path is not None:
+            try:
+                os.unlink(temp_path)
+            except FileNotFoundError:
+                pass
