@@ -1,0 +1,362 @@
+"""Pure checks: (observation, config) -> results. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from components import cluster
+from components.config import StackConfig
+from components.doctor import remedies
+from components.doctor.model import (
+    CheckResult,
+    HostObservation,
+    KubernetesObservation,
+    Layer,
+    Output,
+    ProxmoxObservation,
+    TalosObservation,
+    WorkloadObservation,
+)
+from components.doctor.parsers import (
+    PRODUCT_LABEL,
+    NodeInfo,
+    ParseError,
+    PodInfo,
+    gpu_driver_version,
+    parse_ffmpeg_encoders,
+    parse_node,
+    parse_nvidia_smi,
+    parse_nvidia_version,
+    parse_pods,
+    parse_proc_modules,
+    parse_qm_config,
+    parse_talos_extensions,
+)
+
+NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
+NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
+CONFIG_LABEL = cluster.DEVICE_PLUGIN_CONFIG_LABEL
+
+
+def _pass(layer: Layer, name: str, detail: str) -> CheckResult:
+    return CheckResult(layer, name, "pass", detail)
+
+
+def _fail(layer: Layer, name: str, detail: str, remedy: str) -> CheckResult:
+    return CheckResult(layer, name, "fail", detail, remedy)
+
+
+def _skip(layer: Layer, name: str, detail: str) -> CheckResult:
+    return CheckResult(layer, name, "skip", detail)
+
+
+def _slot_of(address: str) -> str:
+    return address.rsplit(".", 1)[0]
+
+
+# -- host -------------------------------------------------------------------
+
+
+def check_host(obs: HostObservation, cfg: StackConfig) -> list[CheckResult]:
+    """IOMMU active; every function of every configured GPU on vfio-pci."""
+    results = []
+    if obs.iommu_active:
+        results.append(_pass("host", "iommu", f"IOMMU active on {obs.host}"))
+    else:
+        results.append(_fail("host", "iommu", f"IOMMU not active on {obs.host} (no IOMMU groups)", remedies.iommu_off(cfg)))
+    for index, gpu in enumerate(cfg.gpus):
+        name = f"vfio-pci gpus[{index}]"
+        if gpu.address not in obs.functions:
+            found = ", ".join(f"{address} ({ident})" for address, ident in sorted(obs.nvidia_devices.items())) or "none"
+            results.append(_fail("host", name, f"no PCI device at {gpu.address}; NVIDIA functions on the host: {found}", remedies.wrong_address(cfg, index)))
+            continue
+        functions = {address: state for address, state in sorted(obs.functions.items()) if _slot_of(address) == _slot_of(gpu.address)}
+        wrong = {address: state for address, state in functions.items() if state.driver != "vfio-pci"}
+        if not wrong:
+            results.append(_pass("host", name, f"{', '.join(functions)} on vfio-pci"))
+            continue
+        shown = "; ".join(
+            f"{address}: {state.driver or 'no driver'}" + (f" (modules: {', '.join(state.kernel_modules)})" if state.kernel_modules else "")
+            for address, state in wrong.items()
+        )
+        ids = sorted({state.vendor_device or gpu.id for state in functions.values()} | {gpu.id})
+        modules = sorted({module for state in wrong.values() for module in state.kernel_modules if module not in ("vfio-pci", "vfio_pci")})
+        results.append(_fail("host", name, f"not on vfio-pci: {shown}", remedies.not_vfio(cfg, gpu.address, ids, modules)))
+    return results
+
+
+# -- proxmox ----------------------------------------------------------------
+
+
+def check_proxmox(obs: ProxmoxObservation, cfg: StackConfig) -> list[CheckResult]:
+    """The VM carries one hostpci entry per GPU (mapping or raw id as
+    configured, pcie=1), machine q35 and ballooning off."""
+    vmid = cfg.vm.vm_id
+    if not obs.qm_config.ok:
+        return [_fail("proxmox", f"vm {vmid}", f"qm config {vmid} failed: {obs.qm_config.error}", remedies.vm_missing(cfg, obs.qm_config.error))]
+    try:
+        qm = parse_qm_config(obs.qm_config.text or "")
+    except ParseError as error:
+        return [_fail("proxmox", f"vm {vmid}", f"unparseable `qm config {vmid}` output: {error}", remedies.vm_missing(cfg, str(error)))]
+    results = []
+    for index, gpu in enumerate(cfg.gpus):
+        slot, name = cfg.slot(index), f"hostpci gpus[{index}]"
+        entry = qm.hostpci.get(slot)
+        problems = []
+        if entry is None:
+            others = ", ".join(f"{key}: {qm.options[key]}" for key in sorted(qm.hostpci)) or "no hostpci entries"
+            problems.append(f"{slot} missing ({others})")
+        else:
+            if gpu.passthrough == "mapping" and entry.mapping != cfg.mapping_name(index):
+                problems.append(f"{slot} is {qm.options[slot]!r}, expected mapping={cfg.mapping_name(index)}")
+            if gpu.passthrough == "raw" and not entry.covers(gpu.address):
+                problems.append(f"{slot} is {qm.options[slot]!r}, expected {gpu.address}")
+            if gpu.pcie and entry.options.get("pcie") != "1":
+                problems.append(f"{slot} lacks pcie=1")
+        if problems:
+            results.append(_fail("proxmox", name, "; ".join(problems), remedies.hostpci_missing(cfg, index)))
+        else:
+            results.append(_pass("proxmox", name, f"{slot}: {qm.options[slot]}"))
+    if any(gpu.pcie for gpu in cfg.gpus):
+        machine = qm.options.get("machine", "")
+        if "q35" in machine:
+            results.append(_pass("proxmox", "machine q35", f"machine: {machine}"))
+        else:
+            results.append(_fail("proxmox", "machine q35", f"machine: {machine or '(default i440fx)'}", remedies.machine_not_q35(cfg)))
+    balloon = qm.options.get("balloon")
+    if balloon == "0":
+        results.append(_pass("proxmox", "ballooning off", "balloon: 0"))
+    else:
+        results.append(_fail("proxmox", "ballooning off", f"balloon: {balloon or '(unset: balloon device on)'}", remedies.ballooning_on(cfg)))
+    return results
+
+
+# -- talos ------------------------------------------------------------------
+
+
+def expected_extensions(cfg: StackConfig) -> list[str]:
+    """The schematic's extensions as `talosctl get extensions` names them
+    (``siderolabs/nvidia-container-toolkit-lts`` -> ``nvidia-container-toolkit-lts``)."""
+    from components.talos.schematic import extensions_for
+
+    return sorted(name.split("/", 1)[-1] for name in extensions_for(cfg.talos))
+
+
+def check_talos(obs: TalosObservation, cfg: StackConfig) -> list[CheckResult]:
+    """Driver loaded (/proc/driver/nvidia/version), the four modules in
+    /proc/modules, the configured extensions installed with matching versions."""
+    results = []
+    if not obs.nvidia_version.ok:
+        results.append(_fail("talos", "nvidia driver", f"/proc/driver/nvidia/version unreadable: {obs.nvidia_version.error}", remedies.modules_not_loaded(cfg)))
+    else:
+        try:
+            module = parse_nvidia_version(obs.nvidia_version.text or "")
+        except ParseError as error:
+            results.append(_fail("talos", "nvidia driver", f"unparseable /proc/driver/nvidia/version: {error}", remedies.modules_not_loaded(cfg)))
+        else:
+            flavour = "open" if module.open else "proprietary"
+            if flavour != cfg.talos.extensions.driver:
+                wanted = expected_extensions(cfg)[:1]
+                results.append(_fail("talos", "nvidia driver", f"{flavour} kernel module {module.version} loaded, config wants {cfg.talos.extensions.driver}", remedies.extensions_missing(cfg, wanted)))
+            else:
+                results.append(_pass("talos", "nvidia driver", f"{flavour} kernel module {module.version}"))
+
+    if not obs.modules.ok:
+        results.append(_fail("talos", "kernel modules", f"/proc/modules unreadable: {obs.modules.error}", remedies.modules_not_loaded(cfg)))
+    else:
+        try:
+            loaded = parse_proc_modules(obs.modules.text or "")
+        except ParseError as error:
+            results.append(_fail("talos", "kernel modules", f"unparseable /proc/modules: {error}", remedies.modules_not_loaded(cfg)))
+        else:
+            missing = [name for name in NVIDIA_MODULES if name not in loaded]
+            if missing:
+                results.append(_fail("talos", "kernel modules", f"not loaded: {', '.join(missing)}", remedies.modules_not_loaded(cfg)))
+            else:
+                results.append(_pass("talos", "kernel modules", f"{', '.join(NVIDIA_MODULES)} loaded"))
+
+    wanted = expected_extensions(cfg)
+    if not obs.extensions.ok:
+        results.append(_fail("talos", "extensions", f"`talosctl get extensions` failed: {obs.extensions.error}", remedies.extensions_missing(cfg, wanted)))
+        return results
+    try:
+        installed = {ext.name: ext for ext in parse_talos_extensions(obs.extensions.text or "")}
+    except ParseError as error:
+        results.append(_fail("talos", "extensions", f"unparseable `talosctl get extensions` output: {error}", remedies.extensions_missing(cfg, wanted)))
+        return results
+    missing = [name for name in wanted if name not in installed]
+    if missing:
+        results.append(_fail("talos", "extensions", f"missing: {', '.join(missing)}", remedies.extensions_missing(cfg, missing)))
+        return results
+    results.append(_pass("talos", "extensions", ", ".join(f"{name} {installed[name].version}" for name in wanted)))
+    kmod = next(name for name in wanted if name.startswith(("nonfree-kmod-nvidia", "nvidia-open-gpu-kernel-modules")))
+    toolkit = next(name for name in wanted if name.startswith("nvidia-container-toolkit"))
+    kmod_driver, toolkit_driver = installed[kmod].version.split("-")[0], installed[toolkit].version.split("-")[0]
+    if kmod_driver != toolkit_driver:
+        results.append(_fail("talos", "extension versions", f"{kmod} {installed[kmod].version} vs {toolkit} {installed[toolkit].version}",
+                             remedies.extension_versions_differ(cfg, installed[kmod].version, installed[toolkit].version)))
+    else:
+        results.append(_pass("talos", "extension versions", f"driver {kmod_driver} in both"))
+    return results
+
+
+# -- kubernetes -------------------------------------------------------------
+
+
+def _is_device_plugin(pod: PodInfo) -> bool:
+    return "nvidia-device-plugin" in pod.name and "gpu-feature-discovery" not in pod.name and "mps-control" not in pod.name
+
+
+def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[CheckResult]:
+    """Node registered, allocatable nvidia.com/gpu = advertised GPUs, its
+    time-slicing label, the GPU stack's pods healthy, GFD labels present."""
+    node_name = cfg.node_name
+    node: NodeInfo | None = None
+    if not obs.node.ok:
+        results = [_fail("kubernetes", "node", f"node {node_name}: {obs.node.error}", remedies.node_missing(cfg))]
+    else:
+        try:
+            node = parse_node(obs.node.text or "")
+        except ParseError as error:
+            results = [_fail("kubernetes", "node", f"unparseable `kubectl get node` output: {error}", remedies.node_missing(cfg))]
+        else:
+            results = [_pass("kubernetes", "node", f"{node.name} registered, {'Ready' if node.ready else 'NotReady'}")]
+
+    if node is None:
+        reason = f"node {node_name} not available"
+        results += [_skip("kubernetes", name, reason) for name in ("allocatable nvidia.com/gpu", "device-plugin config label", "gfd labels")]
+    else:
+        expected = cfg.advertised_gpus
+        got = node.allocatable_gpus
+        if got == expected:
+            results.append(_pass("kubernetes", "allocatable nvidia.com/gpu", f"{got} (= {cfg.advertised_gpus} expected)"))
+        elif not got:
+            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
+        else:
+            replicas = node.label("nvidia.com/gpu.replicas")
+            extra = f" (GFD: nvidia.com/gpu.replicas={replicas})" if replicas else ""
+            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got}, expected {expected}{extra}", remedies.wrong_gpu_count(cfg, got)))
+        # GpuStack labels the node whether or not sharing is on (cluster.node_labels).
+        label = node.label(CONFIG_LABEL)
+        if label == cfg.config_key:
+            results.append(_pass("kubernetes", "device-plugin config label", f"{CONFIG_LABEL}={label}"))
+        else:
+            results.append(_fail("kubernetes", "device-plugin config label", f"{CONFIG_LABEL}={label or '(unset)'}, expected {cfg.config_key}",
+                                 remedies.config_label_wrong(cfg)))
+        product = node.label(PRODUCT_LABEL)
+        driver = gpu_driver_version(node.labels)
+        if product and driver:
+            results.append(_pass("kubernetes", "gfd labels", f"{PRODUCT_LABEL}={product}, driver {driver}"))
+        else:
+            missing = [what for what, value in ((PRODUCT_LABEL, product), ("nvidia.com/cuda.driver*", driver)) if not value]
+            results.append(_fail("kubernetes", "gfd labels", f"missing {', '.join(missing)}", remedies.gfd_missing(cfg)))
+
+    ns = cfg.gpu_stack.namespace
+    if not obs.pods.ok:
+        results.append(_fail("kubernetes", "gpu stack pods", f"pods in {ns}: {obs.pods.error}", remedies.pods_unhealthy(cfg)))
+        return results
+    try:
+        pods = parse_pods(obs.pods.text or "")
+    except ParseError as error:
+        results.append(_fail("kubernetes", "gpu stack pods", f"unparseable `kubectl get pods` output: {error}", remedies.pods_unhealthy(cfg)))
+        return results
+    plugins = [pod for pod in pods if _is_device_plugin(pod) and pod.node == node_name]
+    if not plugins:
+        results.append(_fail("kubernetes", "device plugin pod", f"no nvidia-device-plugin pod on {node_name} in {ns}", remedies.no_gpu_advertised(cfg)))
+    elif not any(pod.healthy for pod in plugins):
+        shown = ", ".join(f"{pod.name} {pod.state}" for pod in plugins)
+        results.append(_fail("kubernetes", "device plugin pod", shown, remedies.pods_unhealthy(cfg)))
+    else:
+        results.append(_pass("kubernetes", "device plugin pod", next(pod.name for pod in plugins if pod.healthy) + " Running"))
+    unhealthy = [pod for pod in pods if not pod.healthy]
+    if unhealthy:
+        shown = ", ".join(f"{pod.name} {pod.state}" for pod in unhealthy)
+        results.append(_fail("kubernetes", "gpu stack pods", f"{len(unhealthy)} of {len(pods)} not running: {shown}", remedies.pods_unhealthy(cfg)))
+    else:
+        results.append(_pass("kubernetes", "gpu stack pods", f"{len(pods)} pod(s) in {ns} running or completed"))
+    return results
+
+
+# -- workload ---------------------------------------------------------------
+
+
+def select_jellyfin_pod(pods: list[PodInfo]) -> PodInfo | None:
+    """The pod to run the exec checks in: a Running one, newest name last."""
+    running = sorted((pod for pod in pods if pod.phase == "Running"), key=lambda pod: pod.name)
+    return running[-1] if running else None
+
+
+def gpu_container(pod: PodInfo) -> str:
+    """The container that holds the GPU limit (else the first), for `exec -c`."""
+    for container in pod.containers:
+        if container.gpu_limit:
+            return container.name
+    return pod.containers[0].name if pod.containers else ""
+
+
+def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResult]:
+    """The Jellyfin pod: GPU in its limits, nvidia-smi runs, ffmpeg has NVENC."""
+    jf = cfg.jellyfin
+    where = f"{jf.namespace} -l {jf.pod_selector}"
+    names = ("gpu limit", "nvidia-smi", "nvenc encoders")
+    if not obs.pods.ok:
+        return [_fail("workload", "jellyfin pod", f"listing pods in {where}: {obs.pods.error}", remedies.jellyfin_pod_missing(cfg))]
+    try:
+        pods = parse_pods(obs.pods.text or "")
+    except ParseError as error:
+        return [_fail("workload", "jellyfin pod", f"unparseable `kubectl get pods` output: {error}", remedies.jellyfin_pod_missing(cfg))]
+    pod = select_jellyfin_pod(pods)
+    if pod is None:
+        states = ", ".join(f"{p.name} {p.state}" for p in pods) or "none"
+        if not pods and not jf.enabled:
+            reason = f"no pod in {where} and jellyfin.enabled is false"
+            return [_skip("workload", "jellyfin pod", reason)] + [_skip("workload", name, reason) for name in names]
+        results = [_fail("workload", "jellyfin pod", f"no running pod in {where} (pods: {states})", remedies.jellyfin_pod_missing(cfg))]
+        return results + [_skip("workload", name, "no running Jellyfin pod") for name in names]
+
+    results = [_pass("workload", "jellyfin pod", f"{pod.name} Running on {pod.node or '?'}")]
+    if pod.gpu_limit >= 1:
+        results.append(_pass("workload", "gpu limit", f"limits nvidia.com/gpu: {pod.gpu_limit}"))
+    else:
+        results.append(_fail("workload", "gpu limit", f"{pod.name} has no nvidia.com/gpu in its limits", remedies.gpu_not_allocated(cfg)))
+
+    results.append(_check_nvidia_smi(obs.nvidia_smi, cfg))
+    results.append(_check_encoders(obs.encoders, cfg))
+    return results
+
+
+def _check_nvidia_smi(output: Output | None, cfg: StackConfig) -> CheckResult:
+    if output is None:
+        return _skip("workload", "nvidia-smi", "not run")
+    if not output.ok:
+        return _fail("workload", "nvidia-smi", f"failed in the pod: {output.error}", remedies.nvidia_smi_failed(cfg))
+    try:
+        smi = parse_nvidia_smi(output.text or "")
+    except ParseError as error:
+        return _fail("workload", "nvidia-smi", str(error), remedies.nvidia_smi_failed(cfg))
+    gpus = ", ".join(gpu.name for gpu in smi.gpus)
+    return _pass("workload", "nvidia-smi", f"{gpus}, driver {smi.driver_version or '?'}, CUDA {smi.cuda_version or '?'}")
+
+
+def _check_encoders(output: Output | None, cfg: StackConfig) -> CheckResult:
+    if output is None:
+        return _skip("workload", "nvenc encoders", "not run")
+    if not output.ok:
+        return _fail("workload", "nvenc encoders", f"ffmpeg -encoders failed in the pod: {output.error}", remedies.nvenc_missing(cfg, list(NVENC_ENCODERS)))
+    try:
+        encoders = parse_ffmpeg_encoders(output.text or "")
+    except ParseError as error:
+        return _fail("workload", "nvenc encoders", str(error), remedies.nvenc_missing(cfg, list(NVENC_ENCODERS)))
+    missing = [name for name in NVENC_ENCODERS if name not in encoders]
+    if missing:
+        return _fail("workload", "nvenc encoders", f"missing: {', '.join(missing)}", remedies.nvenc_missing(cfg, missing))
+    return _pass("workload", "nvenc encoders", ", ".join(NVENC_ENCODERS) + " listed")
+
+
+CHECKS: dict[Layer, Callable[..., list[CheckResult]]] = {
+    "host": check_host,
+    "proxmox": check_proxmox,
+    "talos": check_talos,
+    "kubernetes": check_kubernetes,
+    "workload": check_workload,
+}

@@ -1,0 +1,242 @@
+"""Remedies, from the guide's Troubleshooting section, corrected where
+DESIGN.md's facts table says the guide is wrong (fact numbers in brackets)."""
+
+from __future__ import annotations
+
+from components.config import PROJECT, StackConfig
+
+
+def _key(path: str) -> str:
+    return f"{PROJECT}:{path}"
+
+
+def host_name(cfg: StackConfig) -> str:
+    """The Proxmox host's SSH address: host.address, else the API endpoint's host."""
+    from urllib.parse import urlparse
+
+    return cfg.host.address or urlparse(cfg.proxmox.endpoint).hostname or cfg.proxmox.node
+
+
+# -- host -------------------------------------------------------------------
+
+
+def iommu_off(cfg: StackConfig) -> str:
+    return (
+        f"IOMMU not enabled: `dmesg | grep -i -e DMAR -e IOMMU` on {host_name(cfg)} should show it enabled. "
+        "Turn on VT-d (Intel) or AMD-Vi/SVM (AMD) in the firmware. On Intel with a kernel older than 6.8 add "
+        "`intel_iommu=on` to the kernel command line (never on AMD) [7]: on systemd-boot hosts (ZFS root, UEFI) "
+        "edit /etc/kernel/cmdline and run `proxmox-boot-tool refresh`, on GRUB hosts edit /etc/default/grub and "
+        f"run `update-grub` [6]; then reboot. `pulumi up` with {_key('host.enabled')}: true does this (HostVfioPrep)."
+    )
+
+
+def not_vfio(cfg: StackConfig, address: str, ids: list[str], modules: list[str]) -> str:
+    blacklist = sorted({"nouveau", "nvidia*", "nvidiafb", *modules})
+    return (
+        f"GPU not bound to VFIO: `lspci -nnk -s {address}` on {host_name(cfg)} should show "
+        "`Kernel driver in use: vfio-pci` for every function of the card. Put every function's id in "
+        f"/etc/modprobe.d (`options vfio-pci ids={','.join(ids)}`), blacklist {', '.join(blacklist)}, load vfio, "
+        "vfio_iommu_type1 and vfio_pci (not vfio_virqfd on kernels >= 6.2 [5]), run `update-initramfs -u -k all` "
+        f"and the bootloader refresh, then reboot. `pulumi up` with {_key('host.enabled')}: true does this (HostVfioPrep)."
+    )
+
+
+def wrong_address(cfg: StackConfig, index: int) -> str:
+    return (
+        f"Incorrect PCI address: {_key(f'gpus[{index}].address')} ({cfg.gpus[index].address}) is not a device on "
+        f"{host_name(cfg)}; compare it with `lspci -nn | grep -i nvidia` there and fix the config."
+    )
+
+
+# -- proxmox ----------------------------------------------------------------
+
+
+def vm_missing(cfg: StackConfig, error: str) -> str:
+    return (
+        f"`qm config {cfg.vm.vm_id}` failed on {cfg.proxmox.node} ({error}). Check {_key('vm.vmId')} and "
+        f"{_key('proxmox.node')}, or run `pulumi up` to create the VM (GpuVm)."
+    )
+
+
+def hostpci_missing(cfg: StackConfig, index: int) -> str:
+    gpu, slot, vmid = cfg.gpus[index], cfg.slot(index), cfg.vm.vm_id
+    flags = ",pcie=1" if gpu.pcie else ""
+    if gpu.passthrough == "mapping":
+        wanted = f"mapping={cfg.mapping_name(index)}{flags}"
+        how = "(a PCI resource mapping works with API tokens that have Mapping.Use [3])"
+    else:
+        wanted = f"{gpu.address}{flags}"
+        how = "(a raw id may only be set by root@pam with a password, never with a token [3])"
+    return (
+        f"GPU not attached to VM {vmid}: `qm config {vmid} | grep hostpci` should show `{slot}: {wanted}` {how}. "
+        f"`pulumi up` sets it (GpuVm); by hand `qm set {vmid} --{slot} {wanted}`, then stop and start the VM. "
+        "Each GPU can only be passed to one running VM at a time."
+    )
+
+
+def machine_not_q35(cfg: StackConfig) -> str:
+    return (
+        f"PCIe passthrough needs machine type q35 (Proxmox: \"q35 machine model is not enabled\") [2]: set "
+        f"{_key('vm.machine')}: q35 and run `pulumi up`, or `qm set {cfg.vm.vm_id} --machine q35`."
+    )
+
+
+def ballooning_on(cfg: StackConfig) -> str:
+    return (
+        "Passthrough pins all guest memory, so ballooning must be off [4]: `pulumi up` sets it (GpuVm), or "
+        f"`qm set {cfg.vm.vm_id} --balloon 0`."
+    )
+
+
+# -- talos ------------------------------------------------------------------
+
+
+def _talosctl(cfg: StackConfig) -> str:
+    return f"talosctl -n {cfg.talos.node_address} -e {cfg.talos.talosctl_endpoint}"
+
+
+def modules_not_loaded(cfg: StackConfig) -> str:
+    return (
+        "NVIDIA modules not loaded: the extension does not load them; list nvidia, nvidia_uvm, nvidia_drm and "
+        "nvidia_modeset in machine.kernel.modules [8] (`pulumi up` applies that patch, TalosGpuNode) and check "
+        f"`{_talosctl(cfg)} dmesg | grep -i -e nvidia -e error`. If the NVIDIA extensions are missing too, fix "
+        "the extensions first (see that check)."
+    )
+
+
+def extensions_missing(cfg: StackConfig, missing: list[str]) -> str:
+    talos = cfg.talos
+    return (
+        f"Wrong Image Factory schematic: the installed image lacks {', '.join(missing)}. `pulumi up` builds a "
+        "schematic with the configured extensions and upgrades the node (TalosGpuNode). By hand: "
+        f"`{_talosctl(cfg)} upgrade --image factory.talos.dev/{talos.platform}-installer/<schematic-id>:{talos.version}`; "
+        "`talosctl apply-config` with a new install image does not change extensions [9]. Pair lts with lts and "
+        f"production with production ({_key('talos.extensions.branch')})."
+    )
+
+
+def extension_versions_differ(cfg: StackConfig, kmod: str, toolkit: str) -> str:
+    return (
+        f"Extension version mismatch: kernel modules {kmod} vs container toolkit {toolkit}. Both must come from the "
+        f"same branch ({_key('talos.extensions.branch')}) of the same Talos release; upgrade to one installer "
+        f"image (`{_talosctl(cfg)} upgrade --image ...`) [9]."
+    )
+
+
+# -- kubernetes -------------------------------------------------------------
+
+
+def node_missing(cfg: StackConfig) -> str:
+    return (
+        f"Node {cfg.node_name} is not registered: the VM or Talos layer is missing. Run "
+        "`python -m components.doctor --layer proxmox --layer talos`, check "
+        f"`{_talosctl(cfg)} health`, and `pulumi up` (GpuVm, TalosGpuNode)."
+    )
+
+
+def _plugin_selector(cfg: StackConfig) -> str:
+    return "app=nvidia-device-plugin-daemonset" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=nvidia-device-plugin"
+
+
+def no_gpu_advertised(cfg: StackConfig) -> str:
+    ns = cfg.gpu_stack.namespace
+    text = (
+        f"Device plugin not detecting GPU: check its logs `kubectl logs -n {ns} -l {_plugin_selector(cfg)}`; "
+        f"verify NFD labelled the node (`kubectl get node {cfg.node_name} -o json | jq "
+        "'.metadata.labels[\"feature.node.kubernetes.io/pci-10de.present\"]'` should be \"true\"); "
+        "if /proc/driver/nvidia/version is missing on the node, fix the Talos layer first. "
+    )
+    if cfg.gpu_stack.mode == "operator":
+        text += (
+            "Operator values on Talos: driver.enabled=false, toolkit.enabled=false, "
+            "hostPaths.driverInstallDir=/usr/local; the operator needs Talos >= v1.13 and chart >= v26.3.1, "
+            f"on older Talos use {_key('gpuStack.mode')}: devicePlugin [13]."
+        )
+    else:
+        text += "Device-plugin mode needs RuntimeClass nvidia and the plugin pods running with it [13][15]."
+    return text
+
+
+def wrong_gpu_count(cfg: StackConfig, got: int) -> str:
+    stack = cfg.gpu_stack
+    sharing = stack.time_slicing
+    if not sharing.enabled:
+        return (
+            f"The node advertises {got} nvidia.com/gpu, expected {cfg.advertised_gpus} (one per GPU, time-slicing off): "
+            f"ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must have no `sharing` section and "
+            f"the node must carry nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, "
+            "then restart the device plugin pod. A missing GPU: see the host and proxmox layers."
+        )
+    return (
+        f"Time-slicing not applied: expected {cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x {sharing.replicas} replicas), "
+        f"got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
+        f"`sharing.timeSlicing.resources: [{{name: nvidia.com/gpu, replicas: {sharing.replicas}}}]` (not "
+        "`sharing.timeSlicing.replicas` [10]), and the node must carry the label "
+        f"nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, then the device "
+        "plugin picks them up (or restart its pod)."
+    )
+
+
+def config_label_wrong(cfg: StackConfig) -> str:
+    return (
+        f"Label the node for its time-slicing config: `kubectl label node {cfg.node_name} "
+        f"nvidia.com/device-plugin.config={cfg.config_key} --overwrite` (`pulumi up` does it, GpuStack); the key must "
+        f"exist in ConfigMap {cfg.gpu_stack.namespace}/{cfg.gpu_stack.config_map_name} [10]."
+    )
+
+
+def pods_unhealthy(cfg: StackConfig) -> str:
+    ns = cfg.gpu_stack.namespace
+    text = f"Inspect them: `kubectl get pods -n {ns} -o wide`, `kubectl describe pod -n {ns} <pod>` and `kubectl logs -n {ns} <pod>`. "
+    if cfg.gpu_stack.mode == "operator":
+        text += (
+            "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode [13]. "
+            "dcgmExporter.serviceMonitor needs the Prometheus Operator CRDs "
+            f"({_key('gpuStack.prometheusOperator')}) [14]."
+        )
+    else:
+        text += "The plugin pods must run with RuntimeClass nvidia, which device-plugin mode creates [15]."
+    return text
+
+
+def gfd_missing(cfg: StackConfig) -> str:
+    ns = cfg.gpu_stack.namespace
+    selector = "app=gpu-feature-discovery" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=gpu-feature-discovery"
+    return (
+        f"GPU Feature Discovery has not labelled the node: check `kubectl logs -n {ns} -l {selector}`. GFD needs "
+        f"Node Feature Discovery ({_key('gpuStack.nfd')}: true, or an NFD already in the cluster) and a running device plugin."
+    )
+
+
+# -- workload (Jellyfin) ----------------------------------------------------
+
+
+def jellyfin_pod_missing(cfg: StackConfig) -> str:
+    jf = cfg.jellyfin
+    return (
+        f"No running pod matches `{jf.pod_selector}` in namespace {jf.namespace}: check `kubectl get pods -n "
+        f"{jf.namespace} -l {jf.pod_selector}` and `kubectl describe pod` (\"Insufficient nvidia.com/gpu\" means "
+        f"every GPU slot is taken), or fix {_key('jellyfin.namespace')} / {_key('jellyfin.podSelector')}."
+    )
+
+
+def gpu_not_allocated(cfg: StackConfig) -> str:
+    return (
+        "GPU not allocated to pod: set `nvidia.com/gpu: 1` in the Jellyfin container's resources.limits (and "
+        f"requests), and a nodeSelector for the GPU node ({cfg.node_name})."
+    )
+
+
+def nvidia_smi_failed(cfg: StackConfig) -> str:
+    return (
+        "The pod cannot use the GPU: set NVIDIA_VISIBLE_DEVICES=all and NVIDIA_DRIVER_CAPABILITIES=all (at least "
+        "compute,video,utility) in the container, and run it with the nvidia runtime (containerd default runtime "
+        f"nvidia on {cfg.node_name}, or runtimeClassName: nvidia). If the Talos layer fails, fix that first."
+    )
+
+
+def nvenc_missing(cfg: StackConfig, missing: list[str]) -> str:
+    return (
+        f"FFmpeg lacks {', '.join(missing)}: use the official Jellyfin image (its jellyfin-ffmpeg has NVENC) and "
+        "select \"Nvidia NVENC\" in Dashboard > Playback > Transcoding. The T4 (Turing) has no AV1 encoder."
+    )

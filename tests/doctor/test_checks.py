@@ -1,0 +1,267 @@
+"""Pure checks: a healthy reference node passes every check; each broken layer
+fails with that layer's remedy, worded after DESIGN.md's facts where the guide
+is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components.doctor.checks import check_host, check_kubernetes, check_proxmox, check_talos, check_workload, expected_extensions
+from components.doctor.model import CheckResult, Output, PciFunctionState, ProxmoxObservation, TalosObservation
+from tests.doctor import samples
+from tests.doctor.fakecli import data
+
+CFG = samples.homelab_cfg()
+
+
+def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
+    return {result.name: result for result in results}
+
+
+def failed(results: list[CheckResult]) -> dict[str, CheckResult]:
+    return {result.name: result for result in results if result.status == "fail"}
+
+
+@pytest.mark.parametrize(("check", "observation"), [
+    (check_host, samples.host_ok()),
+    (check_proxmox, samples.proxmox_ok()),
+    (check_talos, samples.talos_ok()),
+    (check_kubernetes, samples.kubernetes_ok()),
+    (check_workload, samples.workload_ok()),
+])
+def test_healthy_reference_node_passes_every_check(check, observation) -> None:
+    results = check(observation, CFG)
+    assert results and all(result.status == "pass" for result in results), [r for r in results if r.status != "pass"]
+    assert all(not result.remedy for result in results)
+
+
+# -- host -------------------------------------------------------------------
+
+
+def test_host_iommu_off_names_firmware_and_the_systemd_boot_path() -> None:
+    results = failed(check_host(dataclasses.replace(samples.host_ok(), iommu_active=False), CFG))
+    remedy = results["iommu"].remedy
+    assert "VT-d" in remedy and "proxmox-boot-tool refresh" in remedy and "/etc/kernel/cmdline" in remedy
+    assert "never on AMD" in remedy
+
+
+def test_host_function_on_nouveau_fails_with_the_vfio_remedy_and_what_to_blacklist() -> None:
+    obs = dataclasses.replace(samples.host_ok(), functions={
+        "0000:3b:00.0": PciFunctionState("nouveau", "10de:1eb8", ("nvidiafb", "nouveau")),
+    })
+    result = failed(check_host(obs, CFG))["vfio-pci gpus[0]"]
+    assert "0000:3b:00.0: nouveau" in result.detail and "nvidiafb" in result.detail
+    assert "options vfio-pci ids=10de:1eb8" in result.remedy
+    assert "lspci -nnk -s 0000:3b:00.0" in result.remedy
+    assert "not vfio_virqfd" in result.remedy  # fact 5
+
+
+def test_host_checks_every_function_of_the_card() -> None:
+    obs = dataclasses.replace(samples.host_ok(), functions={
+        "0000:3b:00.0": PciFunctionState("vfio-pci", "10de:1eb8"),
+        "0000:3b:00.1": PciFunctionState("snd_hda_intel", "10de:10f8", ("snd_hda_intel",)),
+    })
+    result = failed(check_host(obs, CFG))["vfio-pci gpus[0]"]
+    assert "0000:3b:00.1: snd_hda_intel" in result.detail
+    assert "ids=10de:10f8,10de:1eb8" in result.remedy
+
+
+def test_host_wrong_address_lists_the_nvidia_devices_found() -> None:
+    obs = dataclasses.replace(samples.host_ok(), functions={}, nvidia_devices={"0000:af:00.0": "10de:1eb8"})
+    result = failed(check_host(obs, CFG))["vfio-pci gpus[0]"]
+    assert "0000:af:00.0 (10de:1eb8)" in result.detail
+    assert "proxmox-talos-gpu:gpus[0].address" in result.remedy
+
+
+# -- proxmox ----------------------------------------------------------------
+
+
+def qm(text: str) -> ProxmoxObservation:
+    return ProxmoxObservation("pve5.lan", Output(text))
+
+
+def test_proxmox_guides_raw_id_vm_fails_mapping_q35_and_ballooning() -> None:
+    results = failed(check_proxmox(qm(data("qm-config.guide-raw.txt")), CFG))
+    assert set(results) == {"hostpci gpus[0]", "machine q35", "ballooning off"}
+    assert "expected mapping=moody-good-gpu0" in results["hostpci gpus[0]"].detail
+    assert "qm set 1105 --hostpci0 mapping=moody-good-gpu0,pcie=1" in results["hostpci gpus[0]"].remedy
+    assert "qm set 1105 --machine q35" in results["machine q35"].remedy
+    assert "qm set 1105 --balloon 0" in results["ballooning off"].remedy
+
+
+def test_proxmox_raw_passthrough_accepts_the_guides_raw_id() -> None:
+    cfg = samples.homelab_cfg(proxmox={"authMethod": "password", "username": "root@pam"},
+                              gpus=[{"address": "0000:3b:00.0", "id": "10de:1eb8", "passthrough": "raw"}])
+    results = by_name(check_proxmox(qm(data("qm-config.guide-raw.txt")), cfg))
+    assert results["hostpci gpus[0]"].status == "pass"
+
+
+def test_proxmox_missing_slot_and_missing_pcie_flag() -> None:
+    text = data("qm-config.mapping.txt").replace("hostpci0: mapping=moody-good-gpu0,pcie=1,rombar=1", "hostpci1: mapping=moody-good-gpu0,rombar=1")
+    result = failed(check_proxmox(qm(text), CFG))["hostpci gpus[0]"]
+    assert "hostpci0 missing (hostpci1: mapping=moody-good-gpu0,rombar=1)" in result.detail
+    text = data("qm-config.mapping.txt").replace(",pcie=1", "")
+    assert "lacks pcie=1" in failed(check_proxmox(qm(text), CFG))["hostpci gpus[0]"].detail
+
+
+def test_proxmox_vm_absent_or_garbled() -> None:
+    missing = check_proxmox(ProxmoxObservation("pve5.lan", Output(error="Configuration file 'nodes/pve5/qemu-server/1105.conf' does not exist")), CFG)
+    assert [r.status for r in missing] == ["fail"] and "pulumi up" in missing[0].remedy
+    garbled = check_proxmox(qm("%%% not qm output"), CFG)
+    assert garbled[0].status == "fail" and "unparseable" in garbled[0].detail
+
+
+# -- talos ------------------------------------------------------------------
+
+
+def test_expected_extensions_follow_the_schematic() -> None:
+    assert expected_extensions(CFG) == ["nonfree-kmod-nvidia-production", "nvidia-container-toolkit-production", "qemu-guest-agent"]
+    open_lts = samples.homelab_cfg(talos={"extensions": {"driver": "open", "branch": "lts", "extra": []}})
+    assert expected_extensions(open_lts) == ["nvidia-container-toolkit-lts", "nvidia-open-gpu-kernel-modules-lts"]
+
+
+def test_talos_driver_missing_says_modules_go_in_machine_kernel_modules() -> None:
+    obs = dataclasses.replace(samples.talos_ok(), nvidia_version=Output(error="open /proc/driver/nvidia/version: no such file or directory"),
+                              modules=Output(data("proc-modules.no-nvidia.txt")))
+    results = failed(check_talos(obs, CFG))
+    assert set(results) == {"nvidia driver", "kernel modules"}
+    assert "machine.kernel.modules" in results["kernel modules"].remedy  # fact 8, not "loaded automatically"
+    assert "nvidia, nvidia_uvm, nvidia_drm, nvidia_modeset" in results["kernel modules"].detail.replace("not loaded: ", "")
+
+
+def test_talos_missing_toolkit_extension_needs_talosctl_upgrade() -> None:
+    text = data("talos-extensions.yaml").replace("name: nvidia-container-toolkit-production", "name: iscsi-tools")
+    result = failed(check_talos(dataclasses.replace(samples.talos_ok(), extensions=Output(text)), CFG))["extensions"]
+    assert result.detail == "missing: nvidia-container-toolkit-production"
+    assert "upgrade --image factory.talos.dev/metal-installer/<schematic-id>:v1.13.9" in result.remedy  # fact 9
+    assert "apply-config" in result.remedy and "does not change extensions" in result.remedy
+
+
+def test_talos_extension_driver_versions_must_match() -> None:
+    text = data("talos-extensions.yaml").replace("version: 595.91.07-v1.18.1", "version: 580.95.05-v1.17.8")
+    result = failed(check_talos(dataclasses.replace(samples.talos_ok(), extensions=Output(text)), CFG))["extension versions"]
+    assert "595.91.07-v1.13.9" in result.detail and "580.95.05-v1.17.8" in result.detail
+
+
+def test_talos_open_module_loaded_when_config_wants_proprietary() -> None:
+    obs = dataclasses.replace(samples.talos_ok(), nvidia_version=Output(data("nvidia-version.open.txt")))
+    result = failed(check_talos(obs, CFG))["nvidia driver"]
+    assert "open kernel module 580.95.05 loaded, config wants proprietary" in result.detail
+
+
+def test_talos_unparseable_outputs_fail_without_crashing() -> None:
+    obs = TalosObservation(Output("garbage"), Output("nvidia"), Output("{\"spec\": "))
+    results = failed(check_talos(obs, CFG))
+    assert set(results) == {"nvidia driver", "kernel modules", "extensions"}
+    assert all("unparseable" in result.detail for result in results.values())
+
+
+# -- kubernetes -------------------------------------------------------------
+
+
+def kube(node: str | Output, pods: str | None = None):
+    from components.doctor.model import KubernetesObservation
+
+    return KubernetesObservation(node if isinstance(node, Output) else Output(node), Output(pods or data("pods-gpu-operator.json")))
+
+
+def test_kubernetes_node_absent_points_at_talos_and_vm_and_skips_the_rest() -> None:
+    results = by_name(check_kubernetes(kube(Output(error='Error from server (NotFound): nodes "moody-good" not found')), CFG))
+    assert results["node"].status == "fail" and "VM or Talos layer" in results["node"].remedy
+    assert results["allocatable nvidia.com/gpu"].status == "skip" and results["gfd labels"].status == "skip"
+
+
+def test_kubernetes_no_gpu_advertised_in_operator_mode() -> None:
+    result = failed(check_kubernetes(kube(samples.node_json(allocatable={"nvidia.com/gpu": None})), CFG))["allocatable nvidia.com/gpu"]
+    assert result.detail == "0, expected 4"
+    assert "kubectl logs -n gpu-operator -l app=nvidia-device-plugin-daemonset" in result.remedy
+    assert "feature.node.kubernetes.io/pci-10de.present" in result.remedy
+    assert "driver.enabled=false" in result.remedy and "devicePlugin" in result.remedy  # fact 13
+
+
+def test_kubernetes_no_gpu_advertised_in_device_plugin_mode_names_the_runtime_class() -> None:
+    cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    result = failed(check_kubernetes(kube(samples.node_json(allocatable={"nvidia.com/gpu": "0"})), cfg))["allocatable nvidia.com/gpu"]
+    assert "app.kubernetes.io/name=nvidia-device-plugin" in result.remedy and "RuntimeClass nvidia" in result.remedy
+    assert "driver.enabled" not in result.remedy
+
+
+def test_kubernetes_one_gpu_instead_of_four_is_the_time_slicing_config() -> None:
+    node = samples.node_json(allocatable={"nvidia.com/gpu": "1"}, labels={"nvidia.com/gpu.replicas": "1", "nvidia.com/device-plugin.config": None})
+    results = failed(check_kubernetes(kube(node), CFG))
+    count = results["allocatable nvidia.com/gpu"]
+    assert count.detail == "1, expected 4 (GFD: nvidia.com/gpu.replicas=1)"
+    assert "sharing.timeSlicing.resources: [{name: nvidia.com/gpu, replicas: 4}]" in count.remedy  # fact 10
+    assert "nvidia.com/device-plugin.config=moody-good" in count.remedy
+    assert "kubectl label node moody-good nvidia.com/device-plugin.config=moody-good" in results["device-plugin config label"].remedy
+
+
+def test_kubernetes_expected_count_is_gpus_times_replicas() -> None:
+    cfg = samples.homelab_cfg(gpuStack={"timeSlicing": {"enabled": True, "replicas": 8}})
+    assert failed(check_kubernetes(kube(samples.node_json()), cfg))["allocatable nvidia.com/gpu"].detail.startswith("4, expected 8")
+    whole = samples.homelab_cfg(gpuStack={"timeSlicing": {"enabled": False}})
+    node = samples.node_json(allocatable={"nvidia.com/gpu": "1"})
+    assert by_name(check_kubernetes(kube(node), whole))["allocatable nvidia.com/gpu"].status == "pass"
+
+
+def test_kubernetes_missing_gfd_labels() -> None:
+    node = samples.node_json(labels={"nvidia.com/gpu.product": None})
+    result = failed(check_kubernetes(kube(node), CFG))["gfd labels"]
+    assert result.detail == "missing nvidia.com/gpu.product"
+    assert "gpu-feature-discovery" in result.remedy and "proxmox-talos-gpu:gpuStack.nfd" in result.remedy
+
+
+def test_kubernetes_crashlooping_device_plugin() -> None:
+    pods = samples.pods_json("nvidia-device-plugin-daemonset-7kx2n", ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}})
+    results = failed(check_kubernetes(kube(samples.node_json(), pods), CFG))
+    assert "nvidia-device-plugin-daemonset-7kx2n Running (CrashLoopBackOff)" in results["device plugin pod"].detail
+    assert "1 of 9 not running" in results["gpu stack pods"].detail
+    assert "v1.13" in results["gpu stack pods"].remedy  # fact 13
+
+
+# -- workload ---------------------------------------------------------------
+
+
+def workload(**changes):
+    return dataclasses.replace(samples.workload_ok(), **changes)
+
+
+def test_workload_pod_without_gpu_limit() -> None:
+    result = failed(check_workload(workload(pods=Output(samples.jellyfin_pods(limits={"cpu": "16"}))), CFG))["gpu limit"]
+    assert "nvidia.com/gpu: 1" in result.remedy
+
+
+def test_workload_nvidia_smi_missing_in_the_pod() -> None:
+    error = 'OCI runtime exec failed: exec: "nvidia-smi": executable file not found in $PATH'
+    result = failed(check_workload(workload(nvidia_smi=Output(error=error)), CFG))["nvidia-smi"]
+    assert "NVIDIA_VISIBLE_DEVICES=all" in result.remedy and "NVIDIA_DRIVER_CAPABILITIES" in result.remedy
+
+
+def test_workload_nvidia_smi_cannot_talk_to_the_driver() -> None:
+    text = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
+    result = failed(check_workload(workload(nvidia_smi=Output(text)), CFG))["nvidia-smi"]
+    assert "couldn't communicate" in result.detail
+
+
+def test_workload_ffmpeg_without_nvenc() -> None:
+    text = "\n".join(line for line in data("ffmpeg-encoders.txt").splitlines() if "hevc_nvenc" not in line)
+    result = failed(check_workload(workload(encoders=Output(text)), CFG))["nvenc encoders"]
+    assert result.detail == "missing: hevc_nvenc"
+    assert "Nvidia NVENC" in result.remedy
+
+
+def test_workload_no_pod_is_skipped_when_jellyfin_is_not_enabled_and_fails_when_it_is() -> None:
+    empty = workload(pods=Output('{"kind": "List", "items": []}'), nvidia_smi=None, encoders=None)
+    assert {r.status for r in check_workload(empty, CFG)} == {"skip"}
+    enabled = samples.homelab_cfg(jellyfin={"enabled": True})
+    results = by_name(check_workload(empty, enabled))
+    assert results["jellyfin pod"].status == "fail" and "app.kubernetes.io/name=jellyfin" in results["jellyfin pod"].remedy
+    assert results["nvidia-smi"].status == "skip"
+
+
+def test_workload_pending_pod_fails_even_when_jellyfin_is_off() -> None:
+    pending = workload(pods=Output(samples.jellyfin_pods(phase="Pending")), nvidia_smi=None, encoders=None)
+    result = by_name(check_workload(pending, CFG))["jellyfin pod"]
+    assert result.status == "fail" and "Pending" in result.detail and "Insufficient nvidia.com/gpu" in result.remedy
