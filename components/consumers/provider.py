@@ -1,0 +1,162 @@
+"""Dynamic provider for Jellyfin's encoding settings.
+
+The engine pickles the provider object with dill and runs it in its own
+process, so: the class lives in this importable module (no import-time side
+effects), it holds no state at all, every method makes its own HTTP client,
+and the API key only ever arrives as an input (a secret) and leaves as an
+output (kept secret through ``additional_secret_outputs``); delete needs it,
+and delete only sees outputs.
+
+Inputs: ``url``, ``api_key``, ``timeout_seconds``, ``settings`` (Jellyfin key
+-> wanted value), ``reasons``, ``decode_codecs``. ``check`` adds
+``pending_changes`` (what the next ``up`` would change, read from Jellyfin),
+so ``pulumi preview`` shows which settings would change; ``check`` and
+``diff`` only read, never write.
+
+Outputs add: ``originals`` (each changed key's value from before this program
+changed it; what ``delete`` restores), ``applied`` (the values it set),
+``changed_settings`` (the keys in ``originals``) and ``last_changes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+# rpc.UNKNOWN: a value not known during preview.
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+_STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
+
+
+def _client(props: dict[str, Any]):
+    from components.consumers.jellyfin import JellyfinClient
+
+    return JellyfinClient(str(props["url"]), str(props["api_key"]), float(props.get("timeout_seconds") or 30))
+
+
+def _wanted(props: dict[str, Any]):
+    from components.consumers.jellyfin import EncodingWanted
+
+    return EncodingWanted.from_settings(dict(props["settings"]), dict(props.get("reasons") or {}))
+
+
+def _post_and_verify(client, document: dict[str, Any], verify: Callable[[dict[str, Any]], Any]) -> None:
+    """POST ``document``, then read it back and re-plan with ``verify``: a
+    setting Jellyfin did not keep is an error now, not a change on every
+    later run."""
+    from components.consumers.jellyfin import JellyfinError
+
+    client.post_encoding(document)
+    check = verify(client.get_encoding())
+    if check.changed:
+        raise JellyfinError(f"POST {client.url} was accepted but Jellyfin did not keep: {', '.join(check.changed_keys)}")
+
+
+class JellyfinEncodingProvider(ResourceProvider):
+    """Sets the keys in ``settings`` in Jellyfin's EncodingOptions and nothing
+    else; restores what it changed on delete."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from components.consumers.jellyfin import JellyfinError, plan_encoding
+
+        failures: list[CheckFailure] = []
+        url = news.get("url")
+        if url != _UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            failures.append(CheckFailure("url", f"expected an http(s) URL, got {url!r}"))
+        try:
+            wanted = _wanted(news)
+        except (KeyError, TypeError, ValueError) as error:
+            failures.append(CheckFailure("settings", str(error)))
+            wanted = None
+        inputs = dict(news)
+        if failures or wanted is None:
+            return CheckResult(inputs, failures)
+        if _UNKNOWN in (url, news.get("api_key")):
+            inputs["pending_changes"] = ["not known yet: the URL or API key is computed during this update"]
+            return CheckResult(inputs, failures)
+        try:
+            plan = plan_encoding(_client(news).get_encoding(), wanted)
+            inputs["pending_changes"] = [change.line() for change in plan.changes]
+        except JellyfinError as error:
+            # Preview must not fail only because Jellyfin is not up yet (its
+            # pod waits for the GPU this same update provides); create/update
+            # read again and fail with the same message if it is still down.
+            inputs["pending_changes"] = [f"not known: {error}"]
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        from components.consumers.jellyfin import JellyfinError, plan_encoding
+
+        if olds.get("url") != news.get("url"):
+            # Another server (or the same through another URL): restore the
+            # old one first, then plan afresh, so originals stay truthful.
+            return DiffResult(changes=True, replaces=["url"], delete_before_replace=True)
+        if any(olds.get(key) != news.get(key) for key in ("settings", "api_key", "timeout_seconds", "decode_codecs")):
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        try:
+            plan = plan_encoding(_client(news).get_encoding(), _wanted(news))
+        except JellyfinError:
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        # Drift (someone changed an owned setting in the dashboard) is a change.
+        return DiffResult(changes=plan.changed, replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._apply(props, originals={}, applied={}, dropped={})
+        return CreateResult(f"encoding@{props['url']}", outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        old_settings = dict(olds.get("settings") or {})
+        dropped = {key: value for key, value in (olds.get("applied") or {}).items() if key not in news["settings"] and key in old_settings}
+        outs = self._apply(news, originals=dict(olds.get("originals") or {}), applied=dict(olds.get("applied") or {}), dropped=dropped)
+        return UpdateResult(outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from components.consumers.jellyfin import JellyfinError, plan_restore
+
+        originals = dict(props.get("originals") or {})
+        if not originals:
+            return
+        client = _client(props)
+        try:
+            plan = plan_restore(client.get_encoding(), originals, dict(props.get("applied") or {}))
+            if plan.changed:
+                _post_and_verify(client, plan.document, lambda after: plan_restore(after, originals, dict(props.get("applied") or {})))
+        except JellyfinError as error:
+            raise JellyfinError(
+                f"{error}. The settings this program changed were not restored ({', '.join(sorted(originals))}); "
+                "retry `pulumi destroy` once Jellyfin answers, or drop the resource from the state with `pulumi state delete`"
+            ) from None
+
+    def _apply(self, props: dict[str, Any], originals: dict[str, Any], applied: dict[str, Any], dropped: dict[str, Any]) -> dict[str, Any]:
+        """Plan against the live document and POST once if anything differs.
+        ``dropped``: keys set earlier that this configuration no longer owns;
+        they go back to their originals."""
+        from components.consumers.jellyfin import plan_encoding, plan_restore
+
+        client = _client(props)
+        wanted = _wanted(props)
+        current = client.get_encoding()
+        plan = plan_encoding(current, wanted)
+        restore = plan_restore(plan.document, {key: originals[key] for key in dropped if key in originals}, dropped)
+        if plan.changed or restore.changed:
+            _post_and_verify(client, restore.document, lambda after: plan_encoding(after, wanted))
+        for change in plan.changes:
+            originals.setdefault(change.key, change.before)  # the first "before" is the user's own value
+            applied[change.key] = change.after
+        for key in dropped:
+            originals.pop(key, None)
+            applied.pop(key, None)
+        for key in list(applied):
+            if key in wanted.settings():
+                applied[key] = wanted.settings()[key]
+        outs = {key: value for key, value in props.items() if key not in _STATE_KEYS and key != "pending_changes"}
+        outs.update(
+            originals=originals,
+            applied=applied,
+            changed_settings=sorted(originals),
+            last_changes=[change.line() for change in plan.changes + restore.changes] or ["nothing to do: every owned setting already had its wanted value"],
+        )
+        return outs
