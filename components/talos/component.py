@@ -8,9 +8,10 @@ import pulumi
 import pulumiverse_talos as talos
 
 from components.config import StackConfig
+from components.options import child_options
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
-from components.talos.secrets import parse_machine_secrets, parse_talosconfig, talosconfig_text
+from components.talos.secrets import client_configuration_args, machine_secrets_args, talosconfig_text
 from components.talos.upgrade_provider import TalosUpgrade
 
 
@@ -39,19 +40,19 @@ class TalosGpuNode(pulumi.ComponentResource):
         t = cfg.talos
         self.talos_version = t.version
         self.node_address = t.node_address
-        child = pulumi.ResourceOptions(parent=self)
 
         # Raises ConfigError before any child is registered.
         schematic_yaml = render_schematic(extensions_for(t))
         offline_id = schematic_id(schematic_yaml)
-        self.schematic = talos.imagefactory.Schematic(f"{name}-schematic", schematic=schematic_yaml, opts=child)
+        self.schematic = talos.imagefactory.Schematic(f"{name}-schematic", schematic=schematic_yaml,
+                                                        opts=child_options(self, opts))
         self.schematic_id = self.schematic.id.apply(lambda factory_id: checked_factory_id(factory_id, offline_id))
         self.installer_image = self.schematic_id.apply(lambda sid: installer_image(sid, t.version, t.platform))
         self.config_patch = self.installer_image.apply(lambda image: gpu_patch_yaml(cfg, image))
 
         talosconfig = pulumi.Output.secret(client_configuration).apply(talosconfig_text)
-        client = pulumi.Output.secret(talosconfig.apply(parse_talosconfig))
-        bundle = pulumi.Output.secret(pulumi.Output.secret(machine_secrets).apply(parse_machine_secrets))
+        client = pulumi.Output.secret(talosconfig.apply(client_configuration_args))
+        bundle = pulumi.Output.secret(pulumi.Output.secret(machine_secrets).apply(machine_secrets_args))
         base = talos.machine.get_configuration_output(
             cluster_name=t.cluster_name,
             cluster_endpoint=t.cluster_endpoint,
@@ -72,7 +73,8 @@ class TalosGpuNode(pulumi.ComponentResource):
             config_patches=[self.config_patch],
             # Destroying the stack must never reset (wipe) the node.
             on_destroy=talos.machine.ConfigurationApplyOnDestroyArgs(reset=False, graceful=True, reboot=False),
-            opts=child,
+            # Children wait for what the component waits for (the VM).
+            opts=child_options(self, opts),
         )
         # install.image is read only at install/upgrade (fact 9): upgrade after
         # the new config is in place.
@@ -84,7 +86,7 @@ class TalosGpuNode(pulumi.ComponentResource):
             version=t.version,
             schematic_id=self.schematic_id,
             talosconfig=talosconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.configuration_apply]),
+            opts=child_options(self, opts, depends_on=[self.configuration_apply]),
         )
         self.register_outputs({
             "schematicId": self.schematic_id,

@@ -109,3 +109,33 @@ def parse_talosconfig(text: str) -> dict[str, str]:
             raise TalosSecretsError(f"{PROJECT}:{key}: context {name!r} has no {field}; expected {_TALOSCONFIG}")
         values[arg] = value
     return values
+
+
+def machine_secrets_args(text: str) -> Any:
+    """:func:`parse_machine_secrets` as the provider's input types, so the
+    invoke sends its wire names (``k8sAggregator``): plain dicts reach an
+    invoke untranslated."""
+    import pulumiverse_talos.machine as machine
+
+    data = parse_machine_secrets(text)
+    certs = data["certs"]
+
+    def pair(name: str) -> Any:
+        return machine.CertificateArgs(cert=certs[name]["cert"], key=certs[name]["key"])
+
+    return machine.MachineSecretsArgs(
+        cluster=machine.ClusterArgs(**data["cluster"]),
+        secrets=machine.KubernetesSecretsArgs(**data["secrets"]),
+        trustdinfo=machine.TrustdInfoArgs(**data["trustdinfo"]),
+        certs=machine.CertificatesArgs(
+            etcd=pair("etcd"), k8s=pair("k8s"), k8s_aggregator=pair("k8s_aggregator"), os=pair("os"),
+            k8s_serviceaccount=machine.KeyArgs(key=certs["k8s_serviceaccount"]["key"]),
+        ),
+    )
+
+
+def client_configuration_args(text: str) -> Any:
+    """:func:`parse_talosconfig` as ``ClientConfigurationArgs``."""
+    import pulumiverse_talos.machine as machine
+
+    return machine.ClientConfigurationArgs(**parse_talosconfig(text))

@@ -1,0 +1,291 @@
+"""TalosGpuNode under the mock engine (graph, inputs, secrets), and its
+upgrade provider run the engine's way: serialized with dill, loaded in a
+fresh Python process, driving the stand-in talosctl."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
+
+from components.gpu_stack import GpuStack
+from components.talos.component import TalosGpuNode
+from components.vm import GpuVm
+from tests.harness import ProgramRun, StateMocks, is_secret, reveal, run_program
+from tests.talos.conftest import MACHINE_SECRETS, TALOSCONFIG, FakeTalosctl, make_cfg
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMATIC = "talos:imageFactory/schematic:Schematic"
+APPLY = "talos:machine/configurationApply:ConfigurationApply"
+UPGRADE = "pulumi-python:dynamic:Resource"
+NODE = "proxmox-talos-gpu:talos:TalosGpuNode"
+SECRET_VALUES = ["Q0xJRU5ULUtFWS1TVEFORC1JTg==", "Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU4=", "c2VjcmV0Ym94LXN0YW5kLWluLXZhbHVlLTMyYnl0ZXM=",
+                 "T1MtS0VZLVNUQU5ELUlO", "trustd.0123456789abcdef"]
+WORKER = yaml.safe_dump({"version": "v1alpha1", "machine": {"type": "worker", "token": "abcdef.0123456789abcdef"}})
+
+
+class FactoryMocks(StateMocks):
+    """The factory answers with the sha256 of the posted schematic (its real
+    rule), or a fixed wrong ID; getConfiguration returns a worker config."""
+
+    def __init__(self, factory_id: str | None = None):
+        super().__init__(calls={"talos:machine/getConfiguration:getConfiguration": self._configuration})
+        self.factory_id = factory_id
+        self.invokes: list[dict[str, Any]] = []
+
+    def _configuration(self, args: MockCallArgs) -> dict[str, Any]:
+        self.invokes.append(dict(args.args))
+        return {"machineConfiguration": WORKER, "clusterName": args.args.get("clusterName")}
+
+    def call(self, args: MockCallArgs):
+        # StateMocks.call returns (result, None), which this pulumi's
+        # MockMonitor.Invoke cannot unpack (it iterates the failures).
+        handler = self.calls.get(args.token)
+        return handler(args) if handler else {}
+
+    def new_resource(self, args: MockResourceArgs):
+        resource_id, state = super().new_resource(args)
+        if args.typ == SCHEMATIC:
+            resource_id = self.factory_id or hashlib.sha256(args.inputs["schematic"].encode()).hexdigest()
+        return resource_id, state
+
+
+def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, **talos: Any) -> tuple[ProgramRun, dict[str, Any]]:
+    cfg = make_cfg(homelab, **talos)
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        vm = GpuVm(cfg.vm.name, cfg)
+        node = TalosGpuNode(f"{cfg.node_name}-talos", cfg, pulumi.Output.secret(MACHINE_SECRETS), pulumi.Output.secret(TALOSCONFIG),
+                            opts=pulumi.ResourceOptions(depends_on=[vm]))
+        GpuStack(f"{cfg.node_name}-gpu-stack", cfg, opts=pulumi.ResourceOptions(depends_on=[node]))
+        pulumi.export("installerImage", node.installer_image)
+        pulumi.export("schematicId", node.schematic_id)
+        pulumi.export("configPatch", node.config_patch)
+        seen["node"] = node
+
+    return run_program(program, {}, mocks=mocks or FactoryMocks()), seen
+
+
+def all_plain_strings(value: Any) -> list[str]:
+    """Every string in registration inputs that is not inside a secret."""
+    if is_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in all_plain_strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in all_plain_strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_children_are_parented_and_upgrade_waits_for_apply(homelab) -> None:
+    run, _ = run_node(homelab)
+    node = run.one(NODE)
+    for type_ in (SCHEMATIC, APPLY, UPGRADE):
+        assert run.one(type_).parent == node.urn, f"{run.one(type_).urn} must be a child of {node.urn}"
+    assert run.depends_on(run.one(UPGRADE), run.one(APPLY)), "the upgrade must run after the new config is applied"
+
+
+def test_node_waits_for_the_vm_and_the_gpu_stack_waits_for_the_node(homelab) -> None:
+    run, _ = run_node(homelab)
+    # The engine expands a component dependency to the component's resources.
+    vm = run.one("proxmoxve:index/vmLegacy:VmLegacy")
+    for type_ in (SCHEMATIC, APPLY, UPGRADE):
+        assert run.depends_on(run.one(type_), vm), f"{run.one(type_).urn} must wait for the VM"
+    for reg in run.registrations:
+        if reg.type.startswith("kubernetes:"):
+            assert run.depends_on(reg, run.one(UPGRADE)), f"{reg.urn} must wait for the node's upgrade"
+            assert run.depends_on(reg, run.one(APPLY)), f"{reg.urn} must wait for the node's config"
+
+
+def test_schematic_posts_the_sorted_nvidia_extension_set(homelab) -> None:
+    run, _ = run_node(homelab)
+    posted = run.one(SCHEMATIC).inputs["schematic"]
+    assert posted == ("customization:\n    systemExtensions:\n        officialExtensions:\n"
+                      "            - siderolabs/nonfree-kmod-nvidia-production\n"
+                      "            - siderolabs/nvidia-container-toolkit-production\n"
+                      "            - siderolabs/qemu-guest-agent\n")
+
+
+def test_outputs_carry_factory_id_installer_image_and_patch(homelab) -> None:
+    run, _ = run_node(homelab)
+    sid = hashlib.sha256(run.one(SCHEMATIC).inputs["schematic"].encode()).hexdigest()
+    assert run.outputs["schematicId"] == sid
+    assert run.outputs["installerImage"] == f"factory.talos.dev/metal-installer/{sid}:v1.13.9"
+    patch = yaml.safe_load(run.outputs["configPatch"])
+    assert patch["machine"]["install"]["image"] == run.outputs["installerImage"]
+
+
+def test_apply_gets_patch_secret_client_config_and_never_resets(homelab) -> None:
+    run, _ = run_node(homelab)
+    apply = run.one(APPLY)
+    assert apply.inputs["node"] == "192.168.8.123" and apply.inputs["endpoint"] == "192.168.8.99"
+    assert is_secret(apply.inputs["clientConfiguration"])
+    assert reveal(apply.inputs["clientConfiguration"]) == {"caCertificate": "Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU4=",
+                                                          "clientCertificate": "Q0xJRU5ULUNFUlQtU1RBTkQtSU4=",
+                                                          "clientKey": "Q0xJRU5ULUtFWS1TVEFORC1JTg=="}
+    assert is_secret(apply.inputs["machineConfigurationInput"])
+    assert reveal(apply.inputs["machineConfigurationInput"]) == WORKER
+    patch = yaml.safe_load(reveal(apply.inputs["configPatches"])[0])
+    assert [module["name"] for module in patch["machine"]["kernel"]["modules"]] == ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
+    assert apply.inputs["onDestroy"] == {"graceful": True, "reboot": False, "reset": False}
+
+
+def test_machine_secrets_reach_get_configuration_in_provider_shape(homelab) -> None:
+    mocks = FactoryMocks()
+    run_node(homelab, mocks)
+    [invoke] = mocks.invokes
+    assert invoke["machineType"] == "worker" and invoke["talosVersion"] == "v1.13.9"
+    assert invoke["clusterEndpoint"] == "https://192.168.8.99:6443"
+    secrets = reveal(invoke["machineSecrets"])
+    # The provider's wire names: an invoke does not translate dict keys.
+    assert secrets["certs"]["k8sAggregator"] == {"cert": "QUdHLUNSVC1TVEFORC1JTg==", "key": "QUdHLUtFWS1TVEFORC1JTg=="}
+    assert secrets["certs"]["k8sServiceaccount"] == {"key": "U0EtS0VZLVNUQU5ELUlO"}
+    assert secrets["secrets"]["bootstrapToken"] == "abcdef.0123456789abcdef"
+    assert secrets["secrets"]["secretboxEncryptionSecret"] == "c2VjcmV0Ym94LXN0YW5kLWluLXZhbHVlLTMyYnl0ZXM="
+
+
+def test_no_secret_value_appears_in_plain_in_any_registration(homelab) -> None:
+    run, _ = run_node(homelab)
+    upgrade = run.one(UPGRADE)
+    assert is_secret(upgrade.inputs["talosconfig"])
+    for registration in run.registrations:
+        plain = "\n".join(all_plain_strings(registration.inputs))
+        for value in SECRET_VALUES:
+            assert value not in plain, f"{value} is in plain text in {registration.urn}"
+
+
+def test_factory_id_that_differs_from_offline_id_fails_the_run(homelab) -> None:
+    with pytest.raises(Exception, match="computed offline is [0-9a-f]{64}"):
+        run_node(homelab, FactoryMocks(factory_id="0" * 64))
+
+
+def test_bad_extension_config_fails_before_any_resource(homelab) -> None:
+    with pytest.raises(Exception, match="talos.extensions.extra\\[0\\]"):
+        run_node(homelab, extensions={"extra": ["siderolabs/nonfree-kmod-nvidia-lts"]})
+
+
+# --------------------------------------------------------------------------
+# The upgrade provider, the engine's way
+# --------------------------------------------------------------------------
+
+DRIVER = r"""
+import base64, json, sys
+import dill
+request = json.load(sys.stdin)
+provider = dill.loads(base64.b64decode(request["provider"]))
+try:
+    op, props = request["op"], request["props"]
+    if op == "check":
+        result = provider.check({}, props)
+        out = {"inputs": sorted(result.inputs), "failures": [[f.property, f.reason] for f in result.failures]}
+    elif op == "diff":
+        result = provider.diff("id", request["olds"], props)
+        out = {"changes": result.changes, "replaces": result.replaces}
+    elif op == "create":
+        result = provider.create(props)
+        out = {"id": result.id, "outs": result.outs}
+    elif op == "delete":
+        out = {"deleted": provider.delete("id", props)}
+    print(json.dumps({"ok": out}))
+except Exception as error:
+    print(json.dumps({"error": type(error).__name__, "message": str(error)}))
+"""
+
+
+def upgrade_registration(homelab) -> tuple[str, dict[str, Any]]:
+    run, _ = run_node(homelab)
+    inputs = reveal(run.one(UPGRADE).inputs)
+    provider = inputs.pop("__provider")
+    props = {key: value for key, value in inputs.items() if value is not None}
+    return provider, props
+
+
+def engine(provider: str, op: str, props: dict[str, Any], env: dict[str, str], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          input=json.dumps({"provider": provider, "op": op, "props": props, "olds": olds or {}}), check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def no_wipe(calls: list[dict[str, Any]]) -> None:
+    for call in calls:
+        assert not any("wipe" in arg.lower() or arg.startswith("--preserve=false") for arg in call["argv"]), call["argv"]
+
+
+def test_upgrade_from_1_12_runs_talosctl_upgrade_with_the_factory_image(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = upgrade_registration(homelab)
+    fake_talosctl.node("v1.12.4", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+    result = engine(provider, "create", props, fake_talosctl.env())
+    assert "ok" in result, result
+    calls = fake_talosctl.calls()
+    upgrades = [call for call in calls if "upgrade" in call["argv"]]
+    assert len(upgrades) == 1
+    argv = upgrades[0]["argv"]
+    image = argv[argv.index("--image") + 1]
+    assert image == f"factory.talos.dev/metal-installer/{props['schematicId']}:v1.13.9"
+    assert "--wait" in argv and "--preserve" not in argv
+    assert argv[argv.index("--nodes") + 1] == "192.168.8.123"
+    no_wipe(calls)
+    for call in calls:
+        assert call["talosconfig_mode"] == "0o600" and not Path(call["talosconfig"]).exists()
+    outs = result["ok"]["outs"]
+    assert outs["upgraded"] is True and outs["previousVersion"] == "v1.12.4"
+    assert "talosconfig" not in outs, "the talosconfig must not be stored as an output"
+
+
+def test_upgrade_skipping_a_minor_is_refused_with_the_path(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = upgrade_registration(homelab)
+    fake_talosctl.node("v1.11.6", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+    result = engine(provider, "create", props, fake_talosctl.env())
+    assert result["error"] == "UpgradeRefused"
+    assert "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in result["message"]
+    assert "proxmox-talos-gpu:talos.version" in result["message"]
+    assert not any("upgrade" in call["argv"] for call in fake_talosctl.calls())
+
+
+def test_node_already_on_the_wanted_image_is_not_upgraded(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = upgrade_registration(homelab)
+    fake_talosctl.node("v1.13.9", props["schematicId"])
+    result = engine(provider, "create", props, fake_talosctl.env())
+    outs = result["ok"]["outs"]
+    assert outs["upgraded"] is False and outs["reason"].startswith("nothing to do because")
+    assert not any("upgrade" in call["argv"] for call in fake_talosctl.calls())
+
+
+def test_same_version_other_schematic_is_upgraded_in_place(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = upgrade_registration(homelab)
+    fake_talosctl.node("v1.13.9", None)  # installed from a plain image: no extensions yet
+    result = engine(provider, "create", props, fake_talosctl.env())
+    assert result["ok"]["outs"]["upgraded"] is True
+    assert "schematic (none" in result["ok"]["outs"]["reason"]
+    no_wipe(fake_talosctl.calls())
+
+
+def test_missing_talosctl_is_a_clear_error_in_the_provider(homelab, fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    provider, props = upgrade_registration(homelab)
+    env = fake_talosctl.env()
+    env["PATH"] = str(tmp_path / "empty")
+    result = engine(provider, "create", props, env)
+    assert result["error"] == "TalosctlError" and "talosctl is not installed" in result["message"]
+
+
+def test_check_diff_and_delete_never_run_talosctl(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = upgrade_registration(homelab)
+    assert engine(provider, "check", props, fake_talosctl.env())["ok"]["failures"] == []
+    bad = {**props, "image": props["image"].replace(":v1.13.9", ":v1.12.9")}
+    assert engine(provider, "check", bad, fake_talosctl.env())["ok"]["failures"][0][0] == "image"
+    rotated = {**props, "talosconfig": TALOSCONFIG.replace("homelab", "other")}
+    assert engine(provider, "diff", rotated, fake_talosctl.env(), olds=props)["ok"]["changes"] is False
+    newer = {**props, "version": "v1.13.10"}
+    assert engine(provider, "diff", newer, fake_talosctl.env(), olds=props)["ok"]["changes"] is True
+    assert engine(provider, "delete", props, fake_talosctl.env())["ok"] == {"deleted": None}
+    assert fake_talosctl.calls() == []

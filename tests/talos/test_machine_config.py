@@ -1,0 +1,251 @@
+"""The GPU machine-config patch: contents, and conformance of the full worker
+config built with it to the Talos machine-config JSON schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from components.talos.machine_config import (
+    CRI_CUSTOMIZATION_PATH,
+    NVIDIA_MODULES,
+    gpu_patch,
+    gpu_patch_yaml,
+    nvidia_default_runtime_toml,
+    patch_problems,
+)
+from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
+from tests.conftest import reference
+from tests.talos.conftest import make_cfg
+
+SID = "990731763242a6b3cf735e49d0f550ce4068b4d0e7f4dfbb49a31799b698877e"
+
+
+def image_for(cfg) -> str:
+    return installer_image(schematic_id(render_schematic(extensions_for(cfg.talos))), cfg.talos.version, cfg.talos.platform)
+
+
+def worker_documents(version: str) -> list[dict[str, Any]]:
+    """A realistic worker config as `talosctl gen config` writes it for this
+    Talos version (v1alpha1 document plus, on 1.13, network documents)."""
+    machine: dict[str, Any] = {
+        "type": "worker",
+        "token": "abcdef.0123456789abcdef",
+        "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "key": ""},
+        "certSANs": [],
+        "kubelet": {
+            "image": "ghcr.io/siderolabs/kubelet:v1.36.2" if version >= "v1.13" else "ghcr.io/siderolabs/kubelet:v1.34.3",
+            "defaultRuntimeSeccompProfileEnabled": True,
+            "disableManifestsDirectory": True,
+            "extraArgs": {"rotate-server-certificates": "true", "system-reserved": "cpu=1000m,memory=2Gi,ephemeral-storage=2Gi"},
+        },
+        "install": {"disk": "/dev/sda", "image": "ghcr.io/siderolabs/installer:" + version, "wipe": False},
+        "sysctls": {"vm.nr_hugepages": "1024", "net.core.rmem_max": "67108864"},
+        "kernel": {"modules": [{"name": "nbd"}]},
+        "files": [{"op": "overwrite", "path": "/etc/nfsmount.conf", "permissions": 0o644,
+                   "content": "[ NFSMount_Global_Options ]\nnfsvers=4.2\n"}],
+        "features": {"kubePrism": {"enabled": True, "port": 7445},
+                     "hostDNS": {"enabled": True, "forwardKubeDNSToHost": True, "resolveMemberNames": True}},
+    }
+    documents: list[dict[str, Any]] = []
+    if version < "v1.12":
+        machine["network"] = {
+            "hostname": "moody-good",
+            "nameservers": ["8.8.8.8", "1.1.1.1"],
+            "interfaces": [{"deviceSelector": {"hardwareAddr": "94:96:cc:43:7d:80"}, "addresses": ["192.168.8.123/24"],
+                            "routes": [{"network": "0.0.0.0/0", "gateway": "192.168.8.1"}]}],
+        }
+        machine["features"].update(rbac=True, stableHostname=True, apidCheckExtKeyUsage=True)
+    else:
+        documents += [
+            {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "moody-good"},
+            {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": "8.8.8.8"}, {"address": "1.1.1.1"}]},
+            {"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "enx9496cc437d80",
+             "addresses": [{"address": "192.168.8.123/24"}], "routes": [{"gateway": "192.168.8.1"}]},
+        ]
+    v1alpha1 = {
+        "version": "v1alpha1",
+        "debug": False,
+        "machine": machine,
+        "cluster": {
+            "id": "Q2x1c3RlcklEc3RhbmRpbg==",
+            "secret": "Y2x1c3Rlci1zZWNyZXQtc3RhbmQtaW4=",
+            "controlPlane": {"endpoint": "https://192.168.8.99:6443"},
+            "clusterName": "homelab",
+            "network": {"dnsDomain": "cluster.local", "podSubnets": ["10.244.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]},
+            "token": "abcdef.0123456789abcdef",
+            "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "key": ""},
+            "discovery": {"enabled": True},
+        },
+    }
+    return [v1alpha1, *documents]
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """Talos strategic merge for these documents: maps merge, lists append."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    if isinstance(base, list) and isinstance(patch, list):
+        return base + copy.deepcopy(patch)
+    return copy.deepcopy(patch)
+
+
+def load_schema(version: str) -> dict[str, Any]:
+    return json.loads(reference("talos", f"config.schema.{version}.json").read_text())
+
+
+def document_schema(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """The one branch of the schema's oneOf meant for this document, so that
+    errors name the offending field instead of "not valid under any"."""
+    if "version" in document:
+        name = "v1alpha1.Config"
+    else:
+        name = next(key for key, value in schema["$defs"].items()
+                    if document.get("kind") in value.get("properties", {}).get("kind", {}).get("enum", []))
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{name}"}
+
+
+def schema_errors(version: str, documents: list[dict[str, Any]]) -> list[str]:
+    schema = load_schema(version)
+    root = jsonschema.Draft202012Validator(schema)
+    errors = []
+    for document in documents:
+        if root.is_valid(document):
+            continue
+        branch = jsonschema.Draft202012Validator(document_schema(schema, document))
+        found = [f"{list(error.absolute_path)}: {error.message}" for error in branch.iter_errors(document)]
+        errors += found or [f"{document.get('kind', 'v1alpha1')}: not valid under the schema"]
+    return errors
+
+
+def patched(version: str, patch: dict[str, Any]) -> list[dict[str, Any]]:
+    documents = worker_documents(version)
+    return [merge(documents[0], patch), *documents[1:]]
+
+
+@pytest.mark.parametrize(("talos_version", "schema"), [("v1.13.9", "v1.13.9"), ("v1.11.6", "v1.11.6")])
+def test_worker_config_with_gpu_patch_validates_against_talos_schema(homelab, talos_version: str, schema: str) -> None:
+    cfg = make_cfg(homelab, version=talos_version)
+    patch = yaml.safe_load(gpu_patch_yaml(cfg, image_for(cfg)))
+    assert schema_errors(schema, worker_documents(talos_version)) == [], "the base worker config itself must be valid"
+    assert schema_errors(schema, patched(talos_version, patch)) == []
+
+
+def test_patch_lists_the_four_nvidia_modules_and_the_toolkit_sysctl(cfg) -> None:
+    machine = gpu_patch(cfg, image_for(cfg))["machine"]
+    assert [item["name"] for item in machine["kernel"]["modules"]] == ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
+    assert machine["sysctls"] == {"net.core.bpf_jit_harden": "1"}
+
+
+def test_patch_installs_the_factory_image_without_wiping(cfg) -> None:
+    image = image_for(cfg)
+    install = gpu_patch(cfg, image)["machine"]["install"]
+    assert install == {"disk": "/dev/sda", "image": image, "wipe": False}
+    assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(":v1.13.9")
+
+
+def test_patch_carries_the_guides_node_labels(cfg) -> None:
+    labels = gpu_patch(cfg, image_for(cfg))["machine"]["nodeLabels"]
+    assert labels["drmoo.io/gpu"] == "nvidia-t4"
+    assert labels["drmoo.io/storage"] == "rook-osd-node"
+
+
+def test_patch_makes_nvidia_the_default_runtime_with_containerd2_plugin_key(cfg) -> None:
+    files = gpu_patch(cfg, image_for(cfg))["machine"]["files"]
+    assert files == [{"op": "create", "path": CRI_CUSTOMIZATION_PATH, "permissions": 0o644,
+                      "content": nvidia_default_runtime_toml("v1.13.9")}]
+    assert '[plugins."io.containerd.cri.v1.runtime".containerd]' in files[0]["content"]
+    assert 'default_runtime_name = "nvidia"' in files[0]["content"]
+
+
+def test_default_runtime_and_bpf_sysctl_can_be_turned_off(homelab) -> None:
+    cfg = make_cfg(homelab, nvidiaDefaultRuntime=False, bpfJitHarden=False, nodeLabels={})
+    machine = gpu_patch(cfg, image_for(cfg))["machine"]
+    assert "files" not in machine and "sysctls" not in machine and "nodeLabels" not in machine
+    assert [item["name"] for item in machine["kernel"]["modules"]] == list(NVIDIA_MODULES)
+
+
+def test_containerd1_plugin_key_before_talos_1_8() -> None:
+    assert '[plugins."io.containerd.grpc.v1.cri".containerd]' in nvidia_default_runtime_toml("v1.7.7")
+
+
+def test_patch_yaml_round_trips_to_the_patch(cfg) -> None:
+    image = image_for(cfg)
+    assert yaml.safe_load(gpu_patch_yaml(cfg, image)) == gpu_patch(cfg, image)
+
+
+def test_sound_patch_has_no_problems(cfg) -> None:
+    assert patch_problems(gpu_patch(cfg, image_for(cfg)), cfg) == []
+
+
+# --- wrong patches: caught by the schema where it can, by patch_problems where it cannot
+
+
+def test_schema_catches_bpf_sysctl_written_as_a_number(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["sysctls"] = {"net.core.bpf_jit_harden": 1}
+    assert any("sysctls" in error and "not of type 'string'" in error for error in schema_errors("v1.13.9", patched("v1.13.9", patch)))
+
+
+def test_schema_catches_modules_listed_as_bare_names(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["kernel"]["modules"] = list(NVIDIA_MODULES)
+    errors = schema_errors("v1.13.9", patched("v1.13.9", patch))
+    assert any("modules" in error and "'nvidia' is not of type 'object'" in error for error in errors)
+
+
+def test_schema_catches_a_misspelt_module_key(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["kernel"]["modules"] = [{"module": name} for name in NVIDIA_MODULES]
+    assert any("Additional properties are not allowed ('module'" in error for error in schema_errors("v1.13.9", patched("v1.13.9", patch)))
+
+
+def test_schema_catches_guides_features_and_network_on_talos_1_13(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["features"] = {"rbac": True, "stableHostname": True}
+    patch["machine"]["network"] = {"hostname": "moody-good"}
+    errors = schema_errors("v1.13.9", patched("v1.13.9", patch))
+    assert any("'network' was unexpected" in error for error in errors)
+    assert any("'rbac'" in error for error in errors)
+
+
+def test_schema_catches_guides_boolean_kubelet_extra_arg(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["kubelet"] = {"extraArgs": {"rotate-server-certificates": True}}
+    assert any("rotate-server-certificates" in error for error in schema_errors("v1.13.9", patched("v1.13.9", patch)))
+
+
+def test_guides_generic_installer_image_passes_schema_but_is_caught(homelab) -> None:
+    # The guide: install.image factory.talos.dev/installer/<id>:v1.11.6 and
+    # extensions "via apply". The schema sees only a string.
+    cfg = make_cfg(homelab, version="v1.13.9")
+    patch = gpu_patch(cfg, f"factory.talos.dev/installer/{SID}:v1.13.9")
+    assert schema_errors("v1.13.9", patched("v1.13.9", patch)) == []
+    assert any("not the metal-installer form" in problem for problem in patch_problems(patch, cfg))
+
+
+def test_plain_installer_without_schematic_is_caught(cfg) -> None:
+    patch = gpu_patch(cfg, "ghcr.io/siderolabs/installer:v1.13.9")
+    assert any("not an Image Factory installer" in problem for problem in patch_problems(patch, cfg))
+
+
+def test_version_mismatch_between_image_and_config_is_caught(cfg) -> None:
+    patch = gpu_patch(cfg, f"factory.talos.dev/metal-installer/{SID}:v1.11.6")
+    assert any("fact 16" in problem for problem in patch_problems(patch, cfg))
+
+
+def test_wipe_and_missing_modules_are_caught(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    patch["machine"]["install"]["wipe"] = True
+    patch["machine"]["kernel"]["modules"] = [{"name": "nbd"}]
+    problems = patch_problems(patch, cfg)
+    assert any("wipe must be false" in problem for problem in problems)
+    assert any("lacks nvidia, nvidia_uvm, nvidia_drm, nvidia_modeset" in problem for problem in problems)
