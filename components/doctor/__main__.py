@@ -1,0 +1,5 @@
+import sys
+
+from components.doctor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,203 @@
+"""`python -m components.doctor` end to end: stand-in kubectl and talosctl on
+PATH with canned answers per scenario; one simulated failure per layer prints
+that layer's remedy; unreachable layers are skipped with the reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.doctor.cli import main
+from components.doctor.model import Output, ProxmoxObservation, Unreachable
+from tests.doctor import samples
+from tests.doctor.fakecli import FakeCli, answer, data, install, rule
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: admin@homelab\n"
+TALOSCONFIG = "context: homelab\ncontexts:\n  homelab:\n    endpoints: [192.168.8.99]\n    ca: Y2EtY2VydGlmaWNhdGU=\n    crt: Y2xpZW50LWNlcnQ=\n    key: Y2xpZW50LWtleS1zZWNyZXQ=\n"
+
+FFMPEG = "/usr/lib/jellyfin-ffmpeg/ffmpeg"
+
+
+def talos_rules(version: dict | None = None, modules: dict | None = None, extensions: dict | None = None) -> list[dict]:
+    return [
+        rule(["read", "/proc/driver/nvidia/version", "--nodes", "192.168.8.123", "--endpoints", "192.168.8.99"],
+             version or answer(data("nvidia-version.proprietary.txt"))),
+        rule(["read", "/proc/modules"], modules or answer(data("proc-modules.txt"))),
+        rule(["get", "extensions", "--nodes", "192.168.8.123"], extensions or answer(data("talos-extensions.yaml"))),
+    ]
+
+
+def kubectl_rules(node: dict | None = None, encoders: dict | None = None) -> list[dict]:
+    return [
+        rule(["get", "node", "moody-good", "-o", "json"], node or answer(data("node-moody-good.json"))),
+        rule(["get", "pods", "-n", "gpu-operator"], answer(data("pods-gpu-operator.json"))),
+        rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin"], answer(data("pods-jellyfin.json"))),
+        rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", "nvidia-smi"], answer(data("nvidia-smi.t4.txt"))),
+        rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-encoders"],
+             encoders or answer(data("ffmpeg-encoders.txt"), stderr="ffmpeg version 7.1.2-Jellyfin Copyright (c) 2000-2025\n")),
+    ]
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
+    cli = install(tmp_path)
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    (tmp_path / "talosconfig").write_text(TALOSCONFIG)
+    for key, value in cli.env(KUBECONFIG=str(tmp_path / "kubeconfig"), TALOSCONFIG=str(tmp_path / "talosconfig")).items():
+        monkeypatch.setenv(key, value)
+    cli.set_rules("talosctl", talos_rules())
+    cli.set_rules("kubectl", kubectl_rules())
+    return cli
+
+
+def doctor(*argv: str, **kwargs) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--stack", "homelab", *argv], stdout=out, stderr=err, **kwargs)
+    return code, out.getvalue(), err.getvalue()
+
+
+def remedies_section(text: str) -> str:
+    assert "\nRemedies\n" in text, text
+    return " ".join(text.split("\nRemedies\n", 1)[1].split())  # undo the wrapping
+
+
+def test_module_entry_point_on_a_healthy_node_exits_zero(fake: FakeCli) -> None:
+    done = subprocess.run([sys.executable, "-m", "components.doctor", "--stack", "homelab"], cwd=ROOT, env=fake.env(
+        KUBECONFIG=str(fake.state.parent / "kubeconfig"), TALOSCONFIG=str(fake.state.parent / "talosconfig")),
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["LAYER", "CHECK", "STATUS", "DETAIL"]
+    assert any(line.split()[:3] == ["host", "reachable", "skip"] and "--identity" in line for line in lines)
+    assert any(line.startswith("kubernetes") and "allocatable nvidia.com/gpu" in line and " pass " in line for line in lines)
+    assert any(line.startswith("workload") and "nvenc encoders" in line and " pass " in line for line in lines)
+    assert "Remedies" not in done.stdout
+    assert lines[-1] == "14 passed, 0 failed, 2 skipped"  # talos 4, kubernetes 6, workload 4
+
+
+def test_talosconfig_reaches_talosctl_as_a_private_file(fake: FakeCli) -> None:
+    code, _, _ = doctor("--layer", "talos")
+    assert code == 0
+    calls = fake.calls("talosctl")
+    assert len(calls) == 3
+    assert all(call["config_mode"] == "0o600" and call["config_text"] == TALOSCONFIG for call in calls)
+    assert all(not Path(call["config_path"]).exists() for call in calls)
+
+
+def test_talos_layer_failure_prints_the_kernel_modules_remedy(fake: FakeCli) -> None:
+    fake.set_rules("talosctl", talos_rules(
+        version=answer(stderr="error reading file: rpc error: code = Unknown desc = open /proc/driver/nvidia/version: no such file or directory\n", rc=1),
+        modules=answer(data("proc-modules.no-nvidia.txt")),
+    ))
+    code, out, _ = doctor("--layer", "talos")
+    assert code == 1
+    remedies = remedies_section(out)
+    assert "talos / nvidia driver:" in remedies and "talos / kernel modules:" in remedies
+    assert "machine.kernel.modules" in remedies
+    assert "Y2xpZW50LWtleS1zZWNyZXQ=" not in out  # the talosconfig key never shows
+
+
+def test_kubernetes_layer_failure_prints_the_time_slicing_remedy(fake: FakeCli) -> None:
+    fake.set_rules("kubectl", kubectl_rules(node=answer(samples.node_json(allocatable={"nvidia.com/gpu": "1"}))))
+    code, out, _ = doctor("--layer", "kubernetes")
+    assert code == 1
+    remedies = remedies_section(out)
+    assert "kubernetes / allocatable nvidia.com/gpu:" in remedies
+    assert "sharing.timeSlicing.resources" in remedies
+
+
+def test_workload_layer_failure_prints_the_nvenc_remedy(fake: FakeCli) -> None:
+    no_nvenc = "\n".join(line for line in data("ffmpeg-encoders.txt").splitlines() if "nvenc" not in line)
+    fake.set_rules("kubectl", kubectl_rules(encoders=answer(no_nvenc)))
+    code, out, _ = doctor("--layer", "workload")
+    assert code == 1
+    assert "missing: h264_nvenc, hevc_nvenc" in out
+    assert "Nvidia NVENC" in remedies_section(out)
+
+
+def test_host_layer_failure_prints_the_vfio_remedy(fake: FakeCli) -> None:
+    import dataclasses
+
+    from components.doctor.model import PciFunctionState
+
+    broken = dataclasses.replace(samples.host_ok(), functions={"0000:3b:00.0": PciFunctionState("nouveau", "10de:1eb8", ("nvidiafb", "nouveau"))})
+    code, out, _ = doctor("--layer", "host", gatherers={"host": lambda cfg: broken})
+    assert code == 1
+    remedy = remedies_section(out)
+    assert "host / vfio-pci gpus[0]:" in remedy and "options vfio-pci ids=10de:1eb8" in remedy
+
+
+def test_proxmox_layer_failure_prints_the_hostpci_remedy(fake: FakeCli) -> None:
+    observation = ProxmoxObservation("pve5.lan", Output(data("qm-config.guide-raw.txt")))
+    code, out, _ = doctor("--layer", "proxmox", gatherers={"proxmox": lambda cfg: observation})
+    assert code == 1
+    remedy = remedies_section(out)
+    assert "qm set 1105 --hostpci0 mapping=moody-good-gpu0,pcie=1" in remedy and "qm set 1105 --machine q35" in remedy
+
+
+def test_json_output_is_a_list_of_results(fake: FakeCli) -> None:
+    fake.set_rules("kubectl", kubectl_rules(node=answer(samples.node_json(labels={"nvidia.com/gpu.product": None}))))
+    code, out, _ = doctor("--json", "--layer", "kubernetes")
+    assert code == 1
+    results = json.loads(out)
+    assert {tuple(sorted(result)) for result in results} == {("detail", "layer", "name", "remedy", "status")}
+    gfd = next(result for result in results if result["name"] == "gfd labels")
+    assert gfd["status"] == "fail" and "gpu-feature-discovery" in gfd["remedy"]
+
+
+def test_unreachable_cluster_is_skipped_with_the_reason(fake: FakeCli) -> None:
+    refused = answer(stderr="The connection to the server 192.168.8.99:6443 was refused - did you specify the right host or port?\n", rc=1)
+    fake.set_rules("kubectl", [rule(["get"], refused)])
+    code, out, _ = doctor("--layer", "kubernetes", "--layer", "workload")
+    assert code == 0
+    assert out.count("reachable") == 2 and "was refused" in out
+    assert out.splitlines()[-1] == "0 passed, 0 failed, 2 skipped"
+
+
+def test_missing_tools_and_credentials_skip_their_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = install(tmp_path)
+    for key, value in empty.env().items():
+        monkeypatch.setenv(key, value)
+    code, out, _ = doctor()
+    assert code == 0
+    assert "talosctl not found on PATH" in out
+    assert "no kubeconfig: export KUBECONFIG" in out
+    assert "no SSH key for root@pve5.lan: pass --identity KEY_FILE" in out
+
+
+def test_unknown_host_key_skips_host_and_proxmox(fake: FakeCli, tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+    known = tmp_path / "known_hosts"
+    known.write_text("otherhost ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    code, out, _ = doctor("--layer", "host", "--layer", "proxmox", "--identity", str(key), "--known-hosts", str(known))
+    assert code == 0
+    assert out.count("--known-hosts has no entry for pve5.lan") == 2
+
+
+def test_config_error_exits_2_naming_the_key(tmp_path: Path) -> None:
+    text = (ROOT / "Pulumi.homelab.yaml").read_text().replace("vmId: 1105", "vmId: 12")
+    (tmp_path / "Pulumi.broken.yaml").write_text(text)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--stack", "broken", "--project-dir", str(tmp_path)], stdout=out, stderr=err)
+    assert code == 2
+    assert "proxmox-talos-gpu:vm.vmId = 12" in err.getvalue()
+    assert out.getvalue() == ""
+
+
+def test_missing_stack_file_exits_2(tmp_path: Path) -> None:
+    err = io.StringIO()
+    assert main(["--stack", "nope", "--project-dir", str(tmp_path)], stdout=io.StringIO(), stderr=err) == 2
+    assert "no Pulumi.nope.yaml" in err.getvalue()
+
+
+def test_an_unreachable_layer_from_a_gatherer_is_one_skip_line(fake: FakeCli) -> None:
+    code, out, _ = doctor("--layer", "host", gatherers={"host": lambda cfg: Unreachable("pve5.lan:22: cannot connect: [Errno 111] Connection refused")})
+    assert code == 0
+    assert out.splitlines()[1].split(None, 3) == ["host", "reachable", "skip", "pve5.lan:22: cannot connect: [Errno 111] Connection refused"]
