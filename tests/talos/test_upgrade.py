@@ -1,0 +1,70 @@
+"""The upgrade planner (pure): when to upgrade, which arguments, and which
+jumps it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.talos.upgrade import NodeFacts, UpgradeRefused, plan_upgrade, upgrade_path
+
+SID = "990731763242a6b3cf735e49d0f550ce4068b4d0e7f4dfbb49a31799b698877e"
+OLD = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+IMAGE = f"factory.talos.dev/metal-installer/{SID}:v1.13.9"
+
+
+def plan(version: str, schematic: str | None, wanted: str = "v1.13.9", image: str = IMAGE):
+    return plan_upgrade(NodeFacts(version, schematic), image=image, version=wanted, schematic_id=SID,
+                        node="192.168.8.123", endpoint="192.168.8.99")
+
+
+def test_adjacent_minor_upgrade_runs_talosctl_upgrade_and_waits() -> None:
+    result = plan("v1.12.4", OLD)
+    assert result.upgrade
+    assert result.args == ("upgrade", "--nodes", "192.168.8.123", "--endpoints", "192.168.8.99", "--image", IMAGE,
+                           "--wait", "--timeout", "1800s")
+    assert "runs Talos v1.12.4, wanted v1.13.9" in result.reason
+
+
+def test_same_version_and_schematic_is_a_no_op_with_reason() -> None:
+    result = plan("v1.13.9", SID)
+    assert not result.upgrade and result.args == ()
+    assert result.reason.startswith("nothing to do because 192.168.8.123 already runs Talos v1.13.9")
+
+
+def test_new_extensions_on_the_same_version_upgrade_in_place() -> None:
+    result = plan("v1.13.9", OLD)
+    assert result.upgrade and f"runs schematic {OLD}, wanted {SID}" in result.reason
+
+
+def test_patch_upgrade_within_a_minor_is_allowed() -> None:
+    assert plan("v1.13.2", SID).upgrade
+
+
+def test_two_minor_jump_is_refused_with_the_path() -> None:
+    with pytest.raises(UpgradeRefused) as error:
+        plan("v1.11.6", OLD)
+    assert "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in str(error.value)
+    assert "only between adjacent minors" in str(error.value)
+
+
+def test_three_minor_jump_lists_every_intermediate_minor() -> None:
+    assert upgrade_path("v1.10.3", "v1.13.9") == ["v1.10.3", "v1.11.<latest patch>", "v1.12.<latest patch>", "v1.13.9"]
+
+
+def test_downgrade_is_refused() -> None:
+    with pytest.raises(UpgradeRefused, match="newer than talos.version v1.13.9; this program does not downgrade"):
+        plan("v1.13.10", SID)
+
+
+def test_preserve_is_passed_only_to_nodes_older_than_1_8() -> None:
+    old = plan("v1.7.6", OLD, wanted="v1.8.4", image=f"factory.talos.dev/installer/{SID}:v1.8.4")
+    assert "--preserve" in old.args
+    assert "--preserve" not in plan("v1.12.4", OLD).args
+
+
+@pytest.mark.parametrize("running", ["v1.7.6", "v1.12.0", "v1.13.0", "v1.13.9"])
+def test_no_plan_ever_carries_a_wipe_flag(running: str) -> None:
+    wanted = "v1.8.4" if running == "v1.7.6" else "v1.13.9"
+    result = plan(running, None, wanted=wanted, image=f"factory.talos.dev/installer/{SID}:{wanted}")
+    assert result.upgrade
+    assert not any("wipe" in arg or arg == "--preserve=false" or arg == "--force" for arg in result.args)
