@@ -1,0 +1,89 @@
+"""HostVfioPrep: the head of the graph. Makes the Proxmox host ready to pass
+its GPU(s) through, over SSH, before GpuVm is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi.dynamic
+
+from components.config import PROJECT, ConfigError, ConfigIssue, StackConfig
+from components.hostprep.plan import inputs_from_config
+from components.hostprep.provider import OUTPUT_KEYS, HostPrepProvider
+
+
+class HostPrepResource(pulumi.dynamic.Resource):
+    """The dynamic resource that carries out host preparation."""
+
+    drivers: pulumi.Output[dict[str, str]]
+    iommu_groups: pulumi.Output[dict[str, int]]
+    subsystem_ids: pulumi.Output[dict[str, str]]
+    rebooted: pulumi.Output[bool]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(HostPrepProvider(), name, {**props, **dict.fromkeys(OUTPUT_KEYS)}, opts)
+
+
+def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: str) -> dict[str, Any]:
+    """The dynamic resource's inputs from the stack config (the key as a secret)."""
+    host = cfg.host
+    inputs = inputs_from_config(cfg)
+    return {
+        "host": host.address,
+        "port": host.port,
+        "user": host.user,
+        "host_key": host.host_key,
+        "private_key": pulumi.Output.secret(ssh_private_key),
+        "owner": owner,
+        "gpus": inputs.to_dict()["gpus"],
+        "intel_iommu": inputs.intel_iommu,
+        "iommu_passthrough": inputs.iommu_passthrough,
+        "allow_reboot": inputs.allow_reboot,
+        "reboot_on_destroy": inputs.reboot_on_destroy,
+        "reboot_timeout_seconds": host.reboot_timeout_seconds,
+    }
+
+
+class HostVfioPrep(pulumi.ComponentResource):
+    """IOMMU, vfio modules, driver blacklist and vfio-pci ids on the Proxmox
+    host; initramfs and bootloader refresh and a reboot only when needed;
+    then every GPU function verified on vfio-pci.
+
+    With ``host.enabled: false`` nothing is touched and the outputs come
+    from config (``gpus[].iommuGroup`` / ``subsystemId``), for hosts
+    prepared by hand."""
+
+    iommu_groups: pulumi.Output[dict[str, int]]  # GPU address -> IOMMU group
+    subsystem_ids: pulumi.Output[dict[str, str]]  # GPU address -> subsystem vendor:device
+    drivers: pulumi.Output[dict[str, str]]  # function address -> driver in use
+    rebooted: pulumi.Output[bool]
+
+    def __init__(self, name: str, cfg: StackConfig, ssh_private_key: pulumi.Input[str] | None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PROJECT}:host:HostVfioPrep", name, None, opts)
+        self.prep: HostPrepResource | None = None
+        if cfg.host.enabled:
+            if ssh_private_key is None:
+                raise ConfigError([ConfigIssue("sshPrivateKey", None,
+                                               "required when host.enabled is true: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`")])
+            owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+            self.prep = HostPrepResource(
+                f"{name}-vfio", provider_props(cfg, ssh_private_key, owner),
+                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key"]),
+            )
+            self.iommu_groups = self.prep.iommu_groups
+            self.subsystem_ids = self.prep.subsystem_ids
+            self.drivers = self.prep.drivers
+            self.rebooted = self.prep.rebooted
+        else:
+            self.iommu_groups = pulumi.Output.from_input({g.address: g.iommu_group for g in cfg.gpus if g.iommu_group is not None})
+            self.subsystem_ids = pulumi.Output.from_input({g.address: g.subsystem_id for g in cfg.gpus if g.subsystem_id})
+            self.drivers = pulumi.Output.from_input({})
+            self.rebooted = pulumi.Output.from_input(False)
+        self.register_outputs({
+            "iommu_groups": self.iommu_groups,
+            "subsystem_ids": self.subsystem_ids,
+            "drivers": self.drivers,
+            "rebooted": self.rebooted,
+        })

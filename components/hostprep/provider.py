@@ -1,0 +1,162 @@
+"""Pulumi dynamic provider for host VFIO preparation.
+
+The engine pickles the provider with dill, by reference to this module, and
+runs it in a separate process. So: no state on the object, no import-time
+side effects, SSH connections opened inside each method, secrets only ever
+arrive as inputs. Progress and plans go to stderr, which the engine shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value not known at preview
+OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
+_REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old one first
+_UPDATE_KEYS = ("user", "host_key", "gpus", "intel_iommu", "iommu_passthrough", "allow_reboot", "reboot_on_destroy", "reboot_timeout_seconds", "root")
+
+
+def _say(message: str) -> None:
+    print(f"[host-vfio] {message}", file=sys.stderr, flush=True)
+
+
+def _engine(props: dict[str, Any]):
+    """Build the engine for ``props``; imports kept here so unpickling this
+    module stays cheap and side-effect free."""
+    from components.hostprep.engine import EngineOptions, HostPrepEngine
+    from components.hostprep.plan import HostPrepInputs
+    from components.hostprep.transport import SshTarget, SshTransport
+
+    target = SshTarget(host=props["host"], port=int(props["port"]), user=props["user"], private_key=props["private_key"], host_key=props["host_key"])
+    inputs = HostPrepInputs.from_dict({
+        "gpus": props["gpus"], "intel_iommu": props.get("intel_iommu", "auto"), "iommu_passthrough": props.get("iommu_passthrough", True),
+        "allow_reboot": props.get("allow_reboot", True), "reboot_on_destroy": props.get("reboot_on_destroy", False),
+    })
+    options = EngineOptions(root=props.get("root") or "/", reboot_timeout=float(props.get("reboot_timeout_seconds", 600)), progress=_say)
+
+    def connect(timeout: float) -> SshTransport:
+        return SshTransport.connect(target, timeout=timeout)
+
+    return HostPrepEngine(connect, inputs, props["owner"], options)
+
+
+def _known(value: Any) -> bool:
+    if value == UNKNOWN:
+        return False
+    if isinstance(value, dict):
+        return all(_known(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_known(v) for v in value)
+    return True
+
+
+def validate(props: dict[str, Any]) -> list[CheckFailure]:
+    """Shape checks that need no host; unknown (preview) values are skipped."""
+    from components.hostprep.transport import TransportError, load_private_key, parse_host_key_pin
+
+    failures = []
+    for key in ("host", "user", "owner", "host_key", "private_key"):
+        value = props.get(key)
+        if value != UNKNOWN and (not isinstance(value, str) or not value.strip()):
+            failures.append(CheckFailure(key, f"{key} is required (a non-empty string)"))
+    port = props.get("port")
+    if port != UNKNOWN and not (isinstance(port, int | float) and 1 <= int(port) <= 65535):
+        failures.append(CheckFailure("port", f"port {port!r} must be 1-65535"))
+    if isinstance(props.get("host_key"), str) and props["host_key"] != UNKNOWN and props["host_key"].strip():
+        try:
+            parse_host_key_pin(props["host_key"])
+        except ValueError as error:
+            failures.append(CheckFailure("host_key", str(error)))
+    if isinstance(props.get("private_key"), str) and props["private_key"] != UNKNOWN and props["private_key"].strip():
+        try:
+            load_private_key(props["private_key"])
+        except TransportError as error:
+            failures.append(CheckFailure("private_key", str(error)))  # the message never contains the key
+    gpus = props.get("gpus")
+    if gpus != UNKNOWN and (not isinstance(gpus, list) or not gpus or not all(isinstance(g, dict) and g.get("address") for g in gpus)):
+        failures.append(CheckFailure("gpus", "gpus must be a non-empty list of {address, id, ...}"))
+    if props.get("intel_iommu", "auto") not in ("auto", "on", UNKNOWN):
+        failures.append(CheckFailure("intel_iommu", f"intel_iommu {props.get('intel_iommu')!r} must be auto or on"))
+    return failures
+
+
+def _outputs(props: dict[str, Any], result_outputs: dict[str, Any]) -> dict[str, Any]:
+    outs = {key: value for key, value in props.items() if key != "__provider"}
+    outs.update(result_outputs)
+    return outs
+
+
+class HostPrepProvider(ResourceProvider):
+    """check / diff / create / update / delete / read for HostVfioPrep."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = validate(news)
+        if not failures and not _olds and _known(news):
+            # A create: show what it would change, and refuse early what it cannot do.
+            failures = self._preview(news)
+        return CheckResult(news, failures)
+
+    def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
+        from components.hostprep.transport import HostKeyError, TransportError
+
+        try:
+            _, plan = _engine(props).plan()
+        except HostKeyError as error:
+            return [CheckFailure("host_key", str(error))]
+        except TransportError as error:
+            _say(f"could not read the host to preview its changes ({error}); `up` will try again")
+            return []
+        if plan.refused:
+            return [CheckFailure("gpus", str(refusal)) for refusal in plan.refusals]
+        _say("planned host changes:\n" + plan.render())
+        return []
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        from components.hostprep.transport import HostKeyError, TransportError
+
+        replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
+        changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces
+        if replaces:
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
+        if not _known(news):
+            return DiffResult(changes=True if changed else None)
+        try:
+            _, plan = _engine(news).plan()
+        except HostKeyError:
+            raise
+        except TransportError as error:
+            _say(f"could not read the host to look for drift ({error})")
+            return DiffResult(changes=bool(changed) or None)
+        if plan.refused:
+            raise RuntimeError("refusing to prepare the host; nothing will be written:\n" + "\n".join(f"  - {r}" for r in plan.refusals))
+        if not plan.is_noop:
+            _say("planned host changes:\n" + plan.render())
+        return DiffResult(changes=bool(changed) or not plan.is_noop, replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        engine = _engine(props)
+        result = engine.apply()
+        _say(f"host ready: {len(result.wrote)} file(s) written, {len(result.ran)} command(s), rebooted: {result.rebooted}, {result.round_trips} SSH round trip(s)")
+        return CreateResult(id_=f"{props['host']}:{props['port']}/{props['owner']}", outs=_outputs(props, result.outputs(engine.addresses)))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        engine = _engine(news)
+        result = engine.apply()
+        _say(f"host ready: {len(result.wrote)} file(s) written, {len(result.ran)} command(s), rebooted: {result.rebooted}")
+        return UpdateResult(outs=_outputs(news, result.outputs(engine.addresses)))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        result = _engine(props).undo()
+        _say(f"host changes undone: {len(result.wrote)} file(s) restored or removed, {len(result.ran)} command(s), rebooted: {result.rebooted}")
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from components.hostprep.engine import host_outputs
+
+        engine = _engine(props)
+        facts = engine.facts()
+        outs = _outputs(props, host_outputs(facts, engine.addresses))
+        outs["rebooted"] = bool(props.get("rebooted", False))
+        return ReadResult(id_=id_, outs=outs)

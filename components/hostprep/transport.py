@@ -1,0 +1,361 @@
+"""The one module that talks SSH (paramiko): connect with a pinned host key,
+run a command, write a file atomically. Secrets are masked in every log line;
+round trips are counted for the benchmark and the tests.
+
+Nothing here decides anything about the host: callers build the commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import select
+import shlex
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import paramiko
+
+log = logging.getLogger(__name__)
+
+# Host-key algorithms to offer for each key type a pin can name. paramiko 5
+# no longer signs with SHA-1, so an `ssh-rsa` pin means the SHA-2 variants.
+_ALGORITHMS_FOR_TYPE: dict[str, tuple[str, ...]] = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256"),
+}
+TEMP_MARK = ".ptg-tmp-"  # temp files are `.<name>.ptg-tmp-<token>` next to their target
+
+
+class TransportError(ConnectionError):
+    """The host could not be reached, or the connection dropped."""
+
+
+class HostKeyError(TransportError):
+    """The host offered a key that does not match the pin; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int
+    user: str
+    private_key: str = field(repr=False)  # OpenSSH private key text; never logged
+    host_key: str = ""  # SHA256:<fingerprint> or known_hosts line(s)
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------
+# Host-key pins (pure)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostKeyPin:
+    fingerprints: frozenset[str]  # "SHA256:..." without padding
+    keys: tuple[tuple[str, bytes], ...]  # (key type, key blob) from known_hosts lines
+
+    def matches(self, blob: bytes) -> bool:
+        return fingerprint(blob) in self.fingerprints or any(data == blob for _, data in self.keys)
+
+    @property
+    def key_types(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(kind for kind, _ in self.keys))
+
+
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob (`ssh-keygen -lf`)."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def parse_host_key_pin(text: str) -> HostKeyPin:
+    """A SHA256 fingerprint, or one or more known_hosts lines (host field ignored:
+    the pin is already specific to this host)."""
+    prints: set[str] = set()
+    keys: list[tuple[str, bytes]] = []
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("SHA256:"):
+            prints.add(line.rstrip("="))
+            continue
+        fields = line.split()
+        if fields[0].startswith("@"):
+            if fields[0] == "@revoked":
+                continue
+            fields = fields[1:]
+        if len(fields) < 3 or fields[1] not in _ALGORITHMS_FOR_TYPE:
+            raise ValueError(f"host key pin: not a SHA256 fingerprint or a known_hosts line `<host> <key-type> <base64-key>`: {line[:60]!r}")
+        try:
+            keys.append((fields[1], base64.b64decode(fields[2], validate=True)))
+        except ValueError:
+            raise ValueError(f"host key pin: the key of {fields[1]} is not valid base64") from None
+    if not prints and not keys:
+        raise ValueError("host key pin is empty: give a SHA256 fingerprint or a known_hosts line")
+    return HostKeyPin(frozenset(prints), tuple(keys))
+
+
+def known_hosts_lines_for(text: str, host: str, port: int) -> list[str]:
+    """The known_hosts lines (plain or hashed) that name ``host`` at ``port``."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    found = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if fields[0] == "@revoked":
+            continue
+        if fields[0].startswith("@"):
+            fields = fields[1:]
+        if len(fields) < 3:
+            continue
+        for pattern in fields[0].split(","):
+            if pattern.startswith("|1|"):
+                if paramiko.HostKeys.hash_host(name, pattern) == pattern:
+                    found.append(line)
+                    break
+            elif pattern == name:
+                found.append(line)
+                break
+    return found
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    """Parse an OpenSSH/PEM private key held in memory (never written to disk)."""
+    errors = []
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return kind.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise TransportError("the SSH private key is passphrase-protected; give an unencrypted key (kept as a Pulumi secret)") from None
+        except (paramiko.SSHException, ValueError, IndexError) as error:
+            errors.append(f"{kind.__name__}: {error}")
+    raise TransportError("the SSH private key could not be read as an Ed25519, ECDSA or RSA key")
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret (and each of its lines) with ***."""
+    for secret in secrets:
+        if not secret:
+            continue
+        text = text.replace(secret, "***")
+        for part in secret.splitlines():
+            if len(part) >= 8:
+                text = text.replace(part, "***")
+    return text
+
+
+# --------------------------------------------------------------------------
+# Atomic writes (shell snippets, so a batch can run in one round trip)
+# --------------------------------------------------------------------------
+
+
+def temp_path(path: str, token: str) -> str:
+    directory, _, name = path.rpartition("/")
+    return f"{directory}/.{name}{TEMP_MARK}{token}"
+
+
+def atomic_write_snippet(path: str, content: bytes, token: str, *, mode: str = "0644") -> str:
+    """POSIX sh that writes ``content`` to ``path`` via a temp file in the same
+    directory, fsyncs it and renames it over the target. Owner and mode follow
+    the file it replaces (``mode`` for a new file). A reader sees the old or
+    the new content, never a mix."""
+    tmp = temp_path(path, token)
+    payload = base64.b64encode(content).decode()
+    q_path, q_tmp = shlex.quote(path), shlex.quote(tmp)
+    return "\n".join([
+        f"mkdir -p -- {shlex.quote(path.rpartition('/')[0] or '/')}",
+        f"base64 -d > {q_tmp} <<'PTG_EOF'",
+        payload,
+        "PTG_EOF",
+        f"if [ -e {q_path} ]; then chmod --reference={q_path} {q_tmp} && chown --reference={q_path} {q_tmp}; else chmod {mode} {q_tmp}; fi",
+        f"sync -- {q_tmp}",
+        f"mv -f -- {q_tmp} {q_path}",
+        f"sync -- {shlex.quote(path.rpartition('/')[0] or '/')} 2>/dev/null || true",
+    ])
+
+
+# --------------------------------------------------------------------------
+# The transport
+# --------------------------------------------------------------------------
+
+
+class SshTransport:
+    """One SSH connection. ``round_trips`` counts commands run over it."""
+
+    def __init__(self, target: SshTarget, transport: paramiko.Transport, *, command_timeout: float):
+        self.target = target
+        self._transport = transport
+        self.command_timeout = command_timeout
+        self.round_trips = 0
+        self._secrets = [target.private_key]
+
+    @classmethod
+    def connect(cls, target: SshTarget, timeout: float = 10.0, *, command_timeout: float = 900.0) -> SshTransport:
+        """Open a connection, accepting only the pinned host key."""
+        if not target.host_key:
+            raise HostKeyError(f"{target.label}: no host key pinned; refusing to connect to an unverified host")
+        try:
+            pin = parse_host_key_pin(target.host_key)
+        except ValueError as error:
+            raise HostKeyError(f"{target.label}: {error}") from None
+        pkey = load_private_key(target.private_key)
+        offered: list[str] = []
+        # A known_hosts pin names its key type: ask for that type (then, only
+        # to report what the host offers, for any). A bare fingerprint does
+        # not: try the host's default key, then each type, until one matches.
+        attempts: list[tuple[str, ...] | None]
+        if pin.keys:
+            attempts = [tuple(a for kind in pin.key_types for a in _ALGORITHMS_FOR_TYPE[kind]), None]
+        else:
+            attempts = [None, *_ALGORITHMS_FOR_TYPE.values()]
+        for algorithms in attempts:
+            transport = cls._handshake(target, timeout, algorithms)
+            if transport is None:
+                continue
+            key = transport.get_remote_server_key()
+            blob = key.asbytes()
+            if pin.matches(blob):
+                try:
+                    transport.auth_publickey(target.user, pkey)
+                except paramiko.AuthenticationException:
+                    transport.close()
+                    raise TransportError(f"{target.label}: the host refused the SSH key for user {target.user}") from None
+                except (paramiko.SSHException, OSError, EOFError) as error:
+                    transport.close()
+                    raise TransportError(f"{target.label}: authentication failed: {error}") from None
+                log.debug("connected to %s (host key %s %s)", target.label, key.get_name(), fingerprint(blob))
+                return cls(target, transport, command_timeout=command_timeout)
+            transport.close()
+            offered.append(f"{key.get_name()} {fingerprint(blob)}")
+            if pin.keys:
+                break
+        if not offered:
+            raise TransportError(f"{target.label}: SSH handshake failed for every host-key type")
+        raise HostKeyError(
+            f"{target.label}: host key not accepted: the host offered {', '.join(dict.fromkeys(offered))}, "
+            "which does not match the pinned key (proxmox-talos-gpu:host.hostKey or --known-hosts). "
+            "If the host was reinstalled, check the new key on its console (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update the pin."
+        )
+
+    @staticmethod
+    def _handshake(target: SshTarget, timeout: float, algorithms: tuple[str, ...] | None) -> paramiko.Transport | None:
+        try:
+            sock = socket.create_connection((target.host, target.port), timeout=timeout)
+        except OSError as error:
+            raise TransportError(f"{target.label}: cannot connect: {error}") from None
+        transport = paramiko.Transport(sock)
+        if algorithms is not None:
+            options = transport.get_security_options()
+            supported = [a for a in algorithms if a in options.key_types]
+            if not supported:
+                transport.close()
+                return None
+            options.key_types = supported
+        try:
+            transport.start_client(timeout=timeout)
+        except paramiko.SSHException as error:
+            transport.close()
+            if algorithms is not None and "host key" in str(error).lower():
+                return None  # the server holds no key of this type
+            raise TransportError(f"{target.label}: SSH handshake failed: {error}") from None
+        except (OSError, EOFError) as error:
+            transport.close()
+            raise TransportError(f"{target.label}: SSH handshake failed: {error}") from None
+        return transport
+
+    def __enter__(self) -> SshTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def add_secret(self, value: str) -> None:
+        """Mask ``value`` in every later log line."""
+        if value:
+            self._secrets.append(value)
+
+    def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = None, label: str | None = None) -> CommandResult:
+        """Run ``command`` (through the login shell), feed ``stdin``, wait for it.
+        Raises TransportError when the connection drops."""
+        self.round_trips += 1
+        shown = mask(label or command, self._secrets)
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        started = time.monotonic()
+        deadline = started + (timeout or self.command_timeout)
+        out, err = bytearray(), bytearray()
+        try:
+            channel = self._transport.open_session(timeout=10)
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            while True:
+                if channel.recv_ready():
+                    out += channel.recv(65536)
+                    continue
+                if channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                    continue
+                if channel.exit_status_ready() and channel.eof_received:
+                    break
+                if channel.closed or not self._transport.is_active():
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    channel.close()
+                    raise TransportError(f"{self.target.label}: `{shown}` did not finish within {timeout or self.command_timeout:.0f} s")
+                select.select([channel], [], [], min(remaining, 1.0))
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            rc = channel.recv_exit_status() if channel.exit_status_ready() else -1
+            channel.close()
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            log.info("run[%d] %s: %s -> connection lost (%s)", self.round_trips, self.target.label, shown, error)
+            raise TransportError(f"{self.target.label}: connection lost while running `{shown}`: {error}") from None
+        if rc == -1:
+            log.info("run[%d] %s: %s -> connection lost", self.round_trips, self.target.label, shown)
+            raise TransportError(f"{self.target.label}: connection lost while running `{shown}`")
+        stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        log.debug("run[%d] %s: %s -> rc=%d in %.3f s%s", self.round_trips, self.target.label, shown, rc,
+                  time.monotonic() - started, f"; stderr: {mask(stderr.strip()[:300], self._secrets)}" if stderr.strip() else "")
+        return CommandResult(rc, stdout, stderr)
+
+    def run_script(self, script: str, *, label: str, timeout: float | None = None) -> CommandResult:
+        """Run a POSIX sh script fed on stdin (no length limit, nothing on the command line)."""
+        return self.run("sh -s", stdin=script.encode(), timeout=timeout, label=label)
+
+    def write_atomic(self, path: str, content: bytes, *, token: str, mode: str = "0644") -> None:
+        """Write one file atomically (temp file + fsync + rename in its directory)."""
+        result = self.run_script("set -e\n" + atomic_write_snippet(path, content, token, mode=mode) + "\n", label=f"write {path} atomically")
+        if not result.ok:
+            raise TransportError(f"{self.target.label}: writing {path} failed: {mask(result.stderr.strip(), self._secrets)}")
