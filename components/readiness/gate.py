@@ -1,0 +1,98 @@
+"""Pure evaluation of a node against what the stack promises, and the bounded
+wait around it (clock, sleep and progress injected)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from components.cluster import DEVICE_PLUGIN_CONFIG_LABEL as CONFIG_LABEL
+from components.doctor.parsers import PRODUCT_LABEL, NodeInfo, ParseError, gpu_driver_version
+from components.kubectl import KubectlError
+
+
+@dataclass(frozen=True)
+class Expectation:
+    node_name: str
+    gpus: int  # physical GPUs on the node
+    advertised: int  # cfg.advertised_gpus: gpus x replicas, or gpus without sharing
+    config_key: str  # the node's nvidia.com/device-plugin.config value
+    namespace: str = "gpu-operator"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    layer: str  # the missing layer when not ready; "" when ready
+    message: str
+    allocatable: int = 0
+    product: str = ""
+    driver_version: str = ""
+
+
+def evaluate(node: NodeInfo | None, want: Expectation) -> Readiness:
+    """Ready when allocatable nvidia.com/gpu == advertised and GFD labelled the
+    product; otherwise name the first layer that is missing."""
+    if node is None:
+        return Readiness(False, "Talos/VM", f"node {want.node_name} is not registered in Kubernetes: the VM is not running or Talos has not joined the cluster")
+    allocatable = node.allocatable_gpus or 0
+    product = node.label(PRODUCT_LABEL) or ""
+    driver = gpu_driver_version(node.labels)
+    facts = {"allocatable": allocatable, "product": product, "driver_version": driver}
+    if not allocatable:
+        return Readiness(False, "device plugin/driver",
+                         f"node {want.node_name} advertises no nvidia.com/gpu: the GPU Operator or device plugin is not running on it, "
+                         "or the NVIDIA driver is not loaded (check /proc/driver/nvidia/version on the node; "
+                         "`python -m components.doctor --layer talos --layer kubernetes`)", **facts)
+    if allocatable != want.advertised:
+        label = node.label(CONFIG_LABEL)
+        return Readiness(False, "time-slicing config",
+                         f"node {want.node_name} advertises nvidia.com/gpu={allocatable}, expected {want.advertised}: the time-slicing "
+                         f"config is not applied (node label {CONFIG_LABEL}={label or '(unset)'}, expected {want.config_key}; "
+                         f"ConfigMap key {want.config_key} in namespace {want.namespace})", **facts)
+    if not product:
+        return Readiness(False, "GPU Feature Discovery",
+                         f"node {want.node_name} has no {PRODUCT_LABEL} label: GPU Feature Discovery has not labelled it "
+                         f"(check the gpu-feature-discovery pods in {want.namespace}; it needs Node Feature Discovery)", **facts)
+    return Readiness(True, "", f"node {want.node_name} advertises nvidia.com/gpu={allocatable} ({product}, driver {driver or 'unknown'})", **facts)
+
+
+class GateError(RuntimeError):
+    """The gate gave up; the message names the missing layer."""
+
+
+Fetch = Callable[[], NodeInfo | None]
+
+
+def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float = 5.0, max_poll: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 progress: Callable[[str], None] = print) -> Readiness:
+    """Poll ``fetch`` until :func:`evaluate` says ready, backing off from
+    ``poll`` to at most ``max_poll`` seconds; raise GateError after ``timeout``.
+    A missing kubectl fails at once; an unreachable API server is waited out."""
+    deadline = clock() + timeout
+    delay = max(poll, 0.0)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            state = evaluate(fetch(), want)
+        except KubectlError as error:
+            if error.kind == "missing":
+                raise GateError(f"GPU readiness gate: {error}") from None
+            state = Readiness(False, "Kubernetes API", f"cannot read node {want.node_name}: {error}")
+        except ParseError as error:
+            state = Readiness(False, "Kubernetes API", f"unreadable node object for {want.node_name}: {error}")
+        if state.ready:
+            progress(f"GPU readiness: {state.message}")
+            return state
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise GateError(
+                f"GPU readiness gate: node {want.node_name} not ready after {timeout:g} s (attempt {attempt}). "
+                f"Missing layer: {state.layer}. {state.message}"
+            )
+        progress(f"GPU readiness: waiting ({state.layer}): {state.message}; {remaining:.0f} s left")
+        sleep(min(delay, remaining))
+        delay = min(max(delay * 2, poll), max_poll)

@@ -1,0 +1,86 @@
+"""Dynamic provider behind GpuReadiness. Pickled by reference (dill): no
+import-time side effects, no clients or secrets on the instance; kubectl runs
+inside each method with the kubeconfig passed in as a (secret) input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from components.doctor.parsers import NodeInfo, parse_node
+from components.kubectl import KubectlError, run_kubectl
+from components.readiness.gate import Expectation, Readiness, wait_for_gpu
+
+# Inputs that change what "ready" means; a change re-runs the wait.
+_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey")
+_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace")
+
+
+def fetch_node(node_name: str, kubeconfig: str | None, timeout: float = 30) -> NodeInfo | None:
+    """``kubectl get node <name> -o json``; None when the node does not exist."""
+    try:
+        return parse_node(run_kubectl(["get", "node", node_name, "-o", "json"], kubeconfig=kubeconfig, timeout=timeout))
+    except KubectlError as error:
+        if error.kind == "not_found":
+            return None
+        raise
+
+
+class GpuReadinessProvider(ResourceProvider):
+    """create/update wait for the node's GPUs; delete removes nothing."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+                 progress: Callable[[str], None] | None = None):
+        super().__init__()
+        # None in production (the engine pickles this instance); tests inject.
+        self.clock = clock
+        self.sleep = sleep
+        self.progress = progress
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        if not isinstance(news.get("nodeName"), str) or not news.get("nodeName"):
+            failures.append(CheckFailure("nodeName", "must be the Kubernetes node name"))
+        for key, minimum in (("gpus", 1), ("expectedGpus", 1), ("timeoutSeconds", 1), ("pollSeconds", 0.001), ("maxPollSeconds", 0.001)):
+            value = news.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+                failures.append(CheckFailure(key, f"must be a number >= {minimum}, got {value!r}"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in _GATING_INPUTS if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(f"{props['nodeName']}-gpu-ready", self._wait(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._wait(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """A gate changes nothing in the cluster, so there is nothing to undo."""
+
+    def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+        want = Expectation(
+            node_name=props["nodeName"],
+            gpus=int(props["gpus"]),
+            advertised=int(props["expectedGpus"]),
+            config_key=str(props.get("configKey", "")),
+            namespace=str(props.get("namespace", "gpu-operator")),
+        )
+        kubeconfig = props.get("kubeconfig") or None
+        state: Readiness = wait_for_gpu(
+            lambda: fetch_node(want.node_name, kubeconfig),
+            want,
+            float(props["timeoutSeconds"]),
+            poll=float(props["pollSeconds"]),
+            max_poll=float(props["maxPollSeconds"]),
+            **{key: value for key, value in (("clock", self.clock), ("sleep", self.sleep)) if value is not None},
+            progress=self.progress or pulumi.log.info,
+        )
+        outs = {key: props[key] for key in _PUBLIC_OUTPUTS if key in props}
+        outs.update(allocatable=state.allocatable, product=state.product, driverVersion=state.driver_version)
+        return outs
