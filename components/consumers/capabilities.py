@@ -172,7 +172,7 @@ def decode_codec_issues(codecs: list[str], caps: GenerationCaps, gpu_keys: str, 
             continue
         seen.add(codec)
         if codec not in caps.allowed_decode():
-            why = f" ({caps.note})" if caps.note else ""
+            why = f": {caps.note}" if caps.note else ""
             issues.append(ConfigIssue(
                 key, codecs,
                 f"{codec!r} cannot be decoded in hardware by a {caps.name} GPU ({gpu_keys}){why}; allowed for this GPU: {allowed}",
@@ -217,6 +217,6 @@ def jellyfin_config_issues(cfg: StackConfig) -> list[ConfigIssue]:
                              ("jellyfin.allowAv1Encoding", jellyfin.allow_av1_encoding, "av1")):
         if flag and codec not in caps.encode:
             encodes = ", ".join(ordered_codecs(caps.encode)) or "nothing (no NVENC)"
-            why = f" ({caps.note})" if caps.note else ""
+            why = f": {caps.note}" if caps.note else ""
             issues.append(ConfigIssue(key, flag, f"a {caps.name} GPU ({gpu_keys}) cannot encode {codec.upper()}{why}; it encodes {encodes}; set false or leave the key out"))
     return issues
