@@ -67,37 +67,43 @@ def classify_failure(stderr: str) -> ErrorKind:
     return "failed"
 
 
-def _is_path(value: str) -> bool:
-    # KUBECONFIG from the environment is a path, not content (config.SECRETS):
-    # accept both, so a caller can pass either without guessing.
-    return "\n" not in value and len(value) < 4096 and os.path.isfile(value)
+def _paths(value: str) -> bool:
+    """KUBECONFIG from the environment is a path (or a `:`-separated list of
+    paths), not content (config.SECRETS): accept both, so a caller can pass
+    either without guessing."""
+    if "\n" in value or len(value) > 4096:
+        return False
+    parts = [part for part in value.split(os.pathsep) if part]
+    return bool(parts) and all(os.path.isfile(part) for part in parts)
 
 
 def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: float = 60) -> str:
     """Run ``kubectl <args>`` and return its stdout.
 
-    ``kubeconfig`` is the kubeconfig YAML (or the path of an existing file);
-    None leaves kubectl to its own defaults. Raises :class:`KubectlError`.
+    ``kubeconfig`` is the kubeconfig YAML, or the path (``:``-separated
+    paths) of existing files; None leaves kubectl to its own defaults. Raises :class:`KubectlError`.
     """
     binary = shutil.which("kubectl")
     if binary is None:
         raise KubectlError("kubectl not found on PATH: install kubectl (https://kubernetes.io/docs/tasks/tools/) and retry", kind="missing")
     command = [binary]
+    env = dict(os.environ)
     temp_path: str | None = None
     try:
         if kubeconfig is not None:
-            if _is_path(kubeconfig):
-                command += ["--kubeconfig", kubeconfig]
+            if _paths(kubeconfig):
+                env["KUBECONFIG"] = kubeconfig  # kubectl merges a list; --kubeconfig takes one file
             else:
                 # mkstemp creates the file 0600 and owned by us before any byte is written.
                 fd, temp_path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(kubeconfig)
                 command += ["--kubeconfig", temp_path]
+                env.pop("KUBECONFIG", None)
         command += list(args)
         shown = " ".join(["kubectl", *args])
         try:
-            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env, check=False)
         except subprocess.TimeoutExpired:
             raise KubectlError(f"`{shown}` timed out after {timeout:g} s", kind="timeout") from None
         except OSError as error:

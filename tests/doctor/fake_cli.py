@@ -17,7 +17,8 @@ from pathlib import Path
 
 state = Path(os.environ["FAKE_CLI_DIR"])
 tool, argv = sys.argv[1], sys.argv[2:]
-record = {"tool": tool, "argv": argv, "config_path": None, "config_mode": None, "config_text": None}
+record = {"tool": tool, "argv": argv, "config_path": None, "config_mode": None, "config_text": None,
+          "env_kubeconfig": os.environ.get("KUBECONFIG")}
 for flag in ("--kubeconfig", "--talosconfig"):
     if flag in argv:
         path = argv[argv.index(flag) + 1]

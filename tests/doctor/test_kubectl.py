@@ -47,14 +47,26 @@ def test_no_kubeconfig_leaves_kubectl_to_its_own_defaults(fake: FakeCli) -> None
     assert call["config_path"] is None and "--kubeconfig" not in call["argv"]
 
 
-def test_kubeconfig_path_from_the_environment_is_passed_through_untouched(fake: FakeCli, tmp_path: Path) -> None:
-    path = tmp_path / "admin.kubeconfig"
-    path.write_text(KUBECONFIG)
+def test_kubeconfig_paths_from_the_environment_are_passed_through_untouched(fake: FakeCli, tmp_path: Path) -> None:
+    first, second = tmp_path / "admin.kubeconfig", tmp_path / "other.kubeconfig"
+    first.write_text(KUBECONFIG)
+    second.write_text(KUBECONFIG)
     fake.set_rules("kubectl", [rule(["version"], answer("ok"))])
-    run_kubectl(["version"], kubeconfig=str(path))
+    run_kubectl(["version"], kubeconfig=str(first))
+    run_kubectl(["version"], kubeconfig=f"{first}:{second}")
+    calls = fake.calls("kubectl")
+    assert [call["env_kubeconfig"] for call in calls] == [str(first), f"{first}:{second}"]
+    assert all(call["config_path"] is None for call in calls)
+    assert first.exists() and second.exists(), "a caller's own kubeconfig files must not be deleted"
+
+
+def test_kubeconfig_content_wins_over_a_kubeconfig_in_the_environment(fake: FakeCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "ambient").write_text("ambient")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "ambient"))
+    fake.set_rules("kubectl", [rule(["version"], answer("ok"))])
+    run_kubectl(["version"], kubeconfig=KUBECONFIG)
     [call] = fake.calls("kubectl")
-    assert call["config_path"] == str(path)
-    assert path.exists(), "a caller's own kubeconfig file must not be deleted"
+    assert call["env_kubeconfig"] is None and call["config_text"] == KUBECONFIG
 
 
 def test_missing_kubectl_is_a_clear_missing_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
