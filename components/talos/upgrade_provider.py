@@ -11,6 +11,7 @@ from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.runtime.rpc import UNKNOWN
 
 from components.talos.talosctl import extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts, UpgradePlan, plan_upgrade
@@ -33,7 +34,9 @@ class TalosUpgradeProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(name, f"{name} is required") for name in _REQUIRED if not news.get(name)]
         image = str(news.get("image", ""))
-        if image and not image.endswith(f"/{news.get('schematicId')}:{news.get('version')}"):
+        # In a preview the factory's ID (so the image) may not be known yet.
+        known = all(news.get(name) != UNKNOWN for name in ("image", "schematicId", "version"))
+        if image and known and not image.endswith(f"/{news.get('schematicId')}:{news.get('version')}"):
             failures.append(CheckFailure("image", f"{image} does not name schematic {news.get('schematicId')} at {news.get('version')}"))
         return CheckResult(news, failures)
 

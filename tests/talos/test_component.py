@@ -15,6 +15,7 @@ import pulumi
 import pytest
 import yaml
 from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
+from pulumi.runtime.rpc import UNKNOWN
 
 from components.gpu_stack import GpuStack
 from components.talos.component import TalosGpuNode
@@ -58,7 +59,7 @@ class FactoryMocks(StateMocks):
         return resource_id, state
 
 
-def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, **talos: Any) -> tuple[ProgramRun, dict[str, Any]]:
+def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, preview: bool = False, **talos: Any) -> tuple[ProgramRun, dict[str, Any]]:
     cfg = make_cfg(homelab, **talos)
     seen: dict[str, Any] = {}
 
@@ -72,7 +73,7 @@ def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, **talos
         pulumi.export("configPatch", node.config_patch)
         seen["node"] = node
 
-    return run_program(program, {}, mocks=mocks or FactoryMocks()), seen
+    return run_program(program, {}, mocks=mocks or FactoryMocks(), preview=preview), seen
 
 
 def all_plain_strings(value: Any) -> list[str]:
@@ -161,6 +162,12 @@ def test_no_secret_value_appears_in_plain_in_any_registration(homelab) -> None:
         plain = "\n".join(all_plain_strings(registration.inputs))
         for value in SECRET_VALUES:
             assert value not in plain, f"{value} is in plain text in {registration.urn}"
+
+
+def test_preview_registers_the_node_without_running_talosctl(homelab, fake_talosctl: FakeTalosctl) -> None:
+    run, _ = run_node(homelab, preview=True)
+    assert {reg.type for reg in run.registrations} >= {NODE, SCHEMATIC, APPLY, UPGRADE}
+    assert fake_talosctl.calls() == []
 
 
 def test_factory_id_that_differs_from_offline_id_fails_the_run(homelab) -> None:
@@ -283,6 +290,9 @@ def test_check_diff_and_delete_never_run_talosctl(homelab, fake_talosctl: FakeTa
     assert engine(provider, "check", props, fake_talosctl.env())["ok"]["failures"] == []
     bad = {**props, "image": props["image"].replace(":v1.13.9", ":v1.12.9")}
     assert engine(provider, "check", bad, fake_talosctl.env())["ok"]["failures"][0][0] == "image"
+    # First preview: the factory's ID, so the image, is not known yet.
+    unknown = {**props, "image": UNKNOWN, "schematicId": UNKNOWN}
+    assert engine(provider, "check", unknown, fake_talosctl.env())["ok"]["failures"] == []
     rotated = {**props, "talosconfig": TALOSCONFIG.replace("homelab", "other")}
     assert engine(provider, "diff", rotated, fake_talosctl.env(), olds=props)["ok"]["changes"] is False
     newer = {**props, "version": "v1.13.10"}
