@@ -1,5 +1,9 @@
 """Remedies, from the guide's Troubleshooting section, corrected where
-DESIGN.md's facts table says the guide is wrong (fact numbers in brackets)."""
+DESIGN.md's facts table says the guide is wrong: IOMMU and bootloader (facts
+6, 7), vfio_virqfd (5), mapping vs raw id (3), q35 (2), ballooning (4),
+machine.kernel.modules (8), `talosctl upgrade` for extensions (9), the
+time-slicing schema (10), operator vs device plugin by Talos version (13),
+ServiceMonitor CRDs (14), RuntimeClass ownership (15)."""
 
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ def iommu_off(cfg: StackConfig) -> str:
     return (
         f"IOMMU not enabled: `dmesg | grep -i -e DMAR -e IOMMU` on {host_name(cfg)} should show it enabled. "
         "Turn on VT-d (Intel) or AMD-Vi/SVM (AMD) in the firmware. On Intel with a kernel older than 6.8 add "
-        "`intel_iommu=on` to the kernel command line (never on AMD) [7]: on systemd-boot hosts (ZFS root, UEFI) "
+        "`intel_iommu=on` to the kernel command line (never on AMD): on systemd-boot hosts (ZFS root, UEFI) "
         "edit /etc/kernel/cmdline and run `proxmox-boot-tool refresh`, on GRUB hosts edit /etc/default/grub and "
-        f"run `update-grub` [6]; then reboot. `pulumi up` with {_key('host.enabled')}: true does this (HostVfioPrep)."
+        f"run `update-grub`; then reboot. `pulumi up` with {_key('host.enabled')}: true does this (HostVfioPrep)."
     )
 
 
@@ -36,7 +40,7 @@ def not_vfio(cfg: StackConfig, address: str, ids: list[str], modules: list[str])
         f"GPU not bound to VFIO: `lspci -nnk -s {address}` on {host_name(cfg)} should show "
         "`Kernel driver in use: vfio-pci` for every function of the card. Put every function's id in "
         f"/etc/modprobe.d (`options vfio-pci ids={','.join(ids)}`), blacklist {', '.join(blacklist)}, load vfio, "
-        "vfio_iommu_type1 and vfio_pci (not vfio_virqfd on kernels >= 6.2 [5]), run `update-initramfs -u -k all` "
+        "vfio_iommu_type1 and vfio_pci (not vfio_virqfd on kernels >= 6.2), run `update-initramfs -u -k all` "
         f"and the bootloader refresh, then reboot. `pulumi up` with {_key('host.enabled')}: true does this (HostVfioPrep)."
     )
 
@@ -63,10 +67,10 @@ def hostpci_missing(cfg: StackConfig, index: int) -> str:
     flags = ",pcie=1" if gpu.pcie else ""
     if gpu.passthrough == "mapping":
         wanted = f"mapping={cfg.mapping_name(index)}{flags}"
-        how = "(a PCI resource mapping works with API tokens that have Mapping.Use [3])"
+        how = "(a PCI resource mapping works with API tokens that have Mapping.Use)"
     else:
         wanted = f"{gpu.address}{flags}"
-        how = "(a raw id may only be set by root@pam with a password, never with a token [3])"
+        how = "(a raw id may only be set by root@pam with a password, never with a token)"
     return (
         f"GPU not attached to VM {vmid}: `qm config {vmid} | grep hostpci` should show `{slot}: {wanted}` {how}. "
         f"`pulumi up` sets it (GpuVm); by hand `qm set {vmid} --{slot} {wanted}`, then stop and start the VM. "
@@ -76,14 +80,14 @@ def hostpci_missing(cfg: StackConfig, index: int) -> str:
 
 def machine_not_q35(cfg: StackConfig) -> str:
     return (
-        f"PCIe passthrough needs machine type q35 (Proxmox: \"q35 machine model is not enabled\") [2]: set "
+        f"PCIe passthrough needs machine type q35 (Proxmox: \"q35 machine model is not enabled\"): set "
         f"{_key('vm.machine')}: q35 and run `pulumi up`, or `qm set {cfg.vm.vm_id} --machine q35`."
     )
 
 
 def ballooning_on(cfg: StackConfig) -> str:
     return (
-        "Passthrough pins all guest memory, so ballooning must be off [4]: `pulumi up` sets it (GpuVm), or "
+        "Passthrough pins all guest memory, so ballooning must be off: `pulumi up` sets it (GpuVm), or "
         f"`qm set {cfg.vm.vm_id} --balloon 0`."
     )
 
@@ -98,7 +102,7 @@ def _talosctl(cfg: StackConfig) -> str:
 def modules_not_loaded(cfg: StackConfig) -> str:
     return (
         "NVIDIA modules not loaded: the extension does not load them; list nvidia, nvidia_uvm, nvidia_drm and "
-        "nvidia_modeset in machine.kernel.modules [8] (`pulumi up` applies that patch, TalosGpuNode) and check "
+        "nvidia_modeset in machine.kernel.modules (`pulumi up` applies that patch, TalosGpuNode) and check "
         f"`{_talosctl(cfg)} dmesg | grep -i -e nvidia -e error`. If the NVIDIA extensions are missing too, fix "
         "the extensions first (see that check)."
     )
@@ -110,7 +114,7 @@ def extensions_missing(cfg: StackConfig, missing: list[str]) -> str:
         f"Wrong Image Factory schematic: the installed image lacks {', '.join(missing)}. `pulumi up` builds a "
         "schematic with the configured extensions and upgrades the node (TalosGpuNode). By hand: "
         f"`{_talosctl(cfg)} upgrade --image factory.talos.dev/{talos.platform}-installer/<schematic-id>:{talos.version}`; "
-        "`talosctl apply-config` with a new install image does not change extensions [9]. Pair lts with lts and "
+        "`talosctl apply-config` with a new install image does not change extensions. Pair lts with lts and "
         f"production with production ({_key('talos.extensions.branch')})."
     )
 
@@ -119,7 +123,7 @@ def extension_versions_differ(cfg: StackConfig, kmod: str, toolkit: str) -> str:
     return (
         f"Extension version mismatch: kernel modules {kmod} vs container toolkit {toolkit}. Both must come from the "
         f"same branch ({_key('talos.extensions.branch')}) of the same Talos release; upgrade to one installer "
-        f"image (`{_talosctl(cfg)} upgrade --image ...`) [9]."
+        f"image (`{_talosctl(cfg)} upgrade --image ...`)."
     )
 
 
@@ -150,10 +154,10 @@ def no_gpu_advertised(cfg: StackConfig) -> str:
         text += (
             "Operator values on Talos: driver.enabled=false, toolkit.enabled=false, "
             "hostPaths.driverInstallDir=/usr/local; the operator needs Talos >= v1.13 and chart >= v26.3.1, "
-            f"on older Talos use {_key('gpuStack.mode')}: devicePlugin [13]."
+            f"on older Talos use {_key('gpuStack.mode')}: devicePlugin."
         )
     else:
-        text += "Device-plugin mode needs RuntimeClass nvidia and the plugin pods running with it [13][15]."
+        text += "Device-plugin mode needs RuntimeClass nvidia and the plugin pods running with it."
     return text
 
 
@@ -171,7 +175,7 @@ def wrong_gpu_count(cfg: StackConfig, got: int) -> str:
         f"Time-slicing not applied: expected {cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x {sharing.replicas} replicas), "
         f"got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
         f"`sharing.timeSlicing.resources: [{{name: nvidia.com/gpu, replicas: {sharing.replicas}}}]` (not "
-        "`sharing.timeSlicing.replicas` [10]), and the node must carry the label "
+        "`sharing.timeSlicing.replicas`), and the node must carry the label "
         f"nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, then the device "
         "plugin picks them up (or restart its pod)."
     )
@@ -181,7 +185,7 @@ def config_label_wrong(cfg: StackConfig) -> str:
     return (
         f"Label the node for its time-slicing config: `kubectl label node {cfg.node_name} "
         f"nvidia.com/device-plugin.config={cfg.config_key} --overwrite` (`pulumi up` does it, GpuStack); the key must "
-        f"exist in ConfigMap {cfg.gpu_stack.namespace}/{cfg.gpu_stack.config_map_name} [10]."
+        f"exist in ConfigMap {cfg.gpu_stack.namespace}/{cfg.gpu_stack.config_map_name}."
     )
 
 
@@ -190,12 +194,12 @@ def pods_unhealthy(cfg: StackConfig) -> str:
     text = f"Inspect them: `kubectl get pods -n {ns} -o wide`, `kubectl describe pod -n {ns} <pod>` and `kubectl logs -n {ns} <pod>`. "
     if cfg.gpu_stack.mode == "operator":
         text += (
-            "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode [13]. "
+            "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode. "
             "dcgmExporter.serviceMonitor needs the Prometheus Operator CRDs "
-            f"({_key('gpuStack.prometheusOperator')}) [14]."
+            f"({_key('gpuStack.prometheusOperator')})."
         )
     else:
-        text += "The plugin pods must run with RuntimeClass nvidia, which device-plugin mode creates [15]."
+        text += "The plugin pods must run with RuntimeClass nvidia, which device-plugin mode creates."
     return text
 
 

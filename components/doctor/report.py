@@ -19,9 +19,15 @@ def render_table(results: Sequence[CheckResult], width: int = 100) -> str:
     failures = [r for r in results if r.status == "fail"]
     if failures:
         lines += ["", "Remedies"]
+        first_with: dict[str, str] = {}  # remedy -> the check it was printed under
         for result in failures:
             lines.append(f"  {result.layer} / {result.name}:")
-            lines += textwrap.wrap(result.remedy or "(no remedy recorded)", width=width, initial_indent="    ", subsequent_indent="    ",
+            remedy = result.remedy or "(no remedy recorded)"
+            if remedy in first_with:
+                lines.append(f"    same as {first_with[remedy]}")
+                continue
+            first_with[remedy] = f"{result.layer} / {result.name}"
+            lines += textwrap.wrap(remedy, width=width, initial_indent="    ", subsequent_indent="    ",
                                    break_long_words=False, break_on_hyphens=False)
     lines += ["", summary(results)]
     return "\n".join(line.rstrip() for line in lines) + "\n"
