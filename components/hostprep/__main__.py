@@ -11,7 +11,6 @@ host did not come back after a reboot, 5 a reboot is needed but --no-reboot.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 from components.config import normalise_pci_address
 from components.hostprep.engine import EngineOptions, HostPrepEngine, HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError, RunResult
-from components.hostprep.facts import FactsError
+from components.hostprep.facts import FactsError, facts_to_json
 from components.hostprep.plan import GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
 
@@ -48,12 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="log every SSH command (secrets masked)")
     parser.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests: the simulated host's file tree
     return parser
-
-
-def _facts_json(facts: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(facts)
-    data["kernel_version"] = list(facts.kernel_version)
-    return data
 
 
 def _result_json(result: RunResult, addresses: list[str]) -> dict[str, Any]:
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "facts":
             facts = engine.facts()
             if emit:
-                emit(_facts_json(facts))
+                emit(facts_to_json(facts))
             else:
                 print(f"cpu {facts.cpu_vendor}, kernel {facts.kernel_release}, {facts.bootloader} ({facts.bootloader_evidence})")
                 print(f"IOMMU {'active' if facts.iommu_active else 'not active'}; /proc/cmdline: {facts.cmdline}")

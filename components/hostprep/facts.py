@@ -8,10 +8,11 @@ byte and no output can be mistaken for a header.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from components.hostprep.transport import TEMP_MARK, CommandResult
 
@@ -91,6 +92,28 @@ class HostFacts:
         """Every function of the slot holding ``address`` (0000:3b:00.*)."""
         slot = address.rsplit(".", 1)[0]
         return [fn for addr, fn in sorted(self.functions.items()) if addr.rsplit(".", 1)[0] == slot]
+
+
+def facts_to_json(facts: HostFacts) -> dict[str, Any]:
+    """HostFacts as plain JSON (``python -m components.hostprep facts --json``)."""
+    data = dataclasses.asdict(facts)
+    data["kernel_version"] = list(facts.kernel_version)
+    return data
+
+
+def facts_from_json(data: dict[str, Any]) -> HostFacts:
+    """The inverse of :func:`facts_to_json`."""
+    def fn(item: dict[str, Any]) -> PciFunction:
+        return PciFunction(**{**item, "group_members": tuple(item.get("group_members", ()))})
+
+    fields = {f.name for f in dataclasses.fields(HostFacts)}
+    values = {key: value for key, value in data.items() if key in fields}
+    values["functions"] = {a: fn(item) for a, item in data.get("functions", {}).items()}
+    values["devices"] = {a: fn(item) for a, item in data.get("devices", {}).items()}
+    for key in ("pending", "stale_temps"):
+        values[key] = tuple(data.get(key, ()))
+    values["foreign_vfio_options"] = tuple(tuple(item) for item in data.get("foreign_vfio_options", ()))
+    return HostFacts(**values)
 
 
 # --------------------------------------------------------------------------

@@ -267,6 +267,9 @@ class SshTransport:
             sock = socket.create_connection((target.host, target.port), timeout=timeout)
         except OSError as error:
             raise TransportError(f"{target.label}: cannot connect: {error}") from None
+        # Small request/response exchanges: without TCP_NODELAY each channel
+        # open waits out the peer's delayed ACK (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
         if algorithms is not None:
             options = transport.get_security_options()

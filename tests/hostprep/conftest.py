@@ -72,7 +72,7 @@ class Sim:
     def engine(self, gpus: list[str] | tuple[GpuSpec, ...], *, owner: str = OWNER, progress: list[str] | None = None,
                reboot_timeout: float = 20.0, **inputs: object) -> HostPrepEngine:
         specs = tuple(g if isinstance(g, GpuSpec) else GpuSpec(address=g) for g in gpus)
-        options = EngineOptions(root=self.root, connect_timeout=2.0, reboot_timeout=reboot_timeout, poll_initial=0.05, poll_cap=0.5,
+        options = EngineOptions(root=self.root, connect_timeout=2.0, reboot_timeout=reboot_timeout, poll_initial=0.05, poll_cap=0.25,
                                 progress=(progress.append if progress is not None else (lambda message: None)))
         return HostPrepEngine(self.connect, HostPrepInputs(gpus=specs, **inputs), owner, options)  # type: ignore[arg-type]
 

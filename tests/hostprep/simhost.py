@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -65,7 +66,7 @@ class SimSpec:
     iommu_firmware: bool = True
     devices: list[SimDevice] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # extra /etc files
-    reboot_delay: float = 0.5
+    reboot_delay: float = 0.3
     never_return: bool = False
     drop_on: dict[str, int] = field(default_factory=dict)  # tool -> call number that drops the connection
 
@@ -190,6 +191,7 @@ class SimHost:
             (host.root / "sys/firmware/efi").mkdir(parents=True, exist_ok=True)
         for tool in TOOLS:
             host._install_tool(tool)
+        host._install_probes(spec)
         if "mv" in spec.drop_on:
             host._install_tool("mv")
         # The host as installed: boot configuration generated, then booted.
@@ -204,6 +206,25 @@ class SimHost:
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
             f"from tests.hostprep.simhost import tool_main\nsys.exit(tool_main({str(self.base)!r}, {tool!r}, sys.argv[1:]))\n")
         script.chmod(0o755)
+
+    def _install_probes(self, spec: SimSpec) -> None:
+        """The read-only probes every facts read runs, as sh (no Python start-up):
+        their output comes from the same tool_main, captured once."""
+        calls = self.base / "calls.jsonl"
+        for tool, args in (("efibootmgr", ["-v"]), ("proxmox-boot-tool", ["status"])):
+            out = subprocess.run([str(self.bin / tool), *args], capture_output=True, text=True)
+            calls.unlink(missing_ok=True)
+            real = self.bin / f".{tool}.py"
+            (self.bin / tool).rename(real)
+            probe = self.bin / tool
+            probe.write_text("\n".join([
+                "#!/bin/sh",
+                f'if [ "$*" = {shlex.quote(" ".join(args))} ]; then',
+                f"  printf '%s\\n' {shlex.quote(json.dumps({'tool': tool, 'args': args}))} >> {shlex.quote(str(calls))}",
+                f"  printf '%s' {shlex.quote(out.stdout)}; printf '%s' {shlex.quote(out.stderr)} >&2; exit {out.returncode}",
+                "fi",
+                f'exec {shlex.quote(str(real))} "$@"', ""]))
+            probe.chmod(0o755)
 
     # -- what the host's tools do ----------------------------------------------
 
@@ -305,7 +326,9 @@ class SimHost:
             f"PidFile {self.sshd_dir / 'sshd.pid'}", f"AuthorizedKeysFile {self.sshd_dir / 'authorized_keys'}",
             "PermitRootLogin yes", "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "MaxStartups 100", "LogLevel VERBOSE",
-            f"SetEnv PATH={self.bin}:/usr/sbin:/usr/bin:/sbin:/bin",
+            # SHLVL=1: bash then skips ~/.bashrc for ssh commands, so a test machine's
+            # shell setup (pyenv, ...) neither slows nor changes the simulated host.
+            f"SetEnv PATH={self.bin}:/usr/sbin:/usr/bin:/sbin:/bin SHLVL=1",
         ]) + "\n")
         (self.sshd_dir / "port").write_text(str(port))
         return config
