@@ -1,11 +1,15 @@
 """One GPU node, in graph order: Proxmox host VFIO preparation -> passthrough
-VM -> Talos node -> GPU stack in Kubernetes. See README.md."""
+VM -> Talos node with the NVIDIA extensions -> GPU stack in Kubernetes ->
+readiness gate -> the GPU's consumers. See README.md."""
 
 import pulumi
 
 from components.config import load_secrets, load_stack_config
+from components.consumers.component import JellyfinTranscoding
 from components.gpu_stack import GpuStack
 from components.providers import make_providers
+from components.readiness.component import GpuReadiness
+from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
 
 cfg = load_stack_config()
@@ -13,12 +17,29 @@ secrets = load_secrets(cfg)
 providers = make_providers(cfg, secrets)
 
 vm = GpuVm(cfg.vm.name, cfg, opts=pulumi.ResourceOptions(providers=[providers.proxmox]))
+node = TalosGpuNode(
+    f"{cfg.node_name}-talos", cfg, secrets.talos_machine_secrets, secrets.talos_client_configuration,
+    opts=pulumi.ResourceOptions(depends_on=[vm]),
+)
 gpu_stack = GpuStack(
     f"{cfg.node_name}-gpu-stack", cfg,
-    opts=pulumi.ResourceOptions(providers=[providers.kubernetes], depends_on=[vm]),
+    opts=pulumi.ResourceOptions(providers=[providers.kubernetes], depends_on=[node]),
 )
+ready = GpuReadiness(f"{cfg.node_name}-readiness", cfg, secrets.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[gpu_stack]))
+if cfg.jellyfin.enabled:
+    jellyfin = JellyfinTranscoding(
+        f"{cfg.node_name}-jellyfin", cfg, secrets.jellyfin_api_key,
+        opts=pulumi.ResourceOptions(depends_on=[ready]),
+    )
+    pulumi.export("jellyfinChangedSettings", jellyfin.changed_settings)
+    pulumi.export("jellyfinDecodeCodecs", jellyfin.decode_codecs)
 
 pulumi.export("vmId", vm.vm_id)
 pulumi.export("hostpciSlots", vm.slots)
+pulumi.export("schematicId", node.schematic_id)
+pulumi.export("installerImage", node.installer_image)
 pulumi.export("advertisedGpus", cfg.advertised_gpus)
 pulumi.export("gpuStackMode", cfg.gpu_stack.mode)
+pulumi.export("allocatableGpus", ready.allocatable)
+pulumi.export("gpuProduct", ready.product)
+pulumi.export("driverVersion", ready.driver_version)

@@ -6,6 +6,7 @@ Tests use it to assert the dependency graph the real engine would see;
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,14 +23,56 @@ from components.config import PROJECT
 
 # Structurally valid stand-ins for the stack's secrets, for runs that need no
 # credentials (tests, render). They never reach a real provider.
+PLACEHOLDER_MACHINE_SECRETS = """\
+cluster:
+    id: Q2x1c3RlcklEc3RhbmRpbg==
+    secret: Y2x1c3Rlci1zZWNyZXQtc3RhbmQtaW4=
+secrets:
+    bootstraptoken: abcdef.0123456789abcdef
+    secretboxencryptionsecret: c2VjcmV0Ym94LXN0YW5kLWluLXZhbHVlLTMyYnl0ZXM=
+trustdinfo:
+    token: trustd.0123456789abcdef
+certs:
+    etcd:
+        crt: RVRDRC1DUlQtU1RBTkQtSU4=
+        key: RVRDRC1LRVktU1RBTkQtSU4=
+    k8s:
+        crt: SzhTLUNSVC1TVEFORC1JTg==
+        key: SzhTLUtFWS1TVEFORC1JTg==
+    k8saggregator:
+        crt: QUdHLUNSVC1TVEFORC1JTg==
+        key: QUdHLUtFWS1TVEFORC1JTg==
+    k8sserviceaccount:
+        key: U0EtS0VZLVNUQU5ELUlO
+    os:
+        crt: T1MtQ1JULVNUQU5ELUlO
+        key: T1MtS0VZLVNUQU5ELUlO
+"""
+
+PLACEHOLDER_TALOSCONFIG = """\
+context: homelab
+contexts:
+    homelab:
+        endpoints:
+            - 192.168.8.99
+        nodes:
+            - 192.168.8.123
+        ca: Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU4=
+        crt: Q0xJRU5ULUNFUlQtU1RBTkQtSU4=
+        key: Q0xJRU5ULUtFWS1TVEFORC1JTg==
+"""
+
 PLACEHOLDER_SECRETS = {
     "proxmoxApiToken": "root@pam!placeholder=00000000-0000-0000-0000-000000000000",
     "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nplaceholder\n-----END OPENSSH PRIVATE KEY-----\n",
-    "talosMachineSecrets": "cluster:\n  id: placeholder\n",
-    "talosClientConfiguration": "context: placeholder\ncontexts:\n  placeholder:\n    ca: cGxhY2Vob2xkZXI=\n    crt: cGxhY2Vob2xkZXI=\n    key: cGxhY2Vob2xkZXI=\n",
+    "talosMachineSecrets": PLACEHOLDER_MACHINE_SECRETS,
+    "talosClientConfiguration": PLACEHOLDER_TALOSCONFIG,
     "kubeconfig": "apiVersion: v1\nkind: Config\nclusters: []\n",
     "jellyfinApiKey": "00000000000000000000000000000000",
 }
+
+SCHEMATIC_TYPE = "talos:imageFactory/schematic:Schematic"
+GET_CONFIGURATION = "talos:machine/getConfiguration:getConfiguration"
 
 
 @dataclass
@@ -77,7 +120,29 @@ class StateMocks(Mocks):
 
     def call(self, args: MockCallArgs):
         handler = self.calls.get(args.token)
-        return (handler(args) if handler else {}), None
+        # MockMonitor.Invoke iterates the second item (the failures).
+        return (handler(args) if handler else {}), []
+
+
+class ProgramMocks(StateMocks):
+    """What the whole program needs from the engine: the Image Factory answers
+    a schematic with the sha256 of its YAML (the factory's rule), and
+    getConfiguration answers with a minimal worker config."""
+
+    def __init__(self, outputs: Mapping[str, Callable[[MockResourceArgs], dict]] | None = None,
+                 calls: Mapping[str, Callable[[MockCallArgs], dict]] | None = None):
+        super().__init__(outputs, {GET_CONFIGURATION: self._worker_configuration, **dict(calls or {})})
+
+    @staticmethod
+    def _worker_configuration(args: MockCallArgs) -> dict:
+        return {"machineConfiguration": "version: v1alpha1\nmachine:\n    type: worker\n",
+                "clusterName": args.args.get("clusterName")}
+
+    def new_resource(self, args: MockResourceArgs):
+        resource_id, state = super().new_resource(args)
+        if args.typ == SCHEMATIC_TYPE:
+            resource_id = hashlib.sha256(args.inputs["schematic"].encode()).hexdigest()
+        return resource_id, state
 
 
 class RecordingMonitor(MockMonitor):
@@ -124,16 +189,29 @@ class ProgramRun:
             chain.append(current.urn)
         return chain
 
-    def depends_on(self, reg: Registration, other: Registration) -> bool:
-        """True when ``reg`` (or a component it sits in) waits on ``other``
-        (directly or through an ancestor's dependency)."""
+    def direct_dependencies(self, reg: Registration) -> set[str]:
+        """URNs ``reg`` waits on: its own dependencies and property
+        dependencies. Not its parent's: the engine does not order a child
+        after what its component depends on (see components.options)."""
         urns = set(reg.dependencies)
         for deps in reg.property_dependencies.values():
             urns.update(deps)
-        for urn in self.ancestors(reg):
-            ancestor = self.by_urn(urn)
-            urns.update(ancestor.dependencies)
-        return other.urn in urns
+        return urns
+
+    def depends_on(self, reg: Registration, other: Registration) -> bool:
+        """True when ``reg`` waits on ``other``, directly or through a chain
+        of dependencies (what the engine's ordering guarantees)."""
+        seen: set[str] = set()
+        pending = list(self.direct_dependencies(reg))
+        while pending:
+            urn = pending.pop()
+            if urn == other.urn:
+                return True
+            if urn in seen or not any(r.urn == urn for r in self.registrations):
+                continue
+            seen.add(urn)
+            pending.extend(self.direct_dependencies(self.by_urn(urn)))
+        return False
 
 
 def run_program(program: Callable[[], Any], config: Mapping[str, Any], *,
@@ -141,7 +219,7 @@ def run_program(program: Callable[[], Any], config: Mapping[str, Any], *,
                 preview: bool = False, mocks: Mocks | None = None) -> ProgramRun:
     """Run ``program`` with ``config`` (top-level key -> value, no namespace)
     and ``secret_keys`` (key -> plain value, registered as secrets)."""
-    monitor = RecordingMonitor(mocks or StateMocks())
+    monitor = RecordingMonitor(mocks or ProgramMocks())
     pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack per run
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     all_config = {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}

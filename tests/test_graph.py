@@ -185,3 +185,78 @@ def test_device_plugin_mode_on_talos_1_11(homelab):
     runtime_class = run.one(RUNTIME_CLASS)
     assert runtime_class.inputs["handler"] == "nvidia", runtime_class.urn
     assert run.depends_on(release, runtime_class), release.urn
+
+
+TALOS_NODE = "proxmox-talos-gpu:talos:TalosGpuNode"
+READINESS = "proxmox-talos-gpu:readiness:GpuReadiness"
+JELLYFIN = "proxmox-talos-gpu:consumers:JellyfinTranscoding"
+
+
+def _children(run: ProgramRun, component_type: str) -> list[Registration]:
+    component = run.one(component_type)
+    return [reg for reg in run.registrations if component.urn in run.ancestors(reg) and reg.custom]
+
+
+def _named(run: ProgramRun, suffix: str) -> Registration:
+    (found,) = [reg for reg in run.registrations if reg.name.endswith(suffix)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def jellyfin_run() -> ProgramRun:
+    raw = stack_file_config()
+    raw["jellyfin"]["enabled"] = True
+    return run_main(raw)
+
+
+def test_every_resource_sits_in_a_component(homelab_run):
+    for reg in homelab_run.registrations:
+        if reg.custom and not reg.type.startswith("pulumi:providers:"):
+            assert _parent_type(homelab_run, reg).startswith("proxmox-talos-gpu:"), f"{reg.urn} has no component parent"
+
+
+def test_talos_node_waits_for_the_vm(homelab_run):
+    vm = homelab_run.one(VM)
+    for reg in _children(homelab_run, TALOS_NODE):
+        assert homelab_run.depends_on(reg, vm), f"{reg.urn} must wait for the VM"
+
+
+def test_cluster_objects_wait_for_the_talos_upgrade(homelab_run):
+    upgrade = _named(homelab_run, "-talos-upgrade")
+    for reg in _children(homelab_run, GPU_STACK):
+        assert homelab_run.depends_on(reg, upgrade), f"{reg.urn} must wait until the node runs the NVIDIA image"
+
+
+def test_readiness_gate_waits_for_the_release_and_the_node_label(homelab_run):
+    (gate,) = _children(homelab_run, READINESS)
+    assert homelab_run.depends_on(gate, homelab_run.one(RELEASE)), gate.urn
+    assert homelab_run.depends_on(gate, homelab_run.one(NODE_PATCH)), gate.urn
+    assert gate.inputs["expectedGpus"] == 4 and gate.inputs["nodeName"] == "moody-good", gate.urn
+    assert is_secret(gate.inputs["kubeconfig"]), gate.urn
+
+
+def test_talos_credentials_stay_secret(homelab_run):
+    apply = homelab_run.one("talos:machine/configurationApply:ConfigurationApply")
+    assert is_secret(apply.inputs["clientConfiguration"]) or all(
+        is_secret(value) for value in apply.inputs["clientConfiguration"].values()), apply.urn
+    assert is_secret(apply.inputs["machineConfigurationInput"]), apply.urn
+    upgrade = _named(homelab_run, "-talos-upgrade")
+    assert is_secret(upgrade.inputs["talosconfig"]), upgrade.urn
+
+
+def test_jellyfin_waits_for_readiness_and_keeps_its_key_secret(jellyfin_run):
+    (gate,) = _children(jellyfin_run, READINESS)
+    for reg in _children(jellyfin_run, JELLYFIN):
+        assert jellyfin_run.depends_on(reg, gate), f"{reg.urn} must wait until the node advertises its GPUs"
+        assert is_secret(reg.inputs["api_key"]), reg.urn
+
+
+def test_no_secret_value_appears_in_plain_text(jellyfin_run):
+    from tests.conftest import FAKE_SECRETS
+
+    for reg in jellyfin_run.registrations:
+        plain = repr({key: value for key, value in reg.inputs.items() if not is_secret(value)})
+        for name, value in FAKE_SECRETS.items():
+            for line in value.splitlines():
+                if len(line.strip()) > 12 and "BEGIN" not in line and "END" not in line:
+                    assert line.strip() not in plain, f"{reg.urn} carries part of {name} in plain text"

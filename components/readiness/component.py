@@ -6,6 +6,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.config import StackConfig
+from components.options import child_options
 from components.readiness.provider import GpuReadinessProvider
 
 POLL_SECONDS = 5.0
@@ -56,7 +57,8 @@ class GpuReadiness(pulumi.ComponentResource):
                     "product": None,
                     "driverVersion": None,
                 },
-                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["kubeconfig"]),
+                # Waits for what the component waits for (the GPU stack).
+                child_options(self, opts, additional_secret_outputs=["kubeconfig"]),
             )
             self.allocatable = self.gate.allocatable
             self.product = self.gate.product

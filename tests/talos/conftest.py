@@ -13,48 +13,13 @@ from typing import Any
 import pytest
 
 from components.config import StackConfig, parse_stack_config, parse_version
+from components.mockengine import PLACEHOLDER_MACHINE_SECRETS, PLACEHOLDER_TALOSCONFIG
 
 HERE = Path(__file__).resolve().parent
 
-# Shaped like `talosctl gen secrets` output; the values are stand-ins.
-MACHINE_SECRETS = """\
-cluster:
-    id: Q2x1c3RlcklEc3RhbmRpbg==
-    secret: Y2x1c3Rlci1zZWNyZXQtc3RhbmQtaW4=
-secrets:
-    bootstraptoken: abcdef.0123456789abcdef
-    secretboxencryptionsecret: c2VjcmV0Ym94LXN0YW5kLWluLXZhbHVlLTMyYnl0ZXM=
-trustdinfo:
-    token: trustd.0123456789abcdef
-certs:
-    etcd:
-        crt: RVRDRC1DUlQtU1RBTkQtSU4=
-        key: RVRDRC1LRVktU1RBTkQtSU4=
-    k8s:
-        crt: SzhTLUNSVC1TVEFORC1JTg==
-        key: SzhTLUtFWS1TVEFORC1JTg==
-    k8saggregator:
-        crt: QUdHLUNSVC1TVEFORC1JTg==
-        key: QUdHLUtFWS1TVEFORC1JTg==
-    k8sserviceaccount:
-        key: U0EtS0VZLVNUQU5ELUlO
-    os:
-        crt: T1MtQ1JULVNUQU5ELUlO
-        key: T1MtS0VZLVNUQU5ELUlO
-"""
-
-TALOSCONFIG = """\
-context: homelab
-contexts:
-    homelab:
-        endpoints:
-            - 192.168.8.99
-        nodes:
-            - 192.168.8.123
-        ca: Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU4=
-        crt: Q0xJRU5ULUNFUlQtU1RBTkQtSU4=
-        key: Q0xJRU5ULUtFWS1TVEFORC1JTg==
-"""
+# Shaped like `talosctl gen secrets` output and a talosconfig; stand-in values.
+MACHINE_SECRETS = PLACEHOLDER_MACHINE_SECRETS
+TALOSCONFIG = PLACEHOLDER_TALOSCONFIG
 
 
 @pytest.fixture
