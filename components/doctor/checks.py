@@ -203,8 +203,13 @@ def check_talos(obs: TalosObservation, cfg: StackConfig) -> list[CheckResult]:
 # -- kubernetes -------------------------------------------------------------
 
 
+# The device-plugin chart names its GFD and NFD pods after the release too
+# (nvidia-device-plugin-gpu-feature-discovery-..., ...-node-feature-discovery-worker-...).
+_NOT_THE_PLUGIN = ("gpu-feature-discovery", "node-feature-discovery", "mps-control")
+
+
 def _is_device_plugin(pod: PodInfo) -> bool:
-    return "nvidia-device-plugin" in pod.name and "gpu-feature-discovery" not in pod.name and "mps-control" not in pod.name
+    return "nvidia-device-plugin" in pod.name and not any(part in pod.name for part in _NOT_THE_PLUGIN)
 
 
 def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[CheckResult]:

@@ -265,3 +265,20 @@ def test_workload_pending_pod_fails_even_when_jellyfin_is_off() -> None:
     pending = workload(pods=Output(samples.jellyfin_pods(phase="Pending")), nvidia_smi=None, encoders=None)
     result = by_name(check_workload(pending, CFG))["jellyfin pod"]
     assert result.status == "fail" and "Pending" in result.detail and "Insufficient nvidia.com/gpu" in result.remedy
+
+
+def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() -> None:
+    import json
+
+    from components.doctor.parsers import parse_pods
+
+    cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    document = json.loads(data("pods-gpu-operator.json"))
+    template = document["items"][6]
+    names = ["nvidia-device-plugin-gpu-feature-discovery-x7k2p", "nvidia-device-plugin-node-feature-discovery-worker-q9w8e"]
+    document["items"] = [{**template, "metadata": {**template["metadata"], "name": name}} for name in names]
+    assert len(parse_pods(json.dumps(document))) == 2
+    result = failed(check_kubernetes(kube(samples.node_json(), json.dumps(document)), cfg))["device plugin pod"]
+    assert result.detail == "no nvidia-device-plugin pod on moody-good in gpu-operator"
+    document["items"].append({**template, "metadata": {**template["metadata"], "name": "nvidia-device-plugin-5mzq4"}})
+    assert by_name(check_kubernetes(kube(samples.node_json(), json.dumps(document)), cfg))["device plugin pod"].status == "pass"
