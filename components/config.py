@@ -535,6 +535,11 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
 
     if cfg.jellyfin.enabled and not cfg.jellyfin.url:
         issues.append(ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"))
+    # The codec rules live with the capability table; imported here because
+    # that module imports this one.
+    from components.consumers.capabilities import jellyfin_config_issues
+
+    issues += jellyfin_config_issues(cfg)
     return issues
 
 

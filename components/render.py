@@ -25,6 +25,10 @@ import yaml
 
 from components import cluster
 from components.config import ConfigError, StackConfig, parse_stack_config, read_stack_file
+from components.consumers.jellyfin import encoding_wanted
+from components.consumers.workload import gpu_workload_spec
+from components.talos.machine_config import gpu_patch_yaml
+from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
 from components.vm import pci_mappings, vm_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +77,27 @@ def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
     return out
 
 
+def talos_artifacts(cfg: StackConfig) -> Artifacts:
+    """The schematic the Image Factory gets, its ID (computed offline exactly
+    as the factory does), the installer image and the machine-config patch."""
+    schematic_yaml = render_schematic(extensions_for(cfg.talos))
+    image = installer_image(schematic_id(schematic_yaml), cfg.talos.version, cfg.talos.platform)
+    return {
+        "talos/schematic.yaml": schematic_yaml,
+        "talos/installer-image.txt": image + "\n",
+        "talos/gpu-patch.yaml": gpu_patch_yaml(cfg, image),
+    }
+
+
+def consumer_artifacts(cfg: StackConfig) -> Artifacts:
+    """The GPU workload spec as bjw-s app-template values (for Flux users) and,
+    when Jellyfin is managed, the transcoding settings the program owns."""
+    out = {"consumers/app-template-gpu-values.yaml": _yaml(gpu_workload_spec(cfg).app_template_values())}
+    if cfg.jellyfin.enabled:
+        out["consumers/jellyfin-encoding.json"] = json.dumps(encoding_wanted(cfg).settings(), indent=2) + "\n"
+    return out
+
+
 def graph_mermaid(raw_config: dict[str, Any]) -> str:
     """The program's component graph, from a mock-engine run of __main__.py:
     one subgraph per component, one edge per component dependency."""
@@ -103,7 +128,7 @@ def graph_mermaid(raw_config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [proxmox_artifacts, kubernetes_artifacts]
+PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [proxmox_artifacts, talos_artifacts, kubernetes_artifacts, consumer_artifacts]
 
 
 def render(cfg: StackConfig, raw_config: dict[str, Any], *, with_graph: bool = True) -> Artifacts:

@@ -97,6 +97,8 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("extension name bare", _set("talos.extensions.extra", ["qemu-guest-agent"]), "talos.extensions.extra[0]", "siderolabs/"),
     ("kmod branch unknown", _set("talos.extensions.branch", "beta"), "talos.extensions.branch", "'production' or 'lts'"),
     ("jellyfin on without url", _both(_set("jellyfin.enabled", True), _delete("jellyfin.url")), "jellyfin.url", "required"),
+    ("AV1 decode on a T4", _both(_set("jellyfin.enabled", True), _set("jellyfin.decodeCodecs", ["h264", "av1"])), "jellyfin.decodeCodecs", "h264"),
+    ("AV1 encode on a T4", _both(_set("jellyfin.enabled", True), _set("jellyfin.allowAv1Encoding", True)), "jellyfin.allowAv1Encoding", "cannot encode AV1"),
     ("memory too small", _set("vm.memoryMiB", 512), "vm.memoryMiB", "1024"),
     ("duplicate mapping name", lambda raw: raw["gpus"].append({**SECOND_T4, "slot": "hostpci1", "mappingName": "moody-good-gpu0"}), "gpus[1].mappingName", "unique"),
 ]

@@ -93,3 +93,27 @@ def test_graph_has_an_edge_for_every_component_dependency(homelab_render):
     graph = homelab_render["graph.mmd"]
     assert "GpuVm" in graph and "GpuStack" in graph
     assert "c0 --> c1" in graph
+
+
+def test_rendered_schematic_and_patch_match_the_registered_talos_node(homelab_render, homelab_run):
+    schematic = homelab_run.one("talos:imageFactory/schematic:Schematic")
+    assert schematic.inputs["schematic"] == homelab_render["talos/schematic.yaml"], schematic.urn
+    apply = homelab_run.one("talos:machine/configurationApply:ConfigurationApply")
+    assert reveal(apply.inputs["configPatches"]) == [homelab_render["talos/gpu-patch.yaml"]], apply.urn
+    image = homelab_render["talos/installer-image.txt"].strip()
+    assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(":v1.13.9")
+    assert homelab_run.outputs["installerImage"] == image
+
+
+def test_rendered_jellyfin_settings_are_what_the_resource_applies(homelab_run):
+    import json
+
+    raw = stack_file_config()
+    raw["jellyfin"]["enabled"] = True
+    artifacts = render(parse_stack_config(raw), raw, with_graph=False)
+    wanted = json.loads(artifacts["consumers/jellyfin-encoding.json"])
+    assert wanted["HardwareAccelerationType"] == "nvenc" and "av1" not in wanted["HardwareDecodingCodecs"]
+    run = run_main(raw)
+    (resource,) = [reg for reg in run.registrations if reg.name.endswith("-jellyfin-encoding")]
+    registered = reveal(resource.inputs)
+    assert registered["settings"] == wanted, resource.urn
