@@ -1,0 +1,96 @@
+"""HostVfioPrep under Pulumi's mock engine: graph, secrets, outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.config import ConfigError, load_stack_config
+from components.hostprep.component import HostVfioPrep
+from tests.harness import RecordingMonitor, StateMocks, is_secret, reveal, run_program
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+TOKEN = "proxmox-talos-gpu:host:HostVfioPrep"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n"
+HOST_OUTPUTS = {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommu_groups": {"0000:3b:00.0": 30},
+                "subsystem_ids": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
+
+
+def run(config: dict[str, Any], secrets: dict[str, str] | None = None, monkeypatch: pytest.MonkeyPatch | None = None):
+    captured: dict[str, Any] = {}
+    requests: list[Any] = []
+    if monkeypatch is not None:
+        original = RecordingMonitor.RegisterResource
+
+        def record(self, request):
+            requests.append(request)
+            return original(self, request)
+
+        monkeypatch.setattr(RecordingMonitor, "RegisterResource", record)
+
+    def program() -> None:
+        cfg = load_stack_config()
+        key = pulumi.Config("proxmox-talos-gpu").get_secret("sshPrivateKey")
+        prep = HostVfioPrep("pve5", cfg, key)
+        captured["prep"] = prep
+        pulumi.export("iommuGroups", prep.iommu_groups)
+        pulumi.export("subsystemIds", prep.subsystem_ids)
+        pulumi.export("drivers", prep.drivers)
+        pulumi.export("rebooted", prep.rebooted)
+
+    mocks = StateMocks(outputs={DYNAMIC: lambda args: HOST_OUTPUTS})
+    result = run_program(program, config, secret_keys={"sshPrivateKey": KEY} if secrets is None else secrets, stack="homelab", mocks=mocks)
+    return result, requests
+
+
+def test_component_registers_one_parented_dynamic_resource_with_config_inputs(homelab):
+    result, _ = run(homelab)
+    component = result.one(TOKEN)
+    prep = result.one(DYNAMIC)
+    assert prep.parent == component.urn, prep.urn
+    inputs = reveal(prep.inputs)
+    assert (inputs["host"], inputs["port"], inputs["user"]) == ("pve5.lan", 22, "root")
+    assert inputs["owner"] == "proxmox-talos-gpu/homelab"
+    # None is not serialized: an unset gpus[].iommuGroup simply is not sent.
+    assert inputs["gpus"] == [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystem_id": "10de:12a2", "index": 0}]
+    assert inputs["host_key"].startswith("SHA256:") and inputs["allow_reboot"] is True and inputs["reboot_on_destroy"] is False
+    assert "root" not in inputs  # the test-only root prefix never comes from config
+
+
+def test_private_key_stays_secret_in_inputs_and_state(homelab, monkeypatch):
+    result, requests = run(homelab, monkeypatch=monkeypatch)
+    prep = result.one(DYNAMIC)
+    assert is_secret(prep.inputs["private_key"]), prep.urn
+    assert reveal(prep.inputs["private_key"]) == KEY
+    assert is_secret(prep.inputs["__provider"])  # the pickled provider too
+    request = next(r for r in requests if r.type == DYNAMIC)
+    assert "private_key" in request.additionalSecretOutputs
+    for reg in result.registrations:
+        for key, value in reg.inputs.items():
+            if key != "private_key" and not is_secret(value):
+                assert "OPENSSH PRIVATE KEY" not in str(value), f"{reg.urn}.{key}"
+
+
+def test_component_outputs_come_from_the_host(homelab):
+    result, _ = run(homelab)
+    assert result.outputs["iommuGroups"] == {"0000:3b:00.0": 30}
+    assert result.outputs["subsystemIds"] == {"0000:3b:00.0": "10de:12a2"}
+    assert result.outputs["drivers"] == {"0000:3b:00.0": "vfio-pci"}
+    assert result.outputs["rebooted"] is True
+
+
+def test_disabled_host_prep_touches_nothing_and_passes_config_through(homelab):
+    homelab["host"] = {"enabled": False}
+    homelab["gpus"][0]["iommuGroup"] = 30
+    result, _ = run(homelab, secrets={})
+    assert result.by_type(DYNAMIC) == []
+    assert result.outputs["iommuGroups"] == {"0000:3b:00.0": 30}
+    assert result.outputs["subsystemIds"] == {"0000:3b:00.0": "10de:12a2"}
+    assert result.outputs["rebooted"] is False
+
+
+def test_enabled_host_prep_without_a_key_names_the_secret(homelab):
+    with pytest.raises(ConfigError, match="proxmox-talos-gpu:sshPrivateKey"):
+        run(homelab, secrets={})
