@@ -28,7 +28,7 @@ from components.config import ConfigError, StackConfig, parse_stack_config, read
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
 from components.talos.machine_config import gpu_patch_yaml
-from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
+from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +80,7 @@ def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
 def talos_artifacts(cfg: StackConfig) -> Artifacts:
     """The schematic the Image Factory gets, its ID (computed offline exactly
     as the factory does), the installer image and the machine-config patch."""
-    schematic_yaml = render_schematic(extensions_for(cfg.talos))
-    image = installer_image(schematic_id(schematic_yaml), cfg.talos.version, cfg.talos.platform)
+    schematic_yaml, _, image = planned_installer(cfg.talos)
     return {
         "talos/schematic.yaml": schematic_yaml,
         "talos/installer-image.txt": image + "\n",

@@ -13,21 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from components.config import PROJECT, ConfigError, parse_stack_config
+from components.config import ConfigError, load_stack_file
 from components.talos.machine_config import gpu_patch_yaml
-from components.talos.schematic import SchematicFormatError, extensions_for, installer_image, render_schematic, schematic_id
+from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
 
 
 def _stack_config(stack: str):
     path = Path(f"Pulumi.{stack}.yaml")
     if not path.is_file():
         raise SystemExit(f"error: {path} not found (run from the project directory, or name an existing stack)")
-    document = yaml.safe_load(path.read_text()) or {}
-    prefix = f"{PROJECT}:"
-    raw = {key[len(prefix):]: value for key, value in (document.get("config") or {}).items() if key.startswith(prefix)}
-    return parse_stack_config(raw)
+    return load_stack_file(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(schematic_id(text))
             return 0
         cfg = _stack_config(args.stack)
-        rendered = render_schematic(extensions_for(cfg.talos))
-        sid_value = schematic_id(rendered)
-        image = installer_image(sid_value, cfg.talos.version, cfg.talos.platform)
+        rendered, sid_value, image = planned_installer(cfg.talos)
         if args.command == "schematic":
             print(rendered, end="")
             print(f"# id: {sid_value}\n# installer: {image}")

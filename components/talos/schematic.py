@@ -624,3 +624,11 @@ class _GoKey:
                 return ai < bi
             return a[i] < b[i]
         return len(a) < len(b)
+
+
+def planned_installer(talos: TalosConfig) -> tuple[str, str, str]:
+    """This stack's schematic YAML, its ID (computed offline) and installer
+    image: what the node should run."""
+    schematic_yaml = render_schematic(extensions_for(talos))
+    sid = schematic_id(schematic_yaml)
+    return schematic_yaml, sid, installer_image(sid, talos.version, talos.platform)
