@@ -7,6 +7,7 @@ import pulumi
 from components.config import load_secrets, load_stack_config
 from components.consumers.component import JellyfinTranscoding
 from components.gpu_stack import GpuStack
+from components.hostprep.component import HostVfioPrep
 from components.providers import make_providers
 from components.readiness.component import GpuReadiness
 from components.talos.component import TalosGpuNode
@@ -16,7 +17,11 @@ cfg = load_stack_config()
 secrets = load_secrets(cfg)
 providers = make_providers(cfg, secrets)
 
-vm = GpuVm(cfg.vm.name, cfg, opts=pulumi.ResourceOptions(providers=[providers.proxmox]))
+host = HostVfioPrep(cfg.proxmox.node, cfg, secrets.ssh_private_key)
+vm = GpuVm(
+    cfg.vm.name, cfg, iommu_groups=host.iommu_groups, subsystem_ids=host.subsystem_ids,
+    opts=pulumi.ResourceOptions(providers=[providers.proxmox], depends_on=[host]),
+)
 node = TalosGpuNode(
     f"{cfg.node_name}-talos", cfg, secrets.talos_machine_secrets, secrets.talos_client_configuration,
     opts=pulumi.ResourceOptions(depends_on=[vm]),
@@ -34,6 +39,8 @@ if cfg.jellyfin.enabled:
     pulumi.export("jellyfinChangedSettings", jellyfin.changed_settings)
     pulumi.export("jellyfinDecodeCodecs", jellyfin.decode_codecs)
 
+pulumi.export("hostRebooted", host.rebooted)
+pulumi.export("gpuDrivers", host.drivers)
 pulumi.export("vmId", vm.vm_id)
 pulumi.export("hostpciSlots", vm.slots)
 pulumi.export("schematicId", node.schematic_id)

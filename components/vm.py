@@ -81,7 +81,7 @@ def _lookup(found: pulumi.Input[dict[str, Any]] | None, key: str, fallback: Any)
     falling back to the configured value when host preparation is off."""
     if found is None:
         return fallback
-    return pulumi.Output.from_input(found).apply(lambda values: values.get(key, fallback))
+    return pulumi.Output.from_input(found).apply(lambda values: (values or {}).get(key, fallback))
 
 
 class GpuVm(pulumi.ComponentResource):

@@ -260,3 +260,42 @@ def test_no_secret_value_appears_in_plain_text(jellyfin_run):
             for line in value.splitlines():
                 if len(line.strip()) > 12 and "BEGIN" not in line and "END" not in line:
                     assert line.strip() not in plain, f"{reg.urn} carries part of {name} in plain text"
+
+
+HOST_PREP = "proxmox-talos-gpu:host:HostVfioPrep"
+
+
+def _host_facts_mocks():
+    from components.mockengine import ProgramMocks
+
+    def host_outputs(args):
+        if "private_key" not in args.inputs:
+            return {}
+        return {"iommu_groups": {"0000:3b:00.0": 27}, "subsystem_ids": {"0000:3b:00.0": "10de:12a2"},
+                "drivers": {"0000:3b:00.0": "vfio-pci"}, "rebooted": True}
+
+    return ProgramMocks(outputs={"pulumi-python:dynamic:Resource": host_outputs})
+
+
+def test_vm_waits_for_host_preparation_and_takes_its_iommu_group():
+    run = run_main(stack_file_config(), mocks=_host_facts_mocks())
+    (prep,) = _children(run, HOST_PREP)
+    vm, mapping = run.one(VM), run.one(PCI_MAPPING)
+    assert run.depends_on(vm, prep) and run.depends_on(mapping, prep), vm.urn
+    (entry,) = mapping.inputs["maps"]
+    assert entry["iommuGroup"] == 27 and entry["subsystemId"] == "10de:12a2", f"{mapping.urn}: the host's facts feed the mapping"
+    assert run.outputs["hostRebooted"] is True and run.outputs["gpuDrivers"] == {"0000:3b:00.0": "vfio-pci"}
+
+
+def test_host_preparation_keeps_the_ssh_key_secret(homelab_run):
+    (prep,) = _children(homelab_run, HOST_PREP)
+    assert is_secret(prep.inputs["private_key"]), prep.urn
+
+
+def test_host_preparation_off_uses_configured_group(homelab):
+    homelab["host"] = {"enabled": False}
+    homelab["gpus"][0]["iommuGroup"] = 31
+    run = run_main(homelab)
+    assert _children(run, HOST_PREP) == []
+    (entry,) = run.one(PCI_MAPPING).inputs["maps"]
+    assert entry["iommuGroup"] == 31
