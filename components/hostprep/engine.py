@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.hostprep.facts import STATE_DIR, HostFacts, gather_facts
-from components.hostprep.plan import HostPlan, HostPrepInputs, plan_host, plan_undo, verify_host
+from components.hostprep.plan import HostPlan, HostPrepInputs, VerifyReport, plan_host, plan_undo, verify_host
 from components.hostprep.transport import HostKeyError, SshTransport, TransportError, atomic_write_snippet
 
 Connector = Callable[[float], SshTransport]  # connect timeout (s) -> open transport
@@ -188,7 +188,7 @@ class HostPrepEngine:
         facts = self.facts()
         return facts, plan_undo(facts, self.owner, allow_reboot=self.inputs.allow_reboot, reboot_on_destroy=self.inputs.reboot_on_destroy)
 
-    def verify(self) -> tuple[HostFacts, Any]:
+    def verify(self) -> tuple[HostFacts, VerifyReport]:
         facts = self.facts()
         return facts, verify_host(self.inputs, facts, self.owner)
 
@@ -246,6 +246,15 @@ class HostPrepEngine:
         return gather_facts(transport, self.addresses, root=self.options.root)
 
     def _execute(self, transport: SshTransport, plan: HostPlan, facts: HostFacts) -> tuple[list[str], list[str]]:
+        try:
+            return self._steps(transport, plan, facts)
+        except HostKeyError:
+            raise
+        except TransportError as error:
+            raise TransportError(f"{error}. Files are written atomically (old or new, never half) and steps still owed are "
+                                 "recorded on the host: run again to converge.") from None
+
+    def _steps(self, transport: SshTransport, plan: HostPlan, facts: HostFacts) -> tuple[list[str], list[str]]:
         opts = self.options
         wrote: list[str] = []
         ran: list[str] = []

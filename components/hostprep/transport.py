@@ -145,14 +145,13 @@ def known_hosts_lines_for(text: str, host: str, port: int) -> list[str]:
 
 def load_private_key(text: str) -> paramiko.PKey:
     """Parse an OpenSSH/PEM private key held in memory (never written to disk)."""
-    errors = []
     for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return kind.from_private_key(io.StringIO(text))
         except paramiko.PasswordRequiredException:
             raise TransportError("the SSH private key is passphrase-protected; give an unencrypted key (kept as a Pulumi secret)") from None
-        except (paramiko.SSHException, ValueError, IndexError) as error:
-            errors.append(f"{kind.__name__}: {error}")
+        except (paramiko.SSHException, ValueError, IndexError):
+            continue  # not this type; the errors could quote key material, so they are not kept
     raise TransportError("the SSH private key could not be read as an Ed25519, ECDSA or RSA key")
 
 
