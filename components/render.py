@@ -7,7 +7,7 @@ credentials, from the same pure planners the program uses:
 Host files depend on the host (CPU vendor, kernel, bootloader, the GPU's
 functions); without `--host-facts` (the JSON of
 `python -m components.hostprep facts --json`) they are planned for an assumed
-host that the output names. The graph is drawn from the program itself, run
+fresh Proxmox VE 8 host on Intel, which `host/plan.txt` says. The graph is drawn from the program itself, run
 under Pulumi's mock engine with placeholder secrets.
 """
 
@@ -24,9 +24,11 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.config import ConfigError, StackConfig, parse_stack_config, read_stack_file
+from components.config import PROJECT, ConfigError, StackConfig, parse_stack_config, read_stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
+from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
+from components.hostprep.plan import inputs_from_config, plan_host
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
@@ -74,6 +76,57 @@ def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
     out["kubernetes/node-label-patch.yaml"] = _yaml(_manifest(
         "Node", "v1", {"name": cfg.node_name, "labels": cluster.node_labels(cfg),
                        "annotations": {"pulumi.com/patchFieldManager": cluster.field_manager(cfg)}}))
+    return out
+
+
+# A fresh Proxmox VE 8 host on an Intel Xeon (the guide's pve5), for planning
+# host files offline when no real facts are given. Written into the output.
+ASSUMED_HOST = {
+    "cpu_vendor": "intel",
+    "kernel_release": "6.8.12-4-pve",
+    "bootloader": "grub-uefi",
+    "cmdline": "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet",
+    "etc_default_grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="Proxmox VE"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n',
+    "etc_modules": "# /etc/modules: kernel modules to load at boot time.\n",
+}
+
+
+def assumed_host_facts(cfg: StackConfig) -> HostFacts:
+    """Facts of the assumed fresh host: each configured GPU as one function on
+    nouveau, alone in its IOMMU group."""
+    functions = {
+        gpu.address: PciFunction(
+            address=gpu.address, vendor_device=gpu.id, class_code="0x030200",
+            subsystem_id=gpu.subsystem_id or "", driver="nouveau",
+            iommu_group=gpu.iommu_group if gpu.iommu_group is not None else 40 + index,
+        )
+        for index, gpu in enumerate(cfg.gpus)
+    }
+    files: dict[str, str | None] = {path: None for path in READ_FILES}
+    files[GRUB_DEFAULT] = ASSUMED_HOST["etc_default_grub"]
+    files[ETC_MODULES] = ASSUMED_HOST["etc_modules"]
+    return HostFacts(
+        cpu_vendor=ASSUMED_HOST["cpu_vendor"], kernel_release=ASSUMED_HOST["kernel_release"],
+        bootloader=ASSUMED_HOST["bootloader"], cmdline=ASSUMED_HOST["cmdline"], iommu_active=True,
+        functions=functions, files=files, devices=dict(functions),
+    )
+
+
+def host_artifacts(cfg: StackConfig, facts: HostFacts | None, owner: str) -> Artifacts:
+    """The host plan (changes with reasons, diffs, commands, reboot) and the
+    full content of every file it would write."""
+    if not cfg.host.enabled:
+        return {"host/plan.txt": "host.enabled is false: the program does not touch the Proxmox host.\n"}
+    assumed = facts is None
+    plan = plan_host(inputs_from_config(cfg), facts or assumed_host_facts(cfg), owner)
+    header = ("# Planned for an ASSUMED host (not read from yours): "
+              + json.dumps({key: value for key, value in ASSUMED_HOST.items() if not key.startswith("etc_")})
+              + "\n# For your host's real plan: python -m components.hostprep facts --json ... > facts.json,"
+              + " then render --host-facts facts.json\n\n") if assumed else "# Planned from the host facts given with --host-facts\n\n"
+    out = {"host/plan.txt": header + plan.render()}
+    for change in plan.files:
+        if change.after is not None:
+            out[f"host/files{change.path}"] = change.after
     return out
 
 
@@ -130,8 +183,9 @@ def graph_mermaid(raw_config: dict[str, Any]) -> str:
 PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [proxmox_artifacts, talos_artifacts, kubernetes_artifacts, consumer_artifacts]
 
 
-def render(cfg: StackConfig, raw_config: dict[str, Any], *, with_graph: bool = True) -> Artifacts:
-    artifacts: Artifacts = {}
+def render(cfg: StackConfig, raw_config: dict[str, Any], *, stack: str = "homelab",
+           host_facts: HostFacts | None = None, with_graph: bool = True) -> Artifacts:
+    artifacts = host_artifacts(cfg, host_facts, owner=f"{PROJECT}/{stack}")
     for producer in PRODUCERS:
         artifacts.update(producer(cfg))
     if with_graph:
@@ -153,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
     parser.add_argument("--out", type=Path, help="output folder (default: render/<stack>)")
+    parser.add_argument("--host-facts", type=Path, help="JSON of `python -m components.hostprep facts --json` (default: an assumed fresh host)")
     parser.add_argument("--json", action="store_true", help="print the list of written files as JSON")
     args = parser.parse_args(argv)
     stack_file = ROOT / f"Pulumi.{args.stack}.yaml"
@@ -166,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"render: {error}", file=sys.stderr)
         return 2
     out = args.out or ROOT / "render" / args.stack
-    written = write(render(cfg, raw), out)
+    facts = facts_from_json(json.loads(args.host_facts.read_text())) if args.host_facts else None
+    written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)
     if args.json:
         print(json.dumps([str(path) for path in written]))
     else:

@@ -117,3 +117,37 @@ def test_rendered_jellyfin_settings_are_what_the_resource_applies(homelab_run):
     (resource,) = [reg for reg in run.registrations if reg.name.endswith("-jellyfin-encoding")]
     registered = reveal(resource.inputs)
     assert registered["settings"] == wanted, resource.urn
+
+
+def test_rendered_host_plan_comes_from_the_inputs_the_program_registers(homelab_render, homelab_run):
+    from components.hostprep.plan import inputs_from_config
+
+    (prep,) = [reg for reg in homelab_run.registrations if reg.name.endswith("-vfio")]
+    inputs = inputs_from_config(parse_stack_config(stack_file_config())).to_dict()
+    # Pulumi drops None values on the wire.
+    assert reveal(prep.inputs["gpus"]) == [{key: value for key, value in gpu.items() if value is not None} for gpu in inputs["gpus"]], prep.urn
+    assert prep.inputs["owner"] == "proxmox-talos-gpu/test", prep.urn
+    assert "ASSUMED host" in homelab_render["host/plan.txt"]
+    assert homelab_render["host/files/etc/modprobe.d/proxmox-talos-gpu-vfio.conf"].endswith("options vfio-pci ids=10de:1eb8\n")
+
+
+def test_render_plans_host_files_from_given_facts(tmp_path):
+    """An AMD host on systemd-boot: its kernel command line file, never
+    intel_iommu, and the facts file named in the plan."""
+    import dataclasses
+    import json
+
+    from components.hostprep.facts import KERNEL_CMDLINE, facts_to_json
+    from components.render import assumed_host_facts
+
+    cfg = parse_stack_config(stack_file_config())
+    facts = dataclasses.replace(assumed_host_facts(cfg), cpu_vendor="amd", kernel_release="6.5.13-6-pve", bootloader="systemd-boot",
+                                files={**assumed_host_facts(cfg).files, KERNEL_CMDLINE: "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n"})
+    facts_file = tmp_path / "facts.json"
+    facts_file.write_text(json.dumps(facts_to_json(facts)))
+    result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "homelab", "--out", str(tmp_path / "out"),
+                             "--host-facts", str(facts_file)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    plan = (tmp_path / "out" / "host" / "plan.txt").read_text()
+    assert "ASSUMED" not in plan and "proxmox-boot-tool refresh" in plan and "intel_iommu" not in plan
+    assert (tmp_path / "out" / "host" / "files" / "etc" / "kernel" / "cmdline").read_text().startswith("root=ZFS=rpool/ROOT/pve-1 boot=zfs")
