@@ -12,7 +12,7 @@ from components.options import child_options
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
 from components.talos.secrets import client_configuration_args, machine_secrets_args, talosconfig_text
-from components.talos.upgrade_provider import TalosUpgrade
+from components.talos.upgrade_provider import TalosUpgrade, TalosUpgradePreflight
 
 
 def checked_factory_id(factory_id: str, offline_id: str) -> str:
@@ -64,6 +64,17 @@ class TalosGpuNode(pulumi.ComponentResource):
             examples=False,
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
+        # Refuse a minor-skipping upgrade before any config reaches the node.
+        self.preflight = TalosUpgradePreflight(
+            f"{name}-preflight",
+            node=t.node_address,
+            endpoint=t.talosctl_endpoint,
+            image=self.installer_image,
+            version=t.version,
+            schematic_id=self.schematic_id,
+            talosconfig=talosconfig,
+            opts=child_options(self, opts),
+        )
         self.configuration_apply = talos.machine.ConfigurationApply(
             f"{name}-apply",
             node=t.node_address,
@@ -74,7 +85,7 @@ class TalosGpuNode(pulumi.ComponentResource):
             # Destroying the stack must never reset (wipe) the node.
             on_destroy=talos.machine.ConfigurationApplyOnDestroyArgs(reset=False, graceful=True, reboot=False),
             # Children wait for what the component waits for (the VM).
-            opts=child_options(self, opts),
+            opts=child_options(self, opts, depends_on=[self.preflight]),
         )
         # install.image is read only at install/upgrade (fact 9): upgrade after
         # the new config is in place.

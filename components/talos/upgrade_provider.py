@@ -7,13 +7,14 @@ is never returned as an output."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.talos.talosctl import extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
+from components.talos.talosctl import TalosctlError, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts, UpgradePlan, plan_upgrade
 
 # Inputs whose change means "the node must run something else".
@@ -78,6 +79,49 @@ class TalosUpgradeProvider(ResourceProvider):
         return outs
 
 
+class TalosUpgradePreflightProvider(TalosUpgradeProvider):
+    """Runs before the new machine config is applied: reads the node and
+    refuses, up front, an upgrade that would skip a minor release or go
+    backwards, so a config for the wanted version never reaches a node that
+    cannot be upgraded to it. Never upgrades anything."""
+
+    def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        outs = {name: props[name] for name in _WANTED}
+        outs.update(timeoutSeconds=int(props.get("timeoutSeconds") or 1800), upgraded=False)
+        if shutil.which("talosctl") is None:
+            run_talosctl(version_args(node, endpoint))  # raises the clear "not installed" error
+        try:
+            before = read_node_facts(node, endpoint, talosconfig)
+        except TalosctlError as error:
+            # A new VM booted from the ISO is in maintenance mode and does not
+            # answer with the cluster's certificates: there is no running
+            # version to check; the apply installs the wanted image.
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+            outs.update(previousVersion="", previousSchematic="",
+                        reason=f"could not read {node} with the talosconfig ({first_line}); nothing to check before the apply")
+            return outs
+        plan = plan_upgrade(  # raises UpgradeRefused
+            before, image=str(props["image"]), version=str(props["version"]), schematic_id=str(props["schematicId"]),
+            node=node, endpoint=endpoint,
+        )
+        outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", reason=plan.reason)
+        return outs
+
+
+def _props(node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str], version: pulumi.Input[str],
+           schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str], timeout_seconds: int) -> dict[str, Any]:
+    return {
+        "node": node, "endpoint": endpoint, "image": image, "version": version, "schematicId": schematic_id,
+        "talosconfig": pulumi.Output.secret(talosconfig), "timeoutSeconds": timeout_seconds,
+        "previousVersion": None, "previousSchematic": None, "upgraded": None, "reason": None,
+    }
+
+
+def _secret_talosconfig(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["talosconfig"]))
+
+
 class TalosUpgrade(pulumi.dynamic.Resource):
     """Runs ``talosctl upgrade --image <installer>`` when the node's running
     image differs from the wanted one; refuses to skip a minor release."""
@@ -89,10 +133,20 @@ class TalosUpgrade(pulumi.dynamic.Resource):
     def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],
                  version: pulumi.Input[str], schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str],
                  timeout_seconds: int = 1800, opts: pulumi.ResourceOptions | None = None):
-        props = {
-            "node": node, "endpoint": endpoint, "image": image, "version": version, "schematicId": schematic_id,
-            "talosconfig": pulumi.Output.secret(talosconfig), "timeoutSeconds": timeout_seconds,
-            "previousVersion": None, "previousSchematic": None, "upgraded": None, "reason": None,
-        }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["talosconfig"]))
-        super().__init__(TalosUpgradeProvider(), name, props, opts)
+        super().__init__(TalosUpgradeProvider(), name,
+                         _props(node, endpoint, image, version, schematic_id, talosconfig, timeout_seconds),
+                         _secret_talosconfig(opts))
+
+
+class TalosUpgradePreflight(pulumi.dynamic.Resource, module="talos", name="TalosUpgradePreflight"):
+    """The read-only check of the upgrade path, before the apply."""
+
+    previous_version: pulumi.Output[str]
+    reason: pulumi.Output[str]
+
+    def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],
+                 version: pulumi.Input[str], schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(TalosUpgradePreflightProvider(), name,
+                         _props(node, endpoint, image, version, schematic_id, talosconfig, 1800),
+                         _secret_talosconfig(opts))

@@ -299,3 +299,56 @@ def test_check_diff_and_delete_never_run_talosctl(homelab, fake_talosctl: FakeTa
     assert engine(provider, "diff", newer, fake_talosctl.env(), olds=props)["ok"]["changes"] is True
     assert engine(provider, "delete", props, fake_talosctl.env())["ok"] == {"deleted": None}
     assert fake_talosctl.calls() == []
+
+
+PREFLIGHT = "pulumi-python:dynamic/talos:TalosUpgradePreflight"
+
+
+def preflight_registration(homelab) -> tuple[str, dict[str, Any]]:
+    run, _ = run_node(homelab)
+    inputs = reveal(run.one(PREFLIGHT).inputs)
+    provider = inputs.pop("__provider")
+    return provider, {key: value for key, value in inputs.items() if value is not None}
+
+
+def test_apply_waits_for_the_upgrade_path_preflight(homelab) -> None:
+    run, _ = run_node(homelab)
+    preflight, apply = run.one(PREFLIGHT), run.one(APPLY)
+    assert run.depends_on(apply, preflight), "no config may reach the node before its upgrade path is checked"
+    assert run.depends_on(preflight, run.one("proxmoxve:index/vmLegacy:VmLegacy")), preflight.urn
+    assert is_secret(run.one(PREFLIGHT).inputs["talosconfig"]), preflight.urn
+
+
+def test_preflight_refuses_a_two_minor_jump_before_anything_is_applied(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = preflight_registration(homelab)
+    fake_talosctl.node("v1.11.6", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+    result = engine(provider, "create", props, fake_talosctl.env())
+    assert result["error"] == "UpgradeRefused" and "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in result["message"]
+    assert not any("upgrade" in call["argv"] or "apply-config" in call["argv"] for call in fake_talosctl.calls())
+
+
+def test_preflight_passes_an_adjacent_minor_and_never_upgrades(homelab, fake_talosctl: FakeTalosctl) -> None:
+    provider, props = preflight_registration(homelab)
+    fake_talosctl.node("v1.12.4", None)
+    result = engine(provider, "create", props, fake_talosctl.env())
+    outs = result["ok"]["outs"]
+    assert outs["upgraded"] is False and outs["previousVersion"] == "v1.12.4" and outs["reason"].startswith("upgrade to")
+    assert not any("upgrade" in call["argv"] for call in fake_talosctl.calls())
+    assert "talosconfig" not in outs
+
+
+def test_preflight_lets_a_node_in_maintenance_mode_through(homelab, fake_talosctl: FakeTalosctl) -> None:
+    """A new VM booted from the ISO does not answer with the cluster's
+    certificates; the apply installs the wanted image, so nothing to refuse."""
+    provider, props = preflight_registration(homelab)
+    fake_talosctl.node("v1.13.9", None)
+    fake_talosctl.fail_next("rpc error: code = Unavailable desc = connection error: tls: certificate required")
+    result = engine(provider, "create", props, fake_talosctl.env())
+    assert "nothing to check before the apply" in result["ok"]["outs"]["reason"]
+
+
+def test_preflight_without_talosctl_is_a_clear_error(homelab, fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    provider, props = preflight_registration(homelab)
+    env = {**fake_talosctl.env(), "PATH": str(tmp_path / "empty")}
+    result = engine(provider, "create", props, env)
+    assert result["error"] == "TalosctlError" and "talosctl is not installed" in result["message"]
