@@ -196,17 +196,13 @@ class HostPrepEngine:
 
     def apply(self) -> RunResult:
         """Make the host ready; a converged host costs one round trip."""
-        transport = self._open()
-        try:
-            facts = self._facts(transport)
+        def decide(facts: HostFacts) -> HostPlan:
             plan = plan_host(self.inputs, facts, self.owner)
             if plan.refused:
                 raise RefusedError("refusing to prepare the host; nothing was written:\n" + "\n".join(f"  - {r}" for r in plan.refusals))
-            wrote, ran = self._execute(transport, plan, facts)
-        finally:
-            self.round_trips += transport.round_trips
-            transport.close()
-        facts = written(facts, plan)
+            return plan
+
+        plan, facts, wrote, ran = self._carry_out(decide)
         rebooted, wait = False, 0.0
         if plan.reboot:
             if not self.inputs.allow_reboot:
@@ -222,20 +218,26 @@ class HostPrepEngine:
 
     def undo(self) -> RunResult:
         """Take this owner's changes back (restoring originals when it is the last)."""
-        transport = self._open()
-        try:
-            facts = self._facts(transport)
-            plan = plan_undo(facts, self.owner, allow_reboot=self.inputs.allow_reboot, reboot_on_destroy=self.inputs.reboot_on_destroy)
-            wrote, ran = self._execute(transport, plan, facts)
-        finally:
-            self.round_trips += transport.round_trips
-            transport.close()
-        facts = written(facts, plan)
+        plan, facts, wrote, ran = self._carry_out(lambda facts: plan_undo(
+            facts, self.owner, allow_reboot=self.inputs.allow_reboot, reboot_on_destroy=self.inputs.reboot_on_destroy))
         rebooted, wait = False, 0.0
         if plan.reboot:
             facts, wait = self._reboot(facts)
             rebooted = True
         return RunResult(plan, facts, rebooted, self.round_trips, wrote, ran, [], wait)
+
+    def _carry_out(self, decide: Callable[[HostFacts], HostPlan]) -> tuple[HostPlan, HostFacts, list[str], list[str]]:
+        """One connection: read the facts, decide (pure), write and run what
+        the plan says. Returns the plan and the facts as they now are."""
+        transport = self._open()
+        try:
+            facts = self._facts(transport)
+            plan = decide(facts)
+            wrote, ran = self._execute(transport, plan, facts)
+        finally:
+            self.round_trips += transport.round_trips
+            transport.close()
+        return plan, written(facts, plan), wrote, ran
 
     # -- steps ---------------------------------------------------------------
 

@@ -64,17 +64,12 @@ class TalosGpuNode(pulumi.ComponentResource):
             examples=False,
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
+        # What the node should run; the preflight and the upgrade both read
+        # the node against it.
+        wanted = {"node": t.node_address, "endpoint": t.talosctl_endpoint, "image": self.installer_image,
+                  "version": t.version, "schematic_id": self.schematic_id, "talosconfig": talosconfig}
         # Refuse a minor-skipping upgrade before any config reaches the node.
-        self.preflight = TalosUpgradePreflight(
-            f"{name}-preflight",
-            node=t.node_address,
-            endpoint=t.talosctl_endpoint,
-            image=self.installer_image,
-            version=t.version,
-            schematic_id=self.schematic_id,
-            talosconfig=talosconfig,
-            opts=child_options(self, opts),
-        )
+        self.preflight = TalosUpgradePreflight(f"{name}-preflight", **wanted, opts=child_options(self, opts))
         self.configuration_apply = talos.machine.ConfigurationApply(
             f"{name}-apply",
             node=t.node_address,
@@ -89,16 +84,8 @@ class TalosGpuNode(pulumi.ComponentResource):
         )
         # install.image is read only at install/upgrade (fact 9): upgrade after
         # the new config is in place.
-        self.upgrade = TalosUpgrade(
-            f"{name}-upgrade",
-            node=t.node_address,
-            endpoint=t.talosctl_endpoint,
-            image=self.installer_image,
-            version=t.version,
-            schematic_id=self.schematic_id,
-            talosconfig=talosconfig,
-            opts=child_options(self, opts, depends_on=[self.configuration_apply]),
-        )
+        self.upgrade = TalosUpgrade(f"{name}-upgrade", **wanted,
+                                    opts=child_options(self, opts, depends_on=[self.configuration_apply]))
         self.register_outputs({
             "schematicId": self.schematic_id,
             "installerImage": self.installer_image,
