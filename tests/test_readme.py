@@ -43,3 +43,15 @@ def test_ci_runs_the_readme_test_command():
     assert "./test.sh" in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^\./test\.sh$", ci, re.MULTILINE), "CI must run the README's test command"
+
+
+def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
+    import os
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "PROXMOX_", "KUBECONFIG", "TALOSCONFIG"))}
+    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep) if "pulumi" not in part)
+    result = subprocess.run(["bash", "setup.sh", "homelab", "render"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (ROOT / "render" / "homelab" / "graph.mmd").exists()
+    assert "installing the Pulumi CLI" not in result.stdout
