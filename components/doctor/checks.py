@@ -32,8 +32,8 @@ from components.doctor.parsers import (
     parse_qm_config,
     parse_talos_extensions,
 )
+from components.talos.machine_config import NVIDIA_MODULES  # what the patch makes Talos load
 
-NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
 CONFIG_LABEL = cluster.DEVICE_PLUGIN_CONFIG_LABEL
 
