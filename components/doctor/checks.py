@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from components import cluster
 from components.config import StackConfig
@@ -37,6 +38,8 @@ from components.talos.machine_config import NVIDIA_MODULES  # what the patch mak
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
 CONFIG_LABEL = cluster.DEVICE_PLUGIN_CONFIG_LABEL
 
+T = TypeVar("T")
+
 
 def _pass(layer: Layer, name: str, detail: str) -> CheckResult:
     return CheckResult(layer, name, "pass", detail)
@@ -48,6 +51,20 @@ def _fail(layer: Layer, name: str, detail: str, remedy: str) -> CheckResult:
 
 def _skip(layer: Layer, name: str, detail: str) -> CheckResult:
     return CheckResult(layer, name, "skip", detail)
+
+
+def _parsed(output: Output, parse: Callable[[str], T], fail: Callable[[str, str], CheckResult], *,
+            unreadable: str, unparseable: str = "") -> T | CheckResult:
+    """A command's parsed output, or the failed check that says why there is
+    none: ``fail(detail, reason)`` with detail ``<unreadable>: <reason>`` when
+    the command failed, ``<unparseable>: <reason>`` (or the parser's own
+    message) when its output made no sense."""
+    if not output.ok:
+        return fail(f"{unreadable}: {output.error}", output.error)
+    try:
+        return parse(output.text or "")
+    except ParseError as error:
+        return fail(f"{unparseable}: {error}" if unparseable else str(error), str(error))
 
 
 def _slot_of(address: str) -> str:
@@ -92,12 +109,11 @@ def check_proxmox(obs: ProxmoxObservation, cfg: StackConfig) -> list[CheckResult
     """The VM carries one hostpci entry per GPU (mapping or raw id as
     configured, pcie=1), machine q35 and ballooning off."""
     vmid = cfg.vm.vm_id
-    if not obs.qm_config.ok:
-        return [_fail("proxmox", f"vm {vmid}", f"qm config {vmid} failed: {obs.qm_config.error}", remedies.vm_missing(cfg, obs.qm_config.error))]
-    try:
-        qm = parse_qm_config(obs.qm_config.text or "")
-    except ParseError as error:
-        return [_fail("proxmox", f"vm {vmid}", f"unparseable `qm config {vmid}` output: {error}", remedies.vm_missing(cfg, str(error)))]
+    qm = _parsed(obs.qm_config, parse_qm_config,
+                 lambda detail, reason: _fail("proxmox", f"vm {vmid}", detail, remedies.vm_missing(cfg, reason)),
+                 unreadable=f"qm config {vmid} failed", unparseable=f"unparseable `qm config {vmid}` output")
+    if isinstance(qm, CheckResult):
+        return [qm]
     results = []
     for index, gpu in enumerate(cfg.gpus):
         slot, name = cfg.slot(index), f"hostpci gpus[{index}]"
@@ -146,44 +162,38 @@ def check_talos(obs: TalosObservation, cfg: StackConfig) -> list[CheckResult]:
     """Driver loaded (/proc/driver/nvidia/version), the four modules in
     /proc/modules, the configured extensions installed with matching versions."""
     results = []
-    if not obs.nvidia_version.ok:
-        results.append(_fail("talos", "nvidia driver", f"/proc/driver/nvidia/version unreadable: {obs.nvidia_version.error}", remedies.modules_not_loaded(cfg)))
+    module = _parsed(obs.nvidia_version, parse_nvidia_version,
+                     lambda detail, _reason: _fail("talos", "nvidia driver", detail, remedies.modules_not_loaded(cfg)),
+                     unreadable="/proc/driver/nvidia/version unreadable", unparseable="unparseable /proc/driver/nvidia/version")
+    if isinstance(module, CheckResult):
+        results.append(module)
     else:
-        try:
-            module = parse_nvidia_version(obs.nvidia_version.text or "")
-        except ParseError as error:
-            results.append(_fail("talos", "nvidia driver", f"unparseable /proc/driver/nvidia/version: {error}", remedies.modules_not_loaded(cfg)))
+        flavour = "open" if module.open else "proprietary"
+        if flavour != cfg.talos.extensions.driver:
+            wanted = expected_extensions(cfg)[:1]
+            results.append(_fail("talos", "nvidia driver", f"{flavour} kernel module {module.version} loaded, config wants {cfg.talos.extensions.driver}", remedies.extensions_missing(cfg, wanted)))
         else:
-            flavour = "open" if module.open else "proprietary"
-            if flavour != cfg.talos.extensions.driver:
-                wanted = expected_extensions(cfg)[:1]
-                results.append(_fail("talos", "nvidia driver", f"{flavour} kernel module {module.version} loaded, config wants {cfg.talos.extensions.driver}", remedies.extensions_missing(cfg, wanted)))
-            else:
-                results.append(_pass("talos", "nvidia driver", f"{flavour} kernel module {module.version}"))
+            results.append(_pass("talos", "nvidia driver", f"{flavour} kernel module {module.version}"))
 
-    if not obs.modules.ok:
-        results.append(_fail("talos", "kernel modules", f"/proc/modules unreadable: {obs.modules.error}", remedies.modules_not_loaded(cfg)))
+    loaded = _parsed(obs.modules, parse_proc_modules,
+                     lambda detail, _reason: _fail("talos", "kernel modules", detail, remedies.modules_not_loaded(cfg)),
+                     unreadable="/proc/modules unreadable", unparseable="unparseable /proc/modules")
+    if isinstance(loaded, CheckResult):
+        results.append(loaded)
     else:
-        try:
-            loaded = parse_proc_modules(obs.modules.text or "")
-        except ParseError as error:
-            results.append(_fail("talos", "kernel modules", f"unparseable /proc/modules: {error}", remedies.modules_not_loaded(cfg)))
+        missing = [name for name in NVIDIA_MODULES if name not in loaded]
+        if missing:
+            results.append(_fail("talos", "kernel modules", f"not loaded: {', '.join(missing)}", remedies.modules_not_loaded(cfg)))
         else:
-            missing = [name for name in NVIDIA_MODULES if name not in loaded]
-            if missing:
-                results.append(_fail("talos", "kernel modules", f"not loaded: {', '.join(missing)}", remedies.modules_not_loaded(cfg)))
-            else:
-                results.append(_pass("talos", "kernel modules", f"{', '.join(NVIDIA_MODULES)} loaded"))
+            results.append(_pass("talos", "kernel modules", f"{', '.join(NVIDIA_MODULES)} loaded"))
 
     wanted = expected_extensions(cfg)
-    if not obs.extensions.ok:
-        results.append(_fail("talos", "extensions", f"`talosctl get extensions` failed: {obs.extensions.error}", remedies.extensions_missing(cfg, wanted)))
-        return results
-    try:
-        installed = {ext.name: ext for ext in parse_talos_extensions(obs.extensions.text or "")}
-    except ParseError as error:
-        results.append(_fail("talos", "extensions", f"unparseable `talosctl get extensions` output: {error}", remedies.extensions_missing(cfg, wanted)))
-        return results
+    extensions = _parsed(obs.extensions, parse_talos_extensions,
+                         lambda detail, _reason: _fail("talos", "extensions", detail, remedies.extensions_missing(cfg, wanted)),
+                         unreadable="`talosctl get extensions` failed", unparseable="unparseable `talosctl get extensions` output")
+    if isinstance(extensions, CheckResult):
+        return [*results, extensions]
+    installed = {ext.name: ext for ext in extensions}
     missing = [name for name in wanted if name not in installed]
     if missing:
         results.append(_fail("talos", "extensions", f"missing: {', '.join(missing)}", remedies.extensions_missing(cfg, missing)))
@@ -216,16 +226,13 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
     """Node registered, allocatable nvidia.com/gpu = advertised GPUs, its
     time-slicing label, the GPU stack's pods healthy, GFD labels present."""
     node_name = cfg.node_name
-    node: NodeInfo | None = None
-    if not obs.node.ok:
-        results = [_fail("kubernetes", "node", f"node {node_name}: {obs.node.error}", remedies.node_missing(cfg))]
+    node: NodeInfo | CheckResult | None = _parsed(
+        obs.node, parse_node, lambda detail, _reason: _fail("kubernetes", "node", detail, remedies.node_missing(cfg)),
+        unreadable=f"node {node_name}", unparseable="unparseable `kubectl get node` output")
+    if isinstance(node, CheckResult):
+        results, node = [node], None
     else:
-        try:
-            node = parse_node(obs.node.text or "")
-        except ParseError as error:
-            results = [_fail("kubernetes", "node", f"unparseable `kubectl get node` output: {error}", remedies.node_missing(cfg))]
-        else:
-            results = [_pass("kubernetes", "node", f"{node.name} registered, {'Ready' if node.ready else 'NotReady'}")]
+        results = [_pass("kubernetes", "node", f"{node.name} registered, {'Ready' if node.ready else 'NotReady'}")]
 
     if node is None:
         reason = f"node {node_name} not available"
@@ -257,14 +264,10 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
             results.append(_fail("kubernetes", "gfd labels", f"missing {', '.join(missing)}", remedies.gfd_missing(cfg)))
 
     ns = cfg.gpu_stack.namespace
-    if not obs.pods.ok:
-        results.append(_fail("kubernetes", "gpu stack pods", f"pods in {ns}: {obs.pods.error}", remedies.pods_unhealthy(cfg)))
-        return results
-    try:
-        pods = parse_pods(obs.pods.text or "")
-    except ParseError as error:
-        results.append(_fail("kubernetes", "gpu stack pods", f"unparseable `kubectl get pods` output: {error}", remedies.pods_unhealthy(cfg)))
-        return results
+    pods = _parsed(obs.pods, parse_pods, lambda detail, _reason: _fail("kubernetes", "gpu stack pods", detail, remedies.pods_unhealthy(cfg)),
+                   unreadable=f"pods in {ns}", unparseable="unparseable `kubectl get pods` output")
+    if isinstance(pods, CheckResult):
+        return [*results, pods]
     plugins = [pod for pod in pods if _is_device_plugin(pod) and pod.node == node_name]
     if not plugins:
         results.append(_fail("kubernetes", "device plugin pod", f"no nvidia-device-plugin pod on {node_name} in {ns}", remedies.no_gpu_advertised(cfg)))
@@ -304,12 +307,10 @@ def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResu
     jf = cfg.jellyfin
     where = f"{jf.namespace} -l {jf.pod_selector}"
     names = ("gpu limit", "nvidia-smi", "nvenc encoders")
-    if not obs.pods.ok:
-        return [_fail("workload", "jellyfin pod", f"listing pods in {where}: {obs.pods.error}", remedies.jellyfin_pod_missing(cfg))]
-    try:
-        pods = parse_pods(obs.pods.text or "")
-    except ParseError as error:
-        return [_fail("workload", "jellyfin pod", f"unparseable `kubectl get pods` output: {error}", remedies.jellyfin_pod_missing(cfg))]
+    pods = _parsed(obs.pods, parse_pods, lambda detail, _reason: _fail("workload", "jellyfin pod", detail, remedies.jellyfin_pod_missing(cfg)),
+                   unreadable=f"listing pods in {where}", unparseable="unparseable `kubectl get pods` output")
+    if isinstance(pods, CheckResult):
+        return [pods]
     pod = select_jellyfin_pod(pods)
     if pod is None:
         states = ", ".join(f"{p.name} {p.state}" for p in pods) or "none"
@@ -333,12 +334,10 @@ def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResu
 def _check_nvidia_smi(output: Output | None, cfg: StackConfig) -> CheckResult:
     if output is None:
         return _skip("workload", "nvidia-smi", "not run")
-    if not output.ok:
-        return _fail("workload", "nvidia-smi", f"failed in the pod: {output.error}", remedies.nvidia_smi_failed(cfg))
-    try:
-        smi = parse_nvidia_smi(output.text or "")
-    except ParseError as error:
-        return _fail("workload", "nvidia-smi", str(error), remedies.nvidia_smi_failed(cfg))
+    smi = _parsed(output, parse_nvidia_smi, lambda detail, _reason: _fail("workload", "nvidia-smi", detail, remedies.nvidia_smi_failed(cfg)),
+                  unreadable="failed in the pod")
+    if isinstance(smi, CheckResult):
+        return smi
     gpus = ", ".join(gpu.name for gpu in smi.gpus)
     return _pass("workload", "nvidia-smi", f"{gpus}, driver {smi.driver_version or '?'}, CUDA {smi.cuda_version or '?'}")
 
@@ -346,12 +345,11 @@ def _check_nvidia_smi(output: Output | None, cfg: StackConfig) -> CheckResult:
 def _check_encoders(output: Output | None, cfg: StackConfig) -> CheckResult:
     if output is None:
         return _skip("workload", "nvenc encoders", "not run")
-    if not output.ok:
-        return _fail("workload", "nvenc encoders", f"ffmpeg -encoders failed in the pod: {output.error}", remedies.nvenc_missing(cfg, list(NVENC_ENCODERS)))
-    try:
-        encoders = parse_ffmpeg_encoders(output.text or "")
-    except ParseError as error:
-        return _fail("workload", "nvenc encoders", str(error), remedies.nvenc_missing(cfg, list(NVENC_ENCODERS)))
+    encoders = _parsed(output, parse_ffmpeg_encoders,
+                       lambda detail, _reason: _fail("workload", "nvenc encoders", detail, remedies.nvenc_missing(cfg, list(NVENC_ENCODERS))),
+                       unreadable="ffmpeg -encoders failed in the pod")
+    if isinstance(encoders, CheckResult):
+        return encoders
     missing = [name for name in NVENC_ENCODERS if name not in encoders]
     if missing:
         return _fail("workload", "nvenc encoders", f"missing: {', '.join(missing)}", remedies.nvenc_missing(cfg, missing))
