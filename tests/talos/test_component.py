@@ -18,9 +18,10 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.gpu_stack import GpuStack
+from components.mockengine import GET_CONFIGURATION, ProgramMocks
 from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
-from tests.harness import ProgramRun, StateMocks, is_secret, reveal, run_program
+from tests.harness import ProgramRun, is_secret, reveal, run_program
 from tests.talos.conftest import MACHINE_SECRETS, TALOSCONFIG, FakeTalosctl, make_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +34,13 @@ SECRET_VALUES = ["Q0xJRU5ULUtFWS1TVEFORC1JTg==", "Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU
 WORKER = yaml.safe_dump({"version": "v1alpha1", "machine": {"type": "worker", "token": "abcdef.0123456789abcdef"}})
 
 
-class FactoryMocks(StateMocks):
-    """The factory answers with the sha256 of the posted schematic (its real
-    rule), or a fixed wrong ID; getConfiguration returns a worker config."""
+class FactoryMocks(ProgramMocks):
+    """The program's mocks (the factory answers with the sha256 of the posted
+    schematic, its real rule), plus: a fixed wrong factory ID on demand, and
+    getConfiguration answering with WORKER while recording its arguments."""
 
     def __init__(self, factory_id: str | None = None):
-        super().__init__(calls={"talos:machine/getConfiguration:getConfiguration": self._configuration})
+        super().__init__(calls={GET_CONFIGURATION: self._configuration})
         self.factory_id = factory_id
         self.invokes: list[dict[str, Any]] = []
 
@@ -46,16 +48,10 @@ class FactoryMocks(StateMocks):
         self.invokes.append(dict(args.args))
         return {"machineConfiguration": WORKER, "clusterName": args.args.get("clusterName")}
 
-    def call(self, args: MockCallArgs):
-        # StateMocks.call returns (result, None), which this pulumi's
-        # MockMonitor.Invoke cannot unpack (it iterates the failures).
-        handler = self.calls.get(args.token)
-        return handler(args) if handler else {}
-
     def new_resource(self, args: MockResourceArgs):
         resource_id, state = super().new_resource(args)
-        if args.typ == SCHEMATIC:
-            resource_id = self.factory_id or hashlib.sha256(args.inputs["schematic"].encode()).hexdigest()
+        if args.typ == SCHEMATIC and self.factory_id:
+            resource_id = self.factory_id
         return resource_id, state
 
 
