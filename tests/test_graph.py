@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
+from components.mockengine import ProgramRun, Registration, is_secret, reveal
 from tests.conftest import run_main, stack_file_config
-from tests.harness import ProgramRun, Registration, is_secret, reveal
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"

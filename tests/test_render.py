@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from components.config import SECRETS, parse_stack_config
+from components.mockengine import reveal
 from components.render import render
 from tests.conftest import ROOT, run_main, stack_file_config
-from tests.harness import reveal
 
 
 def _camel(value):

@@ -17,7 +17,7 @@ import pytest
 
 from components.config import load_stack_config
 from components.hostprep.component import HostVfioPrep
-from tests.harness import StateMocks, reveal, run_program
+from components.mockengine import StateMocks, reveal, run_program
 from tests.hostprep.simhost import SimSpec, t4
 
 pytestmark = pytest.mark.sshd

@@ -18,10 +18,9 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.gpu_stack import GpuStack
-from components.mockengine import GET_CONFIGURATION, ProgramMocks
+from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, is_secret, reveal, run_program
 from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
-from tests.harness import ProgramRun, is_secret, reveal, run_program
 from tests.talos.conftest import MACHINE_SECRETS, TALOSCONFIG, FakeTalosctl, make_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
