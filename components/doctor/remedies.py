@@ -8,6 +8,7 @@ ServiceMonitor CRDs (14), RuntimeClass ownership (15)."""
 from __future__ import annotations
 
 from components.config import PROJECT, StackConfig
+from components.consumers.workload import gpu_workload_spec
 
 
 def _key(path: str) -> str:
@@ -225,17 +226,24 @@ def jellyfin_pod_missing(cfg: StackConfig) -> str:
 
 
 def gpu_not_allocated(cfg: StackConfig) -> str:
+    spec = gpu_workload_spec(cfg)
+    selector = ", ".join(f"{key}: {value}" for key, value in spec.node_selector.items())
     return (
-        "GPU not allocated to pod: set `nvidia.com/gpu: 1` in the Jellyfin container's resources.limits (and "
-        f"requests), and a nodeSelector for the GPU node ({cfg.node_name})."
+        f"GPU not allocated to pod: set `{spec.resource_name}: {spec.count}` in the Jellyfin container's resources.limits "
+        f"(and requests), and nodeSelector {selector} for the GPU node ({cfg.node_name}); "
+        "`python -m components.render` writes the whole fragment (consumers/app-template-gpu-values.yaml)."
     )
 
 
 def nvidia_smi_failed(cfg: StackConfig) -> str:
+    # The same environment and runtime the GPU workload spec gives pods.
+    spec = gpu_workload_spec(cfg)
+    env = " and ".join(f"{key}={value}" for key, value in spec.env.items())
+    runtime = (f"runtimeClassName: {spec.runtime_class_name}" if spec.runtime_class_name
+               else f"containerd's default runtime nvidia on {cfg.node_name}")
     return (
-        "The pod cannot use the GPU: set NVIDIA_VISIBLE_DEVICES=all and NVIDIA_DRIVER_CAPABILITIES=all (at least "
-        "compute,video,utility) in the container, and run it with the nvidia runtime (containerd default runtime "
-        f"nvidia on {cfg.node_name}, or runtimeClassName: nvidia). If the Talos layer fails, fix that first."
+        f"The pod cannot use the GPU: set {env} in the container, and run it with the nvidia runtime ({runtime}). "
+        "If the Talos layer fails, fix that first."
     )
 
 
