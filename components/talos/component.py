@@ -10,7 +10,7 @@ import pulumiverse_talos as talos
 from components.config import StackConfig
 from components.options import child_options
 from components.talos.machine_config import gpu_patch_yaml
-from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
+from components.talos.schematic import installer_image, planned_installer
 from components.talos.secrets import client_configuration_args, machine_secrets_args, talosconfig_text
 from components.talos.upgrade_provider import TalosUpgrade, TalosUpgradePreflight
 
@@ -42,8 +42,7 @@ class TalosGpuNode(pulumi.ComponentResource):
         self.node_address = t.node_address
 
         # Raises ConfigError before any child is registered.
-        schematic_yaml = render_schematic(extensions_for(t))
-        offline_id = schematic_id(schematic_yaml)
+        schematic_yaml, offline_id, _ = planned_installer(t)
         self.schematic = talos.imagefactory.Schematic(f"{name}-schematic", schematic=schematic_yaml,
                                                         opts=child_options(self, opts))
         self.schematic_id = self.schematic.id.apply(lambda factory_id: checked_factory_id(factory_id, offline_id))
