@@ -95,8 +95,9 @@ class GpuVm(pulumi.ComponentResource):
                  subsystem_ids: pulumi.Input[dict[str, str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("proxmox-talos-gpu:proxmox:GpuVm", name, None, opts)
+        specs = pci_mappings(cfg)
         mappings = []
-        for spec in pci_mappings(cfg):
+        for spec in specs:
             # A cluster-level PCI mapping lets API tokens with Mapping.Use
             # attach the device; raw ids are root@pam-only (fact 3).
             (entry,) = spec["maps"]
@@ -110,7 +111,7 @@ class GpuVm(pulumi.ComponentResource):
             ))
         args = vm_args(cfg)
         # Reference each mapping by its output name, so the VM waits for it.
-        by_name = {mapping_spec["name"]: mapping for mapping_spec, mapping in zip(pci_mappings(cfg), mappings, strict=False)}
+        by_name = {spec["name"]: mapping for spec, mapping in zip(specs, mappings, strict=True)}
         args["hostpcis"] = [{**entry, "mapping": by_name[entry["mapping"]].name} if "mapping" in entry else entry
                             for entry in args["hostpcis"]]
         self.vm_id = cfg.vm.vm_id
