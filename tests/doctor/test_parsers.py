@@ -1,11 +1,10 @@
-"""Pure parsers, on real output (../shared/reference/fixtures, the lspci lines
+"""Pure parsers, on real output (tests/data/upstream/fixtures, the lspci lines
 quoted in DESIGN.md) and realistic samples in tests/doctor/data, and on
 malformed output: a ParseError saying what was expected, never a crash."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -23,16 +22,11 @@ from components.doctor.parsers import (
     parse_qm_config,
     parse_talos_extensions,
 )
+from tests.conftest import reference
 from tests.doctor.fakecli import data
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "fixtures"
-
-
 def fixture(name: str) -> str:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"needs {path} (shared reference fixtures), which is not present")
-    return path.read_text()
+    return reference("fixtures", name).read_text()
 
 
 def smi_sections() -> dict[str, str]:
