@@ -1,5 +1,6 @@
 """Run the Pulumi program in-process under Pulumi's mock engine and record
-every resource registration (type, name, parent, dependencies, inputs).
+every resource registration (type, name, parent, dependencies, inputs, the
+provider it goes to and its resource options).
 
 Tests use it to assert the dependency graph the real engine would see;
 `render` uses it to draw that graph. No CLI, no plugins, no credentials."""
@@ -86,6 +87,26 @@ class Registration:
     inputs: dict[str, Any]  # secrets still wrapped: see is_secret()
     custom: bool
     depends_on_urns: set[str] = field(default_factory=set)
+    # "<provider urn>::<provider id>" for a custom resource given an explicit
+    # provider (``provider=`` / ``providers=`` from a parent); "" when the
+    # engine would pick the default provider (ambient credentials).
+    provider: str = ""
+    # Component resources: package -> provider reference passed to children.
+    providers: dict[str, str] = field(default_factory=dict)
+    # Resource options as the engine receives them. ``retain_on_delete`` is
+    # None when not set (the engine's default: delete).
+    protect: bool = False
+    retain_on_delete: bool | None = None
+    delete_before_replace: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider_urn(self) -> str:
+        """The URN part of :attr:`provider` ("" when none was given)."""
+        return self.provider.rpartition("::")[0] if self.provider else ""
 
 
 def is_secret(value: Any) -> bool:
@@ -162,6 +183,16 @@ class RecordingMonitor(MockMonitor):
                 property_dependencies={key: list(value.urns) for key, value in request.propertyDependencies.items()},
                 inputs=rpc.deserialize_properties(request.object, keep_internal=True) if request.object else {},
                 custom=request.custom,
+                provider=request.provider,
+                providers=dict(request.providers),
+                protect=bool(request.protect),
+                retain_on_delete=request.retainOnDelete if request.HasField("retainOnDelete") else None,
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=list(request.ignoreChanges),
+                replace_on_changes=list(request.replaceOnChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                custom_timeouts={name: getattr(request.customTimeouts, name)
+                                 for name in ("create", "update", "delete") if getattr(request.customTimeouts, name)},
             ))
         return response
 
