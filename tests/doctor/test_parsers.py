@@ -25,6 +25,7 @@ from components.doctor.parsers import (
 from tests.conftest import reference
 from tests.doctor.fakecli import data
 
+
 def fixture(name: str) -> str:
     return reference("fixtures", name).read_text()
 
