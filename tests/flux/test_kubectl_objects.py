@@ -5,22 +5,13 @@ prints what kubectl prints for none, one and several found objects."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from components.kubectl import KubectlError, get_objects
-from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.doctor.fakecli import FakeCli, answer, rule
 
 RELEASE = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "gpu-operator", "namespace": "gpu-operator"}}
-
-
-@pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
-    return cli
 
 
 @pytest.mark.parametrize(("stdout", "found"), [

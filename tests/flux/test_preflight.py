@@ -18,7 +18,7 @@ import pytest
 from components.flux.preflight import CRD_RESOURCE, FluxPreflightProvider, missing_apis, served_versions
 from components.mockengine import reveal
 from tests.conftest import ROOT, run_main, stack_file_config
-from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.doctor.fakecli import FakeCli, answer, rule
 from tests.flux.crds import crd
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: c2VjcmV0LWFkbWluLXRva2Vu\n"
@@ -44,14 +44,6 @@ def old_helm_release_crd() -> dict:
 
 
 FLUX = (crd("HelmRepository"), crd("HelmRelease"))
-
-
-@pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
-    return cli
 
 
 def crds_answer(*responses: dict) -> list[dict]:

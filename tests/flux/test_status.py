@@ -11,7 +11,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,9 @@ from components.readiness.component import GpuReadiness
 from components.readiness.gate import Expectation, GateError, wait_for_gpu
 from components.readiness.provider import GpuReadinessProvider
 from tests.conftest import ROOT, stack_file_config
-from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.doctor.fakecli import FakeCli, answer, rule
 from tests.doctor.samples import node_json
+from tests.readiness.test_gate import FakeClock
 
 WANT = Expectation(node_name="moody-good", gpus=1, advertised=4, config_key="moody-good", namespace="gpu-operator")
 REF = "gpu-operator/gpu-operator"
@@ -96,21 +96,8 @@ def test_stalled_release_stops_the_wait_with_its_reason():
     assert "Ready is False, InstallFailed: Helm install failed" in message
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_gate_waits_for_the_release_then_the_node_and_prints_flux_reason():
-    clock, messages = Clock(), []
+    clock, messages = FakeClock(), []
     releases = iter([INSTALL_FAILED, PROGRESSING, READY, READY])
     nodes = iter([node_json(allocatable={"nvidia.com/gpu": None}), node_json(allocatable={"nvidia.com/gpu": None}),
                   node_json(allocatable={"nvidia.com/gpu": None}), node_json()])
@@ -124,7 +111,7 @@ def test_gate_waits_for_the_release_then_the_node_and_prints_flux_reason():
 
 
 def test_gate_times_out_naming_the_failing_release():
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(GateError) as caught:
         wait_for_gpu(lambda: parse_node(node_json(allocatable={"nvidia.com/gpu": None})), WANT, 120, clock=clock, sleep=clock.sleep,
                      progress=lambda message: None, release=lambda: evaluate(release_json(INSTALL_FAILED)))
@@ -135,7 +122,7 @@ def test_gate_times_out_naming_the_failing_release():
 def test_an_absent_node_is_named_before_the_release():
     read: list[str] = []
     with pytest.raises(GateError, match="Missing layer: Talos/VM"):
-        wait_for_gpu(lambda: None, WANT, 0, clock=Clock(), sleep=lambda seconds: None, progress=lambda message: None,
+        wait_for_gpu(lambda: None, WANT, 0, clock=FakeClock(), sleep=lambda seconds: None, progress=lambda message: None,
                      release=lambda: read.append("release") or evaluate(release_json(INSTALL_FAILED)))
     assert read == [], "the release is read only once the node exists"
 
@@ -148,14 +135,6 @@ PROPS = {"nodeName": "moody-good", "gpus": 1, "expectedGpus": 4, "configKey": "m
          "maxPollSeconds": 30.0, "kubeconfig": KUBECONFIG, "allocatable": None, "product": None, "driverVersion": None}
 
 
-@pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
-    return cli
-
-
 def rules(releases: list[dict], node: str | None = None) -> list[dict]:
     return [rule(["get", HELM_RELEASE_RESOURCE, "gpu-operator", "--namespace", "gpu-operator", "--ignore-not-found"], *releases),
             rule(["get", "node", "moody-good", "-o", "json"], answer(node or node_json()))]
@@ -165,7 +144,7 @@ def test_provider_fails_with_the_stalled_releases_reason(fake: FakeCli):
     fake.set_rules("kubectl", rules([answer(release_json(INSTALL_FAILED)),
                                      answer(release_json(INSTALL_FAILED, stalled=("RetriesExceeded", "Failed to install after 4 attempt(s)")))],
                                     node_json(allocatable={"nvidia.com/gpu": None})))
-    clock, messages = Clock(), []
+    clock, messages = FakeClock(), []
     provider = GpuReadinessProvider(clock=clock, sleep=clock.sleep, progress=messages.append)
     with pytest.raises(GateError, match="Flux has stopped retrying .*RetriesExceeded.*InstallFailed"):
         provider.create(dict(PROPS))
@@ -177,7 +156,7 @@ def test_provider_fails_with_the_stalled_releases_reason(fake: FakeCli):
 def test_provider_reports_a_cluster_without_flux_in_the_release_layer(fake: FakeCli):
     no_crd = answer(stderr='error: the server doesn\'t have a resource type "helmreleases"\n', rc=1)
     fake.set_rules("kubectl", rules([no_crd]))
-    clock, messages = Clock(), []
+    clock, messages = FakeClock(), []
     with pytest.raises(GateError) as caught:
         GpuReadinessProvider(clock=clock, sleep=clock.sleep, progress=messages.append).create({**PROPS, "timeoutSeconds": 30})
     assert "Missing layer: Flux HelmRelease" in str(caught.value)
@@ -186,7 +165,7 @@ def test_provider_reports_a_cluster_without_flux_in_the_release_layer(fake: Fake
 
 def test_provider_without_a_helm_release_reads_none(fake: FakeCli):
     fake.set_rules("kubectl", rules([answer(release_json(INSTALL_FAILED))]))
-    clock = Clock()
+    clock = FakeClock()
     result = GpuReadinessProvider(clock=clock, sleep=clock.sleep, progress=lambda message: None).create({**PROPS, "helmRelease": None})
     assert result.outs["allocatable"] == 4
     assert not any(HELM_RELEASE_RESOURCE in call["argv"] for call in fake.calls("kubectl")), "helm delivery: no HelmRelease to wait for"
