@@ -80,7 +80,7 @@ class GpuStack(pulumi.ComponentResource):
                     opts=child_options(self, opts),
                 ))
             if stack.delivery == "flux":
-                release = flux_helm_release(self, name, cfg, namespace.metadata.name, opts, [*waits_for, *flux_checked])
+                release = flux_helm_release(self, name, cfg, namespace.metadata.name, opts, checked=flux_checked, waits_for=waits_for)
             else:
                 release = k8s.helm.v3.Release(
                     f"{name}-{chart.release_name}",

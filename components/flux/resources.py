@@ -34,12 +34,14 @@ def _custom_resource(name: str, document: dict[str, Any], namespace: pulumi.Inpu
 
 
 def flux_helm_release(parent: pulumi.Resource, name: str, cfg: StackConfig, namespace: pulumi.Input[str],
-                      opts: pulumi.ResourceOptions | None, depends_on: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
-    """HelmRepository + HelmRelease (components.flux.objects); the release
-    waits for ``depends_on`` (what the Helm release waits for) and the
-    repository. Returns the HelmRelease."""
+                      opts: pulumi.ResourceOptions | None, *, checked: list[pulumi.Resource],
+                      waits_for: list[pulumi.Resource]) -> k8s.apiextensions.CustomResource:
+    """HelmRepository + HelmRelease (components.flux.objects), both after
+    ``checked`` (the Flux API check); the release also after ``waits_for``
+    (what the Helm release waits for) and the repository. Returns the
+    HelmRelease."""
     release = helm_release(cfg)
     repository = _custom_resource(f"{name}-helm-repository", helm_repository(cfg), namespace,
-                                  child_options(parent, opts, depends_on=depends_on))
+                                  child_options(parent, opts, depends_on=checked))
     return _custom_resource(f"{name}-{release['metadata']['name']}", release, namespace,
-                            child_options(parent, opts, depends_on=[*depends_on, repository], custom_timeouts=RELEASE_TIMEOUTS))
+                            child_options(parent, opts, depends_on=[*waits_for, *checked, repository], custom_timeouts=RELEASE_TIMEOUTS))

@@ -93,9 +93,8 @@ def test_device_plugin_flux_release_has_the_helm_values_and_waits_for_the_runtim
     assert_valid(_document(release), release.urn)
 
 
-@pytest.mark.parametrize("edge", [(CONFIG_MAP,), (NAMESPACE,), (VM,)])
-def test_helm_release_has_the_helm_releases_dependencies(helm_run, flux_run, edge):
-    (type_,) = edge
+@pytest.mark.parametrize("type_", [CONFIG_MAP, NAMESPACE, VM])
+def test_helm_release_has_the_helm_releases_dependencies(helm_run, flux_run, type_):
     assert helm_run.depends_on(helm_run.one(RELEASE), helm_run.one(type_)), "the Helm delivery's edge"
     assert flux_run.depends_on(flux_run.one(HELM_RELEASE), flux_run.one(type_)), f"{HELM_RELEASE} must wait for {type_}"
 
