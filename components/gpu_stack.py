@@ -77,7 +77,7 @@ class GpuStack(pulumi.ComponentResource):
                     f"{name}-runtime-class",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.RUNTIME_CLASS),
                     handler=cluster.RUNTIME_CLASS,
-                    opts=child_options(self, opts),
+                    opts=child_options(self, opts, depends_on=flux_checked),
                 ))
             if stack.delivery == "flux":
                 release = flux_helm_release(self, name, cfg, namespace.metadata.name, opts, checked=flux_checked, waits_for=waits_for)

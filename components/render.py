@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"render: {error}", file=sys.stderr)
             return 2
         if args.json:
-            print(json.dumps({"written": [str(args.flux / path) for path in result.written], "unchanged": list(result.unchanged),
-                              "refused": list(result.refused), "notes": list(result.notes)}))
+            print(json.dumps({key: [str(args.flux / path) for path in getattr(result, key)] for key in ("written", "unchanged", "refused")}
+                             | {"notes": list(result.notes)}))
         else:
             print(result.report(), file=sys.stderr if result.refused else sys.stdout)
         return result.exit_code

@@ -128,14 +128,16 @@ def test_every_kubernetes_resource_is_on_the_stacks_provider(flux_run):
         assert reg.provider_urn == provider.urn, f"{reg.urn} would use ambient credentials, not the stack's kubeconfig"
 
 
-def test_nothing_is_created_before_the_flux_check(flux_run):
-    preflight = flux_run.one(PREFLIGHT)
+@pytest.mark.parametrize("mode", ["operator", "devicePlugin"])
+def test_nothing_is_created_before_the_flux_check(flux_run, plugin_runs, mode):
+    run = flux_run if mode == "operator" else plugin_runs[1]
+    preflight = run.one(PREFLIGHT)
     assert is_secret(preflight.inputs["kubeconfig"]), f"{preflight.urn}: kubeconfig must stay secret"
     assert "kubeconfig" in preflight.additional_secret_outputs, preflight.urn
-    assert flux_run.depends_on(preflight, flux_run.one(VM)), f"{preflight.urn} runs after the node exists"
-    for reg in flux_run.registrations:
+    assert run.depends_on(preflight, run.one(VM)), f"{preflight.urn} runs after the node exists"
+    for reg in run.registrations:
         if reg.type.startswith("kubernetes:"):
-            assert flux_run.depends_on(reg, preflight), f"{reg.urn} must wait for the Flux check"
+            assert run.depends_on(reg, preflight), f"{reg.urn} must wait for the Flux check"
 
 
 def test_helm_delivery_registers_no_flux_check(helm_run):
