@@ -27,7 +27,7 @@ node = TalosGpuNode(
     opts=pulumi.ResourceOptions(depends_on=[vm]),
 )
 gpu_stack = GpuStack(
-    f"{cfg.node_name}-gpu-stack", cfg,
+    f"{cfg.node_name}-gpu-stack", cfg, kubeconfig=secrets.kubeconfig,
     opts=pulumi.ResourceOptions(providers=[providers.kubernetes], depends_on=[node]),
 )
 ready = GpuReadiness(f"{cfg.node_name}-readiness", cfg, secrets.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[gpu_stack]))

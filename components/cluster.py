@@ -108,6 +108,27 @@ def helm_chart(cfg: StackConfig) -> HelmChart:
     return HelmChart("nvidia-device-plugin", DEVICE_PLUGIN_CHART, DEVICE_PLUGIN_REPO, stack.device_plugin_chart_version, device_plugin_values(cfg))
 
 
+def namespace_manifest(cfg: StackConfig) -> dict[str, Any]:
+    """The GPU stack's namespace, privileged for the operator's daemonsets."""
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": cfg.gpu_stack.namespace, "labels": dict(PRIVILEGED_NAMESPACE_LABELS)}}
+
+
+def time_slicing_config_map(cfg: StackConfig, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """The shared time-slicing ConfigMap holding only this node's key: the
+    whole object for the owner stack, the entry to merge in for the others."""
+    metadata: dict[str, Any] = {"name": cfg.gpu_stack.config_map_name, "namespace": cfg.gpu_stack.namespace}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
+            "data": {cfg.config_key: device_plugin_config_yaml(cfg)}}
+
+
+def runtime_class_manifest() -> dict[str, Any]:
+    """RuntimeClass `nvidia` (device-plugin mode only: the operator owns its own, fact 15)."""
+    return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": RUNTIME_CLASS}, "handler": RUNTIME_CLASS}
+
+
 def node_labels(cfg: StackConfig) -> dict[str, str]:
     """Labels this stack puts on its node: which device-plugin config applies."""
     return {DEVICE_PLUGIN_CONFIG_LABEL: cfg.config_key}

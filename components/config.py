@@ -170,6 +170,15 @@ def _label_value(value: str) -> str:
     return str(value)
 
 
+def _repository_path(value: str) -> str:
+    text = str(value)
+    parts = text.removeprefix("./").split("/")
+    if not text or text.startswith("/") or any(part in ("", "..") for part in parts) or not re.match(r"^[A-Za-z0-9._/-]+$", text):
+        raise ValueError("expected a folder path relative to the Git repository's root, like ./kubernetes/apps/gpu-operator/app "
+                         "(no leading /, no '..', no empty segments)")
+    return text if text.startswith("./") else f"./{text}"
+
+
 PciAddress = Annotated[str, AfterValidator(normalise_pci_address)]
 VendorDevice = Annotated[str, AfterValidator(_vendor_device)]
 TalosVersion = Annotated[str, AfterValidator(_talos_version)]
@@ -319,8 +328,27 @@ class TimeSlicingConfig(_Model):
     fail_requests_greater_than_one: bool = False
 
 
+class FluxConfig(_Model):
+    """Flux delivery (``gpuStack.delivery: flux``) and the tree that
+    ``python -m components.render --flux DIR`` writes for a GitOps repository."""
+
+    # Who puts the Flux objects (namespace, HelmRepository, HelmRelease,
+    # time-slicing ConfigMap) into the cluster: this program, or Flux itself
+    # from your Git repository (the committed `render --flux` tree).
+    objects: Literal["pulumi", "git"] = "pulumi"
+    # The GitRepository (and its namespace) that ks.yaml's Kustomization reads.
+    git_repository: DnsLabel = "flux-system"
+    namespace: DnsLabel = "flux-system"
+    # The app/ folder's path in that repository; ks.yaml needs it.
+    path: Annotated[str, AfterValidator(_repository_path)] | None = None
+
+
 class GpuStackConfig(_Model):
     mode: Literal["operator", "devicePlugin"] = "operator"
+    # helm: a Helm release installed by this program; flux: Flux objects
+    # (HelmRepository + HelmRelease) that Flux's helm-controller installs.
+    delivery: Literal["helm", "flux"] = "helm"
+    flux: FluxConfig = FluxConfig()
     owns_cluster_objects: bool = True
     namespace: DnsLabel = "gpu-operator"
     operator_chart_version: VChartVersion = "v26.7.0"
@@ -528,6 +556,8 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("gpuStack.operatorChartVersion", stack.operator_chart_version, "Talos documents the GPU Operator from v26.3.1 (hostPaths.driverInstallDir=/usr/local); use v26.3.1 or newer, or gpuStack.mode: devicePlugin"))
     elif talos < (1, 9, 0):
         issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
+    if stack.flux.objects == "git" and stack.delivery != "flux":
+        issues.append(ConfigIssue("gpuStack.flux.objects", stack.flux.objects, "only with gpuStack.delivery: flux (the Flux objects come from Git); with delivery helm leave it at pulumi"))
     if stack.time_slicing.enabled and stack.time_slicing.replicas < 2:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"))
     if stack.time_slicing.replicas > 64:

@@ -6,6 +6,12 @@ the Helm release and, in device-plugin mode, the RuntimeClass. Every stack,
 owner or not, labels its node with the config key it wants; non-owner stacks
 add their key to the shared ConfigMap by server-side apply with their own
 field manager, so no stack overwrites another's entry.
+
+With ``gpuStack.delivery: flux`` the release is a Flux HelmRepository +
+HelmRelease (components.flux) instead, created only after a read-only check
+that the cluster serves the Flux APIs; with ``gpuStack.flux.objects: git``
+those objects, the namespace and the ConfigMap come from the user's Git
+repository (`render --flux`) and this component only labels the node.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import pulumi_kubernetes as k8s
 
 from components import cluster
 from components.config import StackConfig
+from components.flux.preflight import FluxPreflight
+from components.flux.resources import flux_helm_release
 from components.options import child_options
 
 
@@ -24,7 +32,8 @@ class GpuStack(pulumi.ComponentResource):
     release_name: pulumi.Output[str] | None
     chart_version: str
 
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, cfg: StackConfig, kubeconfig: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("proxmox-talos-gpu:kubernetes:GpuStack", name, None, opts)
         stack = cfg.gpu_stack
         chart = cluster.helm_chart(cfg)
@@ -34,12 +43,22 @@ class GpuStack(pulumi.ComponentResource):
         self.chart_version = chart.version
         config_data = {cfg.config_key: cluster.device_plugin_config_yaml(cfg)}
 
-        release: k8s.helm.v3.Release | None = None
-        if stack.owns_cluster_objects:
+        # Flux delivery: nothing is created before the cluster proved to serve the Flux APIs.
+        flux_checked: list[pulumi.Resource] = []
+        if stack.delivery == "flux":
+            flux_checked.append(FluxPreflight(f"{name}-flux-preflight", kubeconfig, opts=child_options(self, opts)))
+
+        release: pulumi.CustomResource | None = None
+        label_waits_for: list[pulumi.Resource]
+        if stack.delivery == "flux" and stack.flux.objects == "git":
+            # Namespace, ConfigMap entries and Flux objects are in the user's
+            # Git repository (`render --flux`); Flux applies them.
+            label_waits_for = flux_checked
+        elif stack.owns_cluster_objects:
             namespace = k8s.core.v1.Namespace(
                 f"{name}-namespace",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=stack.namespace, labels=cluster.PRIVILEGED_NAMESPACE_LABELS),
-                opts=child_options(self, opts),
+                opts=child_options(self, opts, depends_on=flux_checked),
             )
             config_map = k8s.core.v1.ConfigMap(
                 f"{name}-time-slicing",
@@ -58,20 +77,23 @@ class GpuStack(pulumi.ComponentResource):
                     f"{name}-runtime-class",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.RUNTIME_CLASS),
                     handler=cluster.RUNTIME_CLASS,
-                    opts=child_options(self, opts),
+                    opts=child_options(self, opts, depends_on=flux_checked),
                 ))
-            release = k8s.helm.v3.Release(
-                f"{name}-{chart.release_name}",
-                name=chart.release_name,
-                chart=chart.chart,
-                version=chart.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
-                namespace=namespace.metadata.name,
-                values=chart.values,
-                timeout=900,
-                opts=child_options(self, opts, depends_on=waits_for),
-            )
-            label_waits_for: list[pulumi.Resource] = [config_map]
+            if stack.delivery == "flux":
+                release = flux_helm_release(self, name, cfg, namespace.metadata.name, opts, checked=flux_checked, waits_for=waits_for)
+            else:
+                release = k8s.helm.v3.Release(
+                    f"{name}-{chart.release_name}",
+                    name=chart.release_name,
+                    chart=chart.chart,
+                    version=chart.version,
+                    repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+                    namespace=namespace.metadata.name,
+                    values=chart.values,
+                    timeout=900,
+                    opts=child_options(self, opts, depends_on=waits_for),
+                )
+            label_waits_for = [config_map]
         else:
             patch = k8s.core.v1.ConfigMapPatch(
                 f"{name}-time-slicing-entry",
@@ -81,7 +103,7 @@ class GpuStack(pulumi.ComponentResource):
                     annotations={"pulumi.com/patchFieldManager": manager},
                 ),
                 data=config_data,
-                opts=child_options(self, opts),
+                opts=child_options(self, opts, depends_on=flux_checked),
             )
             label_waits_for = [patch]
 
@@ -97,10 +119,11 @@ class GpuStack(pulumi.ComponentResource):
             opts=child_options(self, opts, depends_on=label_waits_for),
         )
 
-        self.release_name = release.name if release else None
+        self.release_name = pulumi.Output.from_input(chart.release_name) if release else None
         self.node_label = node_label
         self.register_outputs({
             "mode": stack.mode,
+            "delivery": stack.delivery,
             "ownsClusterObjects": stack.owns_cluster_objects,
             "configMap": f"{stack.namespace}/{stack.config_map_name}",
             "configKey": cfg.config_key,

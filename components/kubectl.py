@@ -10,6 +10,7 @@ not installed". Nothing here logs the kubeconfig or its path.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -121,3 +122,30 @@ def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: 
                 os.unlink(temp_path)
             except FileNotFoundError:
                 pass
+
+
+def get_objects(resource: str, names: Sequence[str], *, namespace: str | None = None, kubeconfig: str | None = None,
+                timeout: float = 30) -> list[dict]:
+    """The named objects that exist, as dicts: ``kubectl get <resource>
+    <names> --ignore-not-found -o json`` (read-only). ``[]`` when none exists.
+
+    kubectl prints nothing when nothing is found, the object itself for one
+    name, and a ``List`` for several. ``resource`` should be fully qualified
+    (``helmreleases.helm.toolkit.fluxcd.io``) so no other API group's kind of
+    the same name answers. Raises :class:`KubectlError` (``failed`` when the
+    output is not JSON)."""
+    args = ["get", resource, *names, "--ignore-not-found", "-o", "json", f"--request-timeout={max(int(timeout) - 5, 1)}s"]
+    if namespace:
+        args += ["--namespace", namespace]
+    text = run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
+    if not text.strip():
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise KubectlError(f"`kubectl {' '.join(args)}` printed no JSON: {text.strip()[:200]!r}", kind="failed", stdout=text) from None
+    if not isinstance(document, dict):
+        raise KubectlError(f"`kubectl {' '.join(args)}` printed JSON that is not an object", kind="failed", stdout=text)
+    if str(document.get("kind", "")).endswith("List") and isinstance(document.get("items"), list):
+        return [item for item in document["items"] if isinstance(item, dict)]
+    return [document]

@@ -9,6 +9,11 @@ functions); without `--host-facts` (the JSON of
 `python -m components.hostprep facts --json`) they are planned for an assumed
 fresh Proxmox VE 8 host on Intel, which `host/plan.txt` says. The graph is drawn from the program itself, run
 under Pulumi's mock engine with placeholder secrets.
+
+    python -m components.render --stack homelab --flux DIR [--force]
+
+writes instead only the GPU stack as Flux objects for a GitOps repository
+(ks.yaml, app/, jellyfin-gpu-values.yaml; README, "GitOps with Flux").
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from components import cluster
 from components.config import PROJECT, ConfigError, StackConfig, parse_stack_config, read_stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
+from components.flux.tree import render_flux
 from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
 from components.hostprep.plan import inputs_from_config, plan_host
 from components.talos.machine_config import gpu_patch_yaml
@@ -53,12 +59,9 @@ def proxmox_artifacts(cfg: StackConfig) -> Artifacts:
 def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
     stack = cfg.gpu_stack
     out: Artifacts = {}
-    config_data = {cfg.config_key: cluster.device_plugin_config_yaml(cfg)}
     if stack.owns_cluster_objects:
-        out["kubernetes/namespace.yaml"] = _yaml(_manifest(
-            "Namespace", "v1", {"name": stack.namespace, "labels": cluster.PRIVILEGED_NAMESPACE_LABELS}))
-        out["kubernetes/time-slicing-configmap.yaml"] = _yaml(_manifest(
-            "ConfigMap", "v1", {"name": stack.config_map_name, "namespace": stack.namespace}, data=config_data))
+        out["kubernetes/namespace.yaml"] = _yaml(cluster.namespace_manifest(cfg))
+        out["kubernetes/time-slicing-configmap.yaml"] = _yaml(cluster.time_slicing_config_map(cfg))
         chart = cluster.helm_chart(cfg)
         out["kubernetes/helm-release.yaml"] = _yaml({
             "release": chart.release_name, "namespace": stack.namespace,
@@ -66,13 +69,10 @@ def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
         })
         out["kubernetes/helm-values.yaml"] = _yaml(chart.values)
         if stack.mode == "devicePlugin":
-            out["kubernetes/runtimeclass.yaml"] = _yaml(_manifest(
-                "RuntimeClass", "node.k8s.io/v1", {"name": cluster.RUNTIME_CLASS}, handler=cluster.RUNTIME_CLASS))
+            out["kubernetes/runtimeclass.yaml"] = _yaml(cluster.runtime_class_manifest())
     else:
-        out["kubernetes/time-slicing-configmap-patch.yaml"] = _yaml(_manifest(
-            "ConfigMap", "v1", {"name": stack.config_map_name, "namespace": stack.namespace,
-                                "annotations": {"pulumi.com/patchFieldManager": cluster.field_manager(cfg)}},
-            data=config_data))
+        out["kubernetes/time-slicing-configmap-patch.yaml"] = _yaml(cluster.time_slicing_config_map(
+            cfg, {"pulumi.com/patchFieldManager": cluster.field_manager(cfg)}))
     out["kubernetes/node-label-patch.yaml"] = _yaml(_manifest(
         "Node", "v1", {"name": cfg.node_name, "labels": cluster.node_labels(cfg),
                        "annotations": {"pulumi.com/patchFieldManager": cluster.field_manager(cfg)}}))
@@ -206,7 +206,13 @@ def write(artifacts: Artifacts, out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
-    parser.add_argument("--out", type=Path, help="output folder (default: render/<stack>)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="output folder (default: render/<stack>)")
+    target.add_argument("--flux", type=Path, metavar="DIR",
+                        help="write only the Flux GitOps tree (ks.yaml, app/, jellyfin-gpu-values.yaml) into DIR, e.g. your "
+                             "repository's apps/base/nvidia-gpu-operator/ (default: not written); exit 1, writing nothing, "
+                             "when a file there holds other content")
+    parser.add_argument("--force", action="store_true", help="with --flux: replace files that hold other content (default: off)")
     parser.add_argument("--host-facts", type=Path, help="JSON of `python -m components.hostprep facts --json` (default: an assumed fresh host)")
     parser.add_argument("--json", action="store_true", help="print the list of written files as JSON")
     args = parser.parse_args(argv)
@@ -220,6 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
+    if args.flux:
+        try:
+            result = render_flux(cfg, args.stack, args.flux, dump=_yaml, force=args.force)
+        except ConfigError as error:
+            print(f"render: {error}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps({key: [str(args.flux / path) for path in getattr(result, key)] for key in ("written", "unchanged", "refused")}
+                             | {"notes": list(result.notes)}))
+        else:
+            print(result.report(), file=sys.stderr if result.refused else sys.stdout)
+        return result.exit_code
     out = args.out or ROOT / "render" / args.stack
     facts = facts_from_json(json.loads(args.host_facts.read_text())) if args.host_facts else None
     written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)

@@ -6,6 +6,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from components.config import StackConfig
+from components.flux.objects import release_ref
 from components.options import child_options
 from components.readiness.provider import GpuReadinessProvider
 
@@ -25,7 +26,8 @@ class GpuReadiness(pulumi.ComponentResource):
     """Waits (bounded by readiness.timeoutSeconds) until the node advertises
     ``nvidia.com/gpu`` = ``cfg.advertised_gpus`` and GPU Feature Discovery has
     labelled the product; otherwise `pulumi up` fails naming the missing layer.
-    In preview nothing runs (the engine only checks and diffs).
+    With ``gpuStack.delivery: flux`` it also waits for the HelmRelease's Ready
+    condition and names Flux's reason while it is not. In preview nothing runs (the engine only checks and diffs).
 
     With ``readiness.enabled: false`` no child is registered and the outputs
     are None."""
@@ -48,6 +50,8 @@ class GpuReadiness(pulumi.ComponentResource):
                     "expectedGpus": cfg.advertised_gpus,
                     "configKey": cfg.config_key,
                     "namespace": cfg.gpu_stack.namespace,
+                    # flux delivery: the node's GPUs come from this HelmRelease.
+                    "helmRelease": release_ref(cfg) if cfg.gpu_stack.delivery == "flux" else None,
                     "timeoutSeconds": cfg.readiness.timeout_seconds,
                     "pollSeconds": POLL_SECONDS,
                     "maxPollSeconds": MAX_POLL_SECONDS,

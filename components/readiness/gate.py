@@ -63,13 +63,17 @@ class GateError(RuntimeError):
 
 
 Fetch = Callable[[], NodeInfo | None]
+# An extra layer between the node and its GPUs (flux delivery: the
+# HelmRelease, components.flux.status): None when it is ready, else why not.
+Layer = Callable[[], Readiness | None]
 
 
 def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float = 5.0, max_poll: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 progress: Callable[[str], None] = print) -> Readiness:
+                 progress: Callable[[str], None] = print, release: Layer | None = None) -> Readiness:
     """Poll ``fetch`` until :func:`evaluate` says ready, backing off from
     ``poll`` to at most ``max_poll`` seconds; raise GateError after ``timeout``.
+    With ``release``, a registered node also waits for that layer first.
     A missing kubectl fails at once; an unreachable API server is waited out."""
     deadline = clock() + timeout
     delay = max(poll, 0.0)
@@ -77,7 +81,8 @@ def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float
     while True:
         attempt += 1
         try:
-            state = evaluate(fetch(), want)
+            node = fetch()
+            state = (release() if release is not None and node is not None else None) or evaluate(node, want)
         except KubectlError as error:
             if error.kind == "missing":
                 raise GateError(f"GPU readiness gate: {error}") from None

@@ -11,12 +11,13 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from components.doctor.parsers import NodeInfo, parse_node
+from components.flux.status import release_check
 from components.kubectl import KubectlError, run_kubectl
 from components.readiness.gate import Expectation, Readiness, wait_for_gpu
 
 # Inputs that change what "ready" means; a change re-runs the wait.
-_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey")
-_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace")
+_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "helmRelease")
+_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace", "helmRelease")
 
 
 def fetch_node(node_name: str, kubeconfig: str | None, timeout: float = 30) -> NodeInfo | None:
@@ -48,6 +49,10 @@ class GpuReadinessProvider(ResourceProvider):
             value = news.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
                 failures.append(CheckFailure(key, f"must be a number >= {minimum}, got {value!r}"))
+        release = news.get("helmRelease")
+        if release is not None and not (isinstance(release, dict) and all(isinstance(release.get(key), str) and release.get(key)
+                                                                          for key in ("namespace", "name"))):
+            failures.append(CheckFailure("helmRelease", f"must be {{namespace, name}} of the Flux HelmRelease, got {release!r}"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -72,6 +77,7 @@ class GpuReadinessProvider(ResourceProvider):
             namespace=str(props.get("namespace", "gpu-operator")),
         )
         kubeconfig = props.get("kubeconfig") or None
+        release = props.get("helmRelease") or None
         state: Readiness = wait_for_gpu(
             lambda: fetch_node(want.node_name, kubeconfig),
             want,
@@ -80,6 +86,7 @@ class GpuReadinessProvider(ResourceProvider):
             max_poll=float(props["maxPollSeconds"]),
             **{key: value for key, value in (("clock", self.clock), ("sleep", self.sleep)) if value is not None},
             progress=self.progress or pulumi.log.info,
+            release=release_check(release["namespace"], release["name"], kubeconfig) if release else None,
         )
         outs = {key: props[key] for key in _PUBLIC_OUTPUTS if key in props}
         outs.update(allocatable=state.allocatable, product=state.product, driverVersion=state.driver_version)
