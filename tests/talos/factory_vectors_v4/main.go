@@ -1,0 +1,90 @@
+// Regenerates ../factory_vectors_v4.json: each input schematic decoded and
+// re-marshalled with go.yaml.in/yaml/v4 exactly as the current
+// siderolabs/image-factory pkg/schematic does (KnownFields decode,
+// yaml.Marshal, sha256 of the bytes). The struct below copies the factory's
+// field order and YAML tags (pkg/schematic/schematic.go: Owner first,
+// EmbeddedMachineConfiguration first in Customization, EnrollKeys before
+// IncludeWellKnownCertificates).
+//
+//	apt-get install golang-go
+//	mkdir -p $GOPATH/src/go.yaml.in/yaml/v4   # a checkout of github.com/yaml/go-yaml (v4.0.0-rc.6 or newer)
+//	GO111MODULE=off go run main.go < ../factory_vectors/inputs.json > ../factory_vectors_v4.json
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v4"
+)
+
+type Schematic struct {
+	Owner         string        `yaml:"owner,omitempty"`
+	Overlay       Overlay       `yaml:"overlay,omitempty"`
+	Customization Customization `yaml:"customization"`
+}
+
+type Customization struct {
+	EmbeddedMachineConfiguration string           `yaml:"embeddedMachineConfiguration,omitempty"`
+	ExtraKernelArgs              []string         `yaml:"extraKernelArgs,omitempty"`
+	Meta                         []MetaValue      `yaml:"meta,omitempty"`
+	SystemExtensions             SystemExtensions `yaml:"systemExtensions,omitempty"`
+	Bootloader                   string           `yaml:"bootloader,omitempty"`
+	SecureBoot                   SecureBoot       `yaml:"secureboot,omitempty"`
+	DiskImage                    DiskImage        `yaml:"diskImage,omitempty"`
+}
+
+type MetaValue struct {
+	Key   uint8  `yaml:"key"`
+	Value string `yaml:"value"`
+}
+
+type SystemExtensions struct {
+	OfficialExtensions []string `yaml:"officialExtensions,omitempty"`
+}
+
+type Overlay struct {
+	Image   string         `yaml:"image"`
+	Name    string         `yaml:"name"`
+	Options map[string]any `yaml:"options,omitempty"`
+}
+
+type SecureBoot struct {
+	EnrollKeys                   string `yaml:"enrollKeys,omitempty"`
+	IncludeWellKnownCertificates bool   `yaml:"includeWellKnownCertificates,omitempty"`
+}
+
+type DiskImage struct {
+	SectorSize uint `yaml:"sectorSize,omitempty"`
+}
+
+func main() {
+	raw, _ := io.ReadAll(os.Stdin)
+	var inputs []string
+	if err := json.Unmarshal(raw, &inputs); err != nil {
+		panic(err)
+	}
+	out := []map[string]string{}
+	for _, input := range inputs {
+		dec := yaml.NewDecoder(bytes.NewReader([]byte(input)))
+		dec.KnownFields(true)
+		var s Schematic
+		if err := dec.Decode(&s); err != nil {
+			out = append(out, map[string]string{"input": input, "error": err.Error()})
+			continue
+		}
+		data, err := yaml.Marshal(&s)
+		if err != nil {
+			panic(err)
+		}
+		sum := sha256.Sum256(data)
+		out = append(out, map[string]string{"input": input, "yaml": string(data), "id": hex.EncodeToString(sum[:])})
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	fmt.Println(string(b))
+}
