@@ -14,6 +14,11 @@ import yaml
 from components.config import StackConfig
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# renameByDefault: the plugin advertises time-sliced replicas under the
+# resource name plus this suffix, and no longer under the plain name
+# (NVIDIA/k8s-device-plugin v0.18.2 api/config/v1/consts.go
+# DefaultSharedResourceNameSuffix, replicas.go, internal/rm/device_map.go).
+SHARED_SUFFIX = ".shared"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 RUNTIME_CLASS = "nvidia"
 
@@ -34,6 +39,17 @@ def field_manager(cfg: StackConfig) -> str:
     """Server-side-apply field manager: one per node stack, so stacks never
     take each other's fields."""
     return f"proxmox-talos-gpu-{cfg.node_name}"
+
+
+def advertised_resource(cfg: StackConfig) -> str:
+    """The extended resource the node advertises its GPUs as:
+    ``nvidia.com/gpu``, or ``nvidia.com/gpu.shared`` with time-slicing and
+    ``renameByDefault`` (then ``nvidia.com/gpu`` is not advertised at all).
+    Its count is ``cfg.advertised_gpus`` (replicas x GPUs)."""
+    sharing = cfg.gpu_stack.time_slicing
+    if sharing.enabled and sharing.rename_by_default:
+        return GPU_RESOURCE + SHARED_SUFFIX
+    return GPU_RESOURCE
 
 
 def device_plugin_config(cfg: StackConfig) -> dict[str, Any]:

@@ -223,9 +223,12 @@ def _is_device_plugin(pod: PodInfo) -> bool:
 
 
 def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[CheckResult]:
-    """Node registered, allocatable nvidia.com/gpu = advertised GPUs, its
-    time-slicing label, the GPU stack's pods healthy, GFD labels present."""
+    """Node registered, allocatable nvidia.com/gpu (nvidia.com/gpu.shared with
+    renameByDefault) = advertised GPUs, its time-slicing label, the GPU
+    stack's pods healthy, GFD labels present."""
     node_name = cfg.node_name
+    resource = cluster.advertised_resource(cfg)
+    allocatable_name = f"allocatable {resource}"
     node: NodeInfo | CheckResult | None = _parsed(
         obs.node, parse_node, lambda detail, _reason: _fail("kubernetes", "node", detail, remedies.node_missing(cfg)),
         unreadable=f"node {node_name}", unparseable="unparseable `kubectl get node` output")
@@ -236,18 +239,24 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
 
     if node is None:
         reason = f"node {node_name} not available"
-        results += [_skip("kubernetes", name, reason) for name in ("allocatable nvidia.com/gpu", "device-plugin config label", "gfd labels")]
+        results += [_skip("kubernetes", name, reason) for name in (allocatable_name, "device-plugin config label", "gfd labels")]
     else:
         expected = cfg.advertised_gpus
-        got = node.allocatable_gpus
+        got = node.allocatable(resource)
+        others = ", ".join(f"{name}={count}" for name, count in sorted(node.allocatable_nvidia.items())
+                           if name != resource and name.startswith(cluster.GPU_RESOURCE) and count)
         if got == expected:
-            results.append(_pass("kubernetes", "allocatable nvidia.com/gpu", f"{got} (= {cfg.advertised_gpus} expected)"))
+            results.append(_pass("kubernetes", allocatable_name, f"{got} (= {cfg.advertised_gpus} expected)"))
+        elif not got and others:
+            # The plugin runs but advertises the other name: the rename is not applied.
+            results.append(_fail("kubernetes", allocatable_name, f"0, expected {expected} (the node advertises {others} instead)",
+                                 remedies.wrong_gpu_count(cfg, 0)))
         elif not got:
-            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
+            results.append(_fail("kubernetes", allocatable_name, f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
         else:
             replicas = node.label("nvidia.com/gpu.replicas")
             extra = f" (GFD: nvidia.com/gpu.replicas={replicas})" if replicas else ""
-            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got}, expected {expected}{extra}", remedies.wrong_gpu_count(cfg, got)))
+            results.append(_fail("kubernetes", allocatable_name, f"{got}, expected {expected}{extra}", remedies.wrong_gpu_count(cfg, got)))
         # GpuStack labels the node whether or not sharing is on (cluster.node_labels).
         label = node.label(CONFIG_LABEL)
         if label == cfg.config_key:
@@ -295,9 +304,10 @@ def select_jellyfin_pod(pods: list[PodInfo]) -> PodInfo | None:
 
 
 def gpu_container(pod: PodInfo) -> str:
-    """The container that holds the GPU limit (else the first), for `exec -c`."""
+    """The container that holds a GPU limit (nvidia.com/gpu or
+    nvidia.com/gpu.shared; else the first), for `exec -c`."""
     for container in pod.containers:
-        if container.gpu_limit:
+        if any(name.startswith(cluster.GPU_RESOURCE) and count for name, count in container.nvidia_limits.items()):
             return container.name
     return pod.containers[0].name if pod.containers else ""
 
@@ -321,10 +331,11 @@ def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResu
         return results + [_skip("workload", name, "no running Jellyfin pod") for name in names]
 
     results = [_pass("workload", "jellyfin pod", f"{pod.name} Running on {pod.node or '?'}")]
-    if pod.gpu_limit >= 1:
-        results.append(_pass("workload", "gpu limit", f"limits nvidia.com/gpu: {pod.gpu_limit}"))
+    resource = cluster.advertised_resource(cfg)
+    if pod.limit(resource) >= 1:
+        results.append(_pass("workload", "gpu limit", f"limits {resource}: {pod.limit(resource)}"))
     else:
-        results.append(_fail("workload", "gpu limit", f"{pod.name} has no nvidia.com/gpu in its limits", remedies.gpu_not_allocated(cfg)))
+        results.append(_fail("workload", "gpu limit", f"{pod.name} has no {resource} in its limits", remedies.gpu_not_allocated(cfg)))
 
     results.append(_check_nvidia_smi(obs.nvidia_smi, cfg))
     results.append(_check_encoders(obs.encoders, cfg))

@@ -7,6 +7,7 @@ ServiceMonitor CRDs (14), RuntimeClass ownership (15)."""
 
 from __future__ import annotations
 
+from components import cluster
 from components.config import PROJECT, StackConfig
 from components.consumers.workload import gpu_workload_spec
 
@@ -167,16 +168,20 @@ def wrong_gpu_count(cfg: StackConfig, got: int) -> str:
     sharing = stack.time_slicing
     if not sharing.enabled:
         return (
-            f"The node advertises {got} nvidia.com/gpu, expected {cfg.advertised_gpus} (one per GPU, time-slicing off): "
+            f"The node advertises {got} {cluster.advertised_resource(cfg)}, expected {cfg.advertised_gpus} (one per GPU, time-slicing off): "
             f"ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must have no `sharing` section and "
             f"the node must carry nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, "
             "then restart the device plugin pod. A missing GPU: see the host and proxmox layers."
         )
+    rename = ""
+    if sharing.rename_by_default:
+        rename = (f" and `renameByDefault: true` (the plugin then advertises {cluster.advertised_resource(cfg)} and no "
+                  f"{cluster.GPU_RESOURCE})")
     return (
-        f"Time-slicing not applied: expected {cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x {sharing.replicas} replicas), "
-        f"got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
+        f"Time-slicing not applied: expected {cluster.advertised_resource(cfg)}={cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x "
+        f"{sharing.replicas} replicas), got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
         f"`sharing.timeSlicing.resources: [{{name: nvidia.com/gpu, replicas: {sharing.replicas}}}]` (not "
-        "`sharing.timeSlicing.replicas`), and the node must carry the label "
+        f"`sharing.timeSlicing.replicas`){rename}, and the node must carry the label "
         f"nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, then the device "
         "plugin picks them up (or restart its pod)."
     )

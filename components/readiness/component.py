@@ -1,10 +1,11 @@
-"""GpuReadiness: the gate at the end of the graph (issue 5, item 1)."""
+"""GpuReadiness: the gate at the end of the graph."""
 
 from __future__ import annotations
 
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.cluster import advertised_resource
 from components.config import StackConfig
 from components.options import child_options
 from components.readiness.provider import GpuReadinessProvider
@@ -23,7 +24,9 @@ class GpuReadinessGate(Resource, module="readiness", name="GpuReadinessGate"):
 
 class GpuReadiness(pulumi.ComponentResource):
     """Waits (bounded by readiness.timeoutSeconds) until the node advertises
-    ``nvidia.com/gpu`` = ``cfg.advertised_gpus`` and GPU Feature Discovery has
+    ``advertised_resource(cfg)`` (``nvidia.com/gpu``, or
+    ``nvidia.com/gpu.shared`` with renameByDefault) = ``cfg.advertised_gpus``
+    and GPU Feature Discovery has
     labelled the product; otherwise `pulumi up` fails naming the missing layer.
     In preview nothing runs (the engine only checks and diffs).
 
@@ -46,6 +49,7 @@ class GpuReadiness(pulumi.ComponentResource):
                     "nodeName": cfg.node_name,
                     "gpus": len(cfg.gpus),
                     "expectedGpus": cfg.advertised_gpus,
+                    "resource": advertised_resource(cfg),
                     "configKey": cfg.config_key,
                     "namespace": cfg.gpu_stack.namespace,
                     "timeoutSeconds": cfg.readiness.timeout_seconds,

@@ -10,13 +10,16 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.cluster import GPU_RESOURCE
 from components.doctor.parsers import NodeInfo, parse_node
 from components.kubectl import KubectlError, run_kubectl
 from components.readiness.gate import Expectation, Readiness, wait_for_gpu
 
 # Inputs that change what "ready" means; a change re-runs the wait.
-_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey")
-_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace")
+_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "resource")
+_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace", "resource")
+# A gate created before `resource` existed counted nvidia.com/gpu.
+_DEFAULTS = {"resource": GPU_RESOURCE}
 
 
 def fetch_node(node_name: str, kubeconfig: str | None, timeout: float = 30) -> NodeInfo | None:
@@ -48,10 +51,13 @@ class GpuReadinessProvider(ResourceProvider):
             value = news.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
                 failures.append(CheckFailure(key, f"must be a number >= {minimum}, got {value!r}"))
+        resource = news.get("resource", GPU_RESOURCE)
+        if not isinstance(resource, str) or not resource.startswith(GPU_RESOURCE):
+            failures.append(CheckFailure("resource", f"must be {GPU_RESOURCE} or {GPU_RESOURCE}.shared, got {resource!r}"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _GATING_INPUTS if olds.get(key) != news.get(key)]
+        changed = [key for key in _GATING_INPUTS if olds.get(key, _DEFAULTS.get(key)) != news.get(key, _DEFAULTS.get(key))]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -70,6 +76,7 @@ class GpuReadinessProvider(ResourceProvider):
             advertised=int(props["expectedGpus"]),
             config_key=str(props.get("configKey", "")),
             namespace=str(props.get("namespace", "gpu-operator")),
+            resource=str(props.get("resource") or GPU_RESOURCE),
         )
         kubeconfig = props.get("kubeconfig") or None
         state: Readiness = wait_for_gpu(

@@ -206,6 +206,35 @@ def test_kubernetes_expected_count_is_gpus_times_replicas() -> None:
     assert by_name(check_kubernetes(kube(node), whole))["allocatable nvidia.com/gpu"].status == "pass"
 
 
+RENAMED = samples.homelab_cfg(gpuStack={"timeSlicing": {"enabled": True, "replicas": 4, "renameByDefault": True}})
+
+
+def test_kubernetes_rename_by_default_counts_nvidia_com_gpu_shared() -> None:
+    # With renameByDefault the plugin advertises nvidia.com/gpu.shared and no
+    # nvidia.com/gpu (k8s-device-plugin v0.18.2 internal/rm/device_map.go).
+    node = samples.node_json(allocatable={"nvidia.com/gpu": None, "nvidia.com/gpu.shared": "4"})
+    results = by_name(check_kubernetes(kube(node), RENAMED))
+    assert results["allocatable nvidia.com/gpu.shared"].status == "pass", results
+    assert "allocatable nvidia.com/gpu" not in results
+    # The same node fails for a stack that expects the plain name, and names what it saw.
+    plain = failed(check_kubernetes(kube(node), CFG))["allocatable nvidia.com/gpu"]
+    assert plain.detail == "0, expected 4 (the node advertises nvidia.com/gpu.shared=4 instead)"
+    assert "Time-slicing not applied" in plain.remedy
+
+
+def test_kubernetes_rename_by_default_not_applied_yet() -> None:
+    result = failed(check_kubernetes(kube(samples.node_json()), RENAMED))["allocatable nvidia.com/gpu.shared"]
+    assert result.detail == "0, expected 4 (the node advertises nvidia.com/gpu=4 instead)"
+    assert "renameByDefault: true" in result.remedy and "nvidia.com/gpu.shared=4" in result.remedy
+
+
+def test_workload_gpu_limit_on_the_shared_resource_with_rename_by_default() -> None:
+    shared = workload(pods=Output(samples.jellyfin_pods(limits={"nvidia.com/gpu.shared": "1"})))
+    assert by_name(check_workload(shared, RENAMED))["gpu limit"].detail == "limits nvidia.com/gpu.shared: 1"
+    plain = failed(check_workload(samples.workload_ok(), RENAMED))["gpu limit"]
+    assert "has no nvidia.com/gpu.shared in its limits" in plain.detail and "nvidia.com/gpu.shared: 1" in plain.remedy
+
+
 def test_kubernetes_missing_gfd_labels() -> None:
     node = samples.node_json(labels={"nvidia.com/gpu.product": None})
     result = failed(check_kubernetes(kube(node), CFG))["gfd labels"]
