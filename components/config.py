@@ -245,6 +245,16 @@ class GpuConfig(_Model):
     xvga: bool = False
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
     mig: bool = False
+    # Pass every function of the card (GPU, HDMI audio, USB-C ...): the PCI
+    # mapping's path (or the raw id) leaves the function off, which Proxmox
+    # reads as the whole device (PVE/Mapping/PCI.pm; the GUI's "All Functions").
+    all_functions: bool = False
+
+    @property
+    def device_path(self) -> str:
+        """What the mapping's ``path`` (or the raw ``id``) holds: the function's
+        address, or the device's (no ``.function``) with ``allFunctions``."""
+        return self.address.rsplit(".", 1)[0] if self.all_functions else self.address
 
 
 class DiskConfig(_Model):
@@ -508,6 +518,27 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
                 "use passthrough: mapping (a PCI resource mapping, works with a token that has Mapping.Use) "
                 "or set proxmox.authMethod: password and proxmox.username: root@pam",
             ))
+        if gpu.all_functions and not gpu.address.endswith(".0"):
+            issues.append(ConfigIssue(
+                f"gpus[{index}].address", gpu.address,
+                f"with gpus[{index}].allFunctions: true the address must be the card's function 0 (e.g. {gpu.address.rsplit('.', 1)[0]}.0): "
+                "Proxmox maps the whole device and checks it against function 0",
+            ))
+        if gpu.passthrough == "mapping" and not cfg.host.enabled:
+            # Proxmox asserts a mapping against the device at VM start and refuses
+            # one without these ("no 'iommugroup' for device", PVE/Mapping/PCI.pm
+            # assert_valid); with `host` on they come from the host's facts.
+            how = {
+                "iommuGroup": f"read it on the Proxmox host: `basename $(readlink /sys/bus/pci/devices/{gpu.address}/iommu_group)`",
+                "subsystemId": f"read it on the Proxmox host: `lspci -nn -s {gpu.address} -v` (the `Subsystem: ... [vvvv:dddd]` line, e.g. 10de:12a2 on a Tesla T4)",
+            }
+            for key, value in (("iommuGroup", gpu.iommu_group), ("subsystemId", gpu.subsystem_id)):
+                if value is None:
+                    issues.append(ConfigIssue(
+                        f"gpus[{index}].{key}", _MISSING,
+                        f"required when the host section is off and gpus[{index}].passthrough is mapping: Proxmox checks the "
+                        f"PCI mapping against the device at VM start and refuses it without {key}; {how[key]}",
+                    ))
         if gpu.pcie and cfg.vm.machine != "q35":
             issues.append(ConfigIssue("vm.machine", cfg.vm.machine, f"gpus[{index}].pcie is true and PCIe passthrough needs machine q35 (Proxmox: 'q35 machine model is not enabled'); set vm.machine: q35 or gpus[{index}].pcie: false"))
 

@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from components.mockengine import ProgramRun, Registration, is_secret, reveal
-from tests.conftest import run_main, stack_file_config
+from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"
@@ -299,3 +299,21 @@ def test_host_preparation_off_uses_configured_group(homelab):
     assert _children(run, HOST_PREP) == []
     (entry,) = run.one(PCI_MAPPING).inputs["maps"]
     assert entry["iommuGroup"] == 31
+
+
+def test_all_functions_maps_the_whole_device_and_keeps_the_hosts_facts(homelab):
+    # A path without the function maps every function (PVE/Mapping/PCI.pm; the GUI's
+    # "All Functions"); the host's facts are still read for the GPU's function 0.
+    homelab["gpus"][0]["allFunctions"] = True
+    run = run_main(homelab, mocks=_host_facts_mocks())
+    mapping = run.one(PCI_MAPPING)
+    (entry,) = mapping.inputs["maps"]
+    assert entry["path"] == "0000:3b:00" and entry["iommuGroup"] == 27 and entry["subsystemId"] == "10de:12a2", mapping.urn
+
+
+def test_all_functions_with_a_raw_id_passes_the_device_without_its_function(homelab):
+    homelab["gpus"][0].update(allFunctions=True, passthrough="raw")
+    homelab["proxmox"].update(authMethod="password", username="root@pam")
+    run = run_main(homelab, secrets={**FAKE_SECRETS, "proxmoxPassword": "pw"})
+    (hostpci,) = run.one(VM).inputs["hostpcis"]
+    assert hostpci["id"] == "0000:3b:00" and "mapping" not in hostpci, run.one(VM).urn

@@ -29,6 +29,12 @@ def homelab_cfg(**sections: Any) -> StackConfig:
     return parse_stack_config(raw)
 
 
+def gpus_with_group(group: int = 27) -> list[dict[str, Any]]:
+    """The reference stack's GPUs with the IOMMU group a stack without the
+    `host` section must set itself."""
+    return [{**gpu, "iommuGroup": group} for gpu in stack_file_config("homelab")["gpus"]]
+
+
 def host_ok() -> HostObservation:
     return HostObservation(
         host="pve5.lan",
