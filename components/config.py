@@ -244,6 +244,9 @@ class GpuConfig(_Model):
     rombar: bool = True
     xvga: bool = False
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
+    # The chip, where chips of one generation differ in their video engines
+    # (components.consumers.capabilities.CHIPS): GA100 and GH100 have no NVENC.
+    model: Literal["gp108", "gp10x", "ga100", "ga10x", "gh100", "gb100", "gb20x"] | None = None
     mig: bool = False
     # Pass every function of the card (GPU, HDMI audio, USB-C ...): the PCI
     # mapping's path (or the raw id) leaves the function off, which Proxmox
