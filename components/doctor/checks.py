@@ -36,6 +36,8 @@ from components.doctor.parsers import (
 from components.talos.machine_config import NVIDIA_MODULES  # what the patch makes Talos load
 
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
+# ffmpeg's encoder for each codec the capability table names.
+_NVENC_ENCODER = {"h264": "h264_nvenc", "hevc": "hevc_nvenc", "av1": "av1_nvenc"}
 CONFIG_LABEL = cluster.DEVICE_PLUGIN_CONFIG_LABEL
 
 T = TypeVar("T")
@@ -312,11 +314,27 @@ def gpu_container(pod: PodInfo) -> str:
     return pod.containers[0].name if pod.containers else ""
 
 
+def nvenc_probe_encoders(cfg: StackConfig) -> list[str]:
+    """The NVENC encoders to try with a real encode in the Jellyfin pod: those
+    of every codec the configured GPUs' NVENC encodes (capability table);
+    none for a GPU without NVENC; h264_nvenc and hevc_nvenc when the GPUs'
+    capabilities are not known. NVML's encoder capacity is never asked: an
+    H200 reports 100 there and has no NVENC."""
+    from components.consumers.capabilities import combined_capabilities, generation_issues
+
+    rows, unknown = generation_issues(cfg)
+    if unknown or not rows:
+        return list(NVENC_ENCODERS)
+    caps = combined_capabilities(rows)
+    return [_NVENC_ENCODER[codec] for codec in ("h264", "hevc", "av1") if codec in caps.encode]
+
+
 def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResult]:
-    """The Jellyfin pod: GPU in its limits, nvidia-smi runs, ffmpeg has NVENC."""
+    """The Jellyfin pod: GPU in its limits, nvidia-smi runs, ffmpeg has NVENC,
+    and a real encode with each NVENC encoder the GPU has succeeds."""
     jf = cfg.jellyfin
     where = f"{jf.namespace} -l {jf.pod_selector}"
-    names = ("gpu limit", "nvidia-smi", "nvenc encoders")
+    names = ("gpu limit", "nvidia-smi", "nvenc encoders", "nvenc encode")
     pods = _parsed(obs.pods, parse_pods, lambda detail, _reason: _fail("workload", "jellyfin pod", detail, remedies.jellyfin_pod_missing(cfg)),
                    unreadable=f"listing pods in {where}", unparseable="unparseable `kubectl get pods` output")
     if isinstance(pods, CheckResult):
@@ -339,7 +357,26 @@ def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResu
 
     results.append(_check_nvidia_smi(obs.nvidia_smi, cfg))
     results.append(_check_encoders(obs.encoders, cfg))
+    results.append(_check_nvenc_probe(obs.nvenc_probes, cfg))
     return results
+
+
+def _check_nvenc_probe(probes: dict[str, Output] | None, cfg: StackConfig) -> CheckResult:
+    """Pass when every probed encoder encoded; skip when the GPU has no NVENC."""
+    wanted = nvenc_probe_encoders(cfg)
+    if not wanted:
+        return _skip("workload", "nvenc encode", "the configured GPU has no NVENC (capability table): Jellyfin decodes in hardware and encodes in software")
+    if probes is None:
+        return _skip("workload", "nvenc encode", "not run")
+    failures = {encoder: probes[encoder] for encoder in wanted if encoder in probes and not probes[encoder].ok}
+    missing = [encoder for encoder in wanted if encoder not in probes]
+    if missing:
+        return _skip("workload", "nvenc encode", f"not run for {', '.join(missing)}")
+    if failures:
+        encoder, output = next(iter(failures.items()))
+        shown = "; ".join(f"{name}: {out.error}" for name, out in failures.items())
+        return _fail("workload", "nvenc encode", f"encoding failed: {shown}", remedies.nvenc_encode_failed(cfg, encoder, output.error))
+    return _pass("workload", "nvenc encode", f"{', '.join(wanted)} encoded test frames on the GPU")
 
 
 def _check_nvidia_smi(output: Output | None, cfg: StackConfig) -> CheckResult:
@@ -364,7 +401,9 @@ def _check_encoders(output: Output | None, cfg: StackConfig) -> CheckResult:
     missing = [name for name in NVENC_ENCODERS if name not in encoders]
     if missing:
         return _fail("workload", "nvenc encoders", f"missing: {', '.join(missing)}", remedies.nvenc_missing(cfg, missing))
-    return _pass("workload", "nvenc encoders", ", ".join(NVENC_ENCODERS) + " listed")
+    # Listed means ffmpeg was built with NVENC, not that the GPU has it: the
+    # "nvenc encode" probe tests the GPU.
+    return _pass("workload", "nvenc encoders", ", ".join(NVENC_ENCODERS) + " built into ffmpeg")
 
 
 CHECKS: dict[Layer, Callable[..., list[CheckResult]]] = {

@@ -252,6 +252,37 @@ def nvidia_smi_failed(cfg: StackConfig) -> str:
     )
 
 
+def nvenc_encode_failed(cfg: StackConfig, encoder: str, error: str) -> str:
+    """The encode probe failed: say why from ffmpeg's message."""
+    text = error.lower()
+    jf = cfg.jellyfin
+    if "unsupported device" in text or "no capable devices" in text:
+        return (
+            f"NVENC refused the session ({encoder}: unsupported device). Either the GPU has no NVENC: GA100 (A100, A30), "
+            "GH100 (H100, H200) and GP108 have none, though NVML still reports an encoder capacity; set "
+            f"{_key('gpus[].model')} (ga100, gh100, gp108) and run `pulumi up`, which turns Jellyfin's hardware encoding "
+            "off (it decodes in hardware and encodes in software). Or, on a node with several GPUs, the container "
+            "lacks /dev/nvidia0, which drivers from 570 on need for NVENC (NVIDIA/nvidia-container-toolkit#1249)."
+        )
+    if "libnvidia-encode" in text or "cannot load" in text:
+        spec = gpu_workload_spec(cfg)
+        return (
+            f"ffmpeg cannot load the NVENC library: the container needs NVIDIA_DRIVER_CAPABILITIES with `video` "
+            f"(the workload spec sets {spec.env['NVIDIA_DRIVER_CAPABILITIES']}) and the nvidia runtime; restart the pod "
+            f"in {jf.namespace} after fixing it."
+        )
+    if "incompatible client key" in text or "out of memory" in text or "session" in text:
+        return (
+            f"NVENC ran out of sessions ({encoder}): GeForce cards allow only a few concurrent encode sessions, and every "
+            "time-sliced share counts; stop other transcodes or lower gpuStack.timeSlicing.replicas for encoding pods."
+        )
+    return (
+        f"The test encode with {encoder} failed in the Jellyfin pod: run `kubectl exec -n {jf.namespace} <pod> -- "
+        f"{' '.join(['/usr/lib/jellyfin-ffmpeg/ffmpeg', '-f', 'lavfi', '-i', 'testsrc2', '-frames:v', '10', '-c:v', encoder, '-f', 'null', '-'])}` "
+        "and read ffmpeg's message; check the nvidia-smi check first."
+    )
+
+
 def nvenc_missing(cfg: StackConfig, missing: list[str]) -> str:
     return (
         f"FFmpeg lacks {', '.join(missing)}: use the official Jellyfin image (its jellyfin-ffmpeg has NVENC) and "

@@ -311,3 +311,28 @@ def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() ->
     assert result.detail == "no nvidia-device-plugin pod on moody-good in gpu-operator"
     document["items"].append({**template, "metadata": {**template["metadata"], "name": "nvidia-device-plugin-5mzq4"}})
     assert by_name(check_kubernetes(kube(samples.node_json(), json.dumps(document)), cfg))["device plugin pod"].status == "pass"
+
+
+@pytest.mark.parametrize(("gpu", "encoders"), [
+    ({}, ["h264_nvenc", "hevc_nvenc"]),  # the T4 (turing)
+    ({"generation": "ada"}, ["h264_nvenc", "hevc_nvenc", "av1_nvenc"]),
+    ({"generation": None, "model": "ga10x"}, ["h264_nvenc", "hevc_nvenc"]),
+    ({"generation": None, "model": "ga100"}, []),
+    ({"generation": "hopper", "model": "gh100"}, []),
+    ({"generation": None}, ["h264_nvenc", "hevc_nvenc"]),  # unknown: try the common two
+])
+def test_encode_probe_tries_what_the_capability_table_says_the_gpu_encodes(gpu, encoders) -> None:
+    from components.doctor.checks import nvenc_probe_encoders
+
+    raw_gpus = [{**samples.gpus_with_group()[0], **gpu}]
+    assert nvenc_probe_encoders(samples.homelab_cfg(gpus=[{k: v for k, v in g.items() if v is not None} for g in raw_gpus])) == encoders
+
+
+def test_encode_probe_failure_is_a_failed_check_never_an_nvml_reading() -> None:
+    error = "`kubectl exec ...` failed: [h264_nvenc @ 0x1] OpenEncodeSessionEx failed: unsupported device (2): (no details)"
+    obs = workload(nvenc_probes={"h264_nvenc": Output(error=error), "hevc_nvenc": Output("")})
+    result = failed(check_workload(obs, CFG))["nvenc encode"]
+    assert result.detail == f"encoding failed: h264_nvenc: {error}"
+    assert "GA100 (A100, A30), GH100 (H100, H200)" in result.remedy and "nvidia-container-toolkit#1249" in result.remedy
+    missing_library = workload(nvenc_probes={"h264_nvenc": Output(error="Cannot load libnvidia-encode.so.1"), "hevc_nvenc": Output("")})
+    assert "NVIDIA_DRIVER_CAPABILITIES" in failed(check_workload(missing_library, CFG))["nvenc encode"].remedy
