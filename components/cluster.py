@@ -23,7 +23,7 @@ DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 RUNTIME_CLASS = "nvidia"
 
 OPERATOR_CHART = "gpu-operator"
-OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"  # fact 12: not oci://ghcr.io
+OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"  # README table row 12: not oci://ghcr.io
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 
@@ -54,7 +54,7 @@ def advertised_resource(cfg: StackConfig) -> str:
 
 def device_plugin_config(cfg: StackConfig) -> dict[str, Any]:
     """This node's device-plugin config, in the schema the plugin accepts
-    (fact 10: `resources: [{name, replicas}]`, not `replicas:` alone)."""
+    (README table row 10: `resources: [{name, replicas}]`, not `replicas:` alone)."""
     migs = any(gpu.mig for gpu in cfg.gpus)
     config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "single" if migs else "none"}}
     sharing = cfg.gpu_stack.time_slicing
@@ -74,7 +74,7 @@ def device_plugin_config_yaml(cfg: StackConfig) -> str:
 
 
 def operator_values(cfg: StackConfig) -> dict[str, Any]:
-    """GPU Operator values for Talos (facts 11, 13, 14): driver and toolkit come
+    """GPU Operator values for Talos (README table rows 11, 13, 14): driver and toolkit come
     from Talos extensions; no `validator.enabled` / `operator.defaultRuntime`
     (not chart keys); ServiceMonitor only with the Prometheus Operator."""
     stack = cfg.gpu_stack
@@ -97,7 +97,7 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
 
 
 def device_plugin_values(cfg: StackConfig) -> dict[str, Any]:
-    """nvidia-device-plugin chart values (Talos < 1.13, fact 13): RuntimeClass
+    """nvidia-device-plugin chart values (Talos < 1.13, README table row 13): RuntimeClass
     `nvidia` so the plugin sees the driver, the same time-slicing ConfigMap, GFD on."""
     stack = cfg.gpu_stack
     return {

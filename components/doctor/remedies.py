@@ -1,14 +1,16 @@
-"""Remedies, from the guide's Troubleshooting section, corrected where
-DESIGN.md's facts table says the guide is wrong: IOMMU and bootloader (facts
-6, 7), vfio_virqfd (5), mapping vs raw id (3), q35 (2), ballooning (4),
-machine.kernel.modules (8), `talosctl upgrade` for extensions (9), the
-time-slicing schema (10), operator vs device plugin by Talos version (13),
-ServiceMonitor CRDs (14), RuntimeClass ownership (15)."""
+"""Remedies, from the guide's Troubleshooting section, corrected where the
+README's "What the guide gets wrong" table says the guide is wrong: IOMMU and
+bootloader (rows 6, 7), vfio_virqfd (5), mapping vs raw id (3), q35 (2),
+ballooning (4), machine.kernel.modules (8), `talosctl upgrade` for extensions
+(9), the time-slicing schema (10), operator vs device plugin by Talos version
+(13), ServiceMonitor CRDs by chart version (14, 25), RuntimeClass ownership
+(15), the GFD pods' labels per mode (25), nvidia.com/gpu.shared (19), NVENC
+by chip (22)."""
 
 from __future__ import annotations
 
 from components import cluster
-from components.config import PROJECT, StackConfig
+from components.config import PROJECT, StackConfig, parse_version
 from components.consumers.workload import gpu_workload_spec
 
 
@@ -140,8 +142,41 @@ def node_missing(cfg: StackConfig) -> str:
     )
 
 
+# Pod labels per mode. Operator: gpu-operator assets/state-device-plugin and
+# assets/gpu-feature-discovery 0500_daemonset.yaml (`app: ...`). Device-plugin
+# chart: every pod, the plugin's and GFD's alike, carries
+# app.kubernetes.io/name=nvidia-device-plugin (k8s-device-plugin v0.18.2
+# deployments/helm/nvidia-device-plugin/templates/_helpers.tpl
+# "nvidia-device-plugin.templateLabels"); GFD's container is
+# gpu-feature-discovery-ctr (templates/daemonset-gfd.yml).
+CHART_POD_SELECTOR = "app.kubernetes.io/name=nvidia-device-plugin"
+
+
 def _plugin_selector(cfg: StackConfig) -> str:
-    return "app=nvidia-device-plugin-daemonset" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=nvidia-device-plugin"
+    return "app=nvidia-device-plugin-daemonset" if cfg.gpu_stack.mode == "operator" else CHART_POD_SELECTOR
+
+
+def _gfd_logs(cfg: StackConfig) -> str:
+    ns = cfg.gpu_stack.namespace
+    if cfg.gpu_stack.mode == "operator":
+        return f"kubectl logs -n {ns} -l app=gpu-feature-discovery"
+    return f"kubectl logs -n {ns} -l {CHART_POD_SELECTOR} -c gpu-feature-discovery-ctr"
+
+
+# From v26.7.0 the operator skips the DCGM ServiceMonitor with a log line when
+# the Prometheus Operator's CRD is missing ("ServiceMonitor CRD not found,
+# skipping DCGM Exporter ServiceMonitor creation"); up to v26.3.3 (v25.10.1
+# included) the dcgm-exporter state stays NotReady ("couldn't find
+# ServiceMonitor CRD"). NVIDIA/gpu-operator controllers/object_controls.go
+# ServiceMonitor(), v25.10.1 and v26.7.0.
+SERVICE_MONITOR_SKIPPED_FROM = (26, 7, 0)
+
+
+def service_monitor_blocks(cfg: StackConfig) -> bool:
+    """Whether a missing ServiceMonitor CRD keeps this chart's ClusterPolicy
+    NotReady (operator mode, chart older than v26.7.0)."""
+    stack = cfg.gpu_stack
+    return stack.mode == "operator" and parse_version(stack.operator_chart_version) < SERVICE_MONITOR_SKIPPED_FROM
 
 
 def no_gpu_advertised(cfg: StackConfig) -> str:
@@ -199,21 +234,28 @@ def pods_unhealthy(cfg: StackConfig) -> str:
     ns = cfg.gpu_stack.namespace
     text = f"Inspect them: `kubectl get pods -n {ns} -o wide`, `kubectl describe pod -n {ns} <pod>` and `kubectl logs -n {ns} <pod>`. "
     if cfg.gpu_stack.mode == "operator":
-        text += (
-            "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode. "
-            "dcgmExporter.serviceMonitor needs the Prometheus Operator CRDs "
-            f"({_key('gpuStack.prometheusOperator')})."
-        )
+        text += "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode. "
+        chart = cfg.gpu_stack.operator_chart_version
+        if service_monitor_blocks(cfg):
+            text += (
+                f"With chart {chart}, dcgmExporter.serviceMonitor without the Prometheus Operator CRDs keeps the ClusterPolicy "
+                f"NotReady (operator log: \"couldn't find ServiceMonitor CRD\"): set {_key('gpuStack.prometheusOperator')} "
+                "true only where `kubectl get crd servicemonitors.monitoring.coreos.com` finds it."
+            )
+        else:
+            text += (
+                f"Chart {chart} skips the DCGM ServiceMonitor when the Prometheus Operator CRDs are missing (operator log: "
+                "\"ServiceMonitor CRD not found, skipping DCGM Exporter ServiceMonitor creation\"), so "
+                f"{_key('gpuStack.prometheusOperator')} is not the cause."
+            )
     else:
         text += "The plugin pods must run with RuntimeClass nvidia, which device-plugin mode creates."
     return text
 
 
 def gfd_missing(cfg: StackConfig) -> str:
-    ns = cfg.gpu_stack.namespace
-    selector = "app=gpu-feature-discovery" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=gpu-feature-discovery"
     return (
-        f"GPU Feature Discovery has not labelled the node: check `kubectl logs -n {ns} -l {selector}`. GFD needs "
+        f"GPU Feature Discovery has not labelled the node: check `{_gfd_logs(cfg)}`. GFD needs "
         f"Node Feature Discovery ({_key('gpuStack.nfd')}: true, or an NFD already in the cluster) and a running device plugin."
     )
 

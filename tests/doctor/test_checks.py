@@ -336,3 +336,34 @@ def test_encode_probe_failure_is_a_failed_check_never_an_nvml_reading() -> None:
     assert "GA100 (A100, A30), GH100 (H100, H200)" in result.remedy and "nvidia-container-toolkit#1249" in result.remedy
     missing_library = workload(nvenc_probes={"h264_nvenc": Output(error="Cannot load libnvidia-encode.so.1"), "hevc_nvenc": Output("")})
     assert "NVIDIA_DRIVER_CAPABILITIES" in failed(check_workload(missing_library, CFG))["nvenc encode"].remedy
+
+
+def test_gfd_remedy_uses_each_modes_pod_labels() -> None:
+    node = samples.node_json(labels={"nvidia.com/gpu.product": None})
+    operator = failed(check_kubernetes(kube(node), CFG))["gfd labels"].remedy
+    assert "kubectl logs -n gpu-operator -l app=gpu-feature-discovery`" in operator
+    # The device-plugin chart labels its GFD pods like the plugin's
+    # (k8s-device-plugin v0.18.2 templates/_helpers.tpl); the container tells them apart.
+    plugin_cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    plugin = failed(check_kubernetes(kube(node), plugin_cfg))["gfd labels"].remedy
+    assert "kubectl logs -n gpu-operator -l app.kubernetes.io/name=nvidia-device-plugin -c gpu-feature-discovery-ctr`" in plugin
+    assert "app.kubernetes.io/name=gpu-feature-discovery" not in plugin
+
+
+@pytest.mark.parametrize(("chart", "blocks"), [("v26.3.1", True), ("v26.3.3", True), ("v26.7.0", False), ("v27.1.0", False)])
+def test_service_monitor_remedy_holds_only_for_charts_before_v26_7_0(chart: str, blocks: bool) -> None:
+    # gpu-operator controllers/object_controls.go ServiceMonitor(): up to v26.3.x the
+    # dcgm-exporter state stays NotReady without the CRD; v26.7.0 skips it with a log line.
+    cfg = samples.homelab_cfg(gpuStack={"operatorChartVersion": chart})
+    pods = samples.pods_json("nvidia-dcgm-exporter-m8v4d", ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}})
+    remedy = failed(check_kubernetes(kube(samples.node_json(), pods), cfg))["gpu stack pods"].remedy
+    assert ("keeps the ClusterPolicy NotReady" in remedy) is blocks, remedy
+    assert ("skipping DCGM Exporter ServiceMonitor creation" in remedy) is (not blocks), remedy
+    assert "v1.13" in remedy
+
+
+def test_service_monitor_remedy_is_not_given_in_device_plugin_mode() -> None:
+    cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    pods = samples.pods_json("nvidia-device-plugin-daemonset-7kx2n", ready=False)
+    remedy = failed(check_kubernetes(kube(samples.node_json(), pods), cfg))["gpu stack pods"].remedy
+    assert "ServiceMonitor" not in remedy and "RuntimeClass nvidia" in remedy
