@@ -332,6 +332,13 @@ class TimeSlicingConfig(_Model):
     fail_requests_greater_than_one: bool = False
 
 
+# Keys only the owner stack acts on (the Helm release's values): a non-owner
+# stack setting one would have it silently ignored, so it is refused.
+OWNER_ONLY_KEYS: tuple[str, ...] = ("prometheusOperator", "nfd")
+# Keys every node stack must set alike (python -m components.stacks check).
+SHARED_KEYS: tuple[str, ...] = ("mode", "namespace", "configMapName", "operatorChartVersion", "devicePluginChartVersion")
+
+
 class GpuStackConfig(_Model):
     mode: Literal["operator", "devicePlugin"] = "operator"
     owns_cluster_objects: bool = True
@@ -562,6 +569,16 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("gpuStack.operatorChartVersion", stack.operator_chart_version, "Talos documents the GPU Operator from v26.3.1 (hostPaths.driverInstallDir=/usr/local); use v26.3.1 or newer, or gpuStack.mode: devicePlugin"))
     elif talos < (1, 9, 0):
         issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
+    if not stack.owns_cluster_objects:
+        fields = {GpuStackConfig.model_fields[name].alias or name: name for name in stack.model_fields_set}
+        for key in OWNER_ONLY_KEYS:
+            if key in fields:
+                issues.append(ConfigIssue(
+                    f"gpuStack.{key}", getattr(stack, fields[key]),
+                    "only the stack that owns the cluster objects (gpuStack.ownsClusterObjects: true) sets this: it is a value "
+                    "of the GPU Operator / device plugin release, which this stack does not install; set it in the owner's "
+                    "stack file and remove it here",
+                ))
     if stack.time_slicing.enabled and stack.time_slicing.replicas < 2:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"))
     if stack.time_slicing.replicas > 64:

@@ -107,6 +107,10 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
      "gpus[0].subsystemId", "lspci -nn -s 0000:3b:00.0"),
     ("all functions from a function other than 0", _both(_set("gpus.0.address", "0000:3b:00.1"), _set("gpus.0.allFunctions", True)), "gpus[0].address", "function 0"),
     ("all functions not a bool", _set("gpus.0.allFunctions", "audio"), "gpus[0].allFunctions", "boolean"),
+    ("owner-only key in a non-owner stack", _set("gpuStack.ownsClusterObjects", False), "gpuStack.prometheusOperator",
+     "only the stack that owns the cluster objects"),
+    ("nfd in a non-owner stack", _both(_set("gpuStack.ownsClusterObjects", False), _delete("gpuStack.prometheusOperator"), _set("gpuStack.nfd", False)),
+     "gpuStack.nfd", "set it in the owner's stack file"),
 ]
 
 
@@ -210,3 +214,17 @@ def test_all_functions_maps_the_device_without_its_function(homelab):
     assert (cfg.gpus[0].all_functions, cfg.gpus[0].device_path) == (False, "0000:3b:00.0")
     homelab["gpus"][0]["allFunctions"] = True
     assert parse_stack_config(homelab).gpus[0].device_path == "0000:3b:00"
+
+
+def test_non_owner_stack_without_owner_only_keys_is_accepted(homelab):
+    homelab["gpuStack"]["ownsClusterObjects"] = False
+    del homelab["gpuStack"]["prometheusOperator"]
+    cfg = parse_stack_config(homelab)
+    assert cfg.gpu_stack.owns_cluster_objects is False and cfg.gpu_stack.nfd is True  # the default, not set here
+
+
+def test_owner_only_keys_in_a_non_owner_stack_stop_the_program_before_any_resource(homelab):
+    homelab["gpuStack"].update(ownsClusterObjects=False, nfd=False)
+    with pytest.raises(ConfigError) as raised:
+        run_main(homelab)
+    assert {issue.key for issue in raised.value.issues} == {"gpuStack.prometheusOperator", "gpuStack.nfd"}

@@ -162,6 +162,7 @@ def test_non_owner_stack_only_adds_its_key_and_label(homelab):
     homelab["vm"].update(vmId=1106, name="moody-bad")
     homelab["gpus"][0]["address"] = "0000:af:00.0"
     homelab["gpuStack"]["ownsClusterObjects"] = False
+    del homelab["gpuStack"]["prometheusOperator"]  # owner-only: refused in a non-owner stack
     run = run_main(homelab)
     for type_ in (NAMESPACE, CONFIG_MAP, RELEASE, RUNTIME_CLASS):
         assert run.by_type(type_) == [], f"a non-owner stack must not create {type_}"
