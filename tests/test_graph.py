@@ -1,6 +1,6 @@
 """The whole program under Pulumi's mock engine: types, key inputs, parents
 and dependency edges, for the homelab stack and variants. Assertions are the
-facts of DESIGN.md, with the URN in every message."""
+rows of the README's "What the guide gets wrong" table, with the URN in every message."""
 
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ def test_vm_is_q35_without_ballooning(homelab_run):
 def test_hostpci_uses_slot_name_and_mapping_not_pci_address(homelab_run):
     vm = homelab_run.one(VM)
     (hostpci,) = vm.inputs["hostpcis"]
-    assert hostpci["device"] == "hostpci0", f"{vm.urn}: device is the slot name (fact 1)"
+    assert hostpci["device"] == "hostpci0", f"{vm.urn}: device is the slot name (README table row 1)"
     assert hostpci["mapping"] == "moody-good-gpu0", vm.urn
-    assert "id" not in hostpci, f"{vm.urn}: raw ids need root@pam (fact 3)"
+    assert "id" not in hostpci, f"{vm.urn}: raw ids need root@pam (README table row 3)"
     assert hostpci["pcie"] is True and hostpci["rombar"] is True and hostpci["xvga"] is False, vm.urn
 
 
@@ -90,14 +90,14 @@ def test_operator_release_uses_ngc_repo_and_talos_values(homelab_run):
     release = homelab_run.one(RELEASE)
     inputs = release.inputs
     assert inputs["chart"] == "gpu-operator" and inputs["version"] == "v26.7.0", release.urn
-    assert inputs["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia", f"{release.urn}: fact 12"
+    assert inputs["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia", f"{release.urn}: README table row 12"
     values = inputs["values"]
     assert values["driver"]["enabled"] is False and values["toolkit"]["enabled"] is False, release.urn
-    assert values["hostPaths"]["driverInstallDir"] == "/usr/local", f"{release.urn}: fact 13"
+    assert values["hostPaths"]["driverInstallDir"] == "/usr/local", f"{release.urn}: README table row 13"
     assert values["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "moody-good"}, release.urn
-    assert values["dcgmExporter"]["serviceMonitor"]["enabled"] is False, f"{release.urn}: no Prometheus Operator configured (fact 14)"
+    assert values["dcgmExporter"]["serviceMonitor"]["enabled"] is False, f"{release.urn}: no Prometheus Operator configured (README table row 14)"
     assert values["migManager"]["enabled"] is False, f"{release.urn}: T4 has no MIG"
-    assert "validator" not in values and "operator" not in values, f"{release.urn}: dead keys (fact 11)"
+    assert "validator" not in values and "operator" not in values, f"{release.urn}: dead keys (README table row 11)"
 
 
 def test_release_waits_for_time_slicing_config_map(homelab_run):
@@ -112,7 +112,7 @@ def test_namespace_is_privileged(homelab_run):
 
 
 def test_operator_mode_creates_no_runtime_class(homelab_run):
-    assert homelab_run.by_type(RUNTIME_CLASS) == [], "the GPU Operator owns RuntimeClass nvidia (fact 15)"
+    assert homelab_run.by_type(RUNTIME_CLASS) == [], "the GPU Operator owns RuntimeClass nvidia (README table row 15)"
 
 
 def test_node_is_labelled_with_its_config_key_after_the_key_exists(homelab_run):

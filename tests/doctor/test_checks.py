@@ -1,5 +1,5 @@
 """Pure checks: a healthy reference node passes every check; each broken layer
-fails with that layer's remedy, worded after DESIGN.md's facts where the guide
+fails with that layer's remedy, worded after the README's "What the guide gets wrong" rows where the guide
 is wrong."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_host_function_on_nouveau_fails_with_the_vfio_remedy_and_what_to_blackli
     assert "0000:3b:00.0: nouveau" in result.detail and "nvidiafb" in result.detail
     assert "options vfio-pci ids=10de:1eb8" in result.remedy
     assert "lspci -nnk -s 0000:3b:00.0" in result.remedy
-    assert "not vfio_virqfd" in result.remedy  # fact 5
+    assert "not vfio_virqfd" in result.remedy  # README table row 5
 
 
 def test_host_checks_every_function_of_the_card() -> None:
@@ -127,7 +127,7 @@ def test_talos_driver_missing_says_modules_go_in_machine_kernel_modules() -> Non
                               modules=Output(data("proc-modules.no-nvidia.txt")))
     results = failed(check_talos(obs, CFG))
     assert set(results) == {"nvidia driver", "kernel modules"}
-    assert "machine.kernel.modules" in results["kernel modules"].remedy  # fact 8, not "loaded automatically"
+    assert "machine.kernel.modules" in results["kernel modules"].remedy  # README table row 8, not "loaded automatically"
     assert "nvidia, nvidia_uvm, nvidia_drm, nvidia_modeset" in results["kernel modules"].detail.replace("not loaded: ", "")
 
 
@@ -135,7 +135,7 @@ def test_talos_missing_toolkit_extension_needs_talosctl_upgrade() -> None:
     text = data("talos-extensions.yaml").replace("name: nvidia-container-toolkit-production", "name: iscsi-tools")
     result = failed(check_talos(dataclasses.replace(samples.talos_ok(), extensions=Output(text)), CFG))["extensions"]
     assert result.detail == "missing: nvidia-container-toolkit-production"
-    assert "upgrade --image factory.talos.dev/metal-installer/<schematic-id>:v1.13.9" in result.remedy  # fact 9
+    assert "upgrade --image factory.talos.dev/metal-installer/<schematic-id>:v1.13.9" in result.remedy  # README table row 9
     assert "apply-config" in result.remedy and "does not change extensions" in result.remedy
 
 
@@ -178,7 +178,7 @@ def test_kubernetes_no_gpu_advertised_in_operator_mode() -> None:
     assert result.detail == "0, expected 4"
     assert "kubectl logs -n gpu-operator -l app=nvidia-device-plugin-daemonset" in result.remedy
     assert "feature.node.kubernetes.io/pci-10de.present" in result.remedy
-    assert "driver.enabled=false" in result.remedy and "devicePlugin" in result.remedy  # fact 13
+    assert "driver.enabled=false" in result.remedy and "devicePlugin" in result.remedy  # README table row 13
 
 
 def test_kubernetes_no_gpu_advertised_in_device_plugin_mode_names_the_runtime_class() -> None:
@@ -193,7 +193,7 @@ def test_kubernetes_one_gpu_instead_of_four_is_the_time_slicing_config() -> None
     results = failed(check_kubernetes(kube(node), CFG))
     count = results["allocatable nvidia.com/gpu"]
     assert count.detail == "1, expected 4 (GFD: nvidia.com/gpu.replicas=1)"
-    assert "sharing.timeSlicing.resources: [{name: nvidia.com/gpu, replicas: 4}]" in count.remedy  # fact 10
+    assert "sharing.timeSlicing.resources: [{name: nvidia.com/gpu, replicas: 4}]" in count.remedy  # README table row 10
     assert "nvidia.com/device-plugin.config=moody-good" in count.remedy
     assert "kubectl label node moody-good nvidia.com/device-plugin.config=moody-good" in results["device-plugin config label"].remedy
 
@@ -247,7 +247,7 @@ def test_kubernetes_crashlooping_device_plugin() -> None:
     results = failed(check_kubernetes(kube(samples.node_json(), pods), CFG))
     assert "nvidia-device-plugin-daemonset-7kx2n Running (CrashLoopBackOff)" in results["device plugin pod"].detail
     assert "1 of 9 not running" in results["gpu stack pods"].detail
-    assert "v1.13" in results["gpu stack pods"].remedy  # fact 13
+    assert "v1.13" in results["gpu stack pods"].remedy  # README table row 13
 
 
 # -- workload ---------------------------------------------------------------
