@@ -64,7 +64,7 @@ def test_published_ids_are_the_same_with_yaml_v3_and_v4(yaml_version: str) -> No
 
 @pytest.mark.parametrize("vector", [v for v in VECTORS if "yaml" in v], ids=lambda v: v["input"][:50])
 def test_canonical_yaml_and_id_match_yaml_v3(vector: dict[str, str]) -> None:
-    # factory_vectors.json was written by gopkg.in/yaml.v3 (factory_vectors/main.go),
+    # factory_vectors.json was written by gopkg.in/yaml.v3 (factory_vectors/main.go -tags yamlv3),
     # what image-factory releases before v1.0.0 marshalled with.
     assert marshal(parse_schematic(vector["input"]), "v3") == vector["yaml"]
     assert schematic_id(vector["input"], "v3") == vector["id"]
@@ -74,7 +74,7 @@ def test_canonical_yaml_and_id_match_yaml_v3(vector: dict[str, str]) -> None:
 def test_canonical_yaml_and_id_match_yaml_v4(vector: dict[str, str]) -> None:
     # factory_vectors_v4.json was written by go.yaml.in/yaml/v4 with the current
     # factory struct (owner, embeddedMachineConfiguration, secureboot.enrollKeys;
-    # factory_vectors_v4/main.go), as image-factory v1.5.0 marshals.
+    # factory_vectors/main.go), as image-factory v1.5.0 marshals.
     assert marshal(parse_schematic(vector["input"])) == vector["yaml"]
     assert schematic_id(vector["input"]) == vector["id"]
 
