@@ -42,24 +42,14 @@ STACK_GLOB = "Pulumi.*.yaml"
 
 @dataclass(frozen=True)
 class Conflict:
-    """One disagreement between stacks, naming the stacks and the key."""
+    """One disagreement between stacks, naming the stacks and the key; or,
+    with the file's name as ``kind``, a stack file that cannot be checked."""
 
     kind: str
     message: str
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A stack file that could not be read or validated."""
-
-    path: Path
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path.name}: {self.message}"
 
 
 def stack_name(path: Path) -> str:
@@ -87,26 +77,26 @@ def _parse(raw: dict) -> tuple[StackConfig, list[Conflict]]:
     return parse_stack_config({**raw, "gpuStack": stack}), found
 
 
-def load_stacks(directory: Path) -> tuple[dict[str, StackConfig], list[Conflict], list[Problem]]:
+def load_stacks(directory: Path) -> tuple[dict[str, StackConfig], list[Conflict], list[Conflict]]:
     """Every ``Pulumi.<stack>.yaml`` in ``directory``, validated as the program
     validates it; the owner-only keys set in non-owner stacks (named per
     stack); the files that fail otherwise, each with one message."""
     stacks: dict[str, StackConfig] = {}
     owner_only: list[Conflict] = []
-    problems: list[Problem] = []
+    problems: list[Conflict] = []
     for path in sorted(directory.glob(STACK_GLOB)):
         name = stack_name(path)
         try:
             stacks[name], found = _parse(read_stack_file(path))
             owner_only += [Conflict(conflict.kind, f"{name}: {conflict.message}") for conflict in found]
         except ConfigError as error:
-            problems.append(Problem(path, str(error)))
+            problems.append(Conflict(path.name, str(error)))
         except yaml.YAMLError as error:
-            problems.append(Problem(path, f"not valid YAML: {' '.join(str(error).split())}"))
+            problems.append(Conflict(path.name, f"not valid YAML: {' '.join(str(error).split())}"))
         except (OSError, UnicodeDecodeError) as error:
-            problems.append(Problem(path, f"cannot be read: {getattr(error, 'strerror', None) or error}"))
+            problems.append(Conflict(path.name, f"cannot be read: {getattr(error, 'strerror', None) or error}"))
         except (AttributeError, TypeError):
-            problems.append(Problem(path, "is not a Pulumi stack file (expected a mapping with a `config:` mapping)"))
+            problems.append(Conflict(path.name, "is not a Pulumi stack file (expected a mapping with a `config:` mapping)"))
     return stacks, owner_only, problems
 
 
