@@ -14,11 +14,16 @@ import yaml
 from components.config import StackConfig
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# renameByDefault: the plugin advertises time-sliced replicas under the
+# resource name plus this suffix, and no longer under the plain name
+# (NVIDIA/k8s-device-plugin v0.18.2 api/config/v1/consts.go
+# DefaultSharedResourceNameSuffix, replicas.go, internal/rm/device_map.go).
+SHARED_SUFFIX = ".shared"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 RUNTIME_CLASS = "nvidia"
 
 OPERATOR_CHART = "gpu-operator"
-OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"  # fact 12: not oci://ghcr.io
+OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"  # README table row 12: not oci://ghcr.io
 DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
 DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 
@@ -36,9 +41,20 @@ def field_manager(cfg: StackConfig) -> str:
     return f"proxmox-talos-gpu-{cfg.node_name}"
 
 
+def advertised_resource(cfg: StackConfig) -> str:
+    """The extended resource the node advertises its GPUs as:
+    ``nvidia.com/gpu``, or ``nvidia.com/gpu.shared`` with time-slicing and
+    ``renameByDefault`` (then ``nvidia.com/gpu`` is not advertised at all).
+    Its count is ``cfg.advertised_gpus`` (replicas x GPUs)."""
+    sharing = cfg.gpu_stack.time_slicing
+    if sharing.enabled and sharing.rename_by_default:
+        return GPU_RESOURCE + SHARED_SUFFIX
+    return GPU_RESOURCE
+
+
 def device_plugin_config(cfg: StackConfig) -> dict[str, Any]:
     """This node's device-plugin config, in the schema the plugin accepts
-    (fact 10: `resources: [{name, replicas}]`, not `replicas:` alone)."""
+    (README table row 10: `resources: [{name, replicas}]`, not `replicas:` alone)."""
     migs = any(gpu.mig for gpu in cfg.gpus)
     config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "single" if migs else "none"}}
     sharing = cfg.gpu_stack.time_slicing
@@ -58,7 +74,7 @@ def device_plugin_config_yaml(cfg: StackConfig) -> str:
 
 
 def operator_values(cfg: StackConfig) -> dict[str, Any]:
-    """GPU Operator values for Talos (facts 11, 13, 14): driver and toolkit come
+    """GPU Operator values for Talos (README table rows 11, 13, 14): driver and toolkit come
     from Talos extensions; no `validator.enabled` / `operator.defaultRuntime`
     (not chart keys); ServiceMonitor only with the Prometheus Operator."""
     stack = cfg.gpu_stack
@@ -81,7 +97,7 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
 
 
 def device_plugin_values(cfg: StackConfig) -> dict[str, Any]:
-    """nvidia-device-plugin chart values (Talos < 1.13, fact 13): RuntimeClass
+    """nvidia-device-plugin chart values (Talos < 1.13, README table row 13): RuntimeClass
     `nvidia` so the plugin sees the driver, the same time-slicing ConfigMap, GFD on."""
     stack = cfg.gpu_stack
     return {

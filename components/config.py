@@ -253,7 +253,20 @@ class GpuConfig(_Model):
     rombar: bool = True
     xvga: bool = False
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
+    # The chip, where chips of one generation differ in their video engines
+    # (components.consumers.capabilities.CHIPS): GA100 and GH100 have no NVENC.
+    model: Literal["gp108", "gp10x", "ga100", "ga10x", "gh100", "gb100", "gb20x"] | None = None
     mig: bool = False
+    # Pass every function of the card (GPU, HDMI audio, USB-C ...): the PCI
+    # mapping's path (or the raw id) leaves the function off, which Proxmox
+    # reads as the whole device (PVE/Mapping/PCI.pm; the GUI's "All Functions").
+    all_functions: bool = False
+
+    @property
+    def device_path(self) -> str:
+        """What the mapping's ``path`` (or the raw ``id``) holds: the function's
+        address, or the device's (no ``.function``) with ``allFunctions``."""
+        return self.address.rsplit(".", 1)[0] if self.all_functions else self.address
 
 
 class DiskConfig(_Model):
@@ -292,7 +305,7 @@ class VmConfig(_Model):
     @property
     def start_timeout(self) -> int:
         """Passthrough pins all guest memory at start, so larger VMs start slower
-        (DESIGN fact 4): 5 minutes plus 2 s per GiB unless set explicitly."""
+        (README "What the guide gets wrong", row 4): 5 minutes plus 2 s per GiB unless set explicitly."""
         return self.start_timeout_seconds or 300 + 2 * (self.memory_mib // 1024)
 
 
@@ -341,6 +354,11 @@ class FluxConfig(_Model):
     namespace: DnsLabel = "flux-system"
     # The app/ folder's path in that repository; ks.yaml needs it.
     path: Annotated[str, AfterValidator(_repository_path)] | None = None
+# Keys only the owner stack acts on (the Helm release's values): a non-owner
+# stack setting one would have it silently ignored, so it is refused.
+OWNER_ONLY_KEYS: tuple[str, ...] = ("prometheusOperator", "nfd")
+# Keys every node stack must set alike (python -m components.stacks check).
+SHARED_KEYS: tuple[str, ...] = ("mode", "delivery", "namespace", "configMapName", "operatorChartVersion", "devicePluginChartVersion")
 
 
 class GpuStackConfig(_Model):
@@ -536,6 +554,27 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
                 "use passthrough: mapping (a PCI resource mapping, works with a token that has Mapping.Use) "
                 "or set proxmox.authMethod: password and proxmox.username: root@pam",
             ))
+        if gpu.all_functions and not gpu.address.endswith(".0"):
+            issues.append(ConfigIssue(
+                f"gpus[{index}].address", gpu.address,
+                f"with gpus[{index}].allFunctions: true the address must be the card's function 0 (e.g. {gpu.address.rsplit('.', 1)[0]}.0): "
+                "Proxmox maps the whole device and checks it against function 0",
+            ))
+        if gpu.passthrough == "mapping" and not cfg.host.enabled:
+            # Proxmox asserts a mapping against the device at VM start and refuses
+            # one without these ("no 'iommugroup' for device", PVE/Mapping/PCI.pm
+            # assert_valid); with `host` on they come from the host's facts.
+            how = {
+                "iommuGroup": f"read it on the Proxmox host: `basename $(readlink /sys/bus/pci/devices/{gpu.address}/iommu_group)`",
+                "subsystemId": f"read it on the Proxmox host: `lspci -nn -s {gpu.address} -v` (the `Subsystem: ... [vvvv:dddd]` line, e.g. 10de:12a2 on a Tesla T4)",
+            }
+            for key, value in (("iommuGroup", gpu.iommu_group), ("subsystemId", gpu.subsystem_id)):
+                if value is None:
+                    issues.append(ConfigIssue(
+                        f"gpus[{index}].{key}", _MISSING,
+                        f"required when the host section is off and gpus[{index}].passthrough is mapping: Proxmox checks the "
+                        f"PCI mapping against the device at VM start and refuses it without {key}; {how[key]}",
+                    ))
         if gpu.pcie and cfg.vm.machine != "q35":
             issues.append(ConfigIssue("vm.machine", cfg.vm.machine, f"gpus[{index}].pcie is true and PCIe passthrough needs machine q35 (Proxmox: 'q35 machine model is not enabled'); set vm.machine: q35 or gpus[{index}].pcie: false"))
 
@@ -558,6 +597,16 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
     if stack.flux.objects == "git" and stack.delivery != "flux":
         issues.append(ConfigIssue("gpuStack.flux.objects", stack.flux.objects, "only with gpuStack.delivery: flux (the Flux objects come from Git); with delivery helm leave it at pulumi"))
+    if not stack.owns_cluster_objects:
+        fields = {GpuStackConfig.model_fields[name].alias or name: name for name in stack.model_fields_set}
+        for key in OWNER_ONLY_KEYS:
+            if key in fields:
+                issues.append(ConfigIssue(
+                    f"gpuStack.{key}", getattr(stack, fields[key]),
+                    "only the stack that owns the cluster objects (gpuStack.ownsClusterObjects: true) sets this: it is a value "
+                    "of the GPU Operator / device plugin release, which this stack does not install; set it in the owner's "
+                    "stack file and remove it here",
+                ))
     if stack.time_slicing.enabled and stack.time_slicing.replicas < 2:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"))
     if stack.time_slicing.replicas > 64:

@@ -1,8 +1,9 @@
 """GpuVm: the Talos VM on Proxmox with the GPU(s) passed through.
 
-Facts 1-4 of DESIGN.md shape this: `VmLegacy` (the new `Vm` has no hostpci),
-`device` is the slot name and the address goes in `id` or a PCI mapping,
-machine q35 for PCIe, ballooning off because passthrough pins guest memory.
+Rows 1-4 of the README's "What the guide gets wrong" table shape this:
+`VmLegacy` (the new `Vm` has no hostpci), `device` is the slot name and the
+address goes in `id` or a PCI mapping, machine q35 for PCIe, ballooning off
+because passthrough pins guest memory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def hostpci_entries(cfg: StackConfig) -> list[dict[str, Any]]:
         if gpu.passthrough == "mapping":
             entry["mapping"] = cfg.mapping_name(index)
         else:
-            entry["id"] = gpu.address
+            entry["id"] = gpu.device_path
         entry.update(pcie=gpu.pcie, rombar=gpu.rombar, xvga=gpu.xvga)
         entries.append(entry)
     return entries
@@ -33,12 +34,13 @@ def hostpci_entries(cfg: StackConfig) -> list[dict[str, Any]]:
 
 def pci_mappings(cfg: StackConfig) -> list[dict[str, Any]]:
     """The PCI resource mappings (hardware.mapping.Pci) for mapped GPUs; IOMMU
-    group and subsystem id as configured (host facts fill them in at run time)."""
+    group and subsystem id as configured (host facts fill them in at run time).
+    With ``allFunctions`` the path has no function: the whole device."""
     return [
         {
             "name": cfg.mapping_name(index),
-            "comment": f"{gpu.id} at {gpu.address} for VM {cfg.vm.vm_id} ({cfg.vm.name}), managed by Pulumi",
-            "maps": [{"id": gpu.id, "node": cfg.proxmox.node, "path": gpu.address,
+            "comment": f"{gpu.id} at {gpu.device_path} for VM {cfg.vm.vm_id} ({cfg.vm.name}), managed by Pulumi",
+            "maps": [{"id": gpu.id, "node": cfg.proxmox.node, "path": gpu.device_path,
                       "iommu_group": gpu.iommu_group, "subsystem_id": gpu.subsystem_id}],
         }
         for index, gpu in enumerate(cfg.gpus)
@@ -62,7 +64,7 @@ def vm_args(cfg: StackConfig) -> dict[str, Any]:
         "operating_system": {"type": "l26"},
         "agent": {"enabled": "siderolabs/qemu-guest-agent" in cfg.talos.extensions.extra},
         "cpu": {"cores": vm.cores, "sockets": vm.sockets, "type": vm.cpu_type},
-        # floating=0: no balloon device; passthrough pins all guest memory (fact 4).
+        # floating=0: no balloon device; passthrough pins all guest memory (README table, row 4).
         "memory": {"dedicated": vm.memory_mib, "floating": 0},
         "scsi_hardware": "virtio-scsi-single",
         "disks": [{"interface": vm.disk.interface, "datastore_id": vm.disk.datastore_id, "size": vm.disk.size_gib, "file_format": "raw"}],
@@ -96,14 +98,17 @@ class GpuVm(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("proxmox-talos-gpu:proxmox:GpuVm", name, None, opts)
         specs = pci_mappings(cfg)
+        mapped = [gpu for gpu in cfg.gpus if gpu.passthrough == "mapping"]
         mappings = []
-        for spec in specs:
+        for spec, gpu in zip(specs, mapped, strict=True):
             # A cluster-level PCI mapping lets API tokens with Mapping.Use
-            # attach the device; raw ids are root@pam-only (fact 3).
+            # attach the device; raw ids are root@pam-only (README table, row 3).
+            # The host's facts are keyed by the GPU function's address (with
+            # allFunctions Proxmox checks the whole device against function 0).
             (entry,) = spec["maps"]
             entry = {**entry,
-                     "iommu_group": _lookup(iommu_groups, entry["path"], entry["iommu_group"]),
-                     "subsystem_id": _lookup(subsystem_ids, entry["path"], entry["subsystem_id"])}
+                     "iommu_group": _lookup(iommu_groups, gpu.address, entry["iommu_group"]),
+                     "subsystem_id": _lookup(subsystem_ids, gpu.address, entry["subsystem_id"])}
             mappings.append(proxmoxve.hardware.mapping.Pci(
                 spec["name"], name=spec["name"], comment=spec["comment"],
                 maps=[proxmoxve.hardware.mapping.PciMapArgs(**entry)],

@@ -106,6 +106,16 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("AV1 encode on a T4", _both(_set("jellyfin.enabled", True), _set("jellyfin.allowAv1Encoding", True)), "jellyfin.allowAv1Encoding", "cannot encode AV1"),
     ("memory too small", _set("vm.memoryMiB", 512), "vm.memoryMiB", "1024"),
     ("duplicate mapping name", lambda raw: raw["gpus"].append({**SECOND_T4, "slot": "hostpci1", "mappingName": "moody-good-gpu0"}), "gpus[1].mappingName", "unique"),
+    ("mapping without host facts lacks the IOMMU group", _set("host", {"enabled": False}), "gpus[0].iommuGroup",
+     "/sys/bus/pci/devices/0000:3b:00.0/iommu_group"),
+    ("mapping without host facts lacks the subsystem id", _both(_set("host", {"enabled": False}), _set("gpus.0.iommuGroup", 27), _delete("gpus.0.subsystemId")),
+     "gpus[0].subsystemId", "lspci -nn -s 0000:3b:00.0"),
+    ("all functions from a function other than 0", _both(_set("gpus.0.address", "0000:3b:00.1"), _set("gpus.0.allFunctions", True)), "gpus[0].address", "function 0"),
+    ("all functions not a bool", _set("gpus.0.allFunctions", "audio"), "gpus[0].allFunctions", "boolean"),
+    ("owner-only key in a non-owner stack", _set("gpuStack.ownsClusterObjects", False), "gpuStack.prometheusOperator",
+     "only the stack that owns the cluster objects"),
+    ("nfd in a non-owner stack", _both(_set("gpuStack.ownsClusterObjects", False), _delete("gpuStack.prometheusOperator"), _set("gpuStack.nfd", False)),
+     "gpuStack.nfd", "set it in the owner's stack file"),
 ]
 
 
@@ -181,3 +191,45 @@ def test_missing_required_secret_names_key_and_env(monkeypatch):
     secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "proxmoxApiToken"}
     with pytest.raises(ConfigError, match=r"proxmoxApiToken.*PROXMOX_VE_API_TOKEN"):
         run_main(stack_file_config(), secrets)
+
+
+def test_mapping_without_host_facts_names_both_keys_and_how_to_read_them(homelab):
+    homelab["host"] = {"enabled": False}
+    del homelab["gpus"][0]["subsystemId"]
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(homelab)
+    assert [issue.key for issue in raised.value.issues] == ["gpus[0].iommuGroup", "gpus[0].subsystemId"]
+    message = str(raised.value)
+    assert "proxmox-talos-gpu:gpus[0].iommuGroup = (missing): required when the host section is off" in message
+    assert "readlink /sys/bus/pci/devices/0000:3b:00.0/iommu_group" in message
+    assert "lspci -nn -s 0000:3b:00.0 -v" in message and "Subsystem" in message
+
+
+def test_mapping_keys_are_not_needed_with_host_facts_or_a_raw_id(homelab):
+    del homelab["gpus"][0]["subsystemId"]
+    assert parse_stack_config(homelab).gpus[0].iommu_group is None  # the host's facts fill both in
+    homelab["host"] = {"enabled": False}
+    homelab["gpus"][0]["passthrough"] = "raw"
+    homelab["proxmox"].update(authMethod="password", username="root@pam")
+    assert parse_stack_config(homelab).gpus[0].passthrough == "raw"
+
+
+def test_all_functions_maps_the_device_without_its_function(homelab):
+    cfg = parse_stack_config(homelab)
+    assert (cfg.gpus[0].all_functions, cfg.gpus[0].device_path) == (False, "0000:3b:00.0")
+    homelab["gpus"][0]["allFunctions"] = True
+    assert parse_stack_config(homelab).gpus[0].device_path == "0000:3b:00"
+
+
+def test_non_owner_stack_without_owner_only_keys_is_accepted(homelab):
+    homelab["gpuStack"]["ownsClusterObjects"] = False
+    del homelab["gpuStack"]["prometheusOperator"]
+    cfg = parse_stack_config(homelab)
+    assert cfg.gpu_stack.owns_cluster_objects is False and cfg.gpu_stack.nfd is True  # the default, not set here
+
+
+def test_owner_only_keys_in_a_non_owner_stack_stop_the_program_before_any_resource(homelab):
+    homelab["gpuStack"].update(ownsClusterObjects=False, nfd=False)
+    with pytest.raises(ConfigError) as raised:
+        run_main(homelab)
+    assert {issue.key for issue in raised.value.issues} == {"gpuStack.prometheusOperator", "gpuStack.nfd"}

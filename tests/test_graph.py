@@ -1,6 +1,6 @@
 """The whole program under Pulumi's mock engine: types, key inputs, parents
 and dependency edges, for the homelab stack and variants. Assertions are the
-facts of DESIGN.md, with the URN in every message."""
+rows of the README's "What the guide gets wrong" table, with the URN in every message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from components.mockengine import ProgramRun, Registration, is_secret, reveal
-from tests.conftest import run_main, stack_file_config
+from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"
@@ -59,9 +59,9 @@ def test_vm_is_q35_without_ballooning(homelab_run):
 def test_hostpci_uses_slot_name_and_mapping_not_pci_address(homelab_run):
     vm = homelab_run.one(VM)
     (hostpci,) = vm.inputs["hostpcis"]
-    assert hostpci["device"] == "hostpci0", f"{vm.urn}: device is the slot name (fact 1)"
+    assert hostpci["device"] == "hostpci0", f"{vm.urn}: device is the slot name (README table row 1)"
     assert hostpci["mapping"] == "moody-good-gpu0", vm.urn
-    assert "id" not in hostpci, f"{vm.urn}: raw ids need root@pam (fact 3)"
+    assert "id" not in hostpci, f"{vm.urn}: raw ids need root@pam (README table row 3)"
     assert hostpci["pcie"] is True and hostpci["rombar"] is True and hostpci["xvga"] is False, vm.urn
 
 
@@ -90,14 +90,14 @@ def test_operator_release_uses_ngc_repo_and_talos_values(homelab_run):
     release = homelab_run.one(RELEASE)
     inputs = release.inputs
     assert inputs["chart"] == "gpu-operator" and inputs["version"] == "v26.7.0", release.urn
-    assert inputs["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia", f"{release.urn}: fact 12"
+    assert inputs["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia", f"{release.urn}: README table row 12"
     values = inputs["values"]
     assert values["driver"]["enabled"] is False and values["toolkit"]["enabled"] is False, release.urn
-    assert values["hostPaths"]["driverInstallDir"] == "/usr/local", f"{release.urn}: fact 13"
+    assert values["hostPaths"]["driverInstallDir"] == "/usr/local", f"{release.urn}: README table row 13"
     assert values["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "moody-good"}, release.urn
-    assert values["dcgmExporter"]["serviceMonitor"]["enabled"] is False, f"{release.urn}: no Prometheus Operator configured (fact 14)"
+    assert values["dcgmExporter"]["serviceMonitor"]["enabled"] is False, f"{release.urn}: no Prometheus Operator configured (README table row 14)"
     assert values["migManager"]["enabled"] is False, f"{release.urn}: T4 has no MIG"
-    assert "validator" not in values and "operator" not in values, f"{release.urn}: dead keys (fact 11)"
+    assert "validator" not in values and "operator" not in values, f"{release.urn}: dead keys (README table row 11)"
 
 
 def test_release_waits_for_time_slicing_config_map(homelab_run):
@@ -112,7 +112,7 @@ def test_namespace_is_privileged(homelab_run):
 
 
 def test_operator_mode_creates_no_runtime_class(homelab_run):
-    assert homelab_run.by_type(RUNTIME_CLASS) == [], "the GPU Operator owns RuntimeClass nvidia (fact 15)"
+    assert homelab_run.by_type(RUNTIME_CLASS) == [], "the GPU Operator owns RuntimeClass nvidia (README table row 15)"
 
 
 def test_node_is_labelled_with_its_config_key_after_the_key_exists(homelab_run):
@@ -162,6 +162,7 @@ def test_non_owner_stack_only_adds_its_key_and_label(homelab):
     homelab["vm"].update(vmId=1106, name="moody-bad")
     homelab["gpus"][0]["address"] = "0000:af:00.0"
     homelab["gpuStack"]["ownsClusterObjects"] = False
+    del homelab["gpuStack"]["prometheusOperator"]  # owner-only: refused in a non-owner stack
     run = run_main(homelab)
     for type_ in (NAMESPACE, CONFIG_MAP, RELEASE, RUNTIME_CLASS):
         assert run.by_type(type_) == [], f"a non-owner stack must not create {type_}"
@@ -299,3 +300,21 @@ def test_host_preparation_off_uses_configured_group(homelab):
     assert _children(run, HOST_PREP) == []
     (entry,) = run.one(PCI_MAPPING).inputs["maps"]
     assert entry["iommuGroup"] == 31
+
+
+def test_all_functions_maps_the_whole_device_and_keeps_the_hosts_facts(homelab):
+    # A path without the function maps every function (PVE/Mapping/PCI.pm; the GUI's
+    # "All Functions"); the host's facts are still read for the GPU's function 0.
+    homelab["gpus"][0]["allFunctions"] = True
+    run = run_main(homelab, mocks=_host_facts_mocks())
+    mapping = run.one(PCI_MAPPING)
+    (entry,) = mapping.inputs["maps"]
+    assert entry["path"] == "0000:3b:00" and entry["iommuGroup"] == 27 and entry["subsystemId"] == "10de:12a2", mapping.urn
+
+
+def test_all_functions_with_a_raw_id_passes_the_device_without_its_function(homelab):
+    homelab["gpus"][0].update(allFunctions=True, passthrough="raw")
+    homelab["proxmox"].update(authMethod="password", username="root@pam")
+    run = run_main(homelab, secrets={**FAKE_SECRETS, "proxmoxPassword": "pw"})
+    (hostpci,) = run.one(VM).inputs["hostpcis"]
+    assert hostpci["id"] == "0000:3b:00" and "mapping" not in hostpci, run.one(VM).urn

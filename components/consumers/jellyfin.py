@@ -112,10 +112,10 @@ def encoding_wanted(cfg: StackConfig) -> EncodingWanted:
     if issues:
         raise ConfigError(issues)
     jellyfin = cfg.jellyfin
-    generations, missing = generation_issues(cfg)
+    rows, missing = generation_issues(cfg)
     if missing:
         raise ConfigError(missing)
-    caps = combined_capabilities(generations)
+    caps = combined_capabilities(rows)
     gpu = f"{caps.name} GPU"
 
     if jellyfin.decode_codecs is not None:

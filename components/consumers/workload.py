@@ -19,7 +19,7 @@ from typing import Any
 
 import pulumi_kubernetes as k8s
 
-from components.cluster import GPU_RESOURCE, RUNTIME_CLASS
+from components.cluster import GPU_RESOURCE, RUNTIME_CLASS, advertised_resource
 from components.config import StackConfig
 
 # The taint GPU nodes commonly carry (and the guide's Jellyfin tolerates).
@@ -140,14 +140,8 @@ def gpu_workload_spec(cfg: StackConfig, gpus: int = 1) -> GpuWorkloadSpec:
             f"gpus = {gpus}: gpuStack.timeSlicing.failRequestsGreaterThanOne is true, so the device plugin refuses requests above 1"
         )
     notes: list[str] = []
-    resource = GPU_RESOURCE
-    if sharing.enabled:
-        if sharing.rename_by_default:
-            # renameByDefault advertises time-sliced replicas as <name>.shared
-            # (NVIDIA/k8s-device-plugin, "Shared Access to GPUs").
-            resource = f"{GPU_RESOURCE}.shared"
-        if gpus > 1:
-            notes.append("time-sliced replicas share one GPU's compute; asking for more than 1 does not give more GPU")
+    if sharing.enabled and gpus > 1:
+        notes.append("time-sliced replicas share one GPU's compute; asking for more than 1 does not give more GPU")
     env = {"NVIDIA_DRIVER_CAPABILITIES": DEFAULT_DRIVER_CAPABILITIES}
     if len(cfg.gpus) == 1:
         # The device plugin already exposes exactly the allocated device; "all"
@@ -157,7 +151,7 @@ def gpu_workload_spec(cfg: StackConfig, gpus: int = 1) -> GpuWorkloadSpec:
     else:
         notes.append("NVIDIA_VISIBLE_DEVICES left to the device plugin: 'all' would expose every GPU of the node, not only the allocated one")
     return GpuWorkloadSpec(
-        resource_name=resource,
+        resource_name=advertised_resource(cfg),
         count=gpus,
         node_selector=gpu_node_selector(cfg),
         tolerations=(dict(GPU_TOLERATION),),

@@ -36,6 +36,8 @@ from components.doctor.parsers import (
 from components.talos.machine_config import NVIDIA_MODULES  # what the patch makes Talos load
 
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
+# ffmpeg's encoder for each codec the capability table names.
+_NVENC_ENCODER = {"h264": "h264_nvenc", "hevc": "hevc_nvenc", "av1": "av1_nvenc"}
 CONFIG_LABEL = cluster.DEVICE_PLUGIN_CONFIG_LABEL
 
 T = TypeVar("T")
@@ -223,9 +225,12 @@ def _is_device_plugin(pod: PodInfo) -> bool:
 
 
 def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[CheckResult]:
-    """Node registered, allocatable nvidia.com/gpu = advertised GPUs, its
-    time-slicing label, the GPU stack's pods healthy, GFD labels present."""
+    """Node registered, allocatable nvidia.com/gpu (nvidia.com/gpu.shared with
+    renameByDefault) = advertised GPUs, its time-slicing label, the GPU
+    stack's pods healthy, GFD labels present."""
     node_name = cfg.node_name
+    resource = cluster.advertised_resource(cfg)
+    allocatable_name = f"allocatable {resource}"
     node: NodeInfo | CheckResult | None = _parsed(
         obs.node, parse_node, lambda detail, _reason: _fail("kubernetes", "node", detail, remedies.node_missing(cfg)),
         unreadable=f"node {node_name}", unparseable="unparseable `kubectl get node` output")
@@ -236,18 +241,24 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
 
     if node is None:
         reason = f"node {node_name} not available"
-        results += [_skip("kubernetes", name, reason) for name in ("allocatable nvidia.com/gpu", "device-plugin config label", "gfd labels")]
+        results += [_skip("kubernetes", name, reason) for name in (allocatable_name, "device-plugin config label", "gfd labels")]
     else:
         expected = cfg.advertised_gpus
-        got = node.allocatable_gpus
+        got = node.allocatable(resource)
+        others = ", ".join(f"{name}={count}" for name, count in sorted(node.allocatable_nvidia.items())
+                           if name != resource and name.startswith(cluster.GPU_RESOURCE) and count)
         if got == expected:
-            results.append(_pass("kubernetes", "allocatable nvidia.com/gpu", f"{got} (= {cfg.advertised_gpus} expected)"))
+            results.append(_pass("kubernetes", allocatable_name, f"{got} (= {cfg.advertised_gpus} expected)"))
+        elif not got and others:
+            # The plugin runs but advertises the other name: the rename is not applied.
+            results.append(_fail("kubernetes", allocatable_name, f"0, expected {expected} (the node advertises {others} instead)",
+                                 remedies.wrong_gpu_count(cfg, 0)))
         elif not got:
-            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
+            results.append(_fail("kubernetes", allocatable_name, f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
         else:
             replicas = node.label("nvidia.com/gpu.replicas")
             extra = f" (GFD: nvidia.com/gpu.replicas={replicas})" if replicas else ""
-            results.append(_fail("kubernetes", "allocatable nvidia.com/gpu", f"{got}, expected {expected}{extra}", remedies.wrong_gpu_count(cfg, got)))
+            results.append(_fail("kubernetes", allocatable_name, f"{got}, expected {expected}{extra}", remedies.wrong_gpu_count(cfg, got)))
         # GpuStack labels the node whether or not sharing is on (cluster.node_labels).
         label = node.label(CONFIG_LABEL)
         if label == cfg.config_key:
@@ -295,18 +306,35 @@ def select_jellyfin_pod(pods: list[PodInfo]) -> PodInfo | None:
 
 
 def gpu_container(pod: PodInfo) -> str:
-    """The container that holds the GPU limit (else the first), for `exec -c`."""
+    """The container that holds a GPU limit (nvidia.com/gpu or
+    nvidia.com/gpu.shared; else the first), for `exec -c`."""
     for container in pod.containers:
-        if container.gpu_limit:
+        if any(name.startswith(cluster.GPU_RESOURCE) and count for name, count in container.nvidia_limits.items()):
             return container.name
     return pod.containers[0].name if pod.containers else ""
 
 
+def nvenc_probe_encoders(cfg: StackConfig) -> list[str]:
+    """The NVENC encoders to try with a real encode in the Jellyfin pod: those
+    of every codec the configured GPUs' NVENC encodes (capability table);
+    none for a GPU without NVENC; h264_nvenc and hevc_nvenc when the GPUs'
+    capabilities are not known. NVML's encoder capacity is never asked: an
+    H200 reports 100 there and has no NVENC."""
+    from components.consumers.capabilities import combined_capabilities, generation_issues
+
+    rows, unknown = generation_issues(cfg)
+    if unknown or not rows:
+        return list(NVENC_ENCODERS)
+    caps = combined_capabilities(rows)
+    return [_NVENC_ENCODER[codec] for codec in ("h264", "hevc", "av1") if codec in caps.encode]
+
+
 def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResult]:
-    """The Jellyfin pod: GPU in its limits, nvidia-smi runs, ffmpeg has NVENC."""
+    """The Jellyfin pod: GPU in its limits, nvidia-smi runs, ffmpeg has NVENC,
+    and a real encode with each NVENC encoder the GPU has succeeds."""
     jf = cfg.jellyfin
     where = f"{jf.namespace} -l {jf.pod_selector}"
-    names = ("gpu limit", "nvidia-smi", "nvenc encoders")
+    names = ("gpu limit", "nvidia-smi", "nvenc encoders", "nvenc encode")
     pods = _parsed(obs.pods, parse_pods, lambda detail, _reason: _fail("workload", "jellyfin pod", detail, remedies.jellyfin_pod_missing(cfg)),
                    unreadable=f"listing pods in {where}", unparseable="unparseable `kubectl get pods` output")
     if isinstance(pods, CheckResult):
@@ -321,14 +349,34 @@ def check_workload(obs: WorkloadObservation, cfg: StackConfig) -> list[CheckResu
         return results + [_skip("workload", name, "no running Jellyfin pod") for name in names]
 
     results = [_pass("workload", "jellyfin pod", f"{pod.name} Running on {pod.node or '?'}")]
-    if pod.gpu_limit >= 1:
-        results.append(_pass("workload", "gpu limit", f"limits nvidia.com/gpu: {pod.gpu_limit}"))
+    resource = cluster.advertised_resource(cfg)
+    if pod.limit(resource) >= 1:
+        results.append(_pass("workload", "gpu limit", f"limits {resource}: {pod.limit(resource)}"))
     else:
-        results.append(_fail("workload", "gpu limit", f"{pod.name} has no nvidia.com/gpu in its limits", remedies.gpu_not_allocated(cfg)))
+        results.append(_fail("workload", "gpu limit", f"{pod.name} has no {resource} in its limits", remedies.gpu_not_allocated(cfg)))
 
     results.append(_check_nvidia_smi(obs.nvidia_smi, cfg))
     results.append(_check_encoders(obs.encoders, cfg))
+    results.append(_check_nvenc_probe(obs.nvenc_probes, cfg))
     return results
+
+
+def _check_nvenc_probe(probes: dict[str, Output] | None, cfg: StackConfig) -> CheckResult:
+    """Pass when every probed encoder encoded; skip when the GPU has no NVENC."""
+    wanted = nvenc_probe_encoders(cfg)
+    if not wanted:
+        return _skip("workload", "nvenc encode", "the configured GPU has no NVENC (capability table): Jellyfin decodes in hardware and encodes in software")
+    if probes is None:
+        return _skip("workload", "nvenc encode", "not run")
+    failures = {encoder: probes[encoder] for encoder in wanted if encoder in probes and not probes[encoder].ok}
+    missing = [encoder for encoder in wanted if encoder not in probes]
+    if missing:
+        return _skip("workload", "nvenc encode", f"not run for {', '.join(missing)}")
+    if failures:
+        encoder, output = next(iter(failures.items()))
+        shown = "; ".join(f"{name}: {out.error}" for name, out in failures.items())
+        return _fail("workload", "nvenc encode", f"encoding failed: {shown}", remedies.nvenc_encode_failed(cfg, encoder, output.error))
+    return _pass("workload", "nvenc encode", f"{', '.join(wanted)} encoded test frames on the GPU")
 
 
 def _check_nvidia_smi(output: Output | None, cfg: StackConfig) -> CheckResult:
@@ -353,7 +401,9 @@ def _check_encoders(output: Output | None, cfg: StackConfig) -> CheckResult:
     missing = [name for name in NVENC_ENCODERS if name not in encoders]
     if missing:
         return _fail("workload", "nvenc encoders", f"missing: {', '.join(missing)}", remedies.nvenc_missing(cfg, missing))
-    return _pass("workload", "nvenc encoders", ", ".join(NVENC_ENCODERS) + " listed")
+    # Listed means ffmpeg was built with NVENC, not that the GPU has it: the
+    # "nvenc encode" probe tests the GPU.
+    return _pass("workload", "nvenc encoders", ", ".join(NVENC_ENCODERS) + " built into ffmpeg")
 
 
 CHECKS: dict[Layer, Callable[..., list[CheckResult]]] = {

@@ -82,6 +82,8 @@ class WorkloadObservation:
     # Run in the pod checks.select_jellyfin_pod picks; None when there was none.
     nvidia_smi: Output | None = None
     encoders: Output | None = None
+    # One real encode per NVENC encoder (checks.nvenc_probe_encoders): encoder -> result.
+    nvenc_probes: dict[str, Output] | None = None
 
 
 Observation = HostObservation | ProxmoxObservation | TalosObservation | KubernetesObservation | WorkloadObservation

@@ -240,9 +240,16 @@ class NodeInfo:
     allocatable_gpus: int | None  # None: the node does not advertise nvidia.com/gpu at all
     capacity_gpus: int | None
     labels: dict[str, str] = field(default_factory=dict)
+    # Every nvidia.com/* extended resource in status.allocatable (nvidia.com/gpu,
+    # nvidia.com/gpu.shared with renameByDefault, MIG profiles).
+    allocatable_nvidia: dict[str, int] = field(default_factory=dict)
 
     def label(self, key: str) -> str | None:
         return self.labels.get(key)
+
+    def allocatable(self, resource: str) -> int | None:
+        """status.allocatable[resource]; None when the node does not advertise it."""
+        return self.allocatable_nvidia.get(resource)
 
 
 def _quantity(value: Any, what: str) -> int | None:
@@ -266,6 +273,19 @@ def _load_json_object(text: str | dict[str, Any], what: str) -> dict[str, Any]:
     return data
 
 
+def _nvidia_quantities(section: Any, where: str) -> dict[str, int]:
+    """The ``nvidia.com/*`` entries of a resource list (allocatable, limits)."""
+    if not isinstance(section, dict):
+        return {}
+    found = {}
+    for key, value in section.items():
+        if str(key).startswith("nvidia.com/"):
+            quantity = _quantity(value, f"{where}[{key}]")
+            if quantity is not None:
+                found[str(key)] = quantity
+    return found
+
+
 def parse_node(text: str | dict[str, Any]) -> NodeInfo:
     """``kubectl get node <name> -o json``."""
     data = _load_json_object(text, "kubectl get node output")
@@ -286,6 +306,7 @@ def parse_node(text: str | dict[str, Any]) -> NodeInfo:
         allocatable_gpus=_quantity((status.get("allocatable") or {}).get(GPU_RESOURCE), f"status.allocatable[{GPU_RESOURCE}]"),
         capacity_gpus=_quantity((status.get("capacity") or {}).get(GPU_RESOURCE), f"status.capacity[{GPU_RESOURCE}]"),
         labels={str(key): str(value) for key, value in labels.items()},
+        allocatable_nvidia=_nvidia_quantities(status.get("allocatable"), "status.allocatable"),
     )
 
 
@@ -308,6 +329,10 @@ class ContainerInfo:
     ready: bool
     waiting_reason: str = ""
     restarts: int = 0
+    nvidia_limits: dict[str, int] = field(default_factory=dict)  # every nvidia.com/* limit
+
+    def limit(self, resource: str) -> int:
+        return self.nvidia_limits.get(resource, 0)
 
 
 @dataclass(frozen=True)
@@ -339,6 +364,10 @@ class PodInfo:
     def gpu_limit(self) -> int:
         return sum(container.gpu_limit for container in self.containers)
 
+    def limit(self, resource: str) -> int:
+        """The pod's limit of one extended resource, summed over its containers."""
+        return sum(container.limit(resource) for container in self.containers)
+
 
 def _pod(item: Any, index: int) -> PodInfo:
     if not isinstance(item, dict) or item.get("kind", "Pod") != "Pod":
@@ -360,6 +389,7 @@ def _pod(item: Any, index: int) -> PodInfo:
             ready=bool(state.get("ready", False)),
             waiting_reason=str(waiting.get("reason", "")),
             restarts=int(state.get("restartCount", 0) or 0),
+            nvidia_limits=_nvidia_quantities(limits, f"pod {metadata['name']} limits"),
         ))
     return PodInfo(
         name=metadata["name"],

@@ -1,13 +1,16 @@
-"""Remedies, from the guide's Troubleshooting section, corrected where
-DESIGN.md's facts table says the guide is wrong: IOMMU and bootloader (facts
-6, 7), vfio_virqfd (5), mapping vs raw id (3), q35 (2), ballooning (4),
-machine.kernel.modules (8), `talosctl upgrade` for extensions (9), the
-time-slicing schema (10), operator vs device plugin by Talos version (13),
-ServiceMonitor CRDs (14), RuntimeClass ownership (15)."""
+"""Remedies, from the guide's Troubleshooting section, corrected where the
+README's "What the guide gets wrong" table says the guide is wrong: IOMMU and
+bootloader (rows 6, 7), vfio_virqfd (5), mapping vs raw id (3), q35 (2),
+ballooning (4), machine.kernel.modules (8), `talosctl upgrade` for extensions
+(9), the time-slicing schema (10), operator vs device plugin by Talos version
+(13), ServiceMonitor CRDs by chart version (14, 25), RuntimeClass ownership
+(15), the GFD pods' labels per mode (25), nvidia.com/gpu.shared (19), NVENC
+by chip (22)."""
 
 from __future__ import annotations
 
-from components.config import PROJECT, StackConfig
+from components import cluster
+from components.config import PROJECT, StackConfig, parse_version
 from components.consumers.workload import gpu_workload_spec
 
 
@@ -139,8 +142,41 @@ def node_missing(cfg: StackConfig) -> str:
     )
 
 
+# Pod labels per mode. Operator: gpu-operator assets/state-device-plugin and
+# assets/gpu-feature-discovery 0500_daemonset.yaml (`app: ...`). Device-plugin
+# chart: every pod, the plugin's and GFD's alike, carries
+# app.kubernetes.io/name=nvidia-device-plugin (k8s-device-plugin v0.18.2
+# deployments/helm/nvidia-device-plugin/templates/_helpers.tpl
+# "nvidia-device-plugin.templateLabels"); GFD's container is
+# gpu-feature-discovery-ctr (templates/daemonset-gfd.yml).
+CHART_POD_SELECTOR = "app.kubernetes.io/name=nvidia-device-plugin"
+
+
 def _plugin_selector(cfg: StackConfig) -> str:
-    return "app=nvidia-device-plugin-daemonset" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=nvidia-device-plugin"
+    return "app=nvidia-device-plugin-daemonset" if cfg.gpu_stack.mode == "operator" else CHART_POD_SELECTOR
+
+
+def _gfd_logs(cfg: StackConfig) -> str:
+    ns = cfg.gpu_stack.namespace
+    if cfg.gpu_stack.mode == "operator":
+        return f"kubectl logs -n {ns} -l app=gpu-feature-discovery"
+    return f"kubectl logs -n {ns} -l {CHART_POD_SELECTOR} -c gpu-feature-discovery-ctr"
+
+
+# From v26.7.0 the operator skips the DCGM ServiceMonitor with a log line when
+# the Prometheus Operator's CRD is missing ("ServiceMonitor CRD not found,
+# skipping DCGM Exporter ServiceMonitor creation"); up to v26.3.3 (v25.10.1
+# included) the dcgm-exporter state stays NotReady ("couldn't find
+# ServiceMonitor CRD"). NVIDIA/gpu-operator controllers/object_controls.go
+# ServiceMonitor(), v25.10.1 and v26.7.0.
+SERVICE_MONITOR_SKIPPED_FROM = (26, 7, 0)
+
+
+def service_monitor_blocks(cfg: StackConfig) -> bool:
+    """Whether a missing ServiceMonitor CRD keeps this chart's ClusterPolicy
+    NotReady (operator mode, chart older than v26.7.0)."""
+    stack = cfg.gpu_stack
+    return stack.mode == "operator" and parse_version(stack.operator_chart_version) < SERVICE_MONITOR_SKIPPED_FROM
 
 
 def no_gpu_advertised(cfg: StackConfig) -> str:
@@ -167,16 +203,20 @@ def wrong_gpu_count(cfg: StackConfig, got: int) -> str:
     sharing = stack.time_slicing
     if not sharing.enabled:
         return (
-            f"The node advertises {got} nvidia.com/gpu, expected {cfg.advertised_gpus} (one per GPU, time-slicing off): "
+            f"The node advertises {got} {cluster.advertised_resource(cfg)}, expected {cfg.advertised_gpus} (one per GPU, time-slicing off): "
             f"ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must have no `sharing` section and "
             f"the node must carry nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, "
             "then restart the device plugin pod. A missing GPU: see the host and proxmox layers."
         )
+    rename = ""
+    if sharing.rename_by_default:
+        rename = (f" and `renameByDefault: true` (the plugin then advertises {cluster.advertised_resource(cfg)} and no "
+                  f"{cluster.GPU_RESOURCE})")
     return (
-        f"Time-slicing not applied: expected {cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x {sharing.replicas} replicas), "
-        f"got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
+        f"Time-slicing not applied: expected {cluster.advertised_resource(cfg)}={cfg.advertised_gpus} ({len(cfg.gpus)} GPU(s) x "
+        f"{sharing.replicas} replicas), got {got}. ConfigMap {stack.namespace}/{stack.config_map_name} key {cfg.config_key} must read `version: v1` and "
         f"`sharing.timeSlicing.resources: [{{name: nvidia.com/gpu, replicas: {sharing.replicas}}}]` (not "
-        "`sharing.timeSlicing.replicas`), and the node must carry the label "
+        f"`sharing.timeSlicing.replicas`){rename}, and the node must carry the label "
         f"nvidia.com/device-plugin.config={cfg.config_key}; `pulumi up` (GpuStack) writes both, then the device "
         "plugin picks them up (or restart its pod)."
     )
@@ -194,21 +234,28 @@ def pods_unhealthy(cfg: StackConfig) -> str:
     ns = cfg.gpu_stack.namespace
     text = f"Inspect them: `kubectl get pods -n {ns} -o wide`, `kubectl describe pod -n {ns} <pod>` and `kubectl logs -n {ns} <pod>`. "
     if cfg.gpu_stack.mode == "operator":
-        text += (
-            "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode. "
-            "dcgmExporter.serviceMonitor needs the Prometheus Operator CRDs "
-            f"({_key('gpuStack.prometheusOperator')})."
-        )
+        text += "On Talos older than v1.13 the operator's validator loops on driver validation: use device-plugin mode. "
+        chart = cfg.gpu_stack.operator_chart_version
+        if service_monitor_blocks(cfg):
+            text += (
+                f"With chart {chart}, dcgmExporter.serviceMonitor without the Prometheus Operator CRDs keeps the ClusterPolicy "
+                f"NotReady (operator log: \"couldn't find ServiceMonitor CRD\"): set {_key('gpuStack.prometheusOperator')} "
+                "true only where `kubectl get crd servicemonitors.monitoring.coreos.com` finds it."
+            )
+        else:
+            text += (
+                f"Chart {chart} skips the DCGM ServiceMonitor when the Prometheus Operator CRDs are missing (operator log: "
+                "\"ServiceMonitor CRD not found, skipping DCGM Exporter ServiceMonitor creation\"), so "
+                f"{_key('gpuStack.prometheusOperator')} is not the cause."
+            )
     else:
         text += "The plugin pods must run with RuntimeClass nvidia, which device-plugin mode creates."
     return text
 
 
 def gfd_missing(cfg: StackConfig) -> str:
-    ns = cfg.gpu_stack.namespace
-    selector = "app=gpu-feature-discovery" if cfg.gpu_stack.mode == "operator" else "app.kubernetes.io/name=gpu-feature-discovery"
     return (
-        f"GPU Feature Discovery has not labelled the node: check `kubectl logs -n {ns} -l {selector}`. GFD needs "
+        f"GPU Feature Discovery has not labelled the node: check `{_gfd_logs(cfg)}`. GFD needs "
         f"Node Feature Discovery ({_key('gpuStack.nfd')}: true, or an NFD already in the cluster) and a running device plugin."
     )
 
@@ -244,6 +291,37 @@ def nvidia_smi_failed(cfg: StackConfig) -> str:
     return (
         f"The pod cannot use the GPU: set {env} in the container, and run it with the nvidia runtime ({runtime}). "
         "If the Talos layer fails, fix that first."
+    )
+
+
+def nvenc_encode_failed(cfg: StackConfig, encoder: str, error: str) -> str:
+    """The encode probe failed: say why from ffmpeg's message."""
+    text = error.lower()
+    jf = cfg.jellyfin
+    if "unsupported device" in text or "no capable devices" in text:
+        return (
+            f"NVENC refused the session ({encoder}: unsupported device). Either the GPU has no NVENC: GA100 (A100, A30), "
+            "GH100 (H100, H200) and GP108 have none, though NVML still reports an encoder capacity; set "
+            f"{_key('gpus[].model')} (ga100, gh100, gp108) and run `pulumi up`, which turns Jellyfin's hardware encoding "
+            "off (it decodes in hardware and encodes in software). Or, on a node with several GPUs, the container "
+            "lacks /dev/nvidia0, which drivers from 570 on need for NVENC (NVIDIA/nvidia-container-toolkit#1249)."
+        )
+    if "libnvidia-encode" in text or "cannot load" in text:
+        spec = gpu_workload_spec(cfg)
+        return (
+            f"ffmpeg cannot load the NVENC library: the container needs NVIDIA_DRIVER_CAPABILITIES with `video` "
+            f"(the workload spec sets {spec.env['NVIDIA_DRIVER_CAPABILITIES']}) and the nvidia runtime; restart the pod "
+            f"in {jf.namespace} after fixing it."
+        )
+    if "incompatible client key" in text or "out of memory" in text or "session" in text:
+        return (
+            f"NVENC ran out of sessions ({encoder}): GeForce cards allow only a few concurrent encode sessions, and every "
+            "time-sliced share counts; stop other transcodes or lower gpuStack.timeSlicing.replicas for encoding pods."
+        )
+    return (
+        f"The test encode with {encoder} failed in the Jellyfin pod: run `kubectl exec -n {jf.namespace} <pod> -- "
+        f"{' '.join(['/usr/lib/jellyfin-ffmpeg/ffmpeg', '-f', 'lavfi', '-i', 'testsrc2', '-frames:v', '10', '-c:v', encoder, '-f', 'null', '-'])}` "
+        "and read ffmpeg's message; check the nvidia-smi check first."
     )
 
 

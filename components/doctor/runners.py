@@ -247,6 +247,20 @@ def gather_kubernetes(cfg: StackConfig, creds: Credentials) -> KubernetesObserva
     return KubernetesObservation(node=node, pods=pods)
 
 
+def nvenc_probe_command(encoder: str) -> list[str]:
+    """A real encode of generated test frames with ``encoder``, output thrown
+    away: ``ffmpeg ... -c:v h264_nvenc -f null -``. It fails where the GPU has
+    no NVENC (``OpenEncodeSessionEx failed: unsupported device``)."""
+    return [FFMPEG, "-hide_banner", "-nostats", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+            "-frames:v", "10", "-c:v", encoder, "-f", "null", "-"]
+
+
+def probe_nvenc(creds: Credentials, exec_args: Sequence[str], encoders: Sequence[str]) -> dict[str, Output]:
+    """Run :func:`nvenc_probe_command` for each encoder with ``kubectl exec``
+    (``exec_args`` ends with ``--``); encoder -> its result."""
+    return {encoder: _kubectl(creds, [*exec_args, *nvenc_probe_command(encoder)]) for encoder in encoders}
+
+
 def gather_workload(cfg: StackConfig, creds: Credentials) -> WorkloadObservation | Unreachable:
     missing = _kube_precheck(creds)
     if missing:
@@ -266,6 +280,7 @@ def gather_workload(cfg: StackConfig, creds: Credentials) -> WorkloadObservation
             pods=pods,
             nvidia_smi=_kubectl(creds, [*exec_args, "nvidia-smi"]),
             encoders=_kubectl(creds, [*exec_args, FFMPEG, "-hide_banner", "-encoders"]),
+            nvenc_probes=probe_nvenc(creds, exec_args, checks.nvenc_probe_encoders(cfg)),
         )
     except _LayerUnreachable as error:
         return Unreachable(str(error))

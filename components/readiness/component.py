@@ -1,10 +1,11 @@
-"""GpuReadiness: the gate at the end of the graph (issue 5, item 1)."""
+"""GpuReadiness: the gate at the end of the graph."""
 
 from __future__ import annotations
 
 import pulumi
 from pulumi.dynamic import Resource
 
+from components.cluster import advertised_resource
 from components.config import StackConfig
 from components.flux.objects import release_ref
 from components.options import child_options
@@ -24,7 +25,9 @@ class GpuReadinessGate(Resource, module="readiness", name="GpuReadinessGate"):
 
 class GpuReadiness(pulumi.ComponentResource):
     """Waits (bounded by readiness.timeoutSeconds) until the node advertises
-    ``nvidia.com/gpu`` = ``cfg.advertised_gpus`` and GPU Feature Discovery has
+    ``advertised_resource(cfg)`` (``nvidia.com/gpu``, or
+    ``nvidia.com/gpu.shared`` with renameByDefault) = ``cfg.advertised_gpus``
+    and GPU Feature Discovery has
     labelled the product; otherwise `pulumi up` fails naming the missing layer.
     With ``gpuStack.delivery: flux`` it also waits for the HelmRelease's Ready
     condition and names Flux's reason while it is not. In preview nothing runs (the engine only checks and diffs).
@@ -48,6 +51,7 @@ class GpuReadiness(pulumi.ComponentResource):
                     "nodeName": cfg.node_name,
                     "gpus": len(cfg.gpus),
                     "expectedGpus": cfg.advertised_gpus,
+                    "resource": advertised_resource(cfg),
                     "configKey": cfg.config_key,
                     "namespace": cfg.gpu_stack.namespace,
                     # flux delivery: the node's GPUs come from this HelmRelease.

@@ -10,14 +10,17 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.cluster import GPU_RESOURCE
 from components.doctor.parsers import NodeInfo, parse_node
 from components.flux.status import release_check
 from components.kubectl import KubectlError, run_kubectl
 from components.readiness.gate import Expectation, Readiness, wait_for_gpu
 
 # Inputs that change what "ready" means; a change re-runs the wait.
-_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "helmRelease")
-_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace", "helmRelease")
+_GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "resource", "helmRelease")
+_PUBLIC_OUTPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "namespace", "resource", "helmRelease")
+# A gate created before `resource` existed counted nvidia.com/gpu.
+_DEFAULTS = {"resource": GPU_RESOURCE}
 
 
 def fetch_node(node_name: str, kubeconfig: str | None, timeout: float = 30) -> NodeInfo | None:
@@ -53,10 +56,13 @@ class GpuReadinessProvider(ResourceProvider):
         if release is not None and not (isinstance(release, dict) and all(isinstance(release.get(key), str) and release.get(key)
                                                                           for key in ("namespace", "name"))):
             failures.append(CheckFailure("helmRelease", f"must be {{namespace, name}} of the Flux HelmRelease, got {release!r}"))
+        resource = news.get("resource", GPU_RESOURCE)
+        if not isinstance(resource, str) or not resource.startswith(GPU_RESOURCE):
+            failures.append(CheckFailure("resource", f"must be {GPU_RESOURCE} or {GPU_RESOURCE}.shared, got {resource!r}"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _GATING_INPUTS if olds.get(key) != news.get(key)]
+        changed = [key for key in _GATING_INPUTS if olds.get(key, _DEFAULTS.get(key)) != news.get(key, _DEFAULTS.get(key))]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -75,6 +81,7 @@ class GpuReadinessProvider(ResourceProvider):
             advertised=int(props["expectedGpus"]),
             config_key=str(props.get("configKey", "")),
             namespace=str(props.get("namespace", "gpu-operator")),
+            resource=str(props.get("resource") or GPU_RESOURCE),
         )
         kubeconfig = props.get("kubeconfig") or None
         release = props.get("helmRelease") or None

@@ -3,17 +3,30 @@ schematic ID computed offline exactly as the factory computes it.
 
 The factory (siderolabs/image-factory ``pkg/schematic/schematic.go``) decodes a
 posted schematic into its Go struct with ``KnownFields(true)``, marshals it
-back with ``gopkg.in/yaml.v3`` and takes the lowercase hex SHA-256 of those
-bytes as the ID. So the ID depends on the canonical form, not on how the file
-was written: ``{}`` and ``customization: {}\\n`` have the same ID. This module
-reproduces both halves: a strict decoder for the factory's fields and an
-emitter that writes what yaml.v3 writes for them (4-space indents, sequences
-indented under their key, struct field order, empty fields left out, yaml.v3's
-quoting rules). The vectors in ``tests/talos/factory_vectors.json`` were made
-with yaml.v3 itself and pin this.
+back and takes the lowercase hex SHA-256 of those bytes as the ID. So the ID
+depends on the canonical form, not on how the file was written: ``{}`` and
+``customization: {}\\n`` have the same ID. This module reproduces both halves:
+a strict decoder for the factory's fields (``owner``; ``overlay``;
+``customization`` with ``embeddedMachineConfiguration``, ``extraKernelArgs``,
+``meta``, ``systemExtensions``, ``bootloader``, ``secureboot`` with
+``enrollKeys`` and ``includeWellKnownCertificates``, ``diskImage``) and an
+emitter that writes what the factory's YAML library writes for them (4-space
+indents, sequences indented under their key, struct field order, empty fields
+left out, its quoting rules).
+
+The factory marshals with ``go.yaml.in/yaml/v4`` since image-factory v1.0.0
+(v1.5.0 pins v4.0.0-rc.6+); earlier releases used ``gopkg.in/yaml.v3``. The
+two differ only in how strings YAML 1.1 would read as booleans or base-60
+numbers (``yes``, ``off``, ``12:30``) and ``<<`` are quoted (v4: single
+quotes, v3: double quotes), in whitespace-only multi-line strings (v4: double
+quoted) and in a literal block that starts with a line break (v3 drops it).
+Every ID the factory's own tests publish is the same in both. ``yaml_version``
+selects the dialect; the default is the current factory's. The vectors in
+``tests/talos/factory_vectors_v4.json`` (made with yaml/v4) and
+``tests/talos/factory_vectors.json`` (made with yaml.v3) pin both.
 
 The factory does not sort extensions; :func:`extensions_for` does, so the same
-set always gives the same ID (DESIGN.md, "Image Factory schematic IDs").
+set always gives the same ID.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -30,7 +43,9 @@ from components.config import ConfigError, ConfigIssue, TalosConfig, parse_versi
 
 FACTORY = "factory.talos.dev"
 
-# Extension names (DESIGN.md; Talos 1.8 "What's new": -lts / -production
+YamlVersion = Literal["v4", "v3"]
+
+# Extension names (siderolabs/extensions; Talos 1.8 "What's new": -lts / -production
 # variants of every NVIDIA extension). Pair lts with lts, production with
 # production: the kmod and the toolkit ship matching driver versions.
 _KMOD = {
@@ -122,6 +137,13 @@ class Schematic:
     secureboot_include_well_known_certificates: bool = False
     disk_image_sector_size: int = 0
     overlay: Overlay = field(default_factory=Overlay)
+    # The schematic's owner: only the factory's Enterprise edition accepts it
+    # (the public factory refuses a schematic with an owner); part of the ID.
+    owner: str = ""
+    # A machine configuration baked into the image (YAML text).
+    embedded_machine_configuration: str = ""
+    # systemd-boot's secure-boot-enroll: off, manual, if-safe or force.
+    secureboot_enroll_keys: str = ""
 
 
 def render_schematic(
@@ -146,18 +168,20 @@ def render_schematic(
     return marshal(schematic)
 
 
-def schematic_id(yaml_text: str) -> str:
-    """The factory's ID for a schematic written in its format (YAML or JSON)."""
-    return hashlib.sha256(marshal(parse_schematic(yaml_text)).encode()).hexdigest()
+def schematic_id(yaml_text: str, yaml_version: YamlVersion = "v4") -> str:
+    """The factory's ID for a schematic written in its format (YAML or JSON);
+    ``yaml_version="v3"`` gives what image-factory releases before v1.0.0
+    computed."""
+    return hashlib.sha256(marshal(parse_schematic(yaml_text), yaml_version).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------
-# Decoding: yaml.v3 into the factory's struct, KnownFields(true)
+# Decoding: into the factory's struct, KnownFields(true) (v3 and v4 alike)
 # --------------------------------------------------------------------------
 
 _NULLS = {"", "~", "null", "Null", "NULL"}
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-# yaml.v3 also takes YAML 1.1 booleans when the target field is a bool.
+# The decoder also takes YAML 1.1 booleans when the target field is a bool.
 _OLD_BOOLS = {
     **{word: True for word in ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")},
     **{word: False for word in ("n", "N", "no", "No", "NO", "off", "Off", "OFF")},
@@ -177,7 +201,7 @@ def parse_schematic(text: str) -> Schematic:
     if len(documents) > 1:
         raise SchematicFormatError("more than one YAML document; the factory reads a single schematic")
     root = documents[0]
-    fields = _mapping(root, "schematic", {"overlay", "customization"})
+    fields = _mapping(root, "schematic", {"owner", "overlay", "customization"})
     overlay = Overlay()
     if "overlay" in fields:
         o = _mapping(fields["overlay"], "overlay", {"image", "name", "options"})
@@ -190,14 +214,14 @@ def parse_schematic(text: str) -> Schematic:
             options=options or None,
         )
     c = _mapping(fields.get("customization"), "customization",
-                 {"extraKernelArgs", "meta", "systemExtensions", "bootloader", "secureboot", "diskImage"})
+                 {"embeddedMachineConfiguration", "extraKernelArgs", "meta", "systemExtensions", "bootloader", "secureboot", "diskImage"})
     meta = []
     for index, item in enumerate(_sequence(c.get("meta"), "customization.meta")):
         m = _mapping(item, f"customization.meta[{index}]", {"key", "value"})
         meta.append(MetaValue(_uint8(m.get("key"), f"customization.meta[{index}].key"),
                               _string(m.get("value"), f"customization.meta[{index}].value")))
     extensions = _mapping(c.get("systemExtensions"), "customization.systemExtensions", {"officialExtensions"})
-    secureboot = _mapping(c.get("secureboot"), "customization.secureboot", {"includeWellKnownCertificates"})
+    secureboot = _mapping(c.get("secureboot"), "customization.secureboot", {"enrollKeys", "includeWellKnownCertificates"})
     disk_image = _mapping(c.get("diskImage"), "customization.diskImage", {"sectorSize"})
     return Schematic(
         extra_kernel_args=_strings(c.get("extraKernelArgs"), "customization.extraKernelArgs"),
@@ -208,6 +232,9 @@ def parse_schematic(text: str) -> Schematic:
             secureboot.get("includeWellKnownCertificates"), "customization.secureboot.includeWellKnownCertificates"),
         disk_image_sector_size=_uint(disk_image.get("sectorSize"), "customization.diskImage.sectorSize"),
         overlay=overlay,
+        owner=_string(fields.get("owner"), "owner"),
+        embedded_machine_configuration=_string(c.get("embeddedMachineConfiguration"), "customization.embeddedMachineConfiguration"),
+        secureboot_enroll_keys=_string(secureboot.get("enrollKeys"), "customization.secureboot.enrollKeys"),
     )
 
 
@@ -245,7 +272,7 @@ def _string(node: yaml.Node | None, path: str) -> str:
         return ""
     if not isinstance(node, yaml.ScalarNode):
         raise SchematicFormatError(f"{path} must be a string")
-    # yaml.v3 keeps the scalar's text for a string field, whatever it looks like.
+    # A string field keeps the scalar's text, whatever it looks like.
     return node.value
 
 
@@ -287,7 +314,7 @@ _TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?$")
 
 
 def _go_int(text: str) -> int | None:
-    """strconv.ParseInt(s, 0, 64) after dropping '_', as yaml.v3 resolves ints."""
+    """strconv.ParseInt(s, 0, 64) after dropping '_', as the decoder resolves ints."""
     plain = text.replace("_", "")
     if not _GO_INT.match(plain):
         return None
@@ -303,7 +330,7 @@ def _go_int(text: str) -> int | None:
 
 
 def _resolve_plain(text: str) -> tuple[str, Any]:
-    """yaml.v3's resolve() for a plain scalar: (kind, value)."""
+    """The library's resolve() for a plain scalar: (kind, value)."""
     if text in _NULLS:
         return "null", None
     if text in _BOOLS:
@@ -323,7 +350,7 @@ def _resolve_plain(text: str) -> tuple[str, Any]:
 
 
 def _any(node: yaml.Node, path: str) -> Any:
-    """Decode into ``any`` as yaml.v3 does, for the value kinds we can write
+    """Decode into ``any`` as the factory does, for the value kinds we can write
     back exactly (strings, ints, bools, null, lists, string-keyed maps)."""
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
@@ -344,7 +371,7 @@ def _any(node: yaml.Node, path: str) -> Any:
 
 
 # --------------------------------------------------------------------------
-# Encoding: what yaml.v3 Marshal writes for the factory's struct
+# Encoding: what the factory's Marshal writes for its struct
 # --------------------------------------------------------------------------
 
 _BEST_INDENT = 4
@@ -352,9 +379,14 @@ _OLD_BOOL_WORDS = set(_OLD_BOOLS)
 _BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
 
 
-def marshal(schematic: Schematic) -> str:
-    """yaml.v3's Marshal of the factory's Schematic struct."""
+def marshal(schematic: Schematic, yaml_version: YamlVersion = "v4") -> str:
+    """The factory's Marshal of its Schematic struct, with yaml/v4 (current)
+    or yaml.v3 (image-factory before v1.0.0)."""
+    if yaml_version not in ("v4", "v3"):
+        raise ValueError(f"yaml_version {yaml_version!r}: expected 'v4' or 'v3'")
     top: list[tuple[str, Any]] = []
+    if schematic.owner:
+        top.append(("owner", schematic.owner))
     o = schematic.overlay
     if o.image or o.name or o.options:
         overlay: list[tuple[str, Any]] = [("image", o.image), ("name", o.name)]
@@ -362,6 +394,8 @@ def marshal(schematic: Schematic) -> str:
             overlay.append(("options", dict(o.options)))
         top.append(("overlay", _Struct(overlay)))
     custom: list[tuple[str, Any]] = []
+    if schematic.embedded_machine_configuration:
+        custom.append(("embeddedMachineConfiguration", schematic.embedded_machine_configuration))
     if schematic.extra_kernel_args:
         custom.append(("extraKernelArgs", list(schematic.extra_kernel_args)))
     if schematic.meta:
@@ -370,13 +404,18 @@ def marshal(schematic: Schematic) -> str:
         custom.append(("systemExtensions", _Struct([("officialExtensions", list(schematic.official_extensions))])))
     if schematic.bootloader:
         custom.append(("bootloader", schematic.bootloader))
+    secureboot: list[tuple[str, Any]] = []
+    if schematic.secureboot_enroll_keys:
+        secureboot.append(("enrollKeys", schematic.secureboot_enroll_keys))
     if schematic.secureboot_include_well_known_certificates:
-        custom.append(("secureboot", _Struct([("includeWellKnownCertificates", True)])))
+        secureboot.append(("includeWellKnownCertificates", True))
+    if secureboot:
+        custom.append(("secureboot", _Struct(secureboot)))
     if schematic.disk_image_sector_size:
         custom.append(("diskImage", _Struct([("sectorSize", schematic.disk_image_sector_size)])))
     top.append(("customization", _Struct(custom)))
     lines: list[str] = []
-    _emit_mapping(_Struct(top).items, 0, lines, first_prefix="")
+    _emit_mapping(_Struct(top).items, 0, lines, first_prefix="", v3=yaml_version == "v3")
     return "".join(lines)
 
 
@@ -388,7 +427,7 @@ class _Struct:
 
 
 def _next_indent(indent: int) -> int:
-    # yaml.v3 aligns nested blocks to the next multiple of the indent width.
+    # Nested blocks align to the next multiple of the indent width.
     return _BEST_INDENT * ((indent + _BEST_INDENT) // _BEST_INDENT)
 
 
@@ -402,39 +441,39 @@ def _is_empty_block(value: Any) -> bool:
     return (isinstance(value, _Struct) and not value.items) or (isinstance(value, (dict, list)) and not value)
 
 
-def _emit_mapping(items: list[tuple[str, Any]], indent: int, lines: list[str], first_prefix: str | None) -> None:
+def _emit_mapping(items: list[tuple[str, Any]], indent: int, lines: list[str], first_prefix: str | None, *, v3: bool) -> None:
     """Keys at column ``indent``; the first key continues ``first_prefix``
     (a sequence dash) when given."""
     for position, (key, value) in enumerate(items):
         lead = first_prefix if position == 0 and first_prefix is not None else " " * indent
-        key_text = _scalar(key, indent, in_key=True)
+        key_text = _scalar(key, indent, in_key=True, v3=v3)
         if _is_empty_block(value):
             lines.append(f"{lead}{key_text}: {'[]' if isinstance(value, list) else '{}'}\n")
         elif isinstance(value, (_Struct, dict)):
             lines.append(f"{lead}{key_text}:\n")
-            _emit_mapping(_entries(value), _next_indent(indent), lines, None)
+            _emit_mapping(_entries(value), _next_indent(indent), lines, None, v3=v3)
         elif isinstance(value, list):
             lines.append(f"{lead}{key_text}:\n")
-            _emit_sequence(value, _next_indent(indent), lines)
+            _emit_sequence(value, _next_indent(indent), lines, v3=v3)
         else:
-            lines.append(f"{lead}{key_text}: {_scalar(value, _next_indent(indent))}\n")
+            lines.append(f"{lead}{key_text}: {_scalar(value, _next_indent(indent), v3=v3)}\n")
 
 
-def _emit_sequence(items: list[Any], indent: int, lines: list[str]) -> None:
+def _emit_sequence(items: list[Any], indent: int, lines: list[str], *, v3: bool) -> None:
     """Dashes at column ``indent``; item contents at ``indent + 2``."""
     for item in items:
         dash = " " * indent + "- "
         if _is_empty_block(item):
             lines.append(f"{dash}{'[]' if isinstance(item, list) else '{}'}\n")
         elif isinstance(item, (_Struct, dict)):
-            _emit_mapping(_entries(item), indent + 2, lines, dash)
+            _emit_mapping(_entries(item), indent + 2, lines, dash, v3=v3)
         elif isinstance(item, list):
             raise SchematicFormatError("a list directly inside a list cannot be checked offline")
         else:
-            lines.append(f"{dash}{_scalar(item, indent + 2)}\n")
+            lines.append(f"{dash}{_scalar(item, indent + 2, v3=v3)}\n")
 
 
-def _scalar(value: Any, block_indent: int, in_key: bool = False) -> str:
+def _scalar(value: Any, block_indent: int, in_key: bool = False, *, v3: bool) -> str:
     if value is None:
         return "null"
     if value is True or value is False:
@@ -443,20 +482,27 @@ def _scalar(value: Any, block_indent: int, in_key: bool = False) -> str:
         return str(value)
     if not isinstance(value, str):
         raise SchematicFormatError(f"cannot write {value!r} in a schematic")
-    return _string_scalar(value, block_indent, in_key)
+    return _string_scalar(value, block_indent, in_key, v3=v3)
 
 
-def _string_scalar(text: str, block_indent: int, in_key: bool) -> str:
-    """yaml.v3 ``stringv`` + libyaml's style selection."""
+def _string_scalar(text: str, block_indent: int, in_key: bool, *, v3: bool) -> str:
+    """The library's ``stringv`` + libyaml's style selection. yaml.v3 double-
+    quotes what YAML 1.1 would read as a bool or base-60 number; yaml/v4
+    (``representer.go`` ``stringv``) single-quotes those and ``<<``, and writes
+    a multi-line string with no visible character double-quoted
+    (``shouldUseLiteralStyle``)."""
     if any(ch in text for ch in "\u2028\u2029"):
         raise SchematicFormatError(f"{text!r}: Unicode line separators cannot be checked offline")
     kind, _ = _resolve_plain(text)
-    can_use_plain = kind == "str" and not (_BASE60.match(text) or text in _OLD_BOOL_WORDS)
-    analysis = _analyze(text)
+    compat = bool(_BASE60.match(text)) or text in _OLD_BOOL_WORDS or (not v3 and text == "<<")
+    can_use_plain = kind == "str" and text != "<<" and not compat
+    analysis = _analyze(text, v3=v3)
     if "\n" in text:
-        style = "literal"
+        style = "literal" if v3 or (len(text) >= 2 and not text.isspace()) else "double"
     elif can_use_plain:
         style = "plain"
+    elif compat and not v3:
+        style = "single"
     else:
         style = "double"
     if in_key and analysis.multiline:
@@ -473,7 +519,7 @@ def _string_scalar(text: str, block_indent: int, in_key: bool) -> str:
         return "'" + text.replace("'", "''") + "'"
     if style == "double":
         return _double_quoted(text)
-    return _literal(text, block_indent)
+    return _literal(text, block_indent, v3=v3)
 
 
 @dataclass
@@ -489,12 +535,14 @@ def _printable(ch: str) -> bool:
     return code == 0x0A or 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or (0xE000 <= code <= 0xFFFD and code != 0xFEFF)
 
 
-def _analyze(text: str) -> _Analysis:
-    """libyaml's yaml_emitter_analyze_scalar (block context)."""
+def _analyze(text: str, *, v3: bool) -> _Analysis:
+    """libyaml's yaml_emitter_analyze_scalar (block context). yaml/v4 counts a
+    tab apart (``tab_characters``: no plain or single-quoted style, a literal
+    block still allowed); yaml.v3 counts it as a special character."""
     if not text:
         return _Analysis(False, True, True, False)
     block_indicators = text.startswith(("---", "..."))
-    special = line_breaks = False
+    special = tabs = line_breaks = False
     leading_space = leading_break = trailing_space = trailing_break = False
     break_space = space_break = previous_space = previous_break = False
     preceded_by_ws = True
@@ -512,7 +560,9 @@ def _analyze(text: str) -> _Analysis:
                 block_indicators = True
             if ch == "#" and preceded_by_ws:
                 block_indicators = True
-        if not _printable(ch):
+        if ch == "\t" and not v3:
+            tabs = True
+        elif not _printable(ch):
             special = True
         if ch == "\n":
             line_breaks = True
@@ -536,8 +586,10 @@ def _analyze(text: str) -> _Analysis:
         block = False
     if break_space:
         block_plain = single = False
+    if space_break or tabs or special:
+        block_plain = single = False
     if space_break or special:
-        block_plain = single = block = False
+        block = False
     if line_breaks:
         block_plain = False
     if block_indicators:
@@ -566,11 +618,11 @@ def _double_quoted(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _literal(text: str, indent: int) -> str:
-    if text.startswith("\n"):
-        # yaml.v3 3.0.1 drops a leading line break here (go-yaml/yaml#755);
-        # the factory's ID for such a value depends on its yaml.v3 build.
-        raise SchematicFormatError(f"{text!r}: a value starting with a line break cannot be checked offline")
+def _literal(text: str, indent: int, *, v3: bool) -> str:
+    if v3 and text.startswith("\n"):
+        # yaml.v3 3.0.1 drops a leading line break here (go-yaml/yaml#755;
+        # yaml/v4 keeps it); the ID for such a value depends on the v3 build.
+        raise SchematicFormatError(f"{text!r}: a value starting with a line break cannot be checked offline with yaml.v3")
     hints = str(_BEST_INDENT) if text[0] == " " else ""
     if not text.endswith("\n"):
         hints += "-"

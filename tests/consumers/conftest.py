@@ -35,5 +35,5 @@ def with_jellyfin(cfg: StackConfig, **fields: Any) -> StackConfig:
     return cfg.model_copy(update={"jellyfin": cfg.jellyfin.model_copy(update=fields)})
 
 
-def with_generation(cfg: StackConfig, generation: str | None) -> StackConfig:
-    return cfg.model_copy(update={"gpus": [gpu.model_copy(update={"generation": generation}) for gpu in cfg.gpus]})
+def with_generation(cfg: StackConfig, generation: str | None, model: str | None = None) -> StackConfig:
+    return cfg.model_copy(update={"gpus": [gpu.model_copy(update={"generation": generation, "model": model}) for gpu in cfg.gpus]})

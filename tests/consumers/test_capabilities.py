@@ -112,10 +112,78 @@ def test_empty_codec_list_is_refused():
     assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs"]
 
 
-def test_ampere_may_ask_for_av1_but_does_not_get_it_by_default():
-    cfg = with_generation(with_jellyfin(homelab_cfg(), decode_codecs=["h264", "av1"]), "ampere")
-    assert jellyfin_config_issues(cfg) == []
+def test_ampere_by_generation_alone_does_not_choose_av1():
     assert "av1" not in decode_codecs_for("ampere")
+
+
+def test_ga10x_decodes_av1_by_default_and_ga100_refuses_it():
+    ga10x = with_generation(with_jellyfin(homelab_cfg(), decode_codecs=["h264", "av1"]), "ampere", "ga10x")
+    assert jellyfin_config_issues(ga10x) == []
+    assert "av1" in encoding_wanted(with_generation(homelab_cfg(), None, "ga10x")).hardware_decoding_codecs
+    ga100 = with_generation(with_jellyfin(homelab_cfg(), decode_codecs=["h264", "av1"]), "ampere", "ga100")
+    (issue,) = jellyfin_config_issues(ga100)
+    assert issue.key == "jellyfin.decodeCodecs" and "'av1' cannot be decoded in hardware by a ampere (ga100) GPU" in str(issue)
+
+
+def test_jellyfin_on_ampere_needs_the_chip_named():
+    # GA100 (A100, A30) has no NVENC, GA10x has: the generation cannot tell them apart.
+    issues = jellyfin_config_issues(with_generation(homelab_cfg(), "ampere"))
+    assert [issue.key for issue in issues] == ["gpus[0].model"]
+    text = str(issues[0])
+    assert "ga100: GA100 (A100, A30), NVENC none" in text and "ga10x: GA102" in text and "lspci -nn -s 0000:3b:00.0" in text
+    with pytest.raises(ConfigError, match=r"gpus\[0\]\.model"):
+        encoding_wanted(with_generation(homelab_cfg(), "ampere"))
+
+
+@pytest.mark.parametrize("model, generation", [("ga100", "ampere"), ("gh100", "hopper"), ("gp108", "pascal")])
+def test_nvenc_less_chips_decode_only_and_refuse_encoding_naming_the_model(model, generation):
+    wanted = encoding_wanted(with_generation(homelab_cfg(), generation, model))
+    settings = wanted.settings()
+    assert settings["EnableHardwareEncoding"] is False and settings["AllowHevcEncoding"] is False
+    assert "h264" in wanted.hardware_decoding_codecs and "no NVENC" in wanted.reasons["EnableHardwareEncoding"]
+    cfg = with_generation(with_jellyfin(homelab_cfg(), allow_hevc_encoding=True), generation, model)
+    (issue,) = jellyfin_config_issues(cfg)
+    assert issue.key == "jellyfin.allowHevcEncoding"
+    assert f"gpus[0].model={model}" in str(issue) and "nothing (no NVENC)" in str(issue)
+
+
+def test_the_model_implies_the_generation_and_must_agree_with_it():
+    cfg = homelab_cfg(allowHevcEncoding=True)
+    raw = cfg.model_dump(by_alias=True)
+    raw["gpus"][0].update(generation=None, model="ga10x")
+    from components.config import parse_stack_config
+
+    assert encoding_wanted(parse_stack_config(raw)).allow_hevc_encoding is True
+    raw["gpus"][0].update(generation="turing", model="gh100")
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(raw)
+    assert "proxmox-talos-gpu:gpus[0].model = 'gh100': GH100 is a hopper chip, but gpus[0].generation is turing" in str(raised.value)
+
+
+def test_every_chip_the_config_accepts_has_a_row_with_a_source_or_marked_unverified():
+    from components.consumers.capabilities import CHIPS, MIXED_GENERATIONS
+
+    accepted = set(typing.get_args(typing.get_args(GpuConfig.model_fields["model"].annotation)[0]))
+    assert accepted == set(CHIPS)
+    for chip in CHIPS.values():
+        assert chip.generation in GENERATIONS, chip
+        assert chip.verified or chip.note.startswith("unverified"), chip
+    assert {chip.generation for chip in CHIPS.values()} >= set(MIXED_GENERATIONS)
+    for generation in MIXED_GENERATIONS:  # a mixed generation has chips with and without NVENC
+        assert {bool(chip.encode) for chip in CHIPS.values() if chip.generation == generation} == {True, False}, generation
+
+
+def test_the_chip_table_in_the_docs_matches_the_code():
+    from pathlib import Path
+
+    from components.consumers.capabilities import CHIPS, ordered_codecs
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "consumers.md").read_text()
+    for chip in CHIPS.values():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{chip.model}` |")), None)
+        assert row is not None, f"docs/consumers.md has no row for {chip.model}"
+        assert (", ".join(ordered_codecs(chip.encode)) or "none") in row, row
+        assert ("unverified" in row) is (not chip.verified), row
 
 
 def test_enabled_jellyfin_needs_the_gpu_generation():

@@ -104,7 +104,7 @@ def test_a_document_without_encoding_keys_is_refused(cfg):
 
 
 def test_ten_bit_settings_are_left_alone_where_the_gpu_generation_cannot_promise_them():
-    wanted = encoding_wanted(with_generation(homelab_cfg(), "pascal"))
+    wanted = encoding_wanted(with_generation(homelab_cfg(), "pascal", "gp10x"))
     assert "EnableDecodingColorDepth10Vp9" not in wanted.settings()
     assert wanted.settings()["EnableDecodingColorDepth10Hevc"] is True
     document = copy.deepcopy(FRESH)

@@ -29,6 +29,12 @@ def homelab_cfg(**sections: Any) -> StackConfig:
     return parse_stack_config(raw)
 
 
+def gpus_with_group(group: int = 27) -> list[dict[str, Any]]:
+    """The reference stack's GPUs with the IOMMU group a stack without the
+    `host` section must set itself."""
+    return [{**gpu, "iommuGroup": group} for gpu in stack_file_config("homelab")["gpus"]]
+
+
 def host_ok() -> HostObservation:
     return HostObservation(
         host="pve5.lan",
@@ -84,6 +90,10 @@ def jellyfin_pods(limits: dict[str, str] | None = None, phase: str = "Running") 
     return json.dumps(document)
 
 
+# ffmpeg -loglevel error prints nothing when the encode works.
+T4_PROBES = {"h264_nvenc": Output(""), "hevc_nvenc": Output("")}
+
+
 def workload_ok() -> WorkloadObservation:
     return WorkloadObservation(pods=Output(data("pods-jellyfin.json")), nvidia_smi=Output(data("nvidia-smi.t4.txt")),
-                               encoders=Output(data("ffmpeg-encoders.txt")))
+                               encoders=Output(data("ffmpeg-encoders.txt")), nvenc_probes=dict(T4_PROBES))

@@ -1,5 +1,5 @@
 """Pure checks: a healthy reference node passes every check; each broken layer
-fails with that layer's remedy, worded after DESIGN.md's facts where the guide
+fails with that layer's remedy, worded after the README's "What the guide gets wrong" rows where the guide
 is wrong."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_host_function_on_nouveau_fails_with_the_vfio_remedy_and_what_to_blackli
     assert "0000:3b:00.0: nouveau" in result.detail and "nvidiafb" in result.detail
     assert "options vfio-pci ids=10de:1eb8" in result.remedy
     assert "lspci -nnk -s 0000:3b:00.0" in result.remedy
-    assert "not vfio_virqfd" in result.remedy  # fact 5
+    assert "not vfio_virqfd" in result.remedy  # README table row 5
 
 
 def test_host_checks_every_function_of_the_card() -> None:
@@ -127,7 +127,7 @@ def test_talos_driver_missing_says_modules_go_in_machine_kernel_modules() -> Non
                               modules=Output(data("proc-modules.no-nvidia.txt")))
     results = failed(check_talos(obs, CFG))
     assert set(results) == {"nvidia driver", "kernel modules"}
-    assert "machine.kernel.modules" in results["kernel modules"].remedy  # fact 8, not "loaded automatically"
+    assert "machine.kernel.modules" in results["kernel modules"].remedy  # README table row 8, not "loaded automatically"
     assert "nvidia, nvidia_uvm, nvidia_drm, nvidia_modeset" in results["kernel modules"].detail.replace("not loaded: ", "")
 
 
@@ -135,7 +135,7 @@ def test_talos_missing_toolkit_extension_needs_talosctl_upgrade() -> None:
     text = data("talos-extensions.yaml").replace("name: nvidia-container-toolkit-production", "name: iscsi-tools")
     result = failed(check_talos(dataclasses.replace(samples.talos_ok(), extensions=Output(text)), CFG))["extensions"]
     assert result.detail == "missing: nvidia-container-toolkit-production"
-    assert "upgrade --image factory.talos.dev/metal-installer/<schematic-id>:v1.13.9" in result.remedy  # fact 9
+    assert "upgrade --image factory.talos.dev/metal-installer/<schematic-id>:v1.13.9" in result.remedy  # README table row 9
     assert "apply-config" in result.remedy and "does not change extensions" in result.remedy
 
 
@@ -178,7 +178,7 @@ def test_kubernetes_no_gpu_advertised_in_operator_mode() -> None:
     assert result.detail == "0, expected 4"
     assert "kubectl logs -n gpu-operator -l app=nvidia-device-plugin-daemonset" in result.remedy
     assert "feature.node.kubernetes.io/pci-10de.present" in result.remedy
-    assert "driver.enabled=false" in result.remedy and "devicePlugin" in result.remedy  # fact 13
+    assert "driver.enabled=false" in result.remedy and "devicePlugin" in result.remedy  # README table row 13
 
 
 def test_kubernetes_no_gpu_advertised_in_device_plugin_mode_names_the_runtime_class() -> None:
@@ -193,7 +193,7 @@ def test_kubernetes_one_gpu_instead_of_four_is_the_time_slicing_config() -> None
     results = failed(check_kubernetes(kube(node), CFG))
     count = results["allocatable nvidia.com/gpu"]
     assert count.detail == "1, expected 4 (GFD: nvidia.com/gpu.replicas=1)"
-    assert "sharing.timeSlicing.resources: [{name: nvidia.com/gpu, replicas: 4}]" in count.remedy  # fact 10
+    assert "sharing.timeSlicing.resources: [{name: nvidia.com/gpu, replicas: 4}]" in count.remedy  # README table row 10
     assert "nvidia.com/device-plugin.config=moody-good" in count.remedy
     assert "kubectl label node moody-good nvidia.com/device-plugin.config=moody-good" in results["device-plugin config label"].remedy
 
@@ -204,6 +204,35 @@ def test_kubernetes_expected_count_is_gpus_times_replicas() -> None:
     whole = samples.homelab_cfg(gpuStack={"timeSlicing": {"enabled": False}})
     node = samples.node_json(allocatable={"nvidia.com/gpu": "1"})
     assert by_name(check_kubernetes(kube(node), whole))["allocatable nvidia.com/gpu"].status == "pass"
+
+
+RENAMED = samples.homelab_cfg(gpuStack={"timeSlicing": {"enabled": True, "replicas": 4, "renameByDefault": True}})
+
+
+def test_kubernetes_rename_by_default_counts_nvidia_com_gpu_shared() -> None:
+    # With renameByDefault the plugin advertises nvidia.com/gpu.shared and no
+    # nvidia.com/gpu (k8s-device-plugin v0.18.2 internal/rm/device_map.go).
+    node = samples.node_json(allocatable={"nvidia.com/gpu": None, "nvidia.com/gpu.shared": "4"})
+    results = by_name(check_kubernetes(kube(node), RENAMED))
+    assert results["allocatable nvidia.com/gpu.shared"].status == "pass", results
+    assert "allocatable nvidia.com/gpu" not in results
+    # The same node fails for a stack that expects the plain name, and names what it saw.
+    plain = failed(check_kubernetes(kube(node), CFG))["allocatable nvidia.com/gpu"]
+    assert plain.detail == "0, expected 4 (the node advertises nvidia.com/gpu.shared=4 instead)"
+    assert "Time-slicing not applied" in plain.remedy
+
+
+def test_kubernetes_rename_by_default_not_applied_yet() -> None:
+    result = failed(check_kubernetes(kube(samples.node_json()), RENAMED))["allocatable nvidia.com/gpu.shared"]
+    assert result.detail == "0, expected 4 (the node advertises nvidia.com/gpu=4 instead)"
+    assert "renameByDefault: true" in result.remedy and "nvidia.com/gpu.shared=4" in result.remedy
+
+
+def test_workload_gpu_limit_on_the_shared_resource_with_rename_by_default() -> None:
+    shared = workload(pods=Output(samples.jellyfin_pods(limits={"nvidia.com/gpu.shared": "1"})))
+    assert by_name(check_workload(shared, RENAMED))["gpu limit"].detail == "limits nvidia.com/gpu.shared: 1"
+    plain = failed(check_workload(samples.workload_ok(), RENAMED))["gpu limit"]
+    assert "has no nvidia.com/gpu.shared in its limits" in plain.detail and "nvidia.com/gpu.shared: 1" in plain.remedy
 
 
 def test_kubernetes_missing_gfd_labels() -> None:
@@ -218,7 +247,7 @@ def test_kubernetes_crashlooping_device_plugin() -> None:
     results = failed(check_kubernetes(kube(samples.node_json(), pods), CFG))
     assert "nvidia-device-plugin-daemonset-7kx2n Running (CrashLoopBackOff)" in results["device plugin pod"].detail
     assert "1 of 9 not running" in results["gpu stack pods"].detail
-    assert "v1.13" in results["gpu stack pods"].remedy  # fact 13
+    assert "v1.13" in results["gpu stack pods"].remedy  # README table row 13
 
 
 # -- workload ---------------------------------------------------------------
@@ -282,3 +311,59 @@ def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() ->
     assert result.detail == "no nvidia-device-plugin pod on moody-good in gpu-operator"
     document["items"].append({**template, "metadata": {**template["metadata"], "name": "nvidia-device-plugin-5mzq4"}})
     assert by_name(check_kubernetes(kube(samples.node_json(), json.dumps(document)), cfg))["device plugin pod"].status == "pass"
+
+
+@pytest.mark.parametrize(("gpu", "encoders"), [
+    ({}, ["h264_nvenc", "hevc_nvenc"]),  # the T4 (turing)
+    ({"generation": "ada"}, ["h264_nvenc", "hevc_nvenc", "av1_nvenc"]),
+    ({"generation": None, "model": "ga10x"}, ["h264_nvenc", "hevc_nvenc"]),
+    ({"generation": None, "model": "ga100"}, []),
+    ({"generation": "hopper", "model": "gh100"}, []),
+    ({"generation": None}, ["h264_nvenc", "hevc_nvenc"]),  # unknown: try the common two
+])
+def test_encode_probe_tries_what_the_capability_table_says_the_gpu_encodes(gpu, encoders) -> None:
+    from components.doctor.checks import nvenc_probe_encoders
+
+    raw_gpus = [{**samples.gpus_with_group()[0], **gpu}]
+    assert nvenc_probe_encoders(samples.homelab_cfg(gpus=[{k: v for k, v in g.items() if v is not None} for g in raw_gpus])) == encoders
+
+
+def test_encode_probe_failure_is_a_failed_check_never_an_nvml_reading() -> None:
+    error = "`kubectl exec ...` failed: [h264_nvenc @ 0x1] OpenEncodeSessionEx failed: unsupported device (2): (no details)"
+    obs = workload(nvenc_probes={"h264_nvenc": Output(error=error), "hevc_nvenc": Output("")})
+    result = failed(check_workload(obs, CFG))["nvenc encode"]
+    assert result.detail == f"encoding failed: h264_nvenc: {error}"
+    assert "GA100 (A100, A30), GH100 (H100, H200)" in result.remedy and "nvidia-container-toolkit#1249" in result.remedy
+    missing_library = workload(nvenc_probes={"h264_nvenc": Output(error="Cannot load libnvidia-encode.so.1"), "hevc_nvenc": Output("")})
+    assert "NVIDIA_DRIVER_CAPABILITIES" in failed(check_workload(missing_library, CFG))["nvenc encode"].remedy
+
+
+def test_gfd_remedy_uses_each_modes_pod_labels() -> None:
+    node = samples.node_json(labels={"nvidia.com/gpu.product": None})
+    operator = failed(check_kubernetes(kube(node), CFG))["gfd labels"].remedy
+    assert "kubectl logs -n gpu-operator -l app=gpu-feature-discovery`" in operator
+    # The device-plugin chart labels its GFD pods like the plugin's
+    # (k8s-device-plugin v0.18.2 templates/_helpers.tpl); the container tells them apart.
+    plugin_cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    plugin = failed(check_kubernetes(kube(node), plugin_cfg))["gfd labels"].remedy
+    assert "kubectl logs -n gpu-operator -l app.kubernetes.io/name=nvidia-device-plugin -c gpu-feature-discovery-ctr`" in plugin
+    assert "app.kubernetes.io/name=gpu-feature-discovery" not in plugin
+
+
+@pytest.mark.parametrize(("chart", "blocks"), [("v26.3.1", True), ("v26.3.3", True), ("v26.7.0", False), ("v27.1.0", False)])
+def test_service_monitor_remedy_holds_only_for_charts_before_v26_7_0(chart: str, blocks: bool) -> None:
+    # gpu-operator controllers/object_controls.go ServiceMonitor(): up to v26.3.x the
+    # dcgm-exporter state stays NotReady without the CRD; v26.7.0 skips it with a log line.
+    cfg = samples.homelab_cfg(gpuStack={"operatorChartVersion": chart})
+    pods = samples.pods_json("nvidia-dcgm-exporter-m8v4d", ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}})
+    remedy = failed(check_kubernetes(kube(samples.node_json(), pods), cfg))["gpu stack pods"].remedy
+    assert ("keeps the ClusterPolicy NotReady" in remedy) is blocks, remedy
+    assert ("skipping DCGM Exporter ServiceMonitor creation" in remedy) is (not blocks), remedy
+    assert "v1.13" in remedy
+
+
+def test_service_monitor_remedy_is_not_given_in_device_plugin_mode() -> None:
+    cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
+    pods = samples.pods_json("nvidia-device-plugin-daemonset-7kx2n", ready=False)
+    remedy = failed(check_kubernetes(kube(samples.node_json(), pods), cfg))["gpu stack pods"].remedy
+    assert "ServiceMonitor" not in remedy and "RuntimeClass nvidia" in remedy

@@ -33,8 +33,22 @@ def talos_rules(version: dict | None = None, modules: dict | None = None, extens
     ]
 
 
-def kubectl_rules(node: dict | None = None, encoders: dict | None = None) -> list[dict]:
+# What jellyfin-ffmpeg prints when NVENC refuses the session (FFmpeg
+# libavcodec/nvenc.c: nvenc_print_error with "unsupported device"), as on an H200.
+UNSUPPORTED_DEVICE = ("[h264_nvenc @ 0x55d0c8a4e2c0] OpenEncodeSessionEx failed: unsupported device (2): (no details)\n"
+                      "[h264_nvenc @ 0x55d0c8a4e2c0] No capable devices found\n"
+                      "[vost#0:0/h264_nvenc @ 0x55d0c8a4d180] Error while opening encoder - maybe incorrect parameters such as bit_rate, rate, width or height.\n")
+
+
+def probe_rule(encoder: str, *responses: dict) -> dict:
+    """The encode probe, matched strictly: generated frames in, the encoder, output to null."""
+    return rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-f", "lavfi", "-i",
+                 "testsrc2=size=320x240:rate=25", "-c:v", encoder, "-f", "null", "-"], *(responses or (answer(),)))
+
+
+def kubectl_rules(node: dict | None = None, encoders: dict | None = None, probes: list[dict] | None = None) -> list[dict]:
     return [
+        *(probes or [probe_rule("h264_nvenc"), probe_rule("hevc_nvenc")]),
         rule(["get", "node", "moody-good", "-o", "json"], node or answer(data("node-moody-good.json"))),
         rule(["get", "pods", "-n", "gpu-operator"], answer(data("pods-gpu-operator.json"))),
         rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin"], answer(data("pods-jellyfin.json"))),
@@ -77,8 +91,10 @@ def test_module_entry_point_on_a_healthy_node_exits_zero(fake: FakeCli) -> None:
     assert any(line.split()[:3] == ["host", "reachable", "skip"] and "--identity" in line for line in lines)
     assert any(line.startswith("kubernetes") and "allocatable nvidia.com/gpu" in line and " pass " in line for line in lines)
     assert any(line.startswith("workload") and "nvenc encoders" in line and " pass " in line for line in lines)
+    assert any(line.startswith("workload") and "nvenc encode " in line and " pass " in line and "h264_nvenc, hevc_nvenc encoded" in line
+               for line in lines)
     assert "Remedies" not in done.stdout
-    assert lines[-1] == "14 passed, 0 failed, 2 skipped"  # talos 4, kubernetes 6, workload 4
+    assert lines[-1] == "15 passed, 0 failed, 2 skipped"  # talos 4, kubernetes 6, workload 5
 
 
 def test_talosconfig_reaches_talosctl_as_a_private_file(fake: FakeCli) -> None:
@@ -212,3 +228,30 @@ def test_unreachable_talos_node_is_skipped_after_one_attempt(fake: FakeCli) -> N
     assert out.splitlines()[1].split(None, 3)[:3] == ["talos", "reachable", "skip"]
     assert "talosctl cannot reach 192.168.8.123" in out and "connection refused" in out
     assert len(fake.calls("talosctl")) == 1, "an unreachable node is not asked three times"
+
+
+def test_encode_probe_fails_where_nvenc_refuses_the_session_and_names_the_model_key(fake: FakeCli) -> None:
+    # An H200 (GH100): ffmpeg lists h264_nvenc, NVML reports encoder capacity, the encode fails.
+    fake.set_rules("kubectl", kubectl_rules(probes=[probe_rule("h264_nvenc", answer(stderr=UNSUPPORTED_DEVICE, rc=187)),
+                                                    probe_rule("hevc_nvenc", answer(stderr=UNSUPPORTED_DEVICE.replace("h264", "hevc"), rc=187))]))
+    code, out, _ = doctor("--layer", "workload")
+    assert code == 1
+    line = next(line for line in out.splitlines() if line.startswith("workload") and "nvenc encode " in line)
+    assert " fail " in line and "unsupported device (2)" in line
+    assert "nvenc encoders" in out and any(" pass " in row and "nvenc encoders" in row for row in out.splitlines())
+    remedies = remedies_section(out)
+    assert "proxmox-talos-gpu:gpus[].model" in remedies and "GH100 (H100, H200)" in remedies
+    probes = [call["argv"] for call in fake.calls("kubectl") if "lavfi" in call["argv"]]
+    assert [argv[argv.index("-c:v") + 1] for argv in probes] == ["h264_nvenc", "hevc_nvenc"]
+    assert all(argv[-3:] == ["-f", "null", "-"] for argv in probes)
+
+
+def test_no_encode_probe_on_a_gpu_the_config_says_has_no_nvenc(fake: FakeCli, tmp_path: Path) -> None:
+    text = (ROOT / "Pulumi.homelab.yaml").read_text().replace("      generation: turing\n", "      model: gh100\n")
+    assert "model: gh100" in text
+    (tmp_path / "Pulumi.h200.yaml").write_text(text)
+    code, out, _ = doctor("--layer", "workload", "--project-dir", str(tmp_path), "--stack", "h200")
+    line = next(line for line in out.splitlines() if line.startswith("workload") and "nvenc encode " in line)
+    assert " skip " in line and "has no NVENC" in line, out
+    assert code == 0
+    assert not [call for call in fake.calls("kubectl") if "lavfi" in call["argv"]]

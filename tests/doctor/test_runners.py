@@ -133,7 +133,7 @@ def test_gather_proxmox_missing_vm_is_an_observation_and_missing_qm_is_unreachab
 
 def test_ssh_target_needs_a_key_and_a_pin() -> None:
     assert isinstance(runners._ssh_target(CFG, runners.Credentials()), Unreachable)
-    no_pin = samples.homelab_cfg(host={"enabled": False, "hostKey": None})
+    no_pin = samples.homelab_cfg(host={"enabled": False, "hostKey": None}, gpus=samples.gpus_with_group())
     reason = runners._ssh_target(no_pin, CREDS)
     assert isinstance(reason, Unreachable) and "host.hostKey or pass --known-hosts" in reason.reason
 
@@ -145,6 +145,7 @@ def test_known_hosts_file_overrides_the_configured_pin() -> None:
 
 
 def test_host_address_falls_back_to_the_proxmox_endpoint() -> None:
-    cfg = samples.homelab_cfg(host={"enabled": False, "address": None}, proxmox={"endpoint": "https://pve5.example.net:8006/"})
+    cfg = samples.homelab_cfg(host={"enabled": False, "address": None}, proxmox={"endpoint": "https://pve5.example.net:8006/"},
+                              gpus=samples.gpus_with_group())
     target = runners._ssh_target(cfg, CREDS)
     assert isinstance(target, SshTarget) and target.host == "pve5.example.net"

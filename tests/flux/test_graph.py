@@ -10,6 +10,7 @@ import copy
 
 import pytest
 
+from components.config import OWNER_ONLY_KEYS
 from components.mockengine import ProgramRun, Registration, is_secret, reveal
 from tests.conftest import run_main, stack_file_config
 from tests.flux.crds import assert_valid
@@ -37,6 +38,8 @@ def config(**gpu_stack) -> dict:
 
 def non_owner(**gpu_stack) -> dict:
     raw = config(ownsClusterObjects=False, **gpu_stack)
+    for key in OWNER_ONLY_KEYS:  # refused in a non-owner stack
+        raw["gpuStack"].pop(key, None)
     raw["vm"].update(vmId=1106, name="moody-bad")
     raw["gpus"][0]["address"] = "0000:af:00.0"
     return raw

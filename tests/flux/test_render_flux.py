@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from components import render
-from components.config import parse_stack_config
+from components.config import OWNER_ONLY_KEYS, parse_stack_config
 from components.flux import objects
 from components.mockengine import reveal
 from tests.conftest import ROOT, run_main, stack_file_config
@@ -68,6 +68,8 @@ def stack_config(**changes) -> dict:
 def non_owner_config() -> dict:
     raw = stack_config(vm={"vmId": 1106, "name": "moody-bad"}, gpuStack={"ownsClusterObjects": False, "timeSlicing": {"replicas": 2}})
     raw["gpus"][0]["address"] = "0000:af:00.0"
+    for key in OWNER_ONLY_KEYS:  # refused in a non-owner stack
+        raw["gpuStack"].pop(key, None)
     return raw
 
 

@@ -38,6 +38,29 @@ def test_not_ready_names_the_missing_layer(observed, layer: str, says: str) -> N
     assert says in state.message
 
 
+SHARED = Expectation(node_name="moody-good", gpus=2, advertised=8, config_key="moody-good", resource="nvidia.com/gpu.shared")
+
+
+def test_rename_by_default_counts_the_shared_resource() -> None:
+    renamed = node(allocatable={"nvidia.com/gpu": None, "nvidia.com/gpu.shared": "8"})
+    state = evaluate(renamed, SHARED)
+    assert (state.ready, state.allocatable) == (True, 8)
+    assert "advertises nvidia.com/gpu.shared=8" in state.message
+    # The same node is not ready for a stack that counts the plain name.
+    assert evaluate(renamed, WANT).layer == "time-slicing config"
+
+
+@pytest.mark.parametrize(("allocatable", "layer", "says"), [
+    ({"nvidia.com/gpu": "8"}, "time-slicing config", "advertises nvidia.com/gpu=8 but no nvidia.com/gpu.shared"),
+    ({"nvidia.com/gpu": None, "nvidia.com/gpu.shared": "4"}, "time-slicing config", "nvidia.com/gpu.shared=4, expected 8"),
+    ({"nvidia.com/gpu": None}, "device plugin/driver", "advertises no nvidia.com/gpu.shared"),
+])
+def test_rename_by_default_not_ready_names_the_layer(allocatable, layer: str, says: str) -> None:
+    state = evaluate(node(allocatable=allocatable), SHARED)
+    assert (state.ready, state.layer) == (False, layer)
+    assert says in state.message
+
+
 def test_driver_version_falls_back_to_major_minor_rev_and_may_be_unknown() -> None:
     older = node(labels={"nvidia.com/cuda.driver-version.full": None})
     assert evaluate(older, WANT).driver_version == "595.91.07"

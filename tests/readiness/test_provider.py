@@ -195,3 +195,27 @@ def test_preview_registers_the_gate_but_runs_no_kubectl(fake: FakeCli) -> None:
     assert run.one(GATE_TYPE)
     assert fake.calls("kubectl") == []
     assert os.environ["PATH"] == str(fake.bin)
+
+
+def test_rename_by_default_gates_on_the_shared_resource_in_a_fresh_process(fake: FakeCli) -> None:
+    # renameByDefault: the plugin advertises nvidia.com/gpu.shared and no nvidia.com/gpu
+    # (k8s-device-plugin v0.18.2 api/config/v1/replicas.go, internal/rm/device_map.go).
+    config = stack_file_config("homelab")
+    config["gpus"] = config["gpus"] + [{**config["gpus"][0], "address": "0000:af:00.0", "slot": "hostpci1"}]
+    config["gpuStack"] = {**config["gpuStack"], "timeSlicing": {"replicas": 3, "renameByDefault": True}}
+    inputs = reveal(run_gate(config).one(GATE_TYPE).inputs)
+    assert (inputs["resource"], inputs["expectedGpus"]) == ("nvidia.com/gpu.shared", 6)
+    provider = inputs.pop("__provider")
+    renamed = node_json(allocatable={"nvidia.com/gpu": None, "nvidia.com/gpu.shared": "6"})
+    fake.set_rules("kubectl", node_rules(answer(node_json(allocatable={"nvidia.com/gpu": "2"})), answer(renamed)))
+    result = drive_in_fresh_process(provider, {**inputs, "pollSeconds": 0.05, "maxPollSeconds": 0.1}, fake)
+    assert result["create"]["outs"]["allocatable"] == 6 and result["create"]["outs"]["resource"] == "nvidia.com/gpu.shared"
+    assert "advertises nvidia.com/gpu=2 but no nvidia.com/gpu.shared" in result["stderr"]
+
+
+def test_a_gate_made_before_the_resource_input_does_not_wait_again() -> None:
+    provider = GpuReadinessProvider()
+    olds = {key: PROPS[key] for key in ("nodeName", "gpus", "expectedGpus", "configKey")}
+    assert provider.diff("id", olds, {**PROPS, "resource": "nvidia.com/gpu"}).changes is False
+    assert provider.diff("id", olds, {**PROPS, "resource": "nvidia.com/gpu.shared"}).changes is True
+    assert [f.property for f in provider.check({}, {**PROPS, "resource": "memory"}).failures] == ["resource"]

@@ -23,8 +23,9 @@ from tests.talos.conftest import make_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((Path(__file__).with_name("factory_vectors.json")).read_text())
+VECTORS_V4 = json.loads((Path(__file__).with_name("factory_vectors_v4.json")).read_text())
 
-# DESIGN.md, "Image Factory schematic IDs": the two published pairs.
+# The two published pairs (Talos docs, Image Factory).
 PUBLISHED = [
     ("customization: {}\n", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
     ("customization:\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/qemu-guest-agent\n",
@@ -50,19 +51,78 @@ def test_schematic_id_matches_image_factory_unit_test_vectors() -> None:
     assert schematic_id('{"overlay": {"name": "rpi_generic", "image": "siderolabs/sbc-raspberrypi"}}') == "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9"
     assert schematic_id('{"customization":{"secureboot": {"includeWellKnownCertificates": true}}}') == "fa8e05f142a851d3ee568eb0a8e5841eaf6b0ebc8df9a63df16ac5ed2c04f3e6"
     assert schematic_id("{}") == "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+    # TestID "4k sector disk image"
+    assert schematic_id('{"customization": {"diskImage": {"sectorSize": 4096}}}') == "92833e9ddd9bb9e11b2464fa5525429f01866306d52ebd882ee08d7918f6d1ea"
+
+
+@pytest.mark.parametrize("yaml_version", ["v4", "v3"])
+def test_published_ids_are_the_same_with_yaml_v3_and_v4(yaml_version: str) -> None:
+    for text, expected in PUBLISHED:
+        assert schematic_id(text, yaml_version) == expected
+    assert schematic_id('{"customization":{"secureboot": {"includeWellKnownCertificates": true}}}', yaml_version) == "fa8e05f142a851d3ee568eb0a8e5841eaf6b0ebc8df9a63df16ac5ed2c04f3e6"
 
 
 @pytest.mark.parametrize("vector", [v for v in VECTORS if "yaml" in v], ids=lambda v: v["input"][:50])
 def test_canonical_yaml_and_id_match_yaml_v3(vector: dict[str, str]) -> None:
-    # factory_vectors.json was written by gopkg.in/yaml.v3 (factory_vectors/main.go).
+    # factory_vectors.json was written by gopkg.in/yaml.v3 (factory_vectors/main.go -tags yamlv3),
+    # what image-factory releases before v1.0.0 marshalled with.
+    assert marshal(parse_schematic(vector["input"]), "v3") == vector["yaml"]
+    assert schematic_id(vector["input"], "v3") == vector["id"]
+
+
+@pytest.mark.parametrize("vector", [v for v in VECTORS_V4 if "yaml" in v], ids=lambda v: v["input"][:50])
+def test_canonical_yaml_and_id_match_yaml_v4(vector: dict[str, str]) -> None:
+    # factory_vectors_v4.json was written by go.yaml.in/yaml/v4 with the current
+    # factory struct (owner, embeddedMachineConfiguration, secureboot.enrollKeys;
+    # factory_vectors/main.go), as image-factory v1.5.0 marshals.
     assert marshal(parse_schematic(vector["input"])) == vector["yaml"]
     assert schematic_id(vector["input"]) == vector["id"]
 
 
-@pytest.mark.parametrize("vector", [v for v in VECTORS if "error" in v], ids=lambda v: v["input"][:50])
+@pytest.mark.parametrize("vector", [v for v in VECTORS + VECTORS_V4 if "error" in v], ids=lambda v: v["input"][:50])
 def test_parse_refuses_what_the_factory_refuses(vector: dict[str, str]) -> None:
     with pytest.raises(SchematicFormatError):
         parse_schematic(vector["input"])
+
+
+def test_yaml_v3_and_v4_quote_yaml_1_1_words_differently() -> None:
+    text = '{"customization": {"extraKernelArgs": ["off", "12:30"]}}'
+    assert marshal(parse_schematic(text)) == "customization:\n    extraKernelArgs:\n        - 'off'\n        - '12:30'\n"
+    assert marshal(parse_schematic(text), "v3") == 'customization:\n    extraKernelArgs:\n        - "off"\n        - "12:30"\n'
+    assert schematic_id(text) != schematic_id(text, "v3")
+
+
+def test_current_factory_fields_are_accepted_and_written_in_the_factorys_order() -> None:
+    text = (
+        "customization:\n"
+        "  secureboot: {includeWellKnownCertificates: true, enrollKeys: force}\n"
+        "  systemExtensions: {officialExtensions: [siderolabs/qemu-guest-agent]}\n"
+        "  embeddedMachineConfiguration: |\n    apiVersion: v1alpha1\n    kind: HostnameConfig\n    hostname: gpu-1\n"
+        "owner: alice\n"
+    )
+    parsed = parse_schematic(text)
+    assert (parsed.owner, parsed.secureboot_enroll_keys) == ("alice", "force")
+    assert parsed.embedded_machine_configuration == "apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: gpu-1\n"
+    assert marshal(parsed) == (
+        "owner: alice\n"
+        "customization:\n"
+        "    embeddedMachineConfiguration: |\n"
+        "        apiVersion: v1alpha1\n        kind: HostnameConfig\n        hostname: gpu-1\n"
+        "    systemExtensions:\n        officialExtensions:\n            - siderolabs/qemu-guest-agent\n"
+        "    secureboot:\n        enrollKeys: force\n        includeWellKnownCertificates: true\n"
+    )
+
+
+def test_unknown_secureboot_key_is_refused_naming_the_allowed_ones() -> None:
+    with pytest.raises(SchematicFormatError, match="enrollKeys, includeWellKnownCertificates"):
+        parse_schematic("customization:\n  secureboot:\n    enrollKey: force\n")
+
+
+def test_leading_line_break_is_kept_by_v4_and_refused_for_v3() -> None:
+    text = '{"customization": {"embeddedMachineConfiguration": "\\nkind: x\\n"}}'
+    assert marshal(parse_schematic(text)) == "customization:\n    embeddedMachineConfiguration: |\n\n        kind: x\n"
+    with pytest.raises(SchematicFormatError, match="yaml.v3"):
+        marshal(parse_schematic(text), "v3")
 
 
 def test_parse_refuses_empty_and_multi_document_files() -> None:

@@ -1,10 +1,16 @@
-// Regenerates ../factory_vectors.json: each input schematic decoded and
-// re-marshalled with gopkg.in/yaml.v3 exactly as siderolabs/image-factory's
-// pkg/schematic does (KnownFields decode, yaml.Marshal, sha256 of the bytes).
-// The struct below copies the factory's field order and YAML tags.
+// Regenerates the schematic ID vectors: each input schematic decoded and
+// re-marshalled exactly as siderolabs/image-factory pkg/schematic does
+// (KnownFields decode, yaml.Marshal, sha256 of the bytes). The struct below
+// copies the factory's field order and YAML tags (pkg/schematic/schematic.go,
+// v1.5.0: Owner first, EmbeddedMachineConfiguration first in Customization,
+// EnrollKeys before IncludeWellKnownCertificates). The YAML library is chosen
+// by build tag: go.yaml.in/yaml/v4 (the current factory, yaml_v4.go) or, with
+// -tags yamlv3, gopkg.in/yaml.v3 (factories before v1.0.0, yaml_v3.go).
 //
 //	apt-get install golang-go golang-gopkg-yaml.v3-dev
-//	GO111MODULE=off GOPATH=/usr/share/gocode go run main.go < inputs.json > ../factory_vectors.json
+//	# yaml/v4: a checkout of github.com/yaml/go-yaml (v4.0.0-rc.6 or newer) in $GOPATH/src/go.yaml.in/yaml/v4
+//	GO111MODULE=off GOPATH=$GOPATH:/usr/share/gocode go run . < inputs.v4.json > ../factory_vectors_v4.json
+//	GO111MODULE=off GOPATH=/usr/share/gocode go run -tags yamlv3 . < inputs.json > ../factory_vectors.json
 package main
 
 import (
@@ -15,22 +21,22 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"gopkg.in/yaml.v3"
 )
 
 type Schematic struct {
+	Owner         string        `yaml:"owner,omitempty"`
 	Overlay       Overlay       `yaml:"overlay,omitempty"`
 	Customization Customization `yaml:"customization"`
 }
 
 type Customization struct {
-	ExtraKernelArgs  []string         `yaml:"extraKernelArgs,omitempty"`
-	Meta             []MetaValue      `yaml:"meta,omitempty"`
-	SystemExtensions SystemExtensions `yaml:"systemExtensions,omitempty"`
-	Bootloader       string           `yaml:"bootloader,omitempty"`
-	SecureBoot       SecureBoot       `yaml:"secureboot,omitempty"`
-	DiskImage        DiskImage        `yaml:"diskImage,omitempty"`
+	EmbeddedMachineConfiguration string           `yaml:"embeddedMachineConfiguration,omitempty"`
+	ExtraKernelArgs              []string         `yaml:"extraKernelArgs,omitempty"`
+	Meta                         []MetaValue      `yaml:"meta,omitempty"`
+	SystemExtensions             SystemExtensions `yaml:"systemExtensions,omitempty"`
+	Bootloader                   string           `yaml:"bootloader,omitempty"`
+	SecureBoot                   SecureBoot       `yaml:"secureboot,omitempty"`
+	DiskImage                    DiskImage        `yaml:"diskImage,omitempty"`
 }
 
 type MetaValue struct {
@@ -49,7 +55,8 @@ type Overlay struct {
 }
 
 type SecureBoot struct {
-	IncludeWellKnownCertificates bool `yaml:"includeWellKnownCertificates,omitempty"`
+	EnrollKeys                   string `yaml:"enrollKeys,omitempty"`
+	IncludeWellKnownCertificates bool   `yaml:"includeWellKnownCertificates,omitempty"`
 }
 
 type DiskImage struct {
@@ -64,14 +71,14 @@ func main() {
 	}
 	out := []map[string]string{}
 	for _, input := range inputs {
-		dec := yaml.NewDecoder(bytes.NewReader([]byte(input)))
+		dec := newDecoder(bytes.NewReader([]byte(input)))
 		dec.KnownFields(true)
 		var s Schematic
 		if err := dec.Decode(&s); err != nil {
 			out = append(out, map[string]string{"input": input, "error": err.Error()})
 			continue
 		}
-		data, err := yaml.Marshal(&s)
+		data, err := marshal(&s)
 		if err != nil {
 			panic(err)
 		}

@@ -1,0 +1,241 @@
+"""Node stacks that agree: ``python -m components.stacks check``.
+
+One Pulumi stack per GPU node (``Pulumi.<stack>.yaml``); one of them owns the
+cluster-wide objects (namespace, time-slicing ConfigMap, the Helm release),
+the others add their entry and label their node. This checks, offline, that
+the stacks of one project fit together, and names every conflict:
+
+- exactly one stack owns the cluster objects;
+- no non-owner stack sets an owner-only key (``config.OWNER_ONLY_KEYS``; the
+  program refuses those too);
+- the keys every stack must set alike (``config.SHARED_KEYS``: mode,
+  delivery, namespace, ConfigMap name, chart versions) agree;
+- no VMID is used twice on one Proxmox cluster (VMIDs are cluster-wide);
+- no GPU (PCI address, or the whole device with ``allFunctions``) is claimed
+  by two stacks on one Proxmox node;
+- no two stacks share a ConfigMap key, a node name or a PCI mapping name
+  (mappings are cluster-wide too).
+
+Pure planning (:func:`conflicts`) apart from reading the files
+(:func:`load_stacks`). Exit codes: 0 all agree, 1 conflicts, 2 a file that
+cannot be read or validated, or no stack file at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlparse
+
+import yaml
+
+from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, read_stack_file
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK_GLOB = "Pulumi.*.yaml"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One disagreement between stacks, naming the stacks and the key; or,
+    with the file's name as ``kind``, a stack file that cannot be checked."""
+
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+def stack_name(path: Path) -> str:
+    """``Pulumi.homelab.yaml`` -> ``homelab``."""
+    return path.name[len("Pulumi."):-len(".yaml")]
+
+
+_OWNER_ONLY_PATHS = {f"gpuStack.{key}" for key in OWNER_ONLY_KEYS}
+
+
+def _parse(raw: dict) -> tuple[StackConfig, list[Conflict]]:
+    """Validate one stack's config as the program does. When the only
+    problems are owner-only keys in a non-owner stack, those become conflicts
+    and the stack is validated without them, so the other checks still run."""
+    try:
+        return parse_stack_config(raw), []
+    except ConfigError as error:
+        owner_only = [issue for issue in error.issues if issue.key in _OWNER_ONLY_PATHS]
+        if not owner_only or len(owner_only) != len(error.issues):
+            raise
+    stack = dict(raw.get("gpuStack") or {})
+    for issue in owner_only:
+        stack.pop(issue.key.split(".", 1)[1], None)
+    found = [Conflict("owner-only key", f"{issue}") for issue in owner_only]
+    return parse_stack_config({**raw, "gpuStack": stack}), found
+
+
+def load_stacks(directory: Path) -> tuple[dict[str, StackConfig], list[Conflict], list[Conflict]]:
+    """Every ``Pulumi.<stack>.yaml`` in ``directory``, validated as the program
+    validates it; the owner-only keys set in non-owner stacks (named per
+    stack); the files that fail otherwise, each with one message."""
+    stacks: dict[str, StackConfig] = {}
+    owner_only: list[Conflict] = []
+    problems: list[Conflict] = []
+    for path in sorted(directory.glob(STACK_GLOB)):
+        name = stack_name(path)
+        try:
+            stacks[name], found = _parse(read_stack_file(path))
+            owner_only += [Conflict(conflict.kind, f"{name}: {conflict.message}") for conflict in found]
+        except ConfigError as error:
+            problems.append(Conflict(path.name, str(error)))
+        except yaml.YAMLError as error:
+            problems.append(Conflict(path.name, f"not valid YAML: {' '.join(str(error).split())}"))
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(Conflict(path.name, f"cannot be read: {getattr(error, 'strerror', None) or error}"))
+        except (AttributeError, TypeError):
+            problems.append(Conflict(path.name, "is not a Pulumi stack file (expected a mapping with a `config:` mapping)"))
+    return stacks, owner_only, problems
+
+
+def _key(path: str) -> str:
+    return f"{PROJECT}:{path}"
+
+
+def _listed(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def _cluster(cfg: StackConfig, by_endpoint: bool) -> str:
+    """The Proxmox cluster a stack's VM lives on: one for the whole project,
+    or, with ``by_endpoint``, one per ``proxmox.endpoint`` host."""
+    if not by_endpoint:
+        return "the Proxmox cluster"
+    return f"the Proxmox cluster at {urlparse(cfg.proxmox.endpoint).hostname}"
+
+
+def _duplicates(values: Mapping[str, object], kind: str, describe: str) -> list[Conflict]:
+    """A conflict for each value two or more stacks share."""
+    seen: dict[object, list[str]] = defaultdict(list)
+    for stack, value in values.items():
+        seen[value].append(stack)
+    return [Conflict(kind, describe.format(value=value, stacks=_listed(stacks)))
+            for value, stacks in seen.items() if len(stacks) > 1]
+
+
+def _shared_values(cfg: StackConfig) -> dict[str, object]:
+    stack = cfg.gpu_stack
+    return {key: getattr(stack, name) for name, field in type(stack).model_fields.items()
+            for key in [field.alias or name] if key in SHARED_KEYS}
+
+
+def conflicts(stacks: Mapping[str, StackConfig], *, clusters_by_endpoint: bool = False) -> list[Conflict]:
+    """Every conflict between ``stacks`` (stack name -> validated config)."""
+    found: list[Conflict] = []
+    owners = sorted(name for name, cfg in stacks.items() if cfg.gpu_stack.owns_cluster_objects)
+    if len(owners) != 1:
+        found.append(Conflict(
+            "owner",
+            f"{len(owners)} stacks own the cluster objects ({_listed(owners) or 'none'}); exactly one must set "
+            f"{_key('gpuStack.ownsClusterObjects')}: true (the default) and every other stack false",
+        ))
+
+    shared = {name: _shared_values(cfg) for name, cfg in stacks.items()}
+    for key in SHARED_KEYS:
+        values: dict[object, list[str]] = defaultdict(list)
+        for name, keys in shared.items():
+            values[keys[key]].append(name)
+        if len(values) > 1:
+            shown = "; ".join(f"{value!s} in {_listed(names)}" for value, names in sorted(values.items(), key=lambda item: str(item[0])))
+            found.append(Conflict("must match", f"{_key('gpuStack.' + key)} differs: {shown}"))
+
+    found += _duplicates({name: (_cluster(cfg, clusters_by_endpoint), cfg.vm.vm_id) for name, cfg in stacks.items()},
+                         "vmId", f"{_key('vm.vmId')} {{value[1]}} is used by {{stacks}} on {{value[0]}} (VMIDs are cluster-wide)")
+    found += _gpu_claims(stacks, clusters_by_endpoint)
+    found += _duplicates({name: cfg.config_key for name, cfg in stacks.items()}, "configKey",
+                         f"{_key('gpuStack.configKey')} {{value!r}} (default: vm.name) is used by {{stacks}}: "
+                         "each node needs its own key in the shared ConfigMap")
+    found += _duplicates({name: cfg.node_name for name, cfg in stacks.items()}, "node name",
+                         f"{_key('vm.name')} {{value!r}} (the Kubernetes node) is used by {{stacks}}")
+    mappings = {(name, index): (_cluster(cfg, clusters_by_endpoint), cfg.mapping_name(index))
+                for name, cfg in stacks.items() for index, gpu in enumerate(cfg.gpus) if gpu.passthrough == "mapping"}
+    by_mapping: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for (name, index), key in mappings.items():
+        by_mapping[key].append(f"{name} (gpus[{index}])")
+    found += [Conflict("mappingName", f"PCI mapping {mapping!r} ({_key('gpus[].mappingName')}) is used by {_listed(owners_)} on {cluster}")
+              for (cluster, mapping), owners_ in by_mapping.items() if len({o.split(' ')[0] for o in owners_}) > 1]
+    return found
+
+
+def _gpu_claims(stacks: Mapping[str, StackConfig], by_endpoint: bool) -> list[Conflict]:
+    """Two stacks passing the same PCI function (or, with allFunctions, any
+    function of the same device) on the same Proxmox node."""
+    claims = [(name, index, (_cluster(cfg, by_endpoint), cfg.proxmox.node), gpu)
+              for name, cfg in sorted(stacks.items()) for index, gpu in enumerate(cfg.gpus)]
+    found = []
+    for position, (name, index, host, gpu) in enumerate(claims):
+        for other, other_index, other_host, other_gpu in claims[position + 1:]:
+            if other == name or other_host != host:
+                continue
+            same_device = gpu.address.rsplit(".", 1)[0] == other_gpu.address.rsplit(".", 1)[0]
+            if gpu.address == other_gpu.address or (same_device and (gpu.all_functions or other_gpu.all_functions)):
+                found.append(Conflict(
+                    "gpu", f"{name} ({_key(f'gpus[{index}].address')} {gpu.device_path}) and {other} "
+                           f"({_key(f'gpus[{other_index}].address')} {other_gpu.device_path}) claim the same GPU on node {host[1]}",
+                ))
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m components.stacks",
+        description="Check that the node stacks of this project agree with each other (offline, no Pulumi CLI).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = sub.add_parser(
+        "check",
+        help="read every Pulumi.<stack>.yaml and name each conflict",
+        description="Read every Pulumi.<stack>.yaml in the project folder, validate each as the program does, and name "
+                    "each conflict between them: not exactly one owner of the cluster objects; owner-only keys "
+                    f"({', '.join(OWNER_ONLY_KEYS)}) in a non-owner stack; gpuStack keys that must match "
+                    f"({', '.join(SHARED_KEYS)}) differing; a VMID used twice on one Proxmox cluster; two stacks "
+                    "claiming the same GPU on one Proxmox node; a ConfigMap key, node name or PCI mapping name used twice.",
+        epilog="Exit codes: 0 the stacks agree; 1 conflicts (each printed); 2 a stack file that cannot be read or "
+               "validated, or no stack file in the folder.",
+    )
+    check.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
+                       help=f"folder holding the Pulumi.<stack>.yaml files (default: this project, {ROOT})")
+    check.add_argument("--clusters-by-endpoint", action="store_true",
+                       help="treat stacks whose proxmox.endpoint names different hosts as different Proxmox clusters "
+                            "(default: off, every stack is on one Proxmox cluster, so VMIDs and PCI mapping names "
+                            "must be unique across all of them)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    directory: Path = args.project_dir
+    if not directory.is_dir():
+        print(f"stacks: {directory} is not a folder", file=err)
+        return 2
+    stacks, owner_only, problems = load_stacks(directory)
+    if not stacks and not problems:
+        print(f"stacks: no {STACK_GLOB} in {directory}", file=err)
+        return 2
+    for problem in problems:
+        print(f"stacks: cannot check {problem}", file=err)
+    found = owner_only + conflicts(stacks, clusters_by_endpoint=args.clusters_by_endpoint)
+    for conflict in found:
+        print(f"conflict: {conflict}", file=out)
+    names = ", ".join(sorted(stacks)) or "none"
+    print(f"{len(stacks)} stack(s) checked ({names}), {len(found)} conflict(s), {len(problems)} unreadable file(s)", file=out)
+    if problems:
+        return 2
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
