@@ -718,8 +718,9 @@ def _file_issue(message: str, line: int | None = None) -> ConfigIssue:
     return ConfigIssue("", _MISSING, message, line)
 
 
-def _yaml_error(error: Any) -> ConfigIssue:
-    """One line for a PyYAML error: where, what, and for a tab what to do."""
+def describe_yaml_error(error: Any) -> str:
+    """A PyYAML error in one line (``line 28: a tab character at column 1;
+    ...``), without PyYAML's excerpt that names the file ``<unicode string>``."""
     mark = getattr(error, "problem_mark", None)
     problem = str(getattr(error, "problem", None) or error).strip()
     column = f" at column {mark.column + 1}" if mark is not None else ""
@@ -730,7 +731,7 @@ def _yaml_error(error: Any) -> ConfigIssue:
         context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
         if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
             problem += f" ({context} that starts at line {context_mark.line + 1})"
-    return _file_issue(problem, mark.line + 1 if mark is not None else None)
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
 
 
 def _read_stack_document(path: Path) -> _StackDocument:
@@ -753,7 +754,7 @@ def _read_stack_document(path: Path) -> _StackDocument:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        return _StackDocument({}, [_yaml_error(error)], [])
+        return _StackDocument({}, [_file_issue(describe_yaml_error(error))], [])
     if document is None:
         return _StackDocument({}, [_file_issue(f"the file is empty: it needs a `config:` section with {PROJECT}:<key> entries ({_EXAMPLE})")], [])
     if not isinstance(document, dict):
