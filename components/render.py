@@ -288,16 +288,22 @@ def _is_render_folder(out: Path) -> bool:
     return MARKER in names or ("graph.mmd" in names and names <= _TOP_LEVEL)
 
 
-def write(artifacts: Artifacts, out: Path) -> list[Path]:
-    """Write ``artifacts`` into ``out``, emptied first, so it holds this render
-    only. A folder that is not empty and not an earlier render's is refused
-    (RenderInputError), and nothing in it is touched."""
+def check_out(out: Path) -> None:
+    """Refuse (RenderInputError) an output path render may not use: a file,
+    or a folder that is not empty and not an earlier render's."""
     if out.exists() and not out.is_dir():
         raise RenderInputError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if out.is_dir() and not _is_render_folder(out) and any(out.iterdir()):
+        raise RenderInputError(f"--out {out} is not empty and is not a folder render wrote (no {MARKER} in it); "
+                               "render empties its folder first, so give a new or empty folder")
+
+
+def write(artifacts: Artifacts, out: Path) -> list[Path]:
+    """Write ``artifacts`` into ``out``, emptied first, so it holds this render
+    only. A path :func:`check_out` refuses is refused here too, and nothing in
+    it is touched."""
+    check_out(out)
     if out.is_dir():
-        if not _is_render_folder(out) and any(out.iterdir()):
-            raise RenderInputError(f"--out {out} is not empty and is not a folder render wrote (no {MARKER} in it); "
-                                   "render empties its folder first, so give a new or empty folder")
         for child in out.iterdir():
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
@@ -343,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.project_dir / "render" / args.stack
     owner = f"{PROJECT}/{args.stack}"
     try:
+        check_out(out)  # before the work, so a bad --out fails at once
         facts = load_host_facts(args.host_facts) if args.host_facts else None
         plan = host_plan(cfg, facts, owner)
         written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)

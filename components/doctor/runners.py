@@ -255,10 +255,25 @@ def _kubectl(creds: Credentials, args: list[str]) -> Output:
     except KubectlError as error:
         if error.stderr.strip():
             log.debug("kubectl %s (exit %s), its stderr:\n%s", " ".join(args), error.returncode, error.stderr.rstrip())
-        if error.kind in ("missing", "timeout", "unreachable"):
+        if error.kind == "missing":
             raise _LayerUnreachable(str(error)) from None
+        if error.kind in ("timeout", "unreachable"):
+            server = _api_server(creds)
+            named = f" (API server {server})" if server and server.split("://")[-1] not in str(error) else ""
+            raise _LayerUnreachable(f"{error}{named}") from None
         first = next((line.strip() for line in error.stdout.splitlines() if line.strip()), "")
         return Output(error=f"{error} (stdout: {first[:160]})" if first else str(error))
+
+
+def _api_server(creds: Credentials) -> str:
+    """The API server the kubeconfig points at, as kubectl resolves it (a
+    local read, no network), to name it when it cannot be reached; "" when
+    kubectl cannot say."""
+    try:
+        return run_kubectl(["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"],
+                           kubeconfig=creds.kubeconfig, timeout=10).strip()
+    except KubectlError:
+        return ""
 
 
 def _kube_precheck(creds: Credentials) -> Unreachable | None:

@@ -327,7 +327,10 @@ class SshTransport:
             pin = parse_host_key_pin(target.host_key)
         except ValueError as error:
             raise HostKeyError(f"{target.label}: {error}") from None
-        pkey = load_private_key(target.private_key)
+        try:
+            pkey = load_private_key(target.private_key)
+        except TransportError as error:
+            raise TransportError(f"{target.label}: {error}") from None
         offered: list[str] = []
         # A known_hosts pin names its key type: ask for that type (then, only
         # to report what the host offers, for any). A bare fingerprint does
