@@ -284,7 +284,7 @@ class VmConfig(_Model):
     @property
     def start_timeout(self) -> int:
         """Passthrough pins all guest memory at start, so larger VMs start slower
-        (README, "What the guide gets wrong", row 4): 5 minutes plus 2 s per GiB unless set explicitly."""
+        (README "What the guide gets wrong", row 4): 5 minutes plus 2 s per GiB unless set explicitly."""
         return self.start_timeout_seconds or 300 + 2 * (self.memory_mib // 1024)
 
 

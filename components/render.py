@@ -32,8 +32,8 @@ from components import cluster
 from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file, stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
-from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
 from components.hostprep.engine import host_outputs
+from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
 from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
