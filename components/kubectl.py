@@ -75,13 +75,15 @@ _UNHANDLED = re.compile(r'^"Unhandled Error" err="(.*)"$')
 
 
 def summarize_stderr(stderr: str) -> str:
-    """Pure: kubectl's stderr in one line. Its verdict (``The connection to the
-    server ... was refused``) when it printed one, else the last klog message
-    without the klog header; the full text stays in KubectlError.stderr."""
+    """Pure: kubectl's stderr in one line, without its klog lines (repeated per
+    retry): the last lines of the rest (kubectl's verdict, ``The connection to
+    the server ... was refused``, or the message of a command run by ``kubectl
+    exec``), else the last klog message without its header. The full text
+    stays in KubectlError.stderr."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     verdicts = [line for line in lines if not _KLOG.match(line)]
     if verdicts:
-        return " | ".join(dict.fromkeys(verdicts[-2:]))
+        return " | ".join(dict.fromkeys(verdicts[-3:]))
     if not lines:
         return ""
     last = _KLOG.sub("", lines[-1])

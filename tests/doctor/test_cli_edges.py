@@ -141,3 +141,12 @@ def test_kubectl_stderr_summary(stderr, summary):
     from components.kubectl import summarize_stderr
 
     assert summarize_stderr(stderr) == summary
+
+
+def test_a_command_run_by_kubectl_exec_keeps_its_own_message():
+    from components.kubectl import summarize_stderr
+
+    ffmpeg = ("[h264_nvenc @ 0x55d0c8a4e2c0] OpenEncodeSessionEx failed: unsupported device (2): (no details)\n"
+              "[h264_nvenc @ 0x55d0c8a4e2c0] No capable devices found\n"
+              "[vost#0:0/h264_nvenc @ 0x55d0c8a4d180] Error while opening encoder\n")
+    assert "unsupported device (2)" in summarize_stderr(ffmpeg) and summarize_stderr(ffmpeg).count(" | ") == 2
