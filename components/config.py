@@ -725,9 +725,9 @@ def describe_yaml_error(error: Any) -> str:
     problem = str(getattr(error, "problem", None) or error).strip()
     column = f" at column {mark.column + 1}" if mark is not None else ""
     if "\\t" in problem or "tab character" in problem:
-        problem = f"a tab character{column}; YAML indents with spaces only: replace the tab with spaces"
+        problem = f"not valid YAML: a tab character{column}; YAML indents with spaces only: replace the tab with spaces"
     else:
-        problem = f"YAML syntax error{column}: {problem}"
+        problem = f"not valid YAML{column}: {problem}"
         context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
         if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
             problem += f" ({context} that starts at line {context_mark.line + 1})"
@@ -759,8 +759,8 @@ def _read_stack_document(path: Path) -> _StackDocument:
         return _StackDocument({}, [_file_issue(f"the file is empty: it needs a `config:` section with {PROJECT}:<key> entries ({_EXAMPLE})")], [])
     if not isinstance(document, dict):
         kind = {list: "a list", str: "a single string"}.get(type(document), f"a {type(document).__name__}")
-        return _StackDocument({}, [_file_issue(f"the file holds {kind}, not a mapping: a stack file is a `config:` section "
-                                               f"with {PROJECT}:<key> entries ({_EXAMPLE})", node.start_mark.line + 1)], [])
+        return _StackDocument({}, [_file_issue(f"is not a Pulumi stack file: it holds {kind}, not a mapping; a stack file is a "
+                                               f"`config:` section with {PROJECT}:<key> entries ({_EXAMPLE})", node.start_mark.line + 1)], [])
     issues: list[ConfigIssue] = []
     key_nodes = {str(key.value): (key, value) for key, value in node.value}
     for key, (key_node, _) in key_nodes.items():

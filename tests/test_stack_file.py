@@ -41,11 +41,11 @@ CASES = {
     # name: (file text, expected text, the line it names (a needle in the text) or None)
     "empty": ("", "the file is empty: it needs a `config:` section", None),
     "comments only": ("# nothing here\n", "the file is empty", None),
-    "a list": ("- proxmox-talos-gpu:vm\n- x\n", "line 1: the file holds a list, not a mapping", None),
-    "a string": ("proxmox-talos-gpu\n", "line 1: the file holds a single string, not a mapping", None),
+    "a list": ("- proxmox-talos-gpu:vm\n- x\n", "line 1: is not a Pulumi stack file: it holds a list, not a mapping", None),
+    "a string": ("proxmox-talos-gpu\n", "line 1: is not a Pulumi stack file: it holds a single string, not a mapping", None),
     "config is a list": ("config:\n  - a\n", "line 1: `config:` must be a mapping", None),
-    "YAML syntax": (replaced("    vmId: 1105\n", "    vmId: [1105\n"), "YAML syntax error at column", None),
-    "a tab": (replaced("    vmId: 1105\n", "\tvmId: 1105\n"), "a tab character at column 1; YAML indents with spaces only", "vmId: 1105"),
+    "YAML syntax": (replaced("    vmId: 1105\n", "    vmId: [1105\n"), "not valid YAML at column", None),
+    "a tab": (replaced("    vmId: 1105\n", "\tvmId: 1105\n"), "not valid YAML: a tab character at column 1; YAML indents with spaces only", "vmId: 1105"),
     "confg typo": (replaced("config:", "confg:"), "confg: not a stack-file setting; did you mean 'config'?", "confg:"),
     "vm without namespace": (replaced("proxmox-talos-gpu:vm:", "vm:"),
                              "vm: a config key without a namespace (stack files name keys <namespace>:<name>); "

@@ -171,7 +171,7 @@ def parse_schematic(text: str) -> Schematic:
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as error:
-        raise SchematicFormatError(f"not valid YAML: {describe_yaml_error(error)}") from None
+        raise SchematicFormatError(describe_yaml_error(error)) from None
     if not documents:
         raise SchematicFormatError("the file is empty; a schematic has at least `customization: {}`")
     if len(documents) > 1:
