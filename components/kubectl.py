@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -68,6 +69,29 @@ def classify_failure(stderr: str) -> ErrorKind:
     return "failed"
 
 
+# klog's header (`E1130 04:36:23.434898    8834 memcache.go:265] `): kubectl's
+# internal log lines, repeated once per retry, before its own one-line verdict.
+_KLOG = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [^\]]*\] ")
+_UNHANDLED = re.compile(r'^"Unhandled Error" err="(.*)"$')
+
+
+def summarize_stderr(stderr: str) -> str:
+    """Pure: kubectl's stderr in one line, without its klog lines (repeated per
+    retry): the last lines of the rest (kubectl's verdict, ``The connection to
+    the server ... was refused``, or the message of a command run by ``kubectl
+    exec``), else the last klog message without its header. The full text
+    stays in KubectlError.stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    verdicts = [line for line in lines if not _KLOG.match(line)]
+    if verdicts:
+        return " | ".join(dict.fromkeys(verdicts[-3:]))
+    if not lines:
+        return ""
+    last = _KLOG.sub("", lines[-1])
+    unhandled = _UNHANDLED.match(last)
+    return unhandled.group(1).replace('\\"', '"') if unhandled else last
+
+
 def _paths(value: str) -> bool:
     """KUBECONFIG from the environment is a path (or a `:`-separated list of
     paths), not content (config.SECRETS): accept both, so a caller can pass
@@ -112,8 +136,7 @@ def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: 
         if completed.returncode != 0:
             stderr = completed.stderr.strip()
             kind = classify_failure(stderr)
-            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-            reason = " | ".join(lines[-3:]) if lines else f"exit code {completed.returncode}"
+            reason = summarize_stderr(stderr) or f"exit code {completed.returncode}"
             raise KubectlError(f"`{shown}` failed: {reason}", kind=kind, returncode=completed.returncode, stdout=completed.stdout, stderr=completed.stderr)
         return completed.stdout
     finally:

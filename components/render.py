@@ -1,5 +1,6 @@
-"""Write every artifact a stack would apply into a folder, offline and with no
-credentials, from the same pure planners the program uses:
+"""Write every artifact a stack would apply into a folder, offline and with no credentials.
+
+The artifacts come from the same pure planners the program uses:
 
     python -m components.render --stack homelab --out render/homelab \
         [--host-facts facts.json]
@@ -7,8 +8,10 @@ credentials, from the same pure planners the program uses:
 Host files depend on the host (CPU vendor, kernel, bootloader, the GPU's
 functions); without `--host-facts` (the JSON of
 `python -m components.hostprep facts --json`) they are planned for an assumed
-fresh Proxmox VE 8 host on Intel, which `host/plan.txt` says. The graph is drawn from the program itself, run
-under Pulumi's mock engine with placeholder secrets.
+fresh Proxmox VE 8 host on Intel, which `host/plan.txt` says. The graph is
+drawn from the program itself, run under Pulumi's mock engine with
+placeholder secrets. The output folder holds only this render: render marks
+it and empties it first, and refuses a folder it did not make.
 
     python -m components.render --stack homelab --flux DIR [--force]
 
@@ -19,8 +22,10 @@ writes instead only the GPU stack as Flux objects for a GitOps repository
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import runpy
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +34,13 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.config import PROJECT, ConfigError, StackConfig, parse_stack_config, read_stack_file
+from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file, stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
 from components.flux.tree import render_flux
+from components.hostprep.engine import host_outputs
 from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
-from components.hostprep.plan import inputs_from_config, plan_host
+from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
@@ -44,16 +50,47 @@ ROOT = Path(__file__).resolve().parents[1]
 Artifacts = dict[str, str]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (a config file inside a ConfigMap) as block scalars."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
 def _yaml(document: Any) -> str:
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _manifest(kind: str, api_version: str, metadata: dict[str, Any], **body: Any) -> dict[str, Any]:
     return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
 
 
-def proxmox_artifacts(cfg: StackConfig) -> Artifacts:
-    return {"proxmox/vm.yaml": _yaml({"pciMappings": pci_mappings(cfg), "vm": vm_args(cfg)})}
+def proxmox_artifacts(cfg: StackConfig, facts: HostFacts | None = None) -> Artifacts:
+    """The PCI mappings and the VM. A mapping's IOMMU group and subsystem id
+    come from the host's facts at `pulumi up` (as GpuVm takes them from
+    HostVfioPrep); with ``facts`` they are filled in here the same way, and a
+    comment says where each empty one comes from."""
+    mappings = pci_mappings(cfg)
+    found = host_outputs(facts, [gpu.address for gpu in cfg.gpus]) if facts is not None and cfg.host.enabled else None
+    for mapping in mappings:
+        for entry in mapping["maps"]:
+            if found is not None:
+                entry["iommu_group"] = found["iommu_groups"].get(entry["path"], entry["iommu_group"])
+                entry["subsystem_id"] = found["subsystem_ids"].get(entry["path"], entry["subsystem_id"])
+    empty = any(entry["iommu_group"] is None or entry["subsystem_id"] is None for mapping in mappings for entry in mapping["maps"])
+    if not empty:
+        header = "# iommu_group and subsystem_id: " + ("from --host-facts (`pulumi up` reads them from the host the same way)\n"
+                                                     if found is not None else "from gpus[].iommuGroup and gpus[].subsystemId\n")
+    elif cfg.host.enabled:
+        header = ("# iommu_group / subsystem_id null: not set in gpus[]; `pulumi up` takes them from the host's facts\n"
+                  "# (HostVfioPrep reads them over SSH) before it creates the mapping. To see them here, render with\n"
+                  "# --host-facts (the JSON of `python -m components.hostprep facts --json`).\n")
+    else:
+        header = ("# iommu_group / subsystem_id null: host.enabled is false, so nothing reads them from the host; set\n"
+                  "# gpus[].iommuGroup and gpus[].subsystemId (Proxmox checks the mapping against the device at VM start;\n"
+                  "# on the host: `lspci -nns <address>` and /sys/bus/pci/devices/<address>/iommu_group).\n")
+    return {"proxmox/vm.yaml": header + _yaml({"pciMappings": mappings, "vm": vm_args(cfg)})}
 
 
 def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
@@ -112,13 +149,20 @@ def assumed_host_facts(cfg: StackConfig) -> HostFacts:
     )
 
 
+def host_plan(cfg: StackConfig, facts: HostFacts | None, owner: str) -> HostPlan | None:
+    """What HostVfioPrep would do to the host (None when host.enabled is false)."""
+    if not cfg.host.enabled:
+        return None
+    return plan_host(inputs_from_config(cfg), facts or assumed_host_facts(cfg), owner)
+
+
 def host_artifacts(cfg: StackConfig, facts: HostFacts | None, owner: str) -> Artifacts:
     """The host plan (changes with reasons, diffs, commands, reboot) and the
     full content of every file it would write."""
-    if not cfg.host.enabled:
+    plan = host_plan(cfg, facts, owner)
+    if plan is None:
         return {"host/plan.txt": "host.enabled is false: the program does not touch the Proxmox host.\n"}
     assumed = facts is None
-    plan = plan_host(inputs_from_config(cfg), facts or assumed_host_facts(cfg), owner)
     header = ("# Planned for an ASSUMED host (not read from yours): "
               + json.dumps({key: value for key, value in ASSUMED_HOST.items() if not key.startswith("etc_")})
               + "\n# For your host's real plan: python -m components.hostprep facts --json ... > facts.json,"
@@ -180,12 +224,13 @@ def graph_mermaid(raw_config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [proxmox_artifacts, talos_artifacts, kubernetes_artifacts, consumer_artifacts]
+PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [talos_artifacts, kubernetes_artifacts, consumer_artifacts]
 
 
 def render(cfg: StackConfig, raw_config: dict[str, Any], *, stack: str = "homelab",
            host_facts: HostFacts | None = None, with_graph: bool = True) -> Artifacts:
     artifacts = host_artifacts(cfg, host_facts, owner=f"{PROJECT}/{stack}")
+    artifacts.update(proxmox_artifacts(cfg, host_facts))
     for producer in PRODUCERS:
         artifacts.update(producer(cfg))
     if with_graph:
@@ -193,36 +238,117 @@ def render(cfg: StackConfig, raw_config: dict[str, Any], *, stack: str = "homela
     return artifacts
 
 
+class RenderInputError(Exception):
+    """A file render was given cannot be used; the message names it and says what to do."""
+
+
+def load_host_facts(path: Path) -> HostFacts:
+    """The host facts in ``path`` (the JSON `python -m components.hostprep
+    facts --json` prints), or a RenderInputError that says what is wrong."""
+    where = f"--host-facts {path}"
+    make = f"write it with `python -m components.hostprep facts --json ... > {path}`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RenderInputError(f"{where}: no such file; {make}") from None
+    except IsADirectoryError:
+        raise RenderInputError(f"{where}: is a folder, not the facts file; {make}") from None
+    except OSError as error:
+        raise RenderInputError(f"{where}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise RenderInputError(f"{where}: not UTF-8 JSON text; {make}") from None
+    except json.JSONDecodeError as error:
+        raise RenderInputError(f"{where}: not JSON (line {error.lineno}, column {error.colno}: {error.msg}); {make}") from None
+    if isinstance(data, dict) and "error" in data and "cpu_vendor" not in data:
+        code = f" (exit code {data['exit_code']})" if "exit_code" in data else ""
+        raise RenderInputError(f"{where} holds the error of a failed `hostprep facts` run{code}: {data['error']}; "
+                               "fix that, run it again, then render")
+    if not isinstance(data, dict):
+        raise RenderInputError(f"{where}: holds a JSON {type(data).__name__}, not the object `hostprep facts --json` writes; {make}")
+    required = [f.name for f in dataclasses.fields(HostFacts)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise RenderInputError(f"{where}: not the JSON of `hostprep facts --json` (missing {', '.join(missing)}); {make}")
+    try:
+        return facts_from_json(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as error:
+        raise RenderInputError(f"{where}: not the JSON of `hostprep facts --json` ({type(error).__name__}: {error}); {make}") from None
+
+
+# render marks the folders it writes, and empties only folders so marked.
+MARKER = ".proxmox-talos-gpu-render"
+_TOP_LEVEL = {"host", "proxmox", "talos", "kubernetes", "consumers", "graph.mmd"}
+
+
+def _is_render_folder(out: Path) -> bool:
+    """Marked by render, or written by a render from before the mark (the
+    same top-level names, graph.mmd among them)."""
+    names = {child.name for child in out.iterdir()}
+    return MARKER in names or ("graph.mmd" in names and names <= _TOP_LEVEL)
+
+
+def check_out(out: Path) -> None:
+    """Refuse (RenderInputError) an output path render may not use: a file,
+    or a folder that is not empty and not an earlier render's."""
+    if out.exists() and not out.is_dir():
+        raise RenderInputError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if out.is_dir() and not _is_render_folder(out) and any(out.iterdir()):
+        raise RenderInputError(f"--out {out} is not empty and is not a folder render wrote (no {MARKER} in it); "
+                               "render empties its folder first, so give a new or empty folder")
+
+
 def write(artifacts: Artifacts, out: Path) -> list[Path]:
-    written = []
-    for relative, text in sorted(artifacts.items()):
-        path = out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
+    """Write ``artifacts`` into ``out``, emptied first, so it holds this render
+    only. A path :func:`check_out` refuses is refused here too, and nothing in
+    it is touched."""
+    check_out(out)
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("Written by `python -m components.render`; the next render into this folder empties it first.\n")
+        written = []
+        for relative, text in sorted(artifacts.items()):
+            path = out / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    except OSError as error:
+        raise RenderInputError(f"--out {out}: cannot write {error.filename or out}: {error.strerror or error}") from None
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    parser = argparse.ArgumentParser(
+        prog="python -m components.render", description=__doc__.split("\n\n")[0],
+        epilog="Exit codes: 0 rendered; 1 rendered, but the host plan is refused (see host/plan.txt); "
+               "2 a bad stack file, --host-facts or --out (nothing written).")
+    parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
+                        help="the folder that holds Pulumi.<stack>.yaml (default: this project)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--out", type=Path, help="output folder (default: render/<stack>)")
+    target.add_argument("--out", type=Path, metavar="DIR",
+                        help="output folder, emptied first; a non-empty folder render did not write is refused "
+                             "(default: render/<stack> in the project folder)")
     target.add_argument("--flux", type=Path, metavar="DIR",
                         help="write only the Flux GitOps tree (ks.yaml, app/, jellyfin-gpu-values.yaml) into DIR, e.g. your "
                              "repository's apps/base/nvidia-gpu-operator/ (default: not written); exit 1, writing nothing, "
                              "when a file there holds other content")
     parser.add_argument("--force", action="store_true", help="with --flux: replace files that hold other content (default: off)")
-    parser.add_argument("--host-facts", type=Path, help="JSON of `python -m components.hostprep facts --json` (default: an assumed fresh host)")
-    parser.add_argument("--json", action="store_true", help="print the list of written files as JSON")
+    parser.add_argument("--host-facts", type=Path, metavar="FILE",
+                        help="the JSON of `python -m components.hostprep facts --json`, to plan the host files for your host "
+                             "(default: none; they are planned for an assumed fresh Proxmox VE 8 host on Intel)")
+    parser.add_argument("--json", action="store_true", help="print the written files as a JSON list instead of one per line (default: off)")
     args = parser.parse_args(argv)
-    stack_file = ROOT / f"Pulumi.{args.stack}.yaml"
-    if not stack_file.exists():
-        print(f"render: no {stack_file.name} in {ROOT}", file=sys.stderr)
-        return 2
-    raw = read_stack_file(stack_file)
     try:
-        cfg = parse_stack_config(raw)
+        path = stack_file(args.project_dir, args.stack)
+        cfg = load_stack_file(path)
+        raw = read_stack_file(path)
     except ConfigError as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
@@ -238,16 +364,31 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(result.report(), file=sys.stderr if result.refused else sys.stdout)
         return result.exit_code
-    out = args.out or ROOT / "render" / args.stack
-    facts = facts_from_json(json.loads(args.host_facts.read_text())) if args.host_facts else None
-    written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)
+    out = args.out or args.project_dir / "render" / args.stack
+    owner = f"{PROJECT}/{args.stack}"
+    try:
+        check_out(out)  # before the work, so a bad --out fails at once
+        facts = load_host_facts(args.host_facts) if args.host_facts else None
+        plan = host_plan(cfg, facts, owner)
+        written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)
+    except RenderInputError as error:
+        print(f"render: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([str(path) for path in written]))
     else:
         for path in written:
             print(path)
+    if plan is not None and plan.refused:
+        print(f"render: the host plan is REFUSED ({plan.refusals[0]}); read {out / 'host' / 'plan.txt'}, "
+              "fix that on the host or in the stack, and render again", file=sys.stderr)
+        return 1
+    print(f"render: wrote {len(written)} files to {out}; next: read {out / 'host' / 'plan.txt'} and {out / 'graph.mmd'}, "
+          f"then `./setup.sh {args.stack} preview` (needs the Pulumi CLI, render does not)", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from components.cli import run
+
+    sys.exit(run("render", main))

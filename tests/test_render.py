@@ -52,13 +52,11 @@ def test_render_cli_needs_no_credentials_and_no_engine(tmp_path):
 
 def test_render_cli_reports_bad_config_without_traceback(tmp_path):
     bad = (ROOT / "Pulumi.homelab.yaml").read_text().replace("vmId: 1105", "vmId: 5")
-    (ROOT / "Pulumi.render-bad-test.yaml").write_text(bad)
-    try:
-        result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "render-bad-test", "--out", str(tmp_path)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
-    finally:
-        (ROOT / "Pulumi.render-bad-test.yaml").unlink()
+    (tmp_path / "Pulumi.render-bad-test.yaml").write_text(bad)
+    result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "render-bad-test", "--project-dir", str(tmp_path),
+                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
+    assert not (tmp_path / "out").exists()
     assert "proxmox-talos-gpu:vm.vmId = 5" in result.stderr and "Traceback" not in result.stderr
 
 

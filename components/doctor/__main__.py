@@ -1,5 +1,6 @@
 import sys
 
+from components.cli import run
 from components.doctor.cli import main
 
-sys.exit(main())
+sys.exit(run("doctor", main))

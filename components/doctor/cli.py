@@ -1,39 +1,61 @@
 """Command line: read Pulumi.<stack>.yaml (no Pulumi engine), run the checks,
-print a table with remedies (or JSON). Exit 0 all good (skips allowed), 1 on
-any failure, 2 on a config or usage error."""
+print a table with remedies (or JSON), and one progress line per layer on
+stderr. Exit 0 when at least one check passed and none failed, 1 on any
+failure, 2 on a config or usage error, 3 when nothing could be verified
+(every check skipped)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from components.config import ConfigError, load_stack_file
-from components.doctor.model import LAYERS, Layer
+from components.config import ConfigError, load_stack_file, stack_file
+from components.doctor.model import LAYERS, CheckResult, Layer
 from components.doctor.report import render_json, render_table
 from components.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
 
 ROOT = Path(__file__).resolve().parents[2]
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNVERIFIED = 0, 1, 2, 3
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m components.doctor",
-        description="Run the guide's checks on each layer of a GPU node stack and say how to fix what fails.",
+        description="Run the guide's checks on each layer of a GPU node stack and say how to fix what fails. It changes nothing.",
         epilog="Credentials: --identity for SSH (host, proxmox), KUBECONFIG (kubernetes, workload), TALOSCONFIG (talos). "
-               "A layer that cannot be reached is skipped with the reason.",
+               "A layer that cannot be reached (no credentials, tool missing, refused, timed out) is skipped with the reason. "
+               "Exit codes: 0 at least one check passed and none failed; 1 a check failed; 2 a config or usage error; "
+               "3 nothing could be verified (every check skipped).",
     )
-    parser.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
-    parser.add_argument("--project-dir", type=Path, default=ROOT, help="folder holding Pulumi.<stack>.yaml (default: the project root)")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {layer, name, status, detail, remedy}")
-    parser.add_argument("--layer", action="append", choices=LAYERS, help="check only this layer (repeatable; default: all)")
-    parser.add_argument("--identity", type=Path, metavar="KEY_FILE", help="SSH private key for host.user on the Proxmox host")
-    parser.add_argument("--known-hosts", type=Path, metavar="FILE", help="known_hosts file pinning the Proxmox host's key (instead of host.hostKey)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per command (default: 30)")
+    parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
+                        help="the folder that holds Pulumi.<stack>.yaml (default: this project)")
+    parser.add_argument("--layer", action="append", choices=LAYERS,
+                        help="check only this layer; repeat for more (default: every layer, in the graph's order)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {layer, name, status, detail, remedy} instead of the table (default: off)")
+    parser.add_argument("--identity", type=Path, metavar="KEY_FILE",
+                        help="SSH private key for host.user on the Proxmox host (default: none; host and proxmox are skipped)")
+    parser.add_argument("--known-hosts", type=Path, metavar="FILE",
+                        help="known_hosts file pinning the Proxmox host's key, used instead of host.hostKey (default: host.hostKey)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="time limit for connecting and for each command; a layer that does not answer in time is "
+                             "skipped as unreachable (default: 30)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also log each tool's full error output and the SSH library's messages to stderr (default: off)")
     return parser
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    """0 only when something was verified and nothing failed."""
+    if any(result.status == "fail" for result in results):
+        return EXIT_FAILED
+    return EXIT_OK if any(result.status == "pass" for result in results) else EXIT_UNVERIFIED
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
@@ -41,35 +63,53 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     """``gatherers`` replaces the runners of some layers (tests)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
-    stack_file = args.project_dir / f"Pulumi.{args.stack}.yaml"
-    if not stack_file.is_file():
-        print(f"doctor: no {stack_file.name} in {args.project_dir}", file=err)
-        return 2
+    if args.timeout <= 0:
+        print(f"doctor: --timeout {args.timeout:g}: give a number of seconds above 0", file=err)
+        return EXIT_USAGE
+    verbose = logging.StreamHandler(err) if args.verbose else None
+    if verbose is not None:
+        verbose.setFormatter(logging.Formatter("doctor: debug: %(name)s: %(message)s"))
+        logging.getLogger("components").addHandler(verbose)
+        logging.getLogger("components").setLevel(logging.DEBUG)
     try:
-        cfg = load_stack_file(stack_file)
+        return _run(args, out, err, gatherers)
+    finally:
+        if verbose is not None:
+            logging.getLogger("components").removeHandler(verbose)
+            logging.getLogger("components").setLevel(logging.NOTSET)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[Layer, Gatherer] | None) -> int:
+    try:
+        cfg = load_stack_file(stack_file(args.project_dir, args.stack))
     except ConfigError as error:
         print(f"doctor: {error}", file=err)
-        return 2
+        return EXIT_USAGE
     texts: dict[str, str | None] = {}
     for flag, path in (("--identity", args.identity), ("--known-hosts", args.known_hosts)):
         try:
             texts[flag] = path.read_text() if path else None
-        except OSError as error:
-            print(f"doctor: cannot read {flag} {path}: {error.strerror}", file=err)
-            return 2
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not a text file"
+            print(f"doctor: cannot read {flag} {path}: {reason}", file=err)
+            return EXIT_USAGE
     talosconfig = os.environ.get("TALOSCONFIG")
     try:
         texts["TALOSCONFIG"] = Path(talosconfig).read_text() if talosconfig else None
-    except OSError as error:
-        print(f"doctor: cannot read TALOSCONFIG {talosconfig}: {error.strerror}", file=err)
-        return 2
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"doctor: cannot read TALOSCONFIG {talosconfig}: {getattr(error, 'strerror', None) or 'not a text file'}", file=err)
+        return EXIT_USAGE
     creds = Credentials(identity=texts["--identity"], known_hosts=texts["--known-hosts"], talosconfig=texts["TALOSCONFIG"], timeout=args.timeout)
     runners = {**default_gatherers(creds), **(gatherers or {})}
     layers: list[Layer] = args.layer or list(LAYERS)
+
+    def progress(index: int, count: int, layer: Layer, what: str) -> None:
+        print(f"doctor: [{index}/{count}] {layer}: {what} (up to {args.timeout:g} s per step)", file=err, flush=True)
+
     try:
-        results = run_doctor(cfg, layers, runners)
+        results = run_doctor(cfg, layers, runners, progress)
     except ConfigError as error:
         print(f"doctor: {error}", file=err)
-        return 2
+        return EXIT_USAGE
     out.write(render_json(results) if args.json else render_table(results))
-    return 1 if any(result.status == "fail" for result in results) else 0
+    return exit_code(results)

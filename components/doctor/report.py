@@ -29,6 +29,9 @@ def render_table(results: Sequence[CheckResult], width: int = 100) -> str:
             first_with[remedy] = f"{result.layer} / {result.name}"
             lines += textwrap.wrap(remedy, width=width, initial_indent="    ", subsequent_indent="    ",
                                    break_long_words=False, break_on_hyphens=False)
+    if not any(r.status in ("pass", "fail") for r in results):
+        lines += ["", "Nothing was verified: every check was skipped. Give doctor a way in (--identity, KUBECONFIG, "
+                      "TALOSCONFIG) or fix what the skip lines say, then run it again."]
     lines += ["", summary(results)]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 

@@ -3,11 +3,14 @@
 Runners decide nothing: they run the guide's commands and hand the raw text to
 the pure checks. A layer that cannot be reached (no credentials, tool
 missing, connection refused, timeout) becomes :class:`Unreachable`, and every
-check of it is skipped with that reason.
+check of it is skipped with that reason, the same way in every layer: a
+timeout is "unreachable", never a failed check. Reasons are one line; a
+tool's full stderr goes to this module's debug log (doctor --verbose).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -38,6 +41,8 @@ from components.kubectl import KubectlError, run_kubectl
 
 FFMPEG = "/usr/lib/jellyfin-ffmpeg/ffmpeg"
 
+log = logging.getLogger(__name__)
+
 Gatherer = Callable[[StackConfig], Observation | Unreachable]
 
 
@@ -55,18 +60,40 @@ class Credentials:
     home: Path = field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
 
 
-def run_doctor(cfg: StackConfig, layers: Sequence[Layer], gatherers: Mapping[Layer, Gatherer]) -> list[CheckResult]:
-    """Gather and check each requested layer, in the graph's order."""
+def run_doctor(cfg: StackConfig, layers: Sequence[Layer], gatherers: Mapping[Layer, Gatherer],
+               progress: Callable[[int, int, Layer, str], None] | None = None) -> list[CheckResult]:
+    """Gather and check each requested layer, in the graph's order.
+    ``progress(index, count, layer, what)`` is called before each layer."""
     results: list[CheckResult] = []
-    for layer in LAYERS:
-        if layer not in layers:
-            continue
+    chosen = [layer for layer in LAYERS if layer in layers]
+    for index, layer in enumerate(chosen, 1):
+        if progress is not None:
+            progress(index, len(chosen), layer, describe(layer, cfg))
         observation = gatherers[layer](cfg)
         if isinstance(observation, Unreachable):
             results.append(CheckResult(layer, "reachable", "skip", observation.reason))
         else:
             results += checks.CHECKS[layer](observation, cfg)
     return results
+
+
+def describe(layer: Layer, cfg: StackConfig) -> str:
+    """What the doctor is about to do for ``layer``, for its progress line."""
+    ssh = f"SSH to {cfg.host.user}@{host_name(cfg)}:{cfg.host.port}"
+    return {
+        "host": f"{ssh}: IOMMU and the GPU's driver",
+        "proxmox": f"{ssh}: qm config {cfg.vm.vm_id}",
+        "talos": f"talosctl to node {cfg.talos.node_address} (endpoint {cfg.talos.talosctl_endpoint}): driver, modules, extensions",
+        "kubernetes": f"kubectl: node {cfg.node_name}, pods in {cfg.gpu_stack.namespace}",
+        "workload": f"kubectl: the Jellyfin pod in {cfg.jellyfin.namespace} ({cfg.jellyfin.pod_selector})",
+    }[layer]
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A tool's message in one line: its last non-empty line, shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= limit else last[:limit] + "..."
 
 
 def default_gatherers(creds: Credentials) -> dict[Layer, Gatherer]:
@@ -188,18 +215,21 @@ def gather_talos(cfg: StackConfig, creds: Credentials) -> TalosObservation | Unr
     # CLI); without it talosctl falls back to ~/.talos/config.
     if creds.talosconfig is None and not (creds.home / ".talos" / "config").exists():
         return Unreachable("no talosconfig: export TALOSCONFIG=<path> (or write ~/.talos/config)")
-    from components.talos.talosctl import TalosctlError, extensions_args, run_talosctl
+    from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, run_talosctl
 
     node, endpoint = cfg.talos.node_address, cfg.talos.talosctl_endpoint
 
     def call(args: list[str]) -> Output:
         try:
             return Output(run_talosctl(args, talosconfig=creds.talosconfig, timeout=creds.timeout))
+        except TalosctlTimeout:
+            raise _LayerUnreachable(f"talosctl cannot reach {node}: no answer within {creds.timeout:g} s (endpoint {endpoint})") from None
         except TalosctlError as error:
             text = str(error)
+            log.debug("%s", text)
             if any(marker in text.lower() for marker in _TALOS_UNREACHABLE):
-                raise _LayerUnreachable(f"talosctl cannot reach {node}: {text}") from None
-            return Output(error=text)
+                raise _LayerUnreachable(f"talosctl cannot reach {node}: {one_line(text.partition('): ')[2] or text)}") from None
+            return Output(error=one_line(text))
 
     def read(path: str) -> Output:
         return call(["read", path, "--nodes", node, "--endpoints", endpoint])
@@ -223,10 +253,27 @@ def _kubectl(creds: Credentials, args: list[str]) -> Output:
     try:
         return Output(run_kubectl(args, kubeconfig=creds.kubeconfig, timeout=creds.timeout))
     except KubectlError as error:
-        if error.kind in ("missing", "timeout", "unreachable"):
+        if error.stderr.strip():
+            log.debug("kubectl %s (exit %s), its stderr:\n%s", " ".join(args), error.returncode, error.stderr.rstrip())
+        if error.kind == "missing":
             raise _LayerUnreachable(str(error)) from None
+        if error.kind in ("timeout", "unreachable"):
+            server = _api_server(creds)
+            named = f" (API server {server})" if server and server.split("://")[-1] not in str(error) else ""
+            raise _LayerUnreachable(f"{error}{named}") from None
         first = next((line.strip() for line in error.stdout.splitlines() if line.strip()), "")
         return Output(error=f"{error} (stdout: {first[:160]})" if first else str(error))
+
+
+def _api_server(creds: Credentials) -> str:
+    """The API server the kubeconfig points at, as kubectl resolves it (a
+    local read, no network), to name it when it cannot be reached; "" when
+    kubectl cannot say."""
+    try:
+        return run_kubectl(["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"],
+                           kubeconfig=creds.kubeconfig, timeout=10).strip()
+    except KubectlError:
+        return ""
 
 
 def _kube_precheck(creds: Credentials) -> Unreachable | None:

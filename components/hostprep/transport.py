@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import logging
+import re
 import select
 import shlex
 import socket
@@ -198,6 +199,104 @@ def atomic_write_snippet(path: str, content: bytes, token: str, *, mode: str = "
 
 
 # --------------------------------------------------------------------------
+# Connection failures in words, and paramiko's log (helpers of connect)
+# --------------------------------------------------------------------------
+
+# Pulumi.homelab.yaml ships this fingerprint as a placeholder no host matches.
+_PLACEHOLDER_PIN = re.compile(r"^SHA256:A{43}$")
+_PORT_HINT = "check proxmox-talos-gpu:host.port (SSH is usually 22)"
+
+
+class _ParamikoLog(logging.Handler):
+    """Where paramiko's records go: this module's debug log, one line each,
+    without the tracebacks its transport thread logs at ERROR (the failure
+    reaches the caller as one TransportError instead). The lines a server
+    sent before (instead of) its SSH banner are kept per transport thread, so
+    a failed handshake can say what answered."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._banners: dict[int, list[str]] = {}
+        self._in_traceback: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        thread = record.thread or 0
+        if message.startswith("Traceback (most recent call last)"):
+            self._in_traceback.add(thread)
+            return
+        if thread in self._in_traceback:
+            if message and not message[0].isspace():  # the exception's own line ends it
+                self._in_traceback.discard(thread)
+            return
+        if not message.strip() or message.startswith("During handling of the above exception"):
+            return
+        if message.startswith("Banner: "):
+            lines = self._banners.setdefault(thread, [])
+            if len(lines) < 3:
+                lines.append(message[len("Banner: "):].strip()[:80])
+            while len(self._banners) > 32:  # threads that never asked for theirs
+                self._banners.pop(next(iter(self._banners)))
+        log.debug("paramiko: %s", message)
+
+    def take_banner_lines(self, transport: paramiko.Transport) -> list[str]:
+        return self._banners.pop(transport.ident or 0, [])
+
+
+_PARAMIKO_LOG = _ParamikoLog()
+
+
+def route_paramiko_logging() -> None:
+    """paramiko logs only to :data:`_PARAMIKO_LOG` (so, at most, to this
+    module's debug log), never to the terminal through the root logger or
+    Python's last-resort handler. Idempotent."""
+    logger = logging.getLogger("paramiko")
+    if _PARAMIKO_LOG not in logger.handlers:
+        logger.addHandler(_PARAMIKO_LOG)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # the banner lines are debug records
+
+
+def _reason(error: BaseException) -> str:
+    return str(error).strip() or type(error).__name__
+
+
+def _tcp_failure(error: OSError, target: SshTarget, timeout: float) -> str:
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve the host name {target.host!r} ({error.strerror}); check proxmox-talos-gpu:host.address"
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused: nothing listens on port {target.port} (is sshd running?); {_PORT_HINT}"
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s (the host is down, or a firewall drops the connection)"
+    return f"cannot connect: {error.strerror or _reason(error)}"
+
+
+def _handshake_failure(error: BaseException, transport: paramiko.Transport, target: SshTarget, timeout: float) -> str:
+    lines = _PARAMIKO_LOG.take_banner_lines(transport)
+    if lines:
+        return f"not an SSH server: it answered {lines[0]!r} instead of an SSH banner; {_PORT_HINT}"
+    text = _reason(error)
+    if "banner" in text.lower() or isinstance(error, EOFError):
+        return f"the server closed the connection without an SSH banner (not an SSH server, or sshd turned the connection away); {_PORT_HINT}"
+    if isinstance(error, paramiko.IncompatiblePeer):
+        return f"the server and this client share no SSH algorithm ({text}); is its sshd very old?"
+    if isinstance(error, TimeoutError):
+        return f"the SSH handshake did not finish within {timeout:g} s"
+    return f"SSH handshake failed: {text}"
+
+
+def _handshake_timeout(transport: paramiko.Transport, timeout: float) -> str:
+    """Why ``start_client`` ran out of time (it returns silently then)."""
+    lines = _PARAMIKO_LOG.take_banner_lines(transport)
+    if lines:
+        return f"not an SSH server: it answered {lines[0]!r} instead of an SSH banner; {_PORT_HINT}"
+    if not transport.remote_version:
+        return (f"no SSH banner within {timeout:g} s: the port accepts connections but sends nothing "
+                "(not the SSH port, a stuck sshd, or a firewall); check proxmox-talos-gpu:host.address and host.port")
+    return f"the SSH key exchange did not finish within {timeout:g} s (the server announced {transport.remote_version!r})"
+
+
+# --------------------------------------------------------------------------
 # The transport
 # --------------------------------------------------------------------------
 
@@ -214,14 +313,24 @@ class SshTransport:
 
     @classmethod
     def connect(cls, target: SshTarget, timeout: float = 10.0, *, command_timeout: float = 900.0) -> SshTransport:
-        """Open a connection, accepting only the pinned host key."""
+        """Open a connection, accepting only the pinned host key.
+
+        Every failure is one :class:`TransportError` that names ``user@host:port``
+        and says what to check; nothing else reaches the caller. Each step
+        (TCP, SSH banner, key exchange, authentication) waits at most
+        ``timeout`` seconds. paramiko's own log lines (its transport thread
+        logs tracebacks) go to this module's debug log only."""
+        route_paramiko_logging()
         if not target.host_key:
             raise HostKeyError(f"{target.label}: no host key pinned; refusing to connect to an unverified host")
         try:
             pin = parse_host_key_pin(target.host_key)
         except ValueError as error:
             raise HostKeyError(f"{target.label}: {error}") from None
-        pkey = load_private_key(target.private_key)
+        try:
+            pkey = load_private_key(target.private_key)
+        except TransportError as error:
+            raise TransportError(f"{target.label}: {error}") from None
         offered: list[str] = []
         # A known_hosts pin names its key type: ask for that type (then, only
         # to report what the host offers, for any). A bare fingerprint does
@@ -240,12 +349,15 @@ class SshTransport:
             if pin.matches(blob):
                 try:
                     transport.auth_publickey(target.user, pkey)
-                except paramiko.AuthenticationException:
+                except paramiko.AuthenticationException as error:
                     transport.close()
-                    raise TransportError(f"{target.label}: the host refused the SSH key for user {target.user}") from None
+                    if "timeout" in str(error).lower():
+                        raise TransportError(f"{target.label}: the host did not answer the login within {timeout:g} s") from None
+                    raise TransportError(f"{target.label}: the host refused the SSH key for user {target.user} "
+                                         f"(is its public key in ~{target.user}/.ssh/authorized_keys there?)") from None
                 except (paramiko.SSHException, OSError, EOFError) as error:
                     transport.close()
-                    raise TransportError(f"{target.label}: authentication failed: {error}") from None
+                    raise TransportError(f"{target.label}: authentication failed: {_reason(error)}") from None
                 log.debug("connected to %s (host key %s %s)", target.label, key.get_name(), fingerprint(blob))
                 return cls(target, transport, command_timeout=command_timeout)
             transport.close()
@@ -254,22 +366,34 @@ class SshTransport:
                 break
         if not offered:
             raise TransportError(f"{target.label}: SSH handshake failed for every host-key type")
+        if pin.fingerprints and all(_PLACEHOLDER_PIN.match(value) for value in pin.fingerprints) and not pin.keys:
+            advice = ("The pin is still the example's placeholder: check the host's key on its console "
+                      "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and put that fingerprint in proxmox-talos-gpu:host.hostKey.")
+        else:
+            advice = ("If the host was reinstalled, check the new key on its console "
+                      "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update the pin.")
         raise HostKeyError(
             f"{target.label}: host key not accepted: the host offered {', '.join(dict.fromkeys(offered))}, "
-            "which does not match the pinned key (proxmox-talos-gpu:host.hostKey or --known-hosts). "
-            "If the host was reinstalled, check the new key on its console (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update the pin."
+            f"which does not match the pinned key (proxmox-talos-gpu:host.hostKey or --known-hosts). {advice}"
         )
 
     @staticmethod
     def _handshake(target: SshTarget, timeout: float, algorithms: tuple[str, ...] | None) -> paramiko.Transport | None:
+        """TCP connect and SSH key exchange. None when the host holds no key
+        of the requested types; TransportError for anything else."""
         try:
             sock = socket.create_connection((target.host, target.port), timeout=timeout)
         except OSError as error:
-            raise TransportError(f"{target.label}: cannot connect: {error}") from None
+            raise TransportError(f"{target.label}: {_tcp_failure(error, target, timeout)}") from None
         # Small request/response exchanges: without TCP_NODELAY each channel
         # open waits out the peer's delayed ACK (~40 ms).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
+        # paramiko's own waits (15 s banner, 15 s handshake, 30 s auth) would
+        # outlast a short timeout. start_client's deadline (``timeout``) comes
+        # first, so a silent server is told apart from one that hung up.
+        transport.banner_timeout = transport.handshake_timeout = timeout + 1
+        transport.auth_timeout = timeout
         if algorithms is not None:
             options = transport.get_security_options()
             supported = [a for a in algorithms if a in options.key_types]
@@ -283,10 +407,14 @@ class SshTransport:
             transport.close()
             if algorithms is not None and "host key" in str(error).lower():
                 return None  # the server holds no key of this type
-            raise TransportError(f"{target.label}: SSH handshake failed: {error}") from None
+            raise TransportError(f"{target.label}: {_handshake_failure(error, transport, target, timeout)}") from None
         except (OSError, EOFError) as error:
             transport.close()
-            raise TransportError(f"{target.label}: SSH handshake failed: {error}") from None
+            raise TransportError(f"{target.label}: {_handshake_failure(error, transport, target, timeout)}") from None
+        if not (transport.is_active() and transport.initial_kex_done):
+            transport.close()  # start_client returns silently when its timeout runs out
+            raise TransportError(f"{target.label}: {_handshake_timeout(transport, timeout)}")
+        _PARAMIKO_LOG.take_banner_lines(transport)
         return transport
 
     def __enter__(self) -> SshTransport:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import yaml
 
-from components.config import ConfigError, ConfigIssue, TalosConfig, parse_version
+from components.config import ConfigError, ConfigIssue, TalosConfig, describe_yaml_error, parse_version
 
 FACTORY = "factory.talos.dev"
 
@@ -195,7 +195,7 @@ def parse_schematic(text: str) -> Schematic:
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as error:
-        raise SchematicFormatError(f"not valid YAML: {error}") from None
+        raise SchematicFormatError(describe_yaml_error(error)) from None
     if not documents:
         raise SchematicFormatError("the file is empty; a schematic has at least `customization: {}`")
     if len(documents) > 1:

@@ -22,6 +22,10 @@ class TalosctlError(RuntimeError):
     """talosctl is missing, refused the command, failed or timed out."""
 
 
+class TalosctlTimeout(TalosctlError):
+    """talosctl did not finish in time: the node did not answer (or answered too slowly)."""
+
+
 def run_talosctl(args: Sequence[str], *, talosconfig: str | None = None, timeout: float = 600) -> str:
     """Run ``talosctl <args>`` and return its stdout.
 
@@ -50,7 +54,7 @@ def run_talosctl(args: Sequence[str], *, talosconfig: str | None = None, timeout
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
         except subprocess.TimeoutExpired:
-            raise TalosctlError(f"`talosctl {' '.join(args)}` did not finish within {timeout:g} s") from None
+            raise TalosctlTimeout(f"`talosctl {' '.join(args)}` did not finish within {timeout:g} s") from None
         except OSError as error:
             raise TalosctlError(f"could not run {binary}: {error.strerror}") from None
     finally:
