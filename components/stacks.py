@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
-import yaml
-
 from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, read_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +87,8 @@ def load_stacks(directory: Path) -> tuple[dict[str, StackConfig], list[Conflict]
         try:
             stacks[name], found = _parse(read_stack_file(path))
             owner_only += [Conflict(conflict.kind, f"{name}: {conflict.message}") for conflict in found]
-        except ConfigError as error:
+        except ConfigError as error:  # read_stack_file names the file and line of every problem
             problems.append(Conflict(path.name, str(error)))
-        except yaml.YAMLError as error:
-            problems.append(Conflict(path.name, f"not valid YAML: {' '.join(str(error).split())}"))
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(Conflict(path.name, f"cannot be read: {getattr(error, 'strerror', None) or error}"))
-        except (AttributeError, TypeError):
-            problems.append(Conflict(path.name, "is not a Pulumi stack file (expected a mapping with a `config:` mapping)"))
     return stacks, owner_only, problems
 
 
@@ -238,4 +230,6 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from components.cli import run
+
+    sys.exit(run("stacks", main))

@@ -181,6 +181,11 @@ def build_cases(base: Path, stack: ExitStack) -> dict[str, Case]:
         doctor(f"kubernetes {name}", "--stack", "good", "--layer", "kubernetes", "--timeout", TIMEOUT,
                named=named, env={"KUBECONFIG": str(config)})
 
+    # The stacks check over the project folder full of bad stack files, and a folder that is not there.
+    cases["stacks check bad stack files"] = Case([sys.executable, "-m", "components.stacks", "check", "--project-dir", str(project)],
+                                                 [f"Pulumi.{name}.yaml" for name in ("yaml-error", "list", "plain-secret")])
+    cases["stacks check absent folder"] = Case([sys.executable, "-m", "components.stacks", "check", "--project-dir", str(absent)], [str(absent)])
+
     # A talosctl that never answers.
     fake_bin = base / "bin"
     fake_bin.mkdir()
@@ -225,6 +230,7 @@ NAMES = [
     "doctor ssh placeholder host key", "hostprep garbage identity",
     *(f"doctor kubernetes {name}" for name in ("closed", "silent", "http")),
     "doctor talosctl hangs",
+    "stacks check bad stack files", "stacks check absent folder",
 ]
 
 
