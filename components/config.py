@@ -300,12 +300,21 @@ class TalosConfig(_Model):
     endpoint: IpAddress | None = None
     cluster_name: DnsLabel
     cluster_endpoint: HttpsUrl
+    # running: adopt the node's own machine config and change only the paths
+    # this program owns. generated: a new worker config from the machine
+    # secrets (a brand-new node in maintenance mode).
+    config_source: Literal["running", "generated"] = "running"
+    # generated only: the user's own patches (files), applied before the GPU
+    # patch, as `talosctl gen config --config-patch @file` does.
+    config_patches: list[Annotated[str, Field(min_length=1)]] = []
     kubernetes_version: Annotated[str, Field(pattern=r"^v1\.\d+\.\d+$")] | None = None
     install_disk: Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9/_-]+$")] = "/dev/sda"
     extensions: ExtensionsConfig = ExtensionsConfig()
     node_labels: dict[LabelKey, LabelValue] = {}
-    bpf_jit_harden: bool = True
-    nvidia_default_runtime: bool = True
+    # None: what the NVIDIA guide of the Talos version sets (both up to 1.12,
+    # neither from 1.13); true/false: an explicit override for every version.
+    bpf_jit_harden: bool | None = None
+    nvidia_default_runtime: bool | None = None
 
     @property
     def talosctl_endpoint(self) -> str:
@@ -533,6 +542,8 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
     if stack.time_slicing.replicas > 64:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "at most 64 replicas per GPU"))
 
+    issues += talos_config_issues(cfg)
+
     if cfg.jellyfin.enabled and not cfg.jellyfin.url:
         issues.append(ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"))
     # The codec rules live with the capability table; imported here because
@@ -540,6 +551,33 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
     from components.consumers.capabilities import jellyfin_config_issues
 
     issues += jellyfin_config_issues(cfg)
+    return issues
+
+
+# NVIDIA dropped Maxwell, Pascal and Volta after the R580 driver branch: the
+# production branch of Talos 1.13 (595.x) has no support for them, its lts
+# branch (580.x) has (siderolabs/extensions v1.13.9 nvidia-gpu vars.yaml;
+# NVIDIA's driver deprecation notes). The open kernel modules support Turing
+# and newer only (NVIDIA/open-gpu-kernel-modules README).
+_BEFORE_TURING = ("pascal", "volta")
+
+
+def talos_config_issues(cfg: StackConfig) -> list[ConfigIssue]:
+    """Talos rules that span keys: the config source and which NVIDIA driver
+    the GPUs can use."""
+    issues: list[ConfigIssue] = []
+    t = cfg.talos
+    target = parse_version(t.version)
+    if t.config_patches and t.config_source != "generated":
+        issues.append(ConfigIssue("talos.configPatches", list(t.config_patches), "patches apply to a generated config only (talos.configSource: generated); with configSource: running the node's own config is kept and only the GPU paths change"))
+    ext = t.extensions
+    for index, gpu in enumerate(cfg.gpus):
+        if gpu.generation not in _BEFORE_TURING:
+            continue
+        if ext.driver == "open":
+            issues.append(ConfigIssue("talos.extensions.driver", ext.driver, f"gpus[{index}] is {gpu.generation}: NVIDIA's open kernel modules support Turing and newer only; use driver: proprietary"))
+        elif ext.branch == "production" and target >= (1, 13, 0):
+            issues.append(ConfigIssue("talos.extensions.branch", ext.branch, f"gpus[{index}] is {gpu.generation}: Talos {t.version}'s production driver (595) no longer supports it; R580 is the last branch for Maxwell, Pascal and Volta: use branch: lts with driver: proprietary"))
     return issues
 
 
@@ -621,7 +659,9 @@ def required_secret_keys(cfg: StackConfig) -> list[str]:
     needed = ["proxmoxApiToken" if cfg.proxmox.auth_method == "apiToken" else "proxmoxPassword"]
     if cfg.host.enabled:
         needed.append("sshPrivateKey")
-    needed += ["talosMachineSecrets", "talosClientConfiguration"]
+    if cfg.talos.config_source == "generated":
+        needed.append("talosMachineSecrets")
+    needed.append("talosClientConfiguration")
     if cfg.jellyfin.enabled:
         needed.append("jellyfinApiKey")
     return needed

@@ -101,6 +101,12 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("AV1 encode on a T4", _both(_set("jellyfin.enabled", True), _set("jellyfin.allowAv1Encoding", True)), "jellyfin.allowAv1Encoding", "cannot encode AV1"),
     ("memory too small", _set("vm.memoryMiB", 512), "vm.memoryMiB", "1024"),
     ("duplicate mapping name", lambda raw: raw["gpus"].append({**SECOND_T4, "slot": "hostpci1", "mappingName": "moody-good-gpu0"}), "gpus[1].mappingName", "unique"),
+    ("config source unknown", _set("talos.configSource", "file"), "talos.configSource", "'running' or 'generated'"),
+    ("config patches with the node's own config", _set("talos.configPatches", ["network.yaml"]), "talos.configPatches", "configSource: generated"),
+    ("open modules on a Pascal GPU", _both(_set("gpus.0.generation", "pascal"), _set("talos.extensions.driver", "open")), "talos.extensions.driver", "Turing and newer"),
+    ("open modules on a Volta GPU, lts", _both(_set("gpus.0.generation", "volta"), _set("talos.extensions.driver", "open"), _set("talos.extensions.branch", "lts")), "talos.extensions.driver", "driver: proprietary"),
+    ("production driver on Talos 1.13 for Pascal", _set("gpus.0.generation", "pascal"), "talos.extensions.branch", "branch: lts"),
+    ("production driver on Talos 1.13 for Volta", _set("gpus.0.generation", "volta"), "talos.extensions.branch", "R580"),
 ]
 
 
@@ -176,3 +182,18 @@ def test_missing_required_secret_names_key_and_env(monkeypatch):
     secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "proxmoxApiToken"}
     with pytest.raises(ConfigError, match=r"proxmoxApiToken.*PROXMOX_VE_API_TOKEN"):
         run_main(stack_file_config(), secrets)
+
+
+@pytest.mark.parametrize(("generation", "talos", "driver", "branch"), [
+    ("pascal", {}, "proprietary", "lts"),
+    ("volta", {}, "proprietary", "lts"),
+    ("turing", {}, "open", "production"),
+    ("ampere", {}, "open", "production"),
+    ("pascal", {"version": "v1.12.11"}, "proprietary", "production"),
+])
+def test_driver_rules_accept_what_the_gpu_can_run(homelab, generation, talos, driver, branch):
+    homelab["gpus"][0]["generation"] = generation
+    homelab["talos"].update(talos, extensions={"driver": driver, "branch": branch})
+    if talos.get("version", "v1.13.9") < "v1.13":
+        homelab["gpuStack"]["mode"] = "devicePlugin"
+    assert parse_stack_config(homelab).talos.extensions.branch == branch
