@@ -121,3 +121,29 @@ def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: 
                 os.unlink(temp_path)
             except FileNotFoundError:
                 pass
+
+
+# --------------------------------------------------------------------------
+# Facts read with kubectl (a command plus a pure parser)
+# --------------------------------------------------------------------------
+
+
+def parse_server_version(output: str) -> str:
+    """``serverVersion.gitVersion`` of ``kubectl version -o json``
+    (e.g. ``v1.34.3``), the build suffix dropped."""
+    import json
+    import re
+
+    try:
+        version = json.loads(output)["serverVersion"]["gitVersion"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("`kubectl version -o json` printed no serverVersion.gitVersion") from None
+    match = re.match(r"^(v\d+\.\d+\.\d+)", str(version))
+    if not match:
+        raise ValueError(f"the cluster reports version {version!r}, not v<major>.<minor>.<patch>")
+    return match.group(1)
+
+
+def server_version(kubeconfig: str | None, timeout: float = 30) -> str:
+    """The Kubernetes version the cluster's API server runs."""
+    return parse_server_version(run_kubectl(["version", "--output", "json"], kubeconfig=kubeconfig, timeout=timeout))

@@ -5,9 +5,7 @@ fresh Python process, driving the stand-in talosctl."""
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,15 @@ from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, i
 from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
 from tests.talos.conftest import MACHINE_SECRETS, TALOSCONFIG, FakeTalosctl, make_cfg
+from tests.talos.engine import engine, registration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATIC = "talos:imageFactory/schematic:Schematic"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
+CONFIG = "pulumi-python:dynamic/talos:TalosMachineConfig"
 UPGRADE = "pulumi-python:dynamic:Resource"
+# A new node in maintenance mode: a generated config with a pinned kubelet.
+GENERATED = {"configSource": "generated", "kubernetesVersion": "v1.34.3"}
 NODE = "proxmox-talos-gpu:talos:TalosGpuNode"
 SECRET_VALUES = ["Q0xJRU5ULUtFWS1TVEFORC1JTg==", "Q0EtQ0VSVElGSUNBVEUtU1RBTkQtSU4=", "c2VjcmV0Ym94LXN0YW5kLWluLXZhbHVlLTMyYnl0ZXM=",
                  "T1MtS0VZLVNUQU5ELUlO", "trustd.0123456789abcdef"]
@@ -82,24 +84,58 @@ def all_plain_strings(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def test_children_are_parented_and_upgrade_waits_for_apply(homelab) -> None:
-    run, _ = run_node(homelab)
+@pytest.mark.parametrize(("talos", "config_type"), [({}, CONFIG), (GENERATED, APPLY)], ids=["running", "generated"])
+def test_children_are_parented_and_upgrade_waits_for_the_config(homelab, talos, config_type) -> None:
+    run, _ = run_node(homelab, **talos)
     node = run.one(NODE)
-    for type_ in (SCHEMATIC, APPLY, UPGRADE):
+    for type_ in (SCHEMATIC, config_type, UPGRADE):
         assert run.one(type_).parent == node.urn, f"{run.one(type_).urn} must be a child of {node.urn}"
-    assert run.depends_on(run.one(UPGRADE), run.one(APPLY)), "the upgrade must run after the new config is applied"
+    assert run.depends_on(run.one(UPGRADE), run.one(config_type)), "the upgrade must run after the new config is in place"
+    other = APPLY if config_type == CONFIG else CONFIG
+    assert run.by_type(other) == [], f"configSource {talos.get('configSource', 'running')} registers no {other}"
 
 
-def test_node_waits_for_the_vm_and_the_gpu_stack_waits_for_the_node(homelab) -> None:
-    run, _ = run_node(homelab)
+@pytest.mark.parametrize(("talos", "config_type"), [({}, CONFIG), (GENERATED, APPLY)], ids=["running", "generated"])
+def test_node_waits_for_the_vm_and_the_gpu_stack_waits_for_the_node(homelab, talos, config_type) -> None:
+    run, _ = run_node(homelab, **talos)
     # The engine expands a component dependency to the component's resources.
     vm = run.one("proxmoxve:index/vmLegacy:VmLegacy")
-    for type_ in (SCHEMATIC, APPLY, UPGRADE):
+    for type_ in (SCHEMATIC, config_type, UPGRADE):
         assert run.depends_on(run.one(type_), vm), f"{run.one(type_).urn} must wait for the VM"
     for reg in run.registrations:
         if reg.type.startswith("kubernetes:"):
             assert run.depends_on(reg, run.one(UPGRADE)), f"{reg.urn} must wait for the node's upgrade"
-            assert run.depends_on(reg, run.one(APPLY)), f"{reg.urn} must wait for the node's config"
+            assert run.depends_on(reg, run.one(config_type)), f"{reg.urn} must wait for the node's config"
+
+
+def test_adopt_mode_carries_the_node_spec_and_keeps_secrets_secret(homelab) -> None:
+    run, _ = run_node(homelab)
+    config = run.one(CONFIG)
+    spec = config.inputs["spec"]
+    sid = hashlib.sha256(run.one(SCHEMATIC).inputs["schematic"].encode()).hexdigest()
+    assert spec == {"targetVersion": "v1.13.9", "schematicId": sid, "platform": "metal",
+                    "nodeLabels": {"drmoo.io/role": "worker", "drmoo.io/zone": "pve5", "drmoo.io/storage": "rook-osd-node",
+                                   "drmoo.io/gpu": "nvidia-t4"}}
+    # No override: the provider follows the NVIDIA guide of each version.
+    assert "bpfJitHarden" not in spec and "nvidiaDefaultRuntime" not in spec
+    overridden = run_node(homelab, bpfJitHarden=True, nvidiaDefaultRuntime=False)[0].one(CONFIG).inputs["spec"]
+    assert overridden["bpfJitHarden"] is True and overridden["nvidiaDefaultRuntime"] is False
+    assert is_secret(config.inputs["talosconfig"]) and is_secret(config.inputs["originals"]), config.urn
+    assert set(config.additional_secret_outputs) >= {"talosconfig", "originals"}, config.urn
+    assert run.depends_on(config, run.one(PREFLIGHT)), "no config may reach the node before its upgrade path is checked"
+    assert run.depends_on(config, run.one(SCHEMATIC)), "the config waits for the factory's schematic ID check"
+
+
+def test_adopt_mode_needs_no_machine_secrets(homelab) -> None:
+    cfg = make_cfg(homelab)
+
+    def program() -> None:
+        TalosGpuNode("n", cfg, None, pulumi.Output.secret(TALOSCONFIG))
+
+    run = run_program(program, {}, mocks=FactoryMocks())
+    assert run.one(CONFIG) and run.by_type(APPLY) == []
+    with pytest.raises(Exception, match="talosMachineSecrets"):
+        run_program(lambda: TalosGpuNode("n", make_cfg(homelab, **GENERATED), None, pulumi.Output.secret(TALOSCONFIG)), {}, mocks=FactoryMocks())
 
 
 def test_schematic_posts_the_sorted_nvidia_extension_set(homelab) -> None:
@@ -121,7 +157,7 @@ def test_outputs_carry_factory_id_installer_image_and_patch(homelab) -> None:
 
 
 def test_apply_gets_patch_secret_client_config_and_never_resets(homelab) -> None:
-    run, _ = run_node(homelab)
+    run, _ = run_node(homelab, **GENERATED)
     apply = run.one(APPLY)
     assert apply.inputs["node"] == "192.168.8.123" and apply.inputs["endpoint"] == "192.168.8.99"
     assert is_secret(apply.inputs["clientConfiguration"])
@@ -137,9 +173,10 @@ def test_apply_gets_patch_secret_client_config_and_never_resets(homelab) -> None
 
 def test_machine_secrets_reach_get_configuration_in_provider_shape(homelab) -> None:
     mocks = FactoryMocks()
-    run_node(homelab, mocks)
+    run_node(homelab, mocks, **GENERATED)
     [invoke] = mocks.invokes
     assert invoke["machineType"] == "worker" and invoke["talosVersion"] == "v1.13.9"
+    assert invoke["kubernetesVersion"] == "v1.34.3", "the kubelet is pinned, never the provider's default"
     assert invoke["clusterEndpoint"] == "https://192.168.8.99:6443"
     secrets = reveal(invoke["machineSecrets"])
     # The provider's wire names: an invoke does not translate dict keys.
@@ -153,15 +190,15 @@ def test_no_secret_value_appears_in_plain_in_any_registration(homelab) -> None:
     run, _ = run_node(homelab)
     upgrade = run.one(UPGRADE)
     assert is_secret(upgrade.inputs["talosconfig"])
-    for registration in run.registrations:
-        plain = "\n".join(all_plain_strings(registration.inputs))
+    for reg in run.registrations:
+        plain = "\n".join(all_plain_strings(reg.inputs))
         for value in SECRET_VALUES:
-            assert value not in plain, f"{value} is in plain text in {registration.urn}"
+            assert value not in plain, f"{value} is in plain text in {reg.urn}"
 
 
 def test_preview_registers_the_node_without_running_talosctl(homelab, fake_talosctl: FakeTalosctl) -> None:
     run, _ = run_node(homelab, preview=True)
-    assert {reg.type for reg in run.registrations} >= {NODE, SCHEMATIC, APPLY, UPGRADE}
+    assert {reg.type for reg in run.registrations} >= {NODE, SCHEMATIC, CONFIG, UPGRADE}
     assert fake_talosctl.calls() == []
 
 
@@ -179,43 +216,9 @@ def test_bad_extension_config_fails_before_any_resource(homelab) -> None:
 # The upgrade provider, the engine's way
 # --------------------------------------------------------------------------
 
-DRIVER = r"""
-import base64, json, sys
-import dill
-request = json.load(sys.stdin)
-provider = dill.loads(base64.b64decode(request["provider"]))
-try:
-    op, props = request["op"], request["props"]
-    if op == "check":
-        result = provider.check({}, props)
-        out = {"inputs": sorted(result.inputs), "failures": [[f.property, f.reason] for f in result.failures]}
-    elif op == "diff":
-        result = provider.diff("id", request["olds"], props)
-        out = {"changes": result.changes, "replaces": result.replaces}
-    elif op == "create":
-        result = provider.create(props)
-        out = {"id": result.id, "outs": result.outs}
-    elif op == "delete":
-        out = {"deleted": provider.delete("id", props)}
-    print(json.dumps({"ok": out}))
-except Exception as error:
-    print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-"""
-
-
 def upgrade_registration(homelab) -> tuple[str, dict[str, Any]]:
     run, _ = run_node(homelab)
-    inputs = reveal(run.one(UPGRADE).inputs)
-    provider = inputs.pop("__provider")
-    props = {key: value for key, value in inputs.items() if value is not None}
-    return provider, props
-
-
-def engine(provider: str, op: str, props: dict[str, Any], env: dict[str, str], olds: dict[str, Any] | None = None) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-                          input=json.dumps({"provider": provider, "op": op, "props": props, "olds": olds or {}}), check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return registration(run, UPGRADE)
 
 
 def no_wipe(calls: list[dict[str, Any]]) -> None:
@@ -301,13 +304,11 @@ PREFLIGHT = "pulumi-python:dynamic/talos:TalosUpgradePreflight"
 
 def preflight_registration(homelab) -> tuple[str, dict[str, Any]]:
     run, _ = run_node(homelab)
-    inputs = reveal(run.one(PREFLIGHT).inputs)
-    provider = inputs.pop("__provider")
-    return provider, {key: value for key, value in inputs.items() if value is not None}
+    return registration(run, PREFLIGHT)
 
 
 def test_apply_waits_for_the_upgrade_path_preflight(homelab) -> None:
-    run, _ = run_node(homelab)
+    run, _ = run_node(homelab, **GENERATED)
     preflight, apply = run.one(PREFLIGHT), run.one(APPLY)
     assert run.depends_on(apply, preflight), "no config may reach the node before its upgrade path is checked"
     assert run.depends_on(preflight, run.one("proxmoxve:index/vmLegacy:VmLegacy")), preflight.urn
@@ -347,3 +348,46 @@ def test_preflight_without_talosctl_is_a_clear_error(homelab, fake_talosctl: Fak
     env = {**fake_talosctl.env(), "PATH": str(tmp_path / "empty")}
     result = engine(provider, "create", props, env)
     assert result["error"] == "TalosctlError" and "talosctl is not installed" in result["message"]
+
+
+def test_generated_config_takes_the_users_patches_before_the_gpu_patch(homelab, tmp_path: Path) -> None:
+    network = tmp_path / "network.yaml"
+    network.write_text("machine:\n  network:\n    hostname: moody-good\n")
+    run, _ = run_node(homelab, **GENERATED, configPatches=[str(network)])
+    patches = reveal(run.one(APPLY).inputs["configPatches"])
+    assert patches[0] == network.read_text() and len(patches) == 2
+    assert yaml.safe_load(patches[1])["machine"]["kernel"]["modules"][0] == {"name": "nvidia"}
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "cannot read the patch file"), ("machine: [\n", "not a machine-config patch in YAML")])
+def test_a_bad_config_patch_file_stops_before_any_resource(homelab, tmp_path: Path, content, message) -> None:
+    patch = tmp_path / "patch.yaml"
+    if content is not None:
+        patch.write_text(content)
+    registered: list[Any] = []
+    with pytest.raises(Exception, match=r"talos\.configPatches\[0\]") as error:
+        run, _ = run_node(homelab, **GENERATED, configPatches=[str(patch)])
+        registered = run.registrations
+    assert message in str(error.value) and registered == []
+
+
+def test_generated_config_without_a_pinned_kubelet_takes_the_clusters_version(homelab, tmp_path: Path, monkeypatch) -> None:
+    from tests.doctor.fakecli import answer, install, rule
+
+    fake = install(tmp_path)
+    fake.set_rules("kubectl", [rule(["version", "--output", "json"], answer('{"clientVersion": {}, "serverVersion": {"gitVersion": "v1.34.3"}}'))])
+    monkeypatch.setenv("PATH", f"{fake.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLI_DIR", str(fake.state))
+    mocks = FactoryMocks()
+    cfg = make_cfg(homelab, configSource="generated")
+
+    def program() -> None:
+        TalosGpuNode("n", cfg, pulumi.Output.secret(MACHINE_SECRETS), pulumi.Output.secret(TALOSCONFIG),
+                     kubeconfig=pulumi.Output.secret("apiVersion: v1\nkind: Config\n"))
+
+    run_program(program, {}, mocks=mocks)
+    [invoke] = mocks.invokes
+    assert invoke["kubernetesVersion"] == "v1.34.3"
+    fake.set_rules("kubectl", [rule(["version"], answer(stderr="The connection to the server localhost:8080 was refused\n", rc=1))])
+    with pytest.raises(Exception, match="talos.kubernetesVersion"):
+        run_program(program, {}, mocks=FactoryMocks())
