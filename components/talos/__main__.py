@@ -3,6 +3,8 @@
     python -m components.talos schematic-id FILE.yaml   # the factory's ID of any schematic file
     python -m components.talos schematic [STACK]         # this stack's schematic YAML, ID and installer image
     python -m components.talos patch [STACK]             # this stack's machine-config patch
+    python -m components.talos config --stack S --running FILE (--out OUT | --diff)
+                                                         # the config this stack would apply to a node running FILE
 
 STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
 """
@@ -10,11 +12,13 @@ STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, load_stack_file
-from components.talos.machine_config import gpu_patch_yaml
+from components.config import ConfigError, load_stack_file, parse_version
+from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
+from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
 
 
@@ -35,8 +39,19 @@ def main(argv: list[str] | None = None) -> int:
                        ("patch", "print this stack's machine-config patch")):
         command = sub.add_parser(name, help=text)
         command.add_argument("stack", nargs="?", default="homelab")
+    adopt = sub.add_parser("config", help="write the machine config this stack would apply to a node whose current config is FILE "
+                                          "(the node's own config with only the owned paths changed), offline")
+    adopt.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    adopt.add_argument("--running", required=True, metavar="FILE",
+                       help="the node's current machine config, as `talosctl read /system/state/config.yaml` prints it "
+                            "(one or more YAML documents; - reads stdin); required")
+    adopt.add_argument("--out", metavar="OUT", help="write the resulting config here, mode 0600 (it holds the node's secrets); "
+                                                    "required unless --diff")
+    adopt.add_argument("--diff", action="store_true", help="print the changed lines against FILE instead of writing OUT (default: off)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "config":
+            return adopt_config(args)
         if args.command == "schematic-id":
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
             print(schematic_id(text))
@@ -55,7 +70,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read {getattr(args, 'file', '')}: {error}", file=sys.stderr)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
+    except AdoptError as error:
+        print(f"error: {getattr(args, 'running', '')}: {error}", file=sys.stderr)
     return 2
+
+
+def _running_version(documents: list, fallback: str) -> str:
+    """The Talos version the node's install.image names (the version it was
+    last installed or upgraded to), else ``fallback``."""
+    image = str(((documents[v1alpha1_index(documents)].get("machine") or {}).get("install") or {}).get("image") or "")
+    tag = image.rpartition(":")[2]
+    try:
+        parse_version(tag)
+    except ValueError:
+        return fallback
+    return tag
+
+
+def adopt_config(args: argparse.Namespace) -> int:
+    """The `config` command: the same planner as the TalosMachineConfig
+    resource, on a config read from a file."""
+    if not args.diff and not args.out:
+        print("error: give --out OUT (where to write the config) or --diff (print the changed lines)", file=sys.stderr)
+        return 2
+    cfg = _stack_config(args.stack)
+    _, offline_id, _ = planned_installer(cfg.talos)
+    owned = node_spec(cfg.talos, offline_id).target
+    try:
+        text = sys.stdin.read() if args.running == "-" else Path(args.running).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"error: cannot read {args.running}: {error}", file=sys.stderr)
+        return 2
+    documents = load_documents(text)
+    version = _running_version(documents, cfg.talos.version)
+    image = ((documents[v1alpha1_index(documents)].get("machine") or {}).get("install") or {}).get("image")
+    plan = plan_adoption(NodeState(version=version, schematic=None, stored=text, running=text), owned,
+                         upgrade_follows=image != owned.image)
+    for line in plan.lines():
+        print(line, file=sys.stderr)
+    if args.diff:
+        for line in plan.diff:
+            print(line)
+        return 0
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(plan.merged.text())
+    print(f"wrote {args.out} (mode 0600)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
