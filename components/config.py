@@ -315,6 +315,12 @@ class TalosConfig(_Model):
     # neither from 1.13); true/false: an explicit override for every version.
     bpf_jit_harden: bool | None = None
     nvidia_default_runtime: bool | None = None
+    # The intermediate releases to walk through instead of the latest patch
+    # of each minor from the code's table (one entry per minor).
+    upgrade_path: list[TalosVersion] = []
+    # Bound for each version step: talosctl upgrade, then the wait for the
+    # node to answer with the new version, list its extensions and be Ready.
+    upgrade_timeout_seconds: Annotated[int, Field(ge=300, le=7200)] = 1800
 
     @property
     def talosctl_endpoint(self) -> str:
@@ -339,6 +345,10 @@ class GpuStackConfig(_Model):
     time_slicing: TimeSlicingConfig = TimeSlicingConfig()
     prometheus_operator: bool = False
     nfd: bool = True
+    # Also remove, before the node's upgrade to Talos 1.13, a RuntimeClass
+    # `nvidia` or nvidia-device-plugin release this program did not create
+    # (the guide's hand-made ones).
+    adopt_guide_objects: bool = False
 
 
 class JellyfinConfig(_Model):
@@ -537,6 +547,12 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("gpuStack.operatorChartVersion", stack.operator_chart_version, "Talos documents the GPU Operator from v26.3.1 (hostPaths.driverInstallDir=/usr/local); use v26.3.1 or newer, or gpuStack.mode: devicePlugin"))
     elif talos < (1, 9, 0):
         issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
+    elif talos >= (1, 13, 0):
+        # Talos 1.13 switched the NVIDIA toolkit to CDI and dropped
+        # nvidia-container-cli; its upgrade notes tell NVIDIA users to remove
+        # the device-plugin chart and RuntimeClass and use the GPU Operator
+        # (docs/talos.md, "Device-plugin mode on Talos 1.13").
+        issues.append(ConfigIssue("gpuStack.mode", stack.mode, f"the nvidia-device-plugin chart is not supported on Talos {cfg.talos.version}: from v1.13 the NVIDIA toolkit works through CDI and Talos documents only the GPU Operator; use gpuStack.mode: operator (the program removes the device plugin and RuntimeClass nvidia before the upgrade to 1.13)"))
     if stack.time_slicing.enabled and stack.time_slicing.replicas < 2:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"))
     if stack.time_slicing.replicas > 64:
@@ -563,13 +579,24 @@ _BEFORE_TURING = ("pascal", "volta")
 
 
 def talos_config_issues(cfg: StackConfig) -> list[ConfigIssue]:
-    """Talos rules that span keys: the config source and which NVIDIA driver
-    the GPUs can use."""
+    """Talos rules that span keys: the config source, the upgrade path and
+    which NVIDIA driver the GPUs can use."""
     issues: list[ConfigIssue] = []
     t = cfg.talos
     target = parse_version(t.version)
     if t.config_patches and t.config_source != "generated":
         issues.append(ConfigIssue("talos.configPatches", list(t.config_patches), "patches apply to a generated config only (talos.configSource: generated); with configSource: running the node's own config is kept and only the GPU paths change"))
+    seen: dict[int, int] = {}
+    for index, version in enumerate(t.upgrade_path):
+        step = parse_version(version)
+        key = f"talos.upgradePath[{index}]"
+        if step[0] != target[0] or step[1] >= target[1]:
+            issues.append(ConfigIssue(key, version, f"an intermediate release must be an older minor of the same major as talos.version {t.version} (e.g. v{target[0]}.{target[1] - 1}.<patch>)"))
+        elif step < (1, 8, 0):
+            issues.append(ConfigIssue(key, version, "the NVIDIA extensions come in -lts/-production variants from Talos v1.8 on"))
+        elif step[1] in seen:
+            issues.append(ConfigIssue(key, version, f"one release per minor: v{step[0]}.{step[1]} is already upgradePath[{seen[step[1]]}]"))
+        seen.setdefault(step[1], index)
     ext = t.extensions
     for index, gpu in enumerate(cfg.gpus):
         if gpu.generation not in _BEFORE_TURING:
