@@ -61,12 +61,32 @@ def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
     of its upgrade path (staged, for that step's reboot), or the target."""
     from components.talos.adopt import Originals, plan_adoption
     from components.talos.machine_config import NodeSpec
+    from components.talos.versions import next_boot_version
 
     spec = NodeSpec.from_dict(props["spec"])
-    version = spec.target_version
+    version = next_boot_version(state.version, spec.target_version, list(props.get("upgradePath") or []))
     upgrade_follows = (state.version, state.schematic) != (spec.target_version, spec.schematic_id)
     return plan_adoption(state, spec.owned(version), upgrade_follows=upgrade_follows,
                          originals=Originals.from_dict(originals) if originals else None)
+
+
+def apply_plan(plan, node: str, endpoint: str, talosconfig: str) -> str:
+    """Carry out an adoption plan: Talos checks the config first (dry run;
+    nothing is applied if it refuses), then it is applied in the plan's mode
+    and read back. Returns what Talos said ("" when nothing changed)."""
+    from components.talos.adopt import load_documents
+    from components.talos.talosctl import apply_config, read_config_args, run_talosctl
+
+    if not plan.changed:
+        return ""
+    apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)
+    said = apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig).strip()
+    _say(said)
+    stored = load_documents(run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+    if stored != plan.merged.documents:
+        raise RuntimeError(f"{node} accepted the config but does not store it as applied; read it with "
+                           "`talosctl read /system/state/config.yaml` and compare with `python -m components.talos config`")
+    return said
 
 
 def _known(value: Any) -> bool:
@@ -85,6 +105,7 @@ class TalosMachineConfigProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         from components.talos.adopt import AdoptError
         from components.talos.talosctl import TalosctlError, apply_config
+        from components.talos.versions import PathRefused
 
         failures = [CheckFailure(name, f"{name} is required") for name in (*_WANTED, "talosconfig") if not news.get(name)]
         inputs = dict(news)
@@ -105,7 +126,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         try:
             state = read_node_state(str(news["node"]), str(news["endpoint"]), str(news["talosconfig"]))
             plan = plan_for(news, state, recorded)
-        except AdoptError as error:
+        except (AdoptError, PathRefused) as error:
             return CheckResult(inputs, [CheckFailure("spec", str(error))])
         except (TalosctlError, ValueError) as error:
             # Preview must not fail only because the node does not answer yet
@@ -162,24 +183,12 @@ class TalosMachineConfigProvider(ResourceProvider):
         _say(apply_config(restored.text(), node, endpoint, mode=mode, talosconfig=talosconfig).strip())
 
     def _converge(self, props: dict[str, Any], originals: dict[str, Any] | None) -> dict[str, Any]:
-        from components.talos.adopt import load_documents
-        from components.talos.talosctl import apply_config, read_config_args, run_talosctl
-
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         state = read_node_state(node, endpoint, talosconfig)
         plan = plan_for(props, state, originals)
         for line in plan.lines():
             _say(line)
-        said = ""
-        if plan.changed:
-            # Talos validates the config first; nothing is applied if it refuses.
-            apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)
-            said = apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig).strip()
-            _say(said)
-            stored = load_documents(run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-            if stored != plan.merged.documents:
-                raise RuntimeError(f"{node} accepted the config but does not store it as applied; read it with "
-                                   "`talosctl read /system/state/config.yaml` and compare with `python -m components.talos config`")
+        said = apply_plan(plan, node, endpoint, talosconfig)
         outs = {key: value for key, value in props.items() if key not in _STATE and key != "pendingChanges"}
         outs.update(originals=plan.merged.originals.to_dict(), mode=plan.mode, rebootPaths=plan.reboot_paths,
                     lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)

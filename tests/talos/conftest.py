@@ -16,6 +16,7 @@ from components.config import StackConfig, parse_stack_config, parse_version
 from components.mockengine import PLACEHOLDER_MACHINE_SECRETS, PLACEHOLDER_TALOSCONFIG
 from components.talos.schematic import planned_installer
 from tests.conftest import stack_file_config
+from tests.talos.cluster_state import FakeKubectl, install_kubectl
 from tests.talos.running_configs import as_text, worker_documents
 
 HERE = Path(__file__).resolve().parent
@@ -77,8 +78,8 @@ class FakeTalosctl:
         catalog["schematics"][schematic] = list(extensions if extensions is not None else NVIDIA_EXTENSIONS)
         path.write_text(json.dumps(catalog))
 
-    def misbehave(self, upgrade: str) -> None:
-        (self.state / "misbehave.json").write_text(json.dumps({"upgrade": upgrade}))
+    def misbehave(self, upgrade: str, **details: Any) -> None:
+        (self.state / "misbehave.json").write_text(json.dumps({"upgrade": upgrade, **details}))
 
     def fail_next(self, message: str) -> None:
         (self.state / "fail").write_text(message)
@@ -134,4 +135,12 @@ def fake_talosctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTalosc
     fake.node("v1.13.9", schematic)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_TALOS_STATE", str(state))
+    return fake
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_talosctl: FakeTalosctl) -> FakeKubectl:
+    """A `kubectl` next to the stand-in talosctl, with an empty cluster."""
+    fake = install_kubectl(tmp_path, fake_talosctl.bin_dir)
+    monkeypatch.setenv("FAKE_KUBE_STATE", str(fake.state))
     return fake

@@ -41,9 +41,11 @@ except Exception as error:
 """
 
 
-def registration(run: ProgramRun, type_: str) -> tuple[str, dict[str, Any]]:
-    """(serialized provider, plain inputs) of the one ``type_`` registration."""
-    inputs = reveal(run.one(type_).inputs)
+def registration(run: ProgramRun, type_: str, name_suffix: str = "") -> tuple[str, dict[str, Any]]:
+    """(serialized provider, plain inputs) of the one ``type_`` registration
+    (whose name ends with ``name_suffix``)."""
+    [reg] = [reg for reg in run.by_type(type_) if reg.name.endswith(name_suffix)]
+    inputs = reveal(reg.inputs)
     provider = inputs.pop("__provider")
     return provider, {key: value for key, value in inputs.items() if value is not None}
 

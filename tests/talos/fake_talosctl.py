@@ -411,7 +411,8 @@ def cmd_upgrade(node: dict, nodes: list[str], args: list[str], flags: dict) -> N
         raise Exit("cannot use --wait and --insecure together")
     image = str(flags.get("image") or f"ghcr.io/siderolabs/installer:{CLIENT_TAG}")
     catalog = json.loads(read_text("catalog.json") or "{}").get("schematics", {})
-    misbehave = json.loads(read_text("misbehave.json") or "{}").get("upgrade")
+    details = json.loads(read_text("misbehave.json") or "{}")
+    misbehave = details.get("upgrade")
     for address in nodes:
         reachable(node, address, bool(flags.get("insecure")))
         match = _IMAGE.match(image)
@@ -433,9 +434,9 @@ def cmd_upgrade(node: dict, nodes: list[str], args: list[str], flags: dict) -> N
         if misbehave == "never-returns":
             node["down_calls"] = -1
         elif misbehave == "timeout":
-            node["down_calls"] = 2
+            node["down_calls"] = int(details.get("down_calls", 2))
         elif misbehave == "slow":
-            node["down_calls"] = 3
+            node["down_calls"] = int(details.get("down_calls", 3))
         save_node(node)
         if misbehave in ("never-returns", "timeout") and flags.get("wait", True):
             raise Exit(f"error during upgrade: {address}: failed waiting for the node to come back: context deadline exceeded")
