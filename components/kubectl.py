@@ -147,3 +147,42 @@ def parse_server_version(output: str) -> str:
 def server_version(kubeconfig: str | None, timeout: float = 30) -> str:
     """The Kubernetes version the cluster's API server runs."""
     return parse_server_version(run_kubectl(["version", "--output", "json"], kubeconfig=kubeconfig, timeout=timeout))
+
+
+def get_objects(kind: str, *, namespace: str | None = None, all_namespaces: bool = False, selector: str | None = None,
+                kubeconfig: str | None = None, timeout: float = 60) -> list[dict]:
+    """``kubectl get <kind> -o json`` (in one namespace, or all), the items."""
+    import json
+
+    args = ["get", kind, "--output", "json"]
+    if all_namespaces:
+        args.append("--all-namespaces")
+    elif namespace:
+        args += ["--namespace", namespace]
+    if selector:
+        args += ["--selector", selector]
+    try:
+        items = json.loads(run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)).get("items")
+    except ValueError:
+        raise KubectlError(f"`kubectl {' '.join(args)}` printed no JSON list", kind="failed") from None
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def get_object(kind: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 60) -> dict | None:
+    """``kubectl get <kind> <name> -o json``; None when it does not exist."""
+    import json
+
+    args = ["get", kind, name, "--output", "json"] + (["--namespace", namespace] if namespace else [])
+    try:
+        return json.loads(run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout))
+    except KubectlError as error:
+        if error.kind == "not_found":
+            return None
+        raise
+
+
+def delete_object(kind: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 300) -> None:
+    """``kubectl delete <kind> <name> --ignore-not-found``: waits until the
+    object is gone; one already gone is not an error."""
+    args = ["delete", kind, name, "--ignore-not-found"] + (["--namespace", namespace] if namespace else [])
+    run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)

@@ -12,13 +12,15 @@ import pulumi.dynamic
 import pulumiverse_talos as talos
 
 from components.config import ConfigError, ConfigIssue, StackConfig
+from components.gpu_migration import GpuModeMigration, migration_needed
 from components.options import child_options
 from components.talos.adopt import AdoptError, load_documents
 from components.talos.config_provider import TalosMachineConfigProvider
 from components.talos.machine_config import gpu_patch_yaml, node_spec
-from components.talos.schematic import installer_image, planned_installer
+from components.talos.schematic import extensions_for, installer_image, planned_installer
 from components.talos.secrets import client_configuration_args, machine_secrets_args, talosconfig_text
 from components.talos.upgrade_provider import TalosUpgrade, TalosUpgradePreflight
+from components.talos.versions import OPERATOR_FROM
 
 
 def checked_factory_id(factory_id: str, offline_id: str) -> str:
@@ -115,8 +117,11 @@ class TalosGpuNode(pulumi.ComponentResource):
         # the node against it.
         wanted = {"node": t.node_address, "endpoint": t.talosctl_endpoint, "image": self.installer_image,
                   "version": t.version, "schematic_id": self.schematic_id, "talosconfig": talosconfig}
-        # Refuse a minor-skipping upgrade before any config reaches the node.
-        self.preflight = TalosUpgradePreflight(f"{name}-preflight", **wanted, opts=child_options(self, opts))
+        extensions = extensions_for(t)
+        # Refuse a downgrade, a major jump or an unknown step before any
+        # config reaches the node.
+        self.preflight = TalosUpgradePreflight(f"{name}-preflight", **wanted, upgrade_path=list(t.upgrade_path),
+                                               extensions=extensions, opts=child_options(self, opts))
         if t.config_source == "running":
             self.machine_config: pulumi.Resource = TalosMachineConfig(
                 f"{name}-config",
@@ -133,15 +138,36 @@ class TalosGpuNode(pulumi.ComponentResource):
                     # this program changed them (secret: they may hold the
                     # node's own secrets).
                     "originals": pulumi.Output.secret({}),
+                    "upgradePath": list(t.upgrade_path),
                 },
                 opts=child_options(self, opts, depends_on=[self.preflight]),
             )
         else:
             self.machine_config = self._generated_config(name, cfg, machine_secrets, talosconfig, patches, kubeconfig, opts)
         # install.image is read only at install/upgrade (fact 9): upgrade after
-        # the new config is in place (staged: the upgrade's reboot applies it).
-        self.upgrade = TalosUpgrade(f"{name}-upgrade", **wanted,
-                                    opts=child_options(self, opts, depends_on=[self.machine_config]))
+        # the new config is in place (staged: each step's reboot applies it),
+        # one minor at a time.
+        walk: dict[str, Any] = {
+            **wanted, "platform": t.platform, "upgrade_path": list(t.upgrade_path), "extensions": extensions,
+            "node_name": cfg.node_name, "kubeconfig": kubeconfig, "timeout_seconds": t.upgrade_timeout_seconds,
+        }
+        if isinstance(self.machine_config, TalosMachineConfig):
+            walk.update(spec=node_spec(t, offline_id).to_dict(), originals=self.machine_config.originals)
+        before_upgrade: pulumi.Resource = self.machine_config
+        self.migration: GpuModeMigration | None = None
+        if migration_needed(cfg):
+            # Talos 1.13 wants the device plugin and RuntimeClass nvidia gone
+            # before the node runs it: walk to the last 1.12 release, remove
+            # them, then take the step to 1.13 (GpuStack installs the GPU
+            # Operator after it).
+            self.upgrade_before_operator = TalosUpgrade(
+                f"{name}-upgrade-before-{OPERATOR_FROM[0]}.{OPERATOR_FROM[1]}", **walk,
+                stop_before=f"v{OPERATOR_FROM[0]}.{OPERATOR_FROM[1]}.0",
+                opts=child_options(self, opts, depends_on=[self.machine_config]))
+            self.migration = GpuModeMigration(f"{name}-mode-migration", cfg, kubeconfig,
+                                              opts=child_options(self, opts, depends_on=[self.upgrade_before_operator]))
+            before_upgrade = self.migration
+        self.upgrade = TalosUpgrade(f"{name}-upgrade", **walk, opts=child_options(self, opts, depends_on=[before_upgrade]))
         self.register_outputs({
             "schematicId": self.schematic_id,
             "installerImage": self.installer_image,

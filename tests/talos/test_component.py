@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMATIC = "talos:imageFactory/schematic:Schematic"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
 CONFIG = "pulumi-python:dynamic/talos:TalosMachineConfig"
-UPGRADE = "pulumi-python:dynamic:Resource"
+UPGRADE = "pulumi-python:dynamic/talos:TalosUpgrade"
 # A new node in maintenance mode: a generated config with a pinned kubelet.
 GENERATED = {"configSource": "generated", "kubernetesVersion": "v1.34.3"}
 NODE = "proxmox-talos-gpu:talos:TalosGpuNode"
@@ -73,6 +73,12 @@ def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, preview
     return run_program(program, {}, mocks=mocks or FactoryMocks(), preview=preview), seen
 
 
+def final_upgrade(run: ProgramRun):
+    """The walk that ends on talos.version (the other one stops before 1.13)."""
+    [reg] = [reg for reg in run.by_type(UPGRADE) if reg.name.endswith("-talos-upgrade")]
+    return reg
+
+
 def all_plain_strings(value: Any) -> list[str]:
     """Every string in registration inputs that is not inside a secret."""
     if is_secret(value):
@@ -88,9 +94,9 @@ def all_plain_strings(value: Any) -> list[str]:
 def test_children_are_parented_and_upgrade_waits_for_the_config(homelab, talos, config_type) -> None:
     run, _ = run_node(homelab, **talos)
     node = run.one(NODE)
-    for type_ in (SCHEMATIC, config_type, UPGRADE):
-        assert run.one(type_).parent == node.urn, f"{run.one(type_).urn} must be a child of {node.urn}"
-    assert run.depends_on(run.one(UPGRADE), run.one(config_type)), "the upgrade must run after the new config is in place"
+    for reg in [run.one(SCHEMATIC), run.one(config_type), *run.by_type(UPGRADE)]:
+        assert reg.parent == node.urn, f"{reg.urn} must be a child of {node.urn}"
+    assert run.depends_on(final_upgrade(run), run.one(config_type)), "the upgrade must run after the new config is in place"
     other = APPLY if config_type == CONFIG else CONFIG
     assert run.by_type(other) == [], f"configSource {talos.get('configSource', 'running')} registers no {other}"
 
@@ -100,11 +106,11 @@ def test_node_waits_for_the_vm_and_the_gpu_stack_waits_for_the_node(homelab, tal
     run, _ = run_node(homelab, **talos)
     # The engine expands a component dependency to the component's resources.
     vm = run.one("proxmoxve:index/vmLegacy:VmLegacy")
-    for type_ in (SCHEMATIC, config_type, UPGRADE):
-        assert run.depends_on(run.one(type_), vm), f"{run.one(type_).urn} must wait for the VM"
+    for reg in [run.one(SCHEMATIC), run.one(config_type), *run.by_type(UPGRADE)]:
+        assert run.depends_on(reg, vm), f"{reg.urn} must wait for the VM"
     for reg in run.registrations:
         if reg.type.startswith("kubernetes:"):
-            assert run.depends_on(reg, run.one(UPGRADE)), f"{reg.urn} must wait for the node's upgrade"
+            assert run.depends_on(reg, final_upgrade(run)), f"{reg.urn} must wait for the node's upgrade"
             assert run.depends_on(reg, run.one(config_type)), f"{reg.urn} must wait for the node's config"
 
 
@@ -188,7 +194,7 @@ def test_machine_secrets_reach_get_configuration_in_provider_shape(homelab) -> N
 
 def test_no_secret_value_appears_in_plain_in_any_registration(homelab) -> None:
     run, _ = run_node(homelab)
-    upgrade = run.one(UPGRADE)
+    upgrade = final_upgrade(run)
     assert is_secret(upgrade.inputs["talosconfig"])
     for reg in run.registrations:
         plain = "\n".join(all_plain_strings(reg.inputs))
@@ -218,7 +224,7 @@ def test_bad_extension_config_fails_before_any_resource(homelab) -> None:
 
 def upgrade_registration(homelab) -> tuple[str, dict[str, Any]]:
     run, _ = run_node(homelab)
-    return registration(run, UPGRADE)
+    return registration(run, UPGRADE, "-talos-upgrade")
 
 
 def no_wipe(calls: list[dict[str, Any]]) -> None:
@@ -226,35 +232,25 @@ def no_wipe(calls: list[dict[str, Any]]) -> None:
         assert not any("wipe" in arg.lower() or arg.startswith("--preserve=false") for arg in call["argv"]), call["argv"]
 
 
-def test_upgrade_from_1_12_runs_talosctl_upgrade_with_the_factory_image(homelab, fake_talosctl: FakeTalosctl) -> None:
+def test_upgrade_from_1_12_walks_through_the_latest_1_12_with_the_factory_images(homelab, fake_talosctl: FakeTalosctl) -> None:
     provider, props = upgrade_registration(homelab)
     fake_talosctl.node("v1.12.4", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
-    result = engine(provider, "create", props, fake_talosctl.env())
+    result = engine(provider, "create", {**props, "pollSeconds": 0.05}, fake_talosctl.env())
     assert "ok" in result, result
     calls = fake_talosctl.calls()
-    upgrades = [call for call in calls if "upgrade" in call["argv"]]
-    assert len(upgrades) == 1
-    argv = upgrades[0]["argv"]
-    image = argv[argv.index("--image") + 1]
-    assert image == f"factory.talos.dev/metal-installer/{props['schematicId']}:v1.13.9"
-    assert "--wait" in argv and "--preserve" not in argv
-    assert argv[argv.index("--nodes") + 1] == "192.168.8.123"
+    upgrades = [call["argv"] for call in calls if "upgrade" in call["argv"]]
+    images = [argv[argv.index("--image") + 1] for argv in upgrades]
+    assert images == [f"factory.talos.dev/metal-installer/{props['schematicId']}:{version}" for version in ("v1.12.11", "v1.13.9")]
+    for argv in upgrades:
+        assert "--wait" in argv and "--preserve" not in argv and argv[argv.index("--timeout") + 1] == "1800s"
+        assert argv[argv.index("--nodes") + 1] == "192.168.8.123"
     no_wipe(calls)
     for call in calls:
         assert call["talosconfig_mode"] == "0o600" and not Path(call["talosconfig"]).exists()
     outs = result["ok"]["outs"]
-    assert outs["upgraded"] is True and outs["previousVersion"] == "v1.12.4"
-    assert "talosconfig" not in outs, "the talosconfig must not be stored as an output"
-
-
-def test_upgrade_skipping_a_minor_is_refused_with_the_path(homelab, fake_talosctl: FakeTalosctl) -> None:
-    provider, props = upgrade_registration(homelab)
-    fake_talosctl.node("v1.11.6", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
-    result = engine(provider, "create", props, fake_talosctl.env())
-    assert result["error"] == "UpgradeRefused"
-    assert "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in result["message"]
-    assert "proxmox-talos-gpu:talos.version" in result["message"]
-    assert not any("upgrade" in call["argv"] for call in fake_talosctl.calls())
+    assert outs["upgraded"] is True and outs["previousVersion"] == "v1.12.4" and outs["stepsDone"] == ["v1.12.11", "v1.13.9"]
+    assert fake_talosctl.reboots == 2
+    assert "talosconfig" not in outs and "kubeconfig" not in outs, "no credential is stored as an output"
 
 
 def test_node_already_on_the_wanted_image_is_not_upgraded(homelab, fake_talosctl: FakeTalosctl) -> None:
@@ -269,9 +265,9 @@ def test_node_already_on_the_wanted_image_is_not_upgraded(homelab, fake_talosctl
 def test_same_version_other_schematic_is_upgraded_in_place(homelab, fake_talosctl: FakeTalosctl) -> None:
     provider, props = upgrade_registration(homelab)
     fake_talosctl.node("v1.13.9", None)  # installed from a plain image: no extensions yet
-    result = engine(provider, "create", props, fake_talosctl.env())
-    assert result["ok"]["outs"]["upgraded"] is True
-    assert "schematic (none" in result["ok"]["outs"]["reason"]
+    result = engine(provider, "create", {**props, "pollSeconds": 0.05}, fake_talosctl.env())
+    assert result["ok"]["outs"]["upgraded"] is True and result["ok"]["outs"]["stepsDone"] == ["v1.13.9"]
+    assert "schematic (none: not an Image Factory image)" in result["stderr"]
     no_wipe(fake_talosctl.calls())
 
 
@@ -283,20 +279,26 @@ def test_missing_talosctl_is_a_clear_error_in_the_provider(homelab, fake_talosct
     assert result["error"] == "TalosctlError" and "talosctl is not installed" in result["message"]
 
 
-def test_check_diff_and_delete_never_run_talosctl(homelab, fake_talosctl: FakeTalosctl) -> None:
+def test_check_diff_and_delete_only_read_the_node(homelab, fake_talosctl: FakeTalosctl) -> None:
     provider, props = upgrade_registration(homelab)
-    assert engine(provider, "check", props, fake_talosctl.env())["ok"]["failures"] == []
+    fake_talosctl.node("v1.11.6", None)
+    checked = engine(provider, "check", props, fake_talosctl.env())["ok"]
+    assert checked["failures"] == [] and checked["inputs"]["pendingSteps"] == ["upgrade to v1.12.11", "upgrade to v1.13.9"]
     bad = {**props, "image": props["image"].replace(":v1.13.9", ":v1.12.9")}
     assert engine(provider, "check", bad, fake_talosctl.env())["ok"]["failures"][0][0] == "image"
     # First preview: the factory's ID, so the image, is not known yet.
     unknown = {**props, "image": UNKNOWN, "schematicId": UNKNOWN}
     assert engine(provider, "check", unknown, fake_talosctl.env())["ok"]["failures"] == []
-    rotated = {**props, "talosconfig": TALOSCONFIG.replace("homelab", "other")}
-    assert engine(provider, "diff", rotated, fake_talosctl.env(), olds=props)["ok"]["changes"] is False
-    newer = {**props, "version": "v1.13.10"}
-    assert engine(provider, "diff", newer, fake_talosctl.env(), olds=props)["ok"]["changes"] is True
+    settled = {**props, "pendingSteps": []}
+    rotated = {**settled, "talosconfig": TALOSCONFIG.replace("homelab", "other")}
+    assert engine(provider, "diff", rotated, fake_talosctl.env(), olds=settled)["ok"]["changes"] is False
+    newer = {**settled, "version": "v1.13.10"}
+    assert engine(provider, "diff", newer, fake_talosctl.env(), olds=settled)["ok"]["changes"] is True
+    behind = {**settled, "pendingSteps": ["upgrade to v1.13.9"]}
+    assert engine(provider, "diff", behind, fake_talosctl.env(), olds=settled)["ok"]["changes"] is True, "a node behind is a change"
     assert engine(provider, "delete", props, fake_talosctl.env())["ok"] == {"deleted": None}
-    assert fake_talosctl.calls() == []
+    assert fake_talosctl.commands() and set(fake_talosctl.commands()) <= {"version", "get"}
+    assert not any(call["mutated"] for call in fake_talosctl.calls())
 
 
 PREFLIGHT = "pulumi-python:dynamic/talos:TalosUpgradePreflight"
@@ -315,21 +317,23 @@ def test_apply_waits_for_the_upgrade_path_preflight(homelab) -> None:
     assert is_secret(run.one(PREFLIGHT).inputs["talosconfig"]), preflight.urn
 
 
-def test_preflight_refuses_a_two_minor_jump_before_anything_is_applied(homelab, fake_talosctl: FakeTalosctl) -> None:
+def test_preflight_refuses_a_downgrade_before_anything_is_applied(homelab, fake_talosctl: FakeTalosctl) -> None:
     provider, props = preflight_registration(homelab)
-    fake_talosctl.node("v1.11.6", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+    fake_talosctl.node("v1.14.0", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
     result = engine(provider, "create", props, fake_talosctl.env())
-    assert result["error"] == "UpgradeRefused" and "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in result["message"]
-    assert not any("upgrade" in call["argv"] or "apply-config" in call["argv"] for call in fake_talosctl.calls())
+    assert result["error"] == "StepFailed" and "this program does not downgrade" in result["message"]
+    assert "proxmox-talos-gpu:talos.version" in result["message"]
+    assert set(fake_talosctl.commands()) <= {"version", "get"}
 
 
-def test_preflight_passes_an_adjacent_minor_and_never_upgrades(homelab, fake_talosctl: FakeTalosctl) -> None:
+def test_preflight_names_the_path_of_a_minor_skipping_node_and_never_upgrades(homelab, fake_talosctl: FakeTalosctl) -> None:
     provider, props = preflight_registration(homelab)
-    fake_talosctl.node("v1.12.4", None)
+    fake_talosctl.node("v1.11.6", None)
     result = engine(provider, "create", props, fake_talosctl.env())
     outs = result["ok"]["outs"]
-    assert outs["upgraded"] is False and outs["previousVersion"] == "v1.12.4" and outs["reason"].startswith("upgrade to")
-    assert not any("upgrade" in call["argv"] for call in fake_talosctl.calls())
+    assert outs["upgraded"] is False and outs["previousVersion"] == "v1.11.6"
+    assert outs["reason"] == "path v1.11.6 -> v1.12.11 -> v1.13.9" and outs["steps"] == ["v1.12.11", "v1.13.9"]
+    assert set(fake_talosctl.commands()) <= {"version", "get"}
     assert "talosconfig" not in outs
 
 
@@ -391,3 +395,36 @@ def test_generated_config_without_a_pinned_kubelet_takes_the_clusters_version(ho
     fake.set_rules("kubectl", [rule(["version"], answer(stderr="The connection to the server localhost:8080 was refused\n", rc=1))])
     with pytest.raises(Exception, match="talos.kubernetesVersion"):
         run_program(program, {}, mocks=FactoryMocks())
+
+
+MIGRATION = "pulumi-python:dynamic/migration:GpuModeMigration"
+
+
+def test_the_graph_removes_the_device_plugin_between_the_walk_to_1_12_and_the_step_to_1_13(homelab) -> None:
+    run, _ = run_node(homelab, upgradePath=["v1.12.9"])
+    [before] = [reg for reg in run.by_type(UPGRADE) if reg.name.endswith("-upgrade-before-1.13")]
+    after, migration, config = final_upgrade(run), run.one(MIGRATION), run.one(CONFIG)
+    assert before.inputs["stopBefore"] == "v1.13.0" and "stopBefore" not in after.inputs
+    assert run.depends_on(before, config), "the walk starts once the config is staged"
+    assert run.depends_on(migration, before), "the device plugin goes only after the walk to the last 1.12"
+    assert run.depends_on(after, migration), "the step to 1.13 waits for the removal"
+    assert not run.depends_on(before, migration)
+    release = run.one("kubernetes:helm.sh/v3:Release")
+    assert release.inputs["chart"] == "gpu-operator" and run.depends_on(release, after), "the GPU Operator comes after the step to 1.13"
+    for walk in (before, after):
+        assert walk.inputs["upgradePath"] == ["v1.12.9"] and walk.inputs["stage"] is True and is_secret(walk.inputs["originals"])
+        assert walk.inputs["timeoutSeconds"] == 1800 and walk.inputs["nodeName"] == "moody-good"
+        assert walk.inputs["extensions"] == ["siderolabs/nonfree-kmod-nvidia-production", "siderolabs/nvidia-container-toolkit-production",
+                                             "siderolabs/qemu-guest-agent"]
+    assert run.depends_on(after, config) and run.by_urn(migration.parent).type == NODE
+
+
+def test_a_device_plugin_stack_below_1_13_walks_once_and_migrates_nothing(homelab) -> None:
+    run, _ = run_node(homelab, version="v1.12.11", upgradeTimeoutSeconds=600)
+    assert run.by_type(MIGRATION) == [] and [reg.name for reg in run.by_type(UPGRADE)] == ["moody-good-talos-upgrade"]
+    assert final_upgrade(run).inputs["timeoutSeconds"] == 600
+    assert run.one("kubernetes:helm.sh/v3:Release").inputs["chart"] == "nvidia-device-plugin"
+    runtime_class = run.one("kubernetes:node.k8s.io/v1:RuntimeClass")
+    assert runtime_class.retain_on_delete is True, "a late delete by name would remove the GPU Operator's RuntimeClass"
+    assert runtime_class.inputs["metadata"]["labels"] == {"app.kubernetes.io/part-of": "proxmox-talos-gpu"}
+

@@ -25,7 +25,7 @@ READ_ONLY = {"version", "get", "read"}
 @pytest.fixture
 def program(homelab) -> dict[str, tuple[str, dict[str, Any]]]:
     run, _ = run_node(homelab)
-    return {"config": registration(run, CONFIG), "upgrade": registration(run, UPGRADE)}
+    return {"config": registration(run, CONFIG), "upgrade": registration(run, UPGRADE, "-talos-upgrade")}
 
 
 def up(program, fake: FakeTalosctl, name: str = "config", olds: dict[str, Any] | None = None) -> dict[str, Any]:
