@@ -5,6 +5,8 @@
     python -m components.talos patch [STACK]             # this stack's machine-config patch
     python -m components.talos config --stack S --running FILE (--out OUT | --diff)
                                                          # the config this stack would apply to a node running FILE
+    python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed] [--json]
+                                                         # the steps one `pulumi up` takes from that version
 
 STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
 """
@@ -12,6 +14,7 @@ STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +23,8 @@ from components.config import ConfigError, load_stack_file, parse_version
 from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
+from components.talos.versions import PathRefused
+from components.talos.walk_plan import render_plan, upgrade_plan
 
 
 def _stack_config(stack: str):
@@ -48,8 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     adopt.add_argument("--out", metavar="OUT", help="write the resulting config here, mode 0600 (it holds the node's secrets); "
                                                     "required unless --diff")
     adopt.add_argument("--diff", action="store_true", help="print the changed lines against FILE instead of writing OUT (default: off)")
+    walk = sub.add_parser("upgrade-plan", help="print the steps one `pulumi up` takes a node from --running-version to talos.version "
+                                                "(upgrades, waits, the device plugin's removal, the GPU Operator's install), touching nothing")
+    walk.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    walk.add_argument("--running-version", required=True, metavar="vX.Y.Z",
+                      help="the Talos version the node runs now (`talosctl version`, the server's Tag); required")
+    walk.add_argument("--device-plugin-installed", action="store_true",
+                      help="the cluster has the nvidia-device-plugin release and RuntimeClass nvidia (default: off)")
+    walk.add_argument("--json", action="store_true", help="print a JSON list of steps (kind, version, image, object) (default: text)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "upgrade-plan":
+            return print_upgrade_plan(args)
         if args.command == "config":
             return adopt_config(args)
         if args.command == "schematic-id":
@@ -85,6 +100,27 @@ def _running_version(documents: list, fallback: str) -> str:
     except ValueError:
         return fallback
     return tag
+
+
+def print_upgrade_plan(args: argparse.Namespace) -> int:
+    try:
+        parse_version(args.running_version)
+        if not args.running_version.startswith("v"):
+            raise ValueError
+    except ValueError:
+        print(f"error: --running-version {args.running_version!r} is not a Talos version like v1.11.6", file=sys.stderr)
+        return 2
+    cfg = _stack_config(args.stack)
+    try:
+        plan = upgrade_plan(cfg, args.running_version, device_plugin_installed=args.device_plugin_installed)
+    except PathRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([step.as_dict() for step in plan], indent=2))
+    else:
+        print(render_plan(cfg, args.running_version, plan), end="")
+    return 0
 
 
 def adopt_config(args: argparse.Namespace) -> int:

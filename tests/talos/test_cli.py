@@ -72,3 +72,51 @@ def test_config_refusals_are_one_clear_line(tmp_path: Path) -> None:
     unknown = cli("config", "--stack", "nosuch", "--running", str(bad), "--diff")
     assert unknown.returncode != 0 and "Pulumi.nosuch.yaml not found" in unknown.stderr
     assert "--running" in cli("config", "--help").stdout
+
+
+# -- upgrade-plan -----------------------------------------------------------
+
+
+def plan_json(*args: str) -> list[dict]:
+    import json
+
+    done = cli("upgrade-plan", "--stack", "homelab", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_upgrade_plan_from_the_guides_node_puts_the_removal_between_1_12_and_1_13() -> None:
+    steps = plan_json("--running-version", "v1.11.6", "--device-plugin-installed")
+    assert [(step["kind"], step["version"]) for step in steps] == [
+        ("upgrade", "v1.12.11"), ("wait", "v1.12.11"), ("remove", None), ("remove", None),
+        ("upgrade", "v1.13.9"), ("wait", "v1.13.9"), ("install", None)]
+    assert all(set(step) == {"kind", "version", "image", "object"} for step in steps)
+    sid = steps[0]["image"].split("/")[2].split(":")[0]
+    assert [step["image"] for step in steps if step["kind"] == "upgrade"] == [
+        f"factory.talos.dev/metal-installer/{sid}:v1.12.11", f"factory.talos.dev/metal-installer/{sid}:v1.13.9"], "one schematic, two versions"
+    assert steps[2]["object"] == "Helm release gpu-operator/nvidia-device-plugin (chart nvidia-device-plugin)"
+    assert steps[3]["object"] == "RuntimeClass nvidia"
+    assert steps[6]["object"] == "Helm release gpu-operator/gpu-operator (chart gpu-operator v26.7.0)"
+    text = cli("upgrade-plan", "--running-version", "v1.11.6", "--device-plugin-installed").stdout
+    assert "2 reboot(s)" in text and "From step 3, pods get no GPU" in text
+
+
+def test_upgrade_plan_from_1_12_removes_first_then_takes_one_step() -> None:
+    steps = plan_json("--running-version", "v1.12.11", "--device-plugin-installed")
+    assert [step["kind"] for step in steps] == ["remove", "remove", "upgrade", "wait", "install"]
+    assert steps[2]["version"] == "v1.13.9"
+    assert [step["kind"] for step in plan_json("--running-version", "v1.12.3")] == ["upgrade", "wait", "upgrade", "wait", "install"], \
+        "an older 1.12 patch first goes to the latest 1.12"
+
+
+def test_upgrade_plan_for_a_node_already_on_the_target_has_no_steps() -> None:
+    assert plan_json("--running-version", "v1.13.9") == []
+    assert "nothing to do, the node already runs the target" in cli("upgrade-plan", "--running-version", "v1.13.9").stdout
+
+
+def test_upgrade_plan_refusals_are_one_clear_line() -> None:
+    for version, message in (("1.11.6", "is not a Talos version like v1.11.6"), ("v1.14.0", "does not downgrade"),
+                             ("v1.7.2", "no release of Talos v1.7 is known")):
+        done = cli("upgrade-plan", "--running-version", version)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "--device-plugin-installed" in cli("upgrade-plan", "--help").stdout
