@@ -144,7 +144,7 @@ class TalosGpuNode(pulumi.ComponentResource):
             )
         else:
             self.machine_config = self._generated_config(name, cfg, machine_secrets, talosconfig, patches, kubeconfig, opts)
-        # install.image is read only at install/upgrade (fact 9): upgrade after
+        # install.image is read only at install/upgrade (README row 9): upgrade after
         # the new config is in place (staged: each step's reboot applies it),
         # one minor at a time.
         walk: dict[str, Any] = {

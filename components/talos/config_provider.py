@@ -36,24 +36,16 @@ def _say(message: str) -> None:
 
 
 def read_node_state(node: str, endpoint: str, talosconfig: str):
-    """Four read-only talosctl calls."""
+    """Four read-only talosctl calls: version and schematic, the stored and
+    the running machine config."""
     from components.talos.adopt import NodeState
-    from components.talos.talosctl import (
-        extensions_args,
-        parse_running_config,
-        parse_schematic,
-        parse_server_version,
-        read_config_args,
-        run_talosctl,
-        running_config_args,
-        version_args,
-    )
+    from components.talos.talosctl import parse_running_config, read_config_args, run_talosctl, running_config_args
+    from components.talos.upgrade_provider import read_node_facts
 
-    version = parse_server_version(run_talosctl(version_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-    schematic = parse_schematic(run_talosctl(extensions_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+    facts = read_node_facts(node, endpoint, talosconfig)
     stored = run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120)
     running = parse_running_config(run_talosctl(running_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-    return NodeState(version=version, schematic=schematic, stored=stored, running=running)
+    return NodeState(version=facts.version, schematic=facts.schematic, stored=stored, running=running)
 
 
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
@@ -89,16 +81,6 @@ def apply_plan(plan, node: str, endpoint: str, talosconfig: str) -> str:
     return said
 
 
-def _known(value: Any) -> bool:
-    if value == _UNKNOWN:
-        return False
-    if isinstance(value, dict):
-        return all(_known(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_known(item) for item in value)
-    return True
-
-
 class TalosMachineConfigProvider(ResourceProvider):
     """Adopts the node's config; restores the replaced values on delete."""
 
@@ -115,7 +97,9 @@ class TalosMachineConfigProvider(ResourceProvider):
         if factory and factory != _UNKNOWN and isinstance(news.get("spec"), dict) and factory != news["spec"].get("schematicId"):
             failures.append(CheckFailure("factorySchematicId", f"the Image Factory's schematic ID {factory} is not the one computed offline, {news['spec'].get('schematicId')}"))
             return CheckResult(inputs, failures)
-        if not all(_known(news.get(name)) for name in (*_WANTED, "talosconfig")):
+        # The spec is computed offline, so only the node and the credentials
+        # can still be unknown in a preview.
+        if any(news.get(name) == _UNKNOWN for name in (*_WANTED, "talosconfig")):
             inputs["pendingChanges"] = ["not known yet: computed during this update"]
             return CheckResult(inputs, failures)
         # The originals travel in the checked inputs (kept secret: the

@@ -158,7 +158,7 @@ def gpu_patch(cfg: StackConfig, installer_image: str) -> dict[str, Any]:
     talos = cfg.talos
     owned = owned_values(talos, talos.version, installer_image)
     machine: dict[str, Any] = {
-        # install.* is read only at install and upgrade (fact 9): the upgrade
+        # install.* is read only at install and upgrade (README row 9): the upgrade
         # resource installs this image; wipe: false keeps the node's disks
         # (it may hold Ceph OSDs).
         "install": {"disk": talos.install_disk, "image": installer_image, "wipe": False},

@@ -20,6 +20,7 @@ kubeconfig arrive as inputs and are never returned as outputs."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -64,14 +65,6 @@ def _first_line(error: BaseException) -> str:
 
 class TalosUpgradeProvider(ResourceProvider):
     """Walks the node; check/diff read it, create/update walk it."""
-
-    def __init__(self, *, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
-                 progress: Callable[[str], None] | None = None):
-        super().__init__()
-        # None in production (the engine pickles this instance); tests inject.
-        self.clock = clock
-        self.sleep = sleep
-        self.progress = progress
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         from components.talos.versions import PathRefused, plan_walk
@@ -122,10 +115,12 @@ class TalosUpgradeProvider(ResourceProvider):
         from components.talos.upgrade import plan_upgrade
         from components.talos.versions import path_problems, plan_walk
 
-        say = self.progress or _say
+        say = _say
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         timeout = int(props.get("timeoutSeconds") or 1800)
-        before = read_node_facts(node, endpoint, talosconfig)
+        # The node may still be rebooting from its config (a change Talos
+        # applies with a reboot, a new node installing itself).
+        before = self._answer(props, "before the walk", say)
         steps = plan_walk(before.version, before.schematic, str(props["version"]), str(props["schematicId"]),
                           list(props.get("upgradePath") or []), props.get("stopBefore") or None)
         extensions = [str(name) for name in props.get("extensions") or []]
@@ -174,27 +169,35 @@ class TalosUpgradeProvider(ResourceProvider):
             say(f"{where}: config: {line}")
         apply_plan(plan, node, endpoint, talosconfig)
 
+    def _answer(self, props: dict[str, Any], where: str, say: Callable[[str], None]) -> NodeFacts:
+        """The node's facts, once its Talos API answers (bounded, with a
+        progress line for each poll)."""
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read_node_facts(node, endpoint, talosconfig)
+            except TalosctlError as error:
+                if shutil.which("talosctl") is None:
+                    raise  # the clear "not installed" error
+                if time.monotonic() >= deadline:
+                    raise StepFailed(
+                        f"{where}: {node} did not answer within {timeout:g} s ({_first_line(error)}). Check the VM's console "
+                        f"in Proxmox and `talosctl -n {node} dmesg`; the next `pulumi up` continues from where the node is") from None
+                say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
+                time.sleep(poll)
+
     def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> NodeFacts:
         """Bounded wait until the node answers with ``step``, lists the
         extensions and (with a kubeconfig) is Ready."""
         from components.readiness.provider import fetch_node
         from components.talos.talosctl import parse_extension_names
 
-        clock, sleep = self.clock or time.monotonic, self.sleep or time.sleep
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
-        deadline = clock() + timeout
-        while True:
-            try:
-                facts = read_node_facts(node, endpoint, talosconfig)
-                break
-            except TalosctlError as error:
-                if clock() >= deadline:
-                    raise StepFailed(
-                        f"{where}: {node} did not answer within {timeout:g} s ({_first_line(error)}). Check the VM's console "
-                        f"in Proxmox and `talosctl -n {node} dmesg`; the next `pulumi up` continues from where the node is") from None
-                say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
-                sleep(poll)
+        deadline = time.monotonic() + timeout
+        facts = self._answer(props, where, say)
         if facts.version != step:
             raise StepFailed(
                 f"{where}: {node} came back on Talos {facts.version}, not {step}: the new image did not boot and Talos fell back "
@@ -222,11 +225,11 @@ class TalosUpgradeProvider(ResourceProvider):
                 if state == "Ready":
                     say(f"{where}: Kubernetes node {name} is Ready")
                     break
-                if clock() >= deadline:
+                if time.monotonic() >= deadline:
                     raise StepFailed(f"{where}: Kubernetes node {name} is {state} after {timeout:g} s; check "
                                      f"`kubectl describe node {name}` and `talosctl -n {node} service kubelet`")
                 say(f"{where}: waiting for Kubernetes node {name} ({state})")
-                sleep(poll)
+                time.sleep(poll)
         return facts
 
 
@@ -237,8 +240,6 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
     anything."""
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
-        import shutil
-
         from components.talos.versions import PathRefused, path_problems, plan_walk
 
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])

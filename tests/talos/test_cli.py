@@ -69,6 +69,10 @@ def test_config_refusals_are_one_clear_line(tmp_path: Path) -> None:
     bad.write_text("apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: x\n")
     refused = cli("config", "--running", str(bad), "--diff")
     assert refused.returncode == 2 and "no v1alpha1 document" in refused.stderr and "Traceback" not in refused.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(as_text(worker_documents("v1.13.9")))
+    unwritable = cli("config", "--running", str(good), "--out", str(tmp_path / "no" / "such" / "dir.yaml"))
+    assert unwritable.returncode == 2 and "error: cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
     unknown = cli("config", "--stack", "nosuch", "--running", str(bad), "--diff")
     assert unknown.returncode != 0 and "Pulumi.nosuch.yaml not found" in unknown.stderr
     assert "--running" in cli("config", "--help").stdout

@@ -428,3 +428,13 @@ def test_a_device_plugin_stack_below_1_13_walks_once_and_migrates_nothing(homela
     assert runtime_class.retain_on_delete is True, "a late delete by name would remove the GPU Operator's RuntimeClass"
     assert runtime_class.inputs["metadata"]["labels"] == {"app.kubernetes.io/part-of": "proxmox-talos-gpu"}
 
+
+
+def test_the_walk_waits_for_a_node_still_rebooting_from_its_config(homelab, fake_talosctl: FakeTalosctl) -> None:
+    """A config change Talos applies with a reboot (auto mode) leaves the
+    node rebooting when the walk starts: it waits, it does not fail."""
+    provider, props = upgrade_registration(homelab)
+    fake_talosctl.set(down_calls=3)
+    result = engine(provider, "create", {**props, "pollSeconds": 0.05}, fake_talosctl.env())
+    assert result["ok"]["outs"]["upgraded"] is False, result
+    assert result["stderr"].count("before the walk: waiting for 192.168.8.123's Talos API (") == 3, "one line per refused poll"
