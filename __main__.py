@@ -24,7 +24,7 @@ vm = GpuVm(
 )
 node = TalosGpuNode(
     f"{cfg.node_name}-talos", cfg, secrets.talos_machine_secrets, secrets.talos_client_configuration,
-    opts=pulumi.ResourceOptions(depends_on=[vm]),
+    kubeconfig=secrets.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[vm]),
 )
 gpu_stack = GpuStack(
     f"{cfg.node_name}-gpu-stack", cfg, kubeconfig=secrets.kubeconfig,

@@ -323,12 +323,27 @@ class TalosConfig(_Model):
     endpoint: IpAddress | None = None
     cluster_name: DnsLabel
     cluster_endpoint: HttpsUrl
+    # running: adopt the node's own machine config and change only the paths
+    # this program owns. generated: a new worker config from the machine
+    # secrets (a brand-new node in maintenance mode).
+    config_source: Literal["running", "generated"] = "running"
+    # generated only: the user's own patches (files), applied before the GPU
+    # patch, as `talosctl gen config --config-patch @file` does.
+    config_patches: list[Annotated[str, Field(min_length=1)]] = []
     kubernetes_version: Annotated[str, Field(pattern=r"^v1\.\d+\.\d+$")] | None = None
     install_disk: Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9/_-]+$")] = "/dev/sda"
     extensions: ExtensionsConfig = ExtensionsConfig()
     node_labels: dict[LabelKey, LabelValue] = {}
-    bpf_jit_harden: bool = True
-    nvidia_default_runtime: bool = True
+    # None: what the NVIDIA guide of the Talos version sets (both up to 1.12,
+    # neither from 1.13); true/false: an explicit override for every version.
+    bpf_jit_harden: bool | None = None
+    nvidia_default_runtime: bool | None = None
+    # The intermediate releases to walk through instead of the latest patch
+    # of each minor from the code's table (one entry per minor).
+    upgrade_path: list[TalosVersion] = []
+    # Bound for each version step: talosctl upgrade, then the wait for the
+    # node to answer with the new version, list its extensions and be Ready.
+    upgrade_timeout_seconds: Annotated[int, Field(ge=300, le=7200)] = 1800
 
     @property
     def talosctl_endpoint(self) -> str:
@@ -377,6 +392,10 @@ class GpuStackConfig(_Model):
     time_slicing: TimeSlicingConfig = TimeSlicingConfig()
     prometheus_operator: bool = False
     nfd: bool = True
+    # Also remove, before the node's upgrade to Talos 1.13, a RuntimeClass
+    # `nvidia` or nvidia-device-plugin release this program did not create
+    # (the guide's hand-made ones).
+    adopt_guide_objects: bool = False
 
 
 class JellyfinConfig(_Model):
@@ -623,6 +642,12 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("gpuStack.operatorChartVersion", stack.operator_chart_version, "Talos documents the GPU Operator from v26.3.1 (hostPaths.driverInstallDir=/usr/local); use v26.3.1 or newer, or gpuStack.mode: devicePlugin"))
     elif talos < (1, 9, 0):
         issues.append(ConfigIssue("talos.version", cfg.talos.version, "device-plugin mode needs Talos v1.9 or newer"))
+    elif talos >= (1, 13, 0):
+        # Talos 1.13 switched the NVIDIA toolkit to CDI and dropped
+        # nvidia-container-cli; its upgrade notes tell NVIDIA users to remove
+        # the device-plugin chart and RuntimeClass and use the GPU Operator
+        # (docs/talos.md, "Device-plugin mode on Talos 1.13").
+        issues.append(ConfigIssue("gpuStack.mode", stack.mode, f"the nvidia-device-plugin chart is not supported on Talos {cfg.talos.version}: from v1.13 the NVIDIA toolkit works through CDI and Talos documents only the GPU Operator; use gpuStack.mode: operator (the program removes the device plugin and RuntimeClass nvidia before the upgrade to 1.13)"))
     if stack.flux.objects == "git" and stack.delivery != "flux":
         issues.append(ConfigIssue("gpuStack.flux.objects", stack.flux.objects, "only with gpuStack.delivery: flux (the Flux objects come from Git); with delivery helm leave it at pulumi"))
     if not stack.owns_cluster_objects:
@@ -640,6 +665,8 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
     if stack.time_slicing.replicas > 64:
         issues.append(ConfigIssue("gpuStack.timeSlicing.replicas", stack.time_slicing.replicas, "at most 64 replicas per GPU"))
 
+    issues += talos_config_issues(cfg)
+
     if cfg.jellyfin.enabled and not cfg.jellyfin.url:
         issues.append(ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"))
     # The codec rules live with the capability table; imported here because
@@ -647,6 +674,44 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
     from components.consumers.capabilities import jellyfin_config_issues
 
     issues += jellyfin_config_issues(cfg)
+    return issues
+
+
+# NVIDIA dropped Maxwell, Pascal and Volta after the R580 driver branch: the
+# production branch of Talos 1.13 (595.x) has no support for them, its lts
+# branch (580.x) has (siderolabs/extensions v1.13.9 nvidia-gpu vars.yaml;
+# NVIDIA's driver deprecation notes). The open kernel modules support Turing
+# and newer only (NVIDIA/open-gpu-kernel-modules README).
+_BEFORE_TURING = ("pascal", "volta")
+
+
+def talos_config_issues(cfg: StackConfig) -> list[ConfigIssue]:
+    """Talos rules that span keys: the config source, the upgrade path and
+    which NVIDIA driver the GPUs can use."""
+    issues: list[ConfigIssue] = []
+    t = cfg.talos
+    target = parse_version(t.version)
+    if t.config_patches and t.config_source != "generated":
+        issues.append(ConfigIssue("talos.configPatches", list(t.config_patches), "patches apply to a generated config only (talos.configSource: generated); with configSource: running the node's own config is kept and only the GPU paths change"))
+    seen: dict[int, int] = {}
+    for index, version in enumerate(t.upgrade_path):
+        step = parse_version(version)
+        key = f"talos.upgradePath[{index}]"
+        if step[0] != target[0] or step[1] >= target[1]:
+            issues.append(ConfigIssue(key, version, f"an intermediate release must be an older minor of the same major as talos.version {t.version} (e.g. v{target[0]}.{target[1] - 1}.<patch>)"))
+        elif step < (1, 8, 0):
+            issues.append(ConfigIssue(key, version, "the NVIDIA extensions come in -lts/-production variants from Talos v1.8 on"))
+        elif step[1] in seen:
+            issues.append(ConfigIssue(key, version, f"one release per minor: v{step[0]}.{step[1]} is already upgradePath[{seen[step[1]]}]"))
+        seen.setdefault(step[1], index)
+    ext = t.extensions
+    for index, gpu in enumerate(cfg.gpus):
+        if gpu.generation not in _BEFORE_TURING:
+            continue
+        if ext.driver == "open":
+            issues.append(ConfigIssue("talos.extensions.driver", ext.driver, f"gpus[{index}] is {gpu.generation}: NVIDIA's open kernel modules support Turing and newer only; use driver: proprietary"))
+        elif ext.branch == "production" and target >= (1, 13, 0):
+            issues.append(ConfigIssue("talos.extensions.branch", ext.branch, f"gpus[{index}] is {gpu.generation}: Talos {t.version}'s production driver (595) no longer supports it; R580 is the last branch for Maxwell, Pascal and Volta: use branch: lts with driver: proprietary"))
     return issues
 
 
@@ -729,7 +794,9 @@ def required_secret_keys(cfg: StackConfig) -> list[str]:
     needed = ["proxmoxApiToken" if cfg.proxmox.auth_method == "apiToken" else "proxmoxPassword"]
     if cfg.host.enabled:
         needed.append("sshPrivateKey")
-    needed += ["talosMachineSecrets", "talosClientConfiguration"]
+    if cfg.talos.config_source == "generated":
+        needed.append("talosMachineSecrets")
+    needed.append("talosClientConfiguration")
     if cfg.jellyfin.enabled:
         needed.append("jellyfinApiKey")
     return needed

@@ -23,6 +23,7 @@ from components import cluster
 from components.config import StackConfig
 from components.flux.preflight import FluxPreflight
 from components.flux.resources import flux_helm_release
+from components.gpu_migration import OWNER_LABEL
 from components.options import child_options
 
 
@@ -72,12 +73,16 @@ class GpuStack(pulumi.ComponentResource):
             waits_for: list[pulumi.Resource] = [config_map]
             if stack.mode == "devicePlugin":
                 # Only this path creates the RuntimeClass: the operator creates
-                # and owns its own (fact 15).
+                # and owns its own (fact 15). Labelled, so the mode migration
+                # knows it as this program's; retained, because after a switch
+                # to the operator a late delete by name would remove the
+                # operator's RuntimeClass of the same name (the migration
+                # removes this one before the upgrade to Talos 1.13).
                 waits_for.append(k8s.node.v1.RuntimeClass(
                     f"{name}-runtime-class",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.RUNTIME_CLASS),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster.RUNTIME_CLASS, labels=dict([OWNER_LABEL])),
                     handler=cluster.RUNTIME_CLASS,
-                    opts=child_options(self, opts, depends_on=flux_checked),
+                    opts=child_options(self, opts, depends_on=flux_checked, retain_on_delete=True),
                 ))
             if stack.delivery == "flux":
                 release = flux_helm_release(self, name, cfg, namespace.metadata.name, opts, checked=flux_checked, waits_for=waits_for)

@@ -147,19 +147,48 @@ def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: 
                 pass
 
 
-def get_objects(resource: str, names: Sequence[str], *, namespace: str | None = None, kubeconfig: str | None = None,
-                timeout: float = 30) -> list[dict]:
-    """The named objects that exist, as dicts: ``kubectl get <resource>
-    <names> --ignore-not-found -o json`` (read-only). ``[]`` when none exists.
+# --------------------------------------------------------------------------
+# Facts read with kubectl (a command plus a pure parser)
+# --------------------------------------------------------------------------
 
-    kubectl prints nothing when nothing is found, the object itself for one
-    name, and a ``List`` for several. ``resource`` should be fully qualified
-    (``helmreleases.helm.toolkit.fluxcd.io``) so no other API group's kind of
-    the same name answers. Raises :class:`KubectlError` (``failed`` when the
-    output is not JSON)."""
-    args = ["get", resource, *names, "--ignore-not-found", "-o", "json", f"--request-timeout={max(int(timeout) - 5, 1)}s"]
-    if namespace:
+
+def parse_server_version(output: str) -> str:
+    """``serverVersion.gitVersion`` of ``kubectl version -o json``
+    (e.g. ``v1.34.3``), the build suffix dropped."""
+    try:
+        version = json.loads(output)["serverVersion"]["gitVersion"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("`kubectl version -o json` printed no serverVersion.gitVersion") from None
+    match = re.match(r"^(v\d+\.\d+\.\d+)", str(version))
+    if not match:
+        raise ValueError(f"the cluster reports version {version!r}, not v<major>.<minor>.<patch>")
+    return match.group(1)
+
+
+def server_version(kubeconfig: str | None, timeout: float = 30) -> str:
+    """The Kubernetes version the cluster's API server runs."""
+    return parse_server_version(run_kubectl(["version", "--output", "json"], kubeconfig=kubeconfig, timeout=timeout))
+
+
+def get_objects(resource: str, names: Sequence[str] = (), *, namespace: str | None = None, all_namespaces: bool = False,
+                selector: str | None = None, kubeconfig: str | None = None, timeout: float = 30) -> list[dict]:
+    """The objects that exist, as dicts (read-only): ``kubectl get <resource>
+    [<names> --ignore-not-found] -o json``, in one namespace, all of them, or
+    cluster-wide; ``[]`` when none exists.
+
+    kubectl prints nothing when a named object is not found, the object itself
+    for one name, and a ``List`` otherwise. ``resource`` should be fully
+    qualified (``helmreleases.helm.toolkit.fluxcd.io``) so no other API
+    group's kind of the same name answers. Raises :class:`KubectlError`
+    (``failed`` when the output is not JSON)."""
+    args = ["get", resource, *names, *(["--ignore-not-found"] if names else []),
+            "-o", "json", f"--request-timeout={max(int(timeout) - 5, 1)}s"]
+    if all_namespaces:
+        args.append("--all-namespaces")
+    elif namespace:
         args += ["--namespace", namespace]
+    if selector:
+        args += ["--selector", selector]
     text = run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
     if not text.strip():
         return []
@@ -172,3 +201,16 @@ def get_objects(resource: str, names: Sequence[str], *, namespace: str | None = 
     if str(document.get("kind", "")).endswith("List") and isinstance(document.get("items"), list):
         return [item for item in document["items"] if isinstance(item, dict)]
     return [document]
+
+
+def get_object(resource: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 30) -> dict | None:
+    """One named object, or None when it does not exist."""
+    found = get_objects(resource, [name], namespace=namespace, kubeconfig=kubeconfig, timeout=timeout)
+    return found[0] if found else None
+
+
+def delete_object(kind: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 300) -> None:
+    """``kubectl delete <kind> <name> --ignore-not-found``: waits until the
+    object is gone; one already gone is not an error."""
+    args = ["delete", kind, name, "--ignore-not-found"] + (["--namespace", namespace] if namespace else [])
+    run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)

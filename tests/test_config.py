@@ -116,6 +116,18 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
      "only the stack that owns the cluster objects"),
     ("nfd in a non-owner stack", _both(_set("gpuStack.ownsClusterObjects", False), _delete("gpuStack.prometheusOperator"), _set("gpuStack.nfd", False)),
      "gpuStack.nfd", "set it in the owner's stack file"),
+    ("device plugin on Talos 1.13 (CDI toolkit)", _set("gpuStack.mode", "devicePlugin"), "gpuStack.mode", "use gpuStack.mode: operator"),
+    ("upgrade path entry of the target's minor", _set("talos.upgradePath", ["v1.13.2"]), "talos.upgradePath[0]", "older minor"),
+    ("upgrade path entry of another major", _set("talos.upgradePath", ["v0.14.1"]), "talos.upgradePath[0]", "Talos version"),
+    ("upgrade path: two releases of one minor", _set("talos.upgradePath", ["v1.12.9", "v1.12.11"]), "talos.upgradePath[1]", "one release per minor"),
+    ("upgrade path below the -lts/-production split", _set("talos.upgradePath", ["v1.7.7"]), "talos.upgradePath[0]", "from Talos v1.8 on"),
+    ("upgrade timeout too short for a reboot", _set("talos.upgradeTimeoutSeconds", 60), "talos.upgradeTimeoutSeconds", "300"),
+    ("config source unknown", _set("talos.configSource", "file"), "talos.configSource", "'running' or 'generated'"),
+    ("config patches with the node's own config", _set("talos.configPatches", ["network.yaml"]), "talos.configPatches", "configSource: generated"),
+    ("open modules on a Pascal GPU", _both(_set("gpus.0.generation", "pascal"), _set("talos.extensions.driver", "open")), "talos.extensions.driver", "Turing and newer"),
+    ("open modules on a Volta GPU, lts", _both(_set("gpus.0.generation", "volta"), _set("talos.extensions.driver", "open"), _set("talos.extensions.branch", "lts")), "talos.extensions.driver", "driver: proprietary"),
+    ("production driver on Talos 1.13 for Pascal", _set("gpus.0.generation", "pascal"), "talos.extensions.branch", "branch: lts"),
+    ("production driver on Talos 1.13 for Volta", _set("gpus.0.generation", "volta"), "talos.extensions.branch", "R580"),
 ]
 
 
@@ -233,3 +245,16 @@ def test_owner_only_keys_in_a_non_owner_stack_stop_the_program_before_any_resour
     with pytest.raises(ConfigError) as raised:
         run_main(homelab)
     assert {issue.key for issue in raised.value.issues} == {"gpuStack.prometheusOperator", "gpuStack.nfd"}
+@pytest.mark.parametrize(("generation", "talos", "driver", "branch"), [
+    ("pascal", {}, "proprietary", "lts"),
+    ("volta", {}, "proprietary", "lts"),
+    ("turing", {}, "open", "production"),
+    ("ampere", {}, "open", "production"),
+    ("pascal", {"version": "v1.12.11"}, "proprietary", "production"),
+])
+def test_driver_rules_accept_what_the_gpu_can_run(homelab, generation, talos, driver, branch):
+    homelab["gpus"][0]["generation"] = generation
+    homelab["talos"].update(talos, extensions={"driver": driver, "branch": branch})
+    if talos.get("version", "v1.13.9") < "v1.13":
+        homelab["gpuStack"]["mode"] = "devicePlugin"
+    assert parse_stack_config(homelab).talos.extensions.branch == branch

@@ -237,12 +237,22 @@ def test_readiness_gate_waits_for_the_release_and_the_node_label(homelab_run):
 
 
 def test_talos_credentials_stay_secret(homelab_run):
-    apply = homelab_run.one("talos:machine/configurationApply:ConfigurationApply")
+    config = homelab_run.one("pulumi-python:dynamic/talos:TalosMachineConfig")
+    assert is_secret(config.inputs["talosconfig"]) and is_secret(config.inputs["originals"]), config.urn
+    assert {"talosconfig", "originals"} <= set(config.additional_secret_outputs), config.urn
+    upgrade = _named(homelab_run, "-talos-upgrade")
+    assert is_secret(upgrade.inputs["talosconfig"]), upgrade.urn
+
+
+def test_generated_config_keeps_client_config_and_machine_config_secret():
+    raw = copy.deepcopy(stack_file_config())
+    raw["talos"].update(configSource="generated", kubernetesVersion="v1.34.3")
+    run = run_main(raw)
+    apply = run.one("talos:machine/configurationApply:ConfigurationApply")
     assert is_secret(apply.inputs["clientConfiguration"]) or all(
         is_secret(value) for value in apply.inputs["clientConfiguration"].values()), apply.urn
     assert is_secret(apply.inputs["machineConfigurationInput"]), apply.urn
-    upgrade = _named(homelab_run, "-talos-upgrade")
-    assert is_secret(upgrade.inputs["talosconfig"]), upgrade.urn
+    assert run.by_type("pulumi-python:dynamic/talos:TalosMachineConfig") == []
 
 
 def test_jellyfin_waits_for_readiness_and_keeps_its_key_secret(jellyfin_run):

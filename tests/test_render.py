@@ -13,6 +13,7 @@ import yaml
 from components.config import SECRETS, parse_stack_config
 from components.mockengine import reveal
 from components.render import render
+from components.talos.machine_config import NodeSpec
 from tests.conftest import ROOT, run_main, stack_file_config
 
 
@@ -96,8 +97,14 @@ def test_graph_has_an_edge_for_every_component_dependency(homelab_render):
 def test_rendered_schematic_and_patch_match_the_registered_talos_node(homelab_render, homelab_run):
     schematic = homelab_run.one("talos:imageFactory/schematic:Schematic")
     assert schematic.inputs["schematic"] == homelab_render["talos/schematic.yaml"], schematic.urn
-    apply = homelab_run.one("talos:machine/configurationApply:ConfigurationApply")
-    assert reveal(apply.inputs["configPatches"]) == [homelab_render["talos/gpu-patch.yaml"]], apply.urn
+    config = homelab_run.one("pulumi-python:dynamic/talos:TalosMachineConfig")
+    owned = NodeSpec.from_dict(reveal(config.inputs["spec"])).target
+    machine = yaml.safe_load(homelab_render["talos/gpu-patch.yaml"])["machine"]
+    assert machine["install"]["image"] == owned.image, config.urn
+    assert [module["name"] for module in machine["kernel"]["modules"]] == list(owned.modules), config.urn
+    assert machine["nodeLabels"] == dict(owned.node_labels), config.urn
+    assert machine.get("sysctls", {}) == owned.sysctls, config.urn
+    assert ("files" in machine) is owned.default_runtime, config.urn
     image = homelab_render["talos/installer-image.txt"].strip()
     assert image.startswith("factory.talos.dev/metal-installer/") and image.endswith(":v1.13.9")
     assert homelab_run.outputs["installerImage"] == image

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import GPU_RESOURCE, RUNTIME_CLASS, advertised_resource
 from components.config import StackConfig
+from components.talos.machine_config import default_runtime_on
 
 # The taint GPU nodes commonly carry (and the guide's Jellyfin tolerates).
 GPU_TOLERATION: dict[str, str] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -157,7 +158,8 @@ def gpu_workload_spec(cfg: StackConfig, gpus: int = 1) -> GpuWorkloadSpec:
         tolerations=(dict(GPU_TOLERATION),),
         env=env,
         # Talos' nvidia-container-toolkit extension can make nvidia the
-        # default runtime; where it is not, pods must ask for the RuntimeClass.
-        runtime_class_name=None if cfg.talos.nvidia_default_runtime else RUNTIME_CLASS,
+        # default runtime (the NVIDIA guide does up to Talos 1.12); where it
+        # is not, pods must ask for the RuntimeClass.
+        runtime_class_name=None if default_runtime_on(cfg.talos, cfg.talos.version) else RUNTIME_CLASS,
         notes=tuple(notes),
     )

@@ -3,6 +3,10 @@
     python -m components.talos schematic-id FILE.yaml   # the factory's ID of any schematic file
     python -m components.talos schematic [STACK]         # this stack's schematic YAML, ID and installer image
     python -m components.talos patch [STACK]             # this stack's machine-config patch
+    python -m components.talos config --stack S --running FILE (--out OUT | --diff)
+                                                         # the config this stack would apply to a node running FILE
+    python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed] [--json]
+                                                         # the steps one `pulumi up` takes from that version
 
 STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
 Exit codes: 0 printed; 2 a file that cannot be read or used (the message
@@ -12,12 +16,17 @@ names it and the line).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, StackConfig, load_stack_file, stack_file
-from components.talos.machine_config import gpu_patch_yaml
+from components.config import ConfigError, StackConfig, load_stack_file, parse_version, stack_file
+from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
+from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
+from components.talos.versions import PathRefused
+from components.talos.walk_plan import render_plan, upgrade_plan
 
 
 def _stack_config(stack: str) -> StackConfig:
@@ -27,7 +36,7 @@ def _stack_config(stack: str) -> StackConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.talos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{schematic-id,schematic,patch}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{schematic-id,schematic,patch,config,upgrade-plan}")
     sid = sub.add_parser("schematic-id", help="print the Image Factory ID of a schematic file, offline",
                          description="Print the Image Factory ID of a schematic file, computed offline as the factory does.")
     sid.add_argument("file", help="schematic in the factory's format (YAML or JSON); - reads stdin (no default: required)")
@@ -36,8 +45,29 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", offline.")
         command.add_argument("stack", nargs="?", default="homelab",
                              help="the stack: reads Pulumi.<stack>.yaml in the current directory (default: homelab)")
+    adopt = sub.add_parser("config", help="write the machine config this stack would apply to a node whose current config is FILE "
+                                          "(the node's own config with only the owned paths changed), offline")
+    adopt.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    adopt.add_argument("--running", required=True, metavar="FILE",
+                       help="the node's current machine config, as `talosctl read /system/state/config.yaml` prints it "
+                            "(one or more YAML documents; - reads stdin); required")
+    adopt.add_argument("--out", metavar="OUT", help="write the resulting config here, mode 0600 (it holds the node's secrets); "
+                                                    "required unless --diff")
+    adopt.add_argument("--diff", action="store_true", help="print the changed lines against FILE instead of writing OUT (default: off)")
+    walk = sub.add_parser("upgrade-plan", help="print the steps one `pulumi up` takes a node from --running-version to talos.version "
+                                                "(upgrades, waits, the device plugin's removal, the GPU Operator's install), touching nothing")
+    walk.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    walk.add_argument("--running-version", required=True, metavar="vX.Y.Z",
+                      help="the Talos version the node runs now (`talosctl version`, the server's Tag); required")
+    walk.add_argument("--device-plugin-installed", action="store_true",
+                      help="the cluster has the nvidia-device-plugin release and RuntimeClass nvidia (default: off)")
+    walk.add_argument("--json", action="store_true", help="print a JSON list of steps (kind, version, image, object) (default: text)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "upgrade-plan":
+            return print_upgrade_plan(args)
+        if args.command == "config":
+            return adopt_config(args)
         if args.command == "schematic-id":
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
             print(schematic_id(text))
@@ -58,7 +88,79 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talos: cannot read {args.file}: not UTF-8 text", file=sys.stderr)
     except ConfigError as error:
         print(f"talos: {error}", file=sys.stderr)
+    except AdoptError as error:
+        print(f"talos: {getattr(args, 'running', '')}: {error}", file=sys.stderr)
     return 2
+
+
+def _running_version(documents: list, fallback: str) -> str:
+    """The Talos version the node's install.image names (the version it was
+    last installed or upgraded to), else ``fallback``."""
+    image = str(((documents[v1alpha1_index(documents)].get("machine") or {}).get("install") or {}).get("image") or "")
+    tag = image.rpartition(":")[2]
+    try:
+        parse_version(tag)
+    except ValueError:
+        return fallback
+    return tag
+
+
+def print_upgrade_plan(args: argparse.Namespace) -> int:
+    try:
+        parse_version(args.running_version)
+        if not args.running_version.startswith("v"):
+            raise ValueError
+    except ValueError:
+        print(f"talos: --running-version {args.running_version!r} is not a Talos version like v1.11.6", file=sys.stderr)
+        return 2
+    cfg = _stack_config(args.stack)
+    try:
+        plan = upgrade_plan(cfg, args.running_version, device_plugin_installed=args.device_plugin_installed)
+    except PathRefused as error:
+        print(f"talos: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([step.as_dict() for step in plan], indent=2))
+    else:
+        print(render_plan(cfg, args.running_version, plan), end="")
+    return 0
+
+
+def adopt_config(args: argparse.Namespace) -> int:
+    """The `config` command: the same planner as the TalosMachineConfig
+    resource, on a config read from a file."""
+    if not args.diff and not args.out:
+        print("talos: give --out OUT (where to write the config) or --diff (print the changed lines)", file=sys.stderr)
+        return 2
+    cfg = _stack_config(args.stack)
+    _, offline_id, _ = planned_installer(cfg.talos)
+    owned = node_spec(cfg.talos, offline_id).target
+    try:
+        text = sys.stdin.read() if args.running == "-" else Path(args.running).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"talos: cannot read {args.running}: {error}", file=sys.stderr)
+        return 2
+    documents = load_documents(text)
+    version = _running_version(documents, cfg.talos.version)
+    image = ((documents[v1alpha1_index(documents)].get("machine") or {}).get("install") or {}).get("image")
+    plan = plan_adoption(NodeState(version=version, schematic=None, stored=text, running=text), owned,
+                         upgrade_follows=image != owned.image)
+    for line in plan.lines():
+        print(line, file=sys.stderr)
+    if args.diff:
+        for line in plan.diff:
+            print(line)
+        return 0
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(plan.merged.text())
+    except OSError as error:
+        print(f"talos: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} (mode 0600)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,17 +1,28 @@
-"""The GPU node's machine-config patch (pure): NVIDIA kernel modules, the
+"""The GPU node's machine-config values (pure): NVIDIA kernel modules, the
 toolkit's sysctl, containerd's default runtime, node labels and the install
-section. DESIGN.md facts 8 and 9."""
+section, for the Talos version the node will run; and the patch of a
+generated config built from them.
+
+What the Talos NVIDIA guide of each version sets (siderolabs/docs,
+talos/v1.11 and v1.12 nvidia-gpu-proprietary.mdx: the four modules, sysctl
+``net.core.bpf_jit_harden: 1`` and, optionally, ``nvidia`` as containerd's
+default runtime in ``/etc/cri/conf.d/20-customization.part``; v1.13, with the
+CDI toolkit (siderolabs/extensions c5480f9, "switch to CDI"): the four
+modules only). ``talos.bpfJitHarden`` and ``talos.nvidiaDefaultRuntime``
+override the guide for every version when set."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from components.config import StackConfig, parse_version
+from components.config import StackConfig, TalosConfig, parse_version
 
-# DESIGN fact 8: the extension does not load these; the machine config must
+# The extension does not load these (README row 8); the machine config must
 # list them (siderolabs/extensions nvidia-gpu README; Talos NVIDIA guide).
 NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
 # The container toolkit extension asks for this sysctl (same sources).
@@ -39,22 +50,125 @@ def nvidia_default_runtime_toml(talos_version: str) -> str:
     )
 
 
+# The first Talos release whose NVIDIA guide sets neither the sysctl nor the
+# default runtime (the CDI toolkit; see the module docstring).
+CDI_TOOLKIT_FROM = (1, 13, 0)
+
+
+def guide_sets_toolkit_tweaks(version: str) -> bool:
+    """Whether the Talos NVIDIA guide of ``version`` sets
+    ``net.core.bpf_jit_harden: 1`` and ``nvidia`` as the default runtime."""
+    return parse_version(version) < CDI_TOOLKIT_FROM
+
+
+def bpf_jit_harden_on(talos: TalosConfig | _Overrides, version: str) -> bool:
+    return guide_sets_toolkit_tweaks(version) if talos.bpf_jit_harden is None else talos.bpf_jit_harden
+
+
+def default_runtime_on(talos: TalosConfig | _Overrides, version: str) -> bool:
+    return guide_sets_toolkit_tweaks(version) if talos.nvidia_default_runtime is None else talos.nvidia_default_runtime
+
+
+@dataclass(frozen=True)
+class OwnedValues:
+    """What this program sets in a node's machine config at one Talos
+    version; everything else belongs to the node."""
+
+    version: str
+    image: str
+    node_labels: Mapping[str, str]
+    bpf_jit_harden: bool
+    default_runtime: bool
+    modules: tuple[str, ...] = NVIDIA_MODULES
+
+    @property
+    def sysctls(self) -> dict[str, str]:
+        # Talos sysctl values are strings (the schema refuses a bare 1).
+        return {BPF_JIT_HARDEN: "1"} if self.bpf_jit_harden else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "image": self.image, "nodeLabels": dict(self.node_labels),
+                "bpfJitHarden": self.bpf_jit_harden, "defaultRuntime": self.default_runtime}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OwnedValues:
+        return cls(version=str(data["version"]), image=str(data["image"]),
+                   node_labels={str(k): str(v) for k, v in dict(data.get("nodeLabels") or {}).items()},
+                   bpf_jit_harden=bool(data["bpfJitHarden"]), default_runtime=bool(data["defaultRuntime"]))
+
+
+def owned_values(talos: TalosConfig, version: str, image: str) -> OwnedValues:
+    """The owned values for a node that will run Talos ``version`` from
+    ``image`` (the target, or a step on the way to it)."""
+    return OwnedValues(version=version, image=image, node_labels=dict(talos.node_labels),
+                       bpf_jit_harden=bpf_jit_harden_on(talos, version), default_runtime=default_runtime_on(talos, version))
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What the node should end up running, in a form a dynamic provider
+    can carry (JSON): enough to compute the owned values at any Talos version
+    on the way (``owned``)."""
+
+    target_version: str
+    schematic_id: str
+    platform: str
+    node_labels: Mapping[str, str]
+    bpf_jit_harden: bool | None
+    nvidia_default_runtime: bool | None
+
+    def owned(self, version: str) -> OwnedValues:
+        from components.talos.schematic import installer_image
+
+        talos = _Overrides(self.bpf_jit_harden, self.nvidia_default_runtime)
+        return OwnedValues(version=version, image=installer_image(self.schematic_id, version, self.platform),
+                           node_labels=dict(self.node_labels), bpf_jit_harden=bpf_jit_harden_on(talos, version),
+                           default_runtime=default_runtime_on(talos, version))
+
+    @property
+    def target(self) -> OwnedValues:
+        return self.owned(self.target_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"targetVersion": self.target_version, "schematicId": self.schematic_id, "platform": self.platform,
+                "nodeLabels": dict(self.node_labels), "bpfJitHarden": self.bpf_jit_harden,
+                "nvidiaDefaultRuntime": self.nvidia_default_runtime}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeSpec:
+        return cls(target_version=str(data["targetVersion"]), schematic_id=str(data["schematicId"]), platform=str(data["platform"]),
+                   node_labels={str(k): str(v) for k, v in dict(data.get("nodeLabels") or {}).items()},
+                   bpf_jit_harden=data.get("bpfJitHarden"), nvidia_default_runtime=data.get("nvidiaDefaultRuntime"))
+
+
+@dataclass(frozen=True)
+class _Overrides:
+    bpf_jit_harden: bool | None
+    nvidia_default_runtime: bool | None
+
+
+def node_spec(talos: TalosConfig, schematic_id: str) -> NodeSpec:
+    return NodeSpec(target_version=talos.version, schematic_id=schematic_id, platform=talos.platform,
+                    node_labels=dict(talos.node_labels), bpf_jit_harden=talos.bpf_jit_harden,
+                    nvidia_default_runtime=talos.nvidia_default_runtime)
+
+
 def gpu_patch(cfg: StackConfig, installer_image: str) -> dict[str, Any]:
-    """The strategic-merge patch for the worker's machine config."""
+    """The strategic-merge patch for a generated worker config."""
     talos = cfg.talos
+    owned = owned_values(talos, talos.version, installer_image)
     machine: dict[str, Any] = {
-        # install.* is read only at install and upgrade (fact 9): the upgrade
+        # install.* is read only at install and upgrade (README row 9): the upgrade
         # resource installs this image; wipe: false keeps the node's disks
         # (it may hold Ceph OSDs).
         "install": {"disk": talos.install_disk, "image": installer_image, "wipe": False},
-        "kernel": {"modules": [{"name": name} for name in NVIDIA_MODULES]},
+        "kernel": {"modules": [{"name": name} for name in owned.modules]},
     }
-    if talos.bpf_jit_harden:
-        # Talos sysctl values are strings (the schema refuses a bare 1).
-        machine["sysctls"] = {BPF_JIT_HARDEN: "1"}
-    if talos.node_labels:
-        machine["nodeLabels"] = dict(talos.node_labels)
-    if talos.nvidia_default_runtime:
+    if owned.sysctls:
+        machine["sysctls"] = owned.sysctls
+    if owned.node_labels:
+        machine["nodeLabels"] = dict(owned.node_labels)
+    if owned.default_runtime:
         machine["files"] = [{
             "op": "create",
             "path": CRI_CUSTOMIZATION_PATH,

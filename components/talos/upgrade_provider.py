@@ -1,13 +1,29 @@
-"""Dynamic resource that upgrades the node to the wanted installer image
-(pulumiverse-talos has no upgrade resource, DESIGN fact 9).
+"""Dynamic resources that take the node to ``talos.version`` one minor at a
+time (pulumiverse-talos has no upgrade resource; README row 9), and the
+read-only preflight that checks the way before any config reaches the node.
+
+A walk reads the node first and does only the steps still to do, so a run
+interrupted anywhere (the program killed, the node rebooting, a step that
+timed out) continues where the node is and never repeats a finished step.
+Each step: stage the adopted config for that version (adopt mode; the
+upgrade's reboot applies it), ``talosctl upgrade --image <the same
+schematic at that version> --wait``, then wait, bounded, with progress lines,
+until the Talos API answers with the new version, the NVIDIA extensions are
+listed and (with a kubeconfig) the Kubernetes node is Ready. Nothing wipes:
+``install.wipe`` stays false, no reset, no wipe flag (``run_talosctl``
+refuses them).
 
 Pickled by reference with dill: no import-time side effects, no clients or
-secrets held by the provider object. The talosconfig arrives as an input and
-is never returned as an output."""
+secrets held by the provider object; talosctl and kubectl run inside the
+methods. ``check`` and ``diff`` only read the node. The talosconfig and
+kubeconfig arrive as inputs and are never returned as outputs."""
 
 from __future__ import annotations
 
 import shutil
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -15,11 +31,15 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.talos.talosctl import TalosctlError, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
-from components.talos.upgrade import NodeFacts, UpgradePlan, plan_upgrade
+from components.talos.upgrade import NodeFacts
 
 # Inputs whose change means "the node must run something else".
 _WANTED = ("node", "endpoint", "image", "version", "schematicId")
 _REQUIRED = (*_WANTED, "talosconfig")
+_OUTPUTS = ("node", "endpoint", "image", "version", "schematicId", "platform", "upgradePath", "stopBefore", "extensions",
+            "nodeName", "timeoutSeconds")
+# talosctl upgrade --wait failing only because the node was not back in time.
+_STILL_REBOOTING = ("deadline exceeded", "connection refused", "code = Unavailable", "did not finish within")
 
 
 def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
@@ -29,26 +49,57 @@ def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
     return NodeFacts(version=version, schematic=schematic)
 
 
+def _say(message: str) -> None:
+    print(f"[talos-upgrade] {message}", file=sys.stderr, flush=True)
+
+
+class StepFailed(RuntimeError):
+    """A version step did not end with the node on the new version, its
+    extensions listed and Ready; the message says which step and what to check."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class TalosUpgradeProvider(ResourceProvider):
-    """check/diff are pure; create/update read the node, plan, upgrade, verify."""
+    """Walks the node; check/diff read it, create/update walk it."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from components.talos.versions import PathRefused, plan_walk
+
         failures = [CheckFailure(name, f"{name} is required") for name in _REQUIRED if not news.get(name)]
         image = str(news.get("image", ""))
         # In a preview the factory's ID (so the image) may not be known yet.
-        known = all(news.get(name) != UNKNOWN for name in ("image", "schematicId", "version"))
+        known = all(news.get(name) != UNKNOWN for name in (*_REQUIRED, "upgradePath", "stopBefore"))
         if image and known and not image.endswith(f"/{news.get('schematicId')}:{news.get('version')}"):
             failures.append(CheckFailure("image", f"{image} does not name schematic {news.get('schematicId')} at {news.get('version')}"))
-        return CheckResult(news, failures)
+        inputs = dict(news)
+        if failures or not known:
+            inputs["pendingSteps"] = [] if failures else ["not known yet: computed during this update"]
+            return CheckResult(inputs, failures)
+        try:
+            facts = read_node_facts(str(news["node"]), str(news["endpoint"]), str(news["talosconfig"]))
+            steps = plan_walk(facts.version, facts.schematic, str(news["version"]), str(news["schematicId"]),
+                              list(news.get("upgradePath") or []), news.get("stopBefore") or None)
+        except PathRefused as error:
+            return CheckResult(inputs, [CheckFailure("version", str(error))])
+        except (TalosctlError, ValueError) as error:
+            inputs["pendingSteps"] = [f"not known: cannot read {news['node']} ({_first_line(error)})"]
+            return CheckResult(inputs, failures)
+        inputs["pendingSteps"] = [f"upgrade to {step}" for step in steps]
+        return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in _WANTED if olds.get(name) != news.get(name)]
-        if olds.get("timeoutSeconds") != news.get("timeoutSeconds"):
-            changed.append("timeoutSeconds")
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        changed = [name for name in (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds") if olds.get(name) != news.get(name)]
+        # A node that is not where it should be (upgraded back, rolled back,
+        # an earlier walk interrupted) is a change.
+        drift = any(str(line).startswith("upgrade to") for line in news.get("pendingSteps") or [])
+        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=str(props["node"]), outs=self._converge(props))
+        return CreateResult(id_=f"{props['node']}-{props.get('stopBefore') or props['version']}", outs=self._converge(props))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self._converge(news))
@@ -57,38 +108,143 @@ class TalosUpgradeProvider(ResourceProvider):
         # Nothing to undo: destroying the stack leaves the node on its Talos.
         return None
 
+    # ------------------------------------------------------------------
+
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        from components.talos.schematic import installer_image
+        from components.talos.upgrade import plan_upgrade
+        from components.talos.versions import path_problems, plan_walk
+
+        say = _say
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         timeout = int(props.get("timeoutSeconds") or 1800)
-        before = read_node_facts(node, endpoint, talosconfig)
-        plan: UpgradePlan = plan_upgrade(
-            before, image=str(props["image"]), version=str(props["version"]), schematic_id=str(props["schematicId"]),
-            node=node, endpoint=endpoint, timeout_seconds=timeout,
-        )
-        if plan.upgrade:
-            run_talosctl(plan.args, talosconfig=talosconfig, timeout=timeout + 120)
-            after = read_node_facts(node, endpoint, talosconfig)
-            if after.version != props["version"] or after.schematic != props["schematicId"]:
-                raise RuntimeError(
-                    f"after the upgrade {node} runs Talos {after.version} from schematic {after.schematic}, "
-                    f"not {props['version']} from {props['schematicId']}; see `talosctl dmesg` on the node"
-                )
-        outs = {name: props[name] for name in _WANTED}
-        outs.update(timeoutSeconds=timeout, previousVersion=before.version, previousSchematic=before.schematic or "",
-                    upgraded=plan.upgrade, reason=plan.reason)
+        # The node may still be rebooting from its config (a change Talos
+        # applies with a reboot, a new node installing itself).
+        before = self._answer(props, "before the walk", say)
+        steps = plan_walk(before.version, before.schematic, str(props["version"]), str(props["schematicId"]),
+                          list(props.get("upgradePath") or []), props.get("stopBefore") or None)
+        extensions = [str(name) for name in props.get("extensions") or []]
+        problems = path_problems(steps, extensions)
+        if problems:
+            raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
+        outs = {key: props[key] for key in _OUTPUTS if key in props}
+        if not steps:
+            where = f" (this walk stops before {props['stopBefore']})" if props.get("stopBefore") else ""
+            outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=False, stepsDone=[],
+                        reason=f"nothing to do because {node} already runs Talos {before.version} from schematic {before.schematic}{where}")
+            return outs
+        say(f"{node} runs Talos {before.version}; steps: {' -> '.join(steps)}")
+        facts, done = before, []
+        for index, step in enumerate(steps, 1):
+            where = f"upgrade step {index} of {len(steps)}, Talos {facts.version} -> {step}"
+            image = installer_image(str(props["schematicId"]), step, str(props["platform"]))
+            if props.get("stage"):
+                self._stage(props, step, where, say)
+            plan = plan_upgrade(facts, image=image, version=step, schematic_id=str(props["schematicId"]), node=node,
+                                endpoint=endpoint, timeout_seconds=timeout)
+            say(f"{where}: {plan.reason}")
+            try:
+                run_talosctl(plan.args, talosconfig=talosconfig, timeout=timeout + 120)
+            except TalosctlError as error:
+                if not any(marker in str(error) for marker in _STILL_REBOOTING):
+                    raise StepFailed(f"{where}: talosctl upgrade failed: {error}") from None
+                say(f"{where}: talosctl stopped waiting ({_first_line(error)}); waiting for the node myself")
+            facts = self._wait(props, step, where, say)
+            done.append(step)
+        outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=True, stepsDone=done,
+                    reason=f"upgraded {node} from Talos {before.version} to {facts.version}: {' -> '.join(done)}")
         return outs
+
+    def _stage(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> None:
+        """Stage the adopted config for ``step`` so its reboot applies it."""
+        from components.talos.adopt import Originals, plan_adoption
+        from components.talos.config_provider import apply_plan, read_node_state
+        from components.talos.machine_config import NodeSpec
+
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        state = read_node_state(node, endpoint, talosconfig)
+        plan = plan_adoption(state, NodeSpec.from_dict(props["spec"]).owned(step), upgrade_follows=True,
+                             originals=Originals.from_dict(props.get("originals")) if props.get("originals") else None)
+        for line in plan.lines():
+            say(f"{where}: config: {line}")
+        apply_plan(plan, node, endpoint, talosconfig)
+
+    def _answer(self, props: dict[str, Any], where: str, say: Callable[[str], None]) -> NodeFacts:
+        """The node's facts, once its Talos API answers (bounded, with a
+        progress line for each poll)."""
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read_node_facts(node, endpoint, talosconfig)
+            except TalosctlError as error:
+                if shutil.which("talosctl") is None:
+                    raise  # the clear "not installed" error
+                if time.monotonic() >= deadline:
+                    raise StepFailed(
+                        f"{where}: {node} did not answer within {timeout:g} s ({_first_line(error)}). Check the VM's console "
+                        f"in Proxmox and `talosctl -n {node} dmesg`; the next `pulumi up` continues from where the node is") from None
+                say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
+                time.sleep(poll)
+
+    def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> NodeFacts:
+        """Bounded wait until the node answers with ``step``, lists the
+        extensions and (with a kubeconfig) is Ready."""
+        from components.readiness.provider import fetch_node
+        from components.talos.talosctl import parse_extension_names
+
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
+        deadline = time.monotonic() + timeout
+        facts = self._answer(props, where, say)
+        if facts.version != step:
+            raise StepFailed(
+                f"{where}: {node} came back on Talos {facts.version}, not {step}: the new image did not boot and Talos fell back "
+                f"to the previous one. Check `talosctl -n {node} dmesg` and the installer image")
+        if facts.schematic != props["schematicId"]:
+            raise StepFailed(f"{where}: {node} runs Talos {step} from schematic {facts.schematic}, not {props['schematicId']}")
+        say(f"{where}: {node} answers with Talos {facts.version}")
+        wanted = [str(name).rpartition("/")[2] for name in props.get("extensions") or []]
+        listed = parse_extension_names(run_talosctl(extensions_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+        missing = [name for name in wanted if name not in listed]
+        if missing:
+            raise StepFailed(
+                f"{where}: {node} came back on {step} without the extensions {', '.join(missing)} (it lists: "
+                f"{', '.join(listed) or 'none'}). Check `talosctl -n {node} get extensions` and the schematic "
+                f"{props['schematicId']} at https://factory.talos.dev for Talos {step}")
+        say(f"{where}: {node} lists the extensions {', '.join(wanted)}")
+        if props.get("kubeconfig") and props.get("nodeName"):
+            name = str(props["nodeName"])
+            while True:
+                try:
+                    info = fetch_node(name, str(props["kubeconfig"]))
+                    state = "Ready" if info and info.ready else ("not registered" if info is None else "NotReady")
+                except Exception as error:  # noqa: BLE001 - kubectl or the API server may be restarting; report and retry
+                    state = f"not readable ({_first_line(error)})"
+                if state == "Ready":
+                    say(f"{where}: Kubernetes node {name} is Ready")
+                    break
+                if time.monotonic() >= deadline:
+                    raise StepFailed(f"{where}: Kubernetes node {name} is {state} after {timeout:g} s; check "
+                                     f"`kubectl describe node {name}` and `talosctl -n {node} service kubelet`")
+                say(f"{where}: waiting for Kubernetes node {name} ({state})")
+                time.sleep(poll)
+        return facts
 
 
 class TalosUpgradePreflightProvider(TalosUpgradeProvider):
-    """Runs before the new machine config is applied: reads the node and
-    refuses, up front, an upgrade that would skip a minor release or go
-    backwards, so a config for the wanted version never reaches a node that
-    cannot be upgraded to it. Never upgrades anything."""
+    """Runs before any config reaches the node: reads it and refuses, up
+    front, a downgrade, a major jump, a minor the program knows no release
+    of, or a step whose installer would lack an extension. Never changes
+    anything."""
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        from components.talos.versions import PathRefused, path_problems, plan_walk
+
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
-        outs = {name: props[name] for name in _WANTED}
-        outs.update(timeoutSeconds=int(props.get("timeoutSeconds") or 1800), upgraded=False)
+        outs = {key: props[key] for key in _OUTPUTS if key in props}
+        outs.update(upgraded=False)
         if shutil.which("talosctl") is None:
             run_talosctl(version_args(node, endpoint))  # raises the clear "not installed" error
         try:
@@ -97,34 +253,39 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
             # A new VM booted from the ISO is in maintenance mode and does not
             # answer with the cluster's certificates: there is no running
             # version to check; the apply installs the wanted image.
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-            outs.update(previousVersion="", previousSchematic="",
-                        reason=f"could not read {node} with the talosconfig ({first_line}); nothing to check before the apply")
+            outs.update(previousVersion="", previousSchematic="", steps=[],
+                        reason=f"could not read {node} with the talosconfig ({_first_line(error)}); nothing to check before the apply")
             return outs
-        plan = plan_upgrade(  # raises UpgradeRefused
-            before, image=str(props["image"]), version=str(props["version"]), schematic_id=str(props["schematicId"]),
-            node=node, endpoint=endpoint,
-        )
-        outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", reason=plan.reason)
+        try:
+            steps = plan_walk(before.version, before.schematic, str(props["version"]), str(props["schematicId"]),
+                              list(props.get("upgradePath") or []))
+        except PathRefused as error:
+            raise StepFailed(f"{node}: {error}") from None
+        problems = path_problems(steps, [str(name) for name in props.get("extensions") or []])
+        if problems:
+            raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
+        reason = f"path {' -> '.join([before.version, *steps])}" if steps else f"{node} already runs Talos {before.version}"
+        outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", steps=steps, reason=reason)
         return outs
 
 
 def _props(node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str], version: pulumi.Input[str],
-           schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str], timeout_seconds: int) -> dict[str, Any]:
+           schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str], timeout_seconds: int, **extra: Any) -> dict[str, Any]:
     return {
         "node": node, "endpoint": endpoint, "image": image, "version": version, "schematicId": schematic_id,
         "talosconfig": pulumi.Output.secret(talosconfig), "timeoutSeconds": timeout_seconds,
-        "previousVersion": None, "previousSchematic": None, "upgraded": None, "reason": None,
+        "previousVersion": None, "previousSchematic": None, "upgraded": None, "reason": None, "pendingSteps": None,
+        **extra,
     }
 
 
-def _secret_talosconfig(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["talosconfig"]))
+def _secret_inputs(opts: pulumi.ResourceOptions | None, *names: str) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["talosconfig", *names]))
 
 
-class TalosUpgrade(pulumi.dynamic.Resource):
-    """Runs ``talosctl upgrade --image <installer>`` when the node's running
-    image differs from the wanted one; refuses to skip a minor release."""
+class TalosUpgrade(pulumi.dynamic.Resource, module="talos", name="TalosUpgrade"):
+    """Walks the node to ``version`` (or to the last step before
+    ``stop_before``), one minor at a time."""
 
     previous_version: pulumi.Output[str]
     upgraded: pulumi.Output[bool]
@@ -132,21 +293,38 @@ class TalosUpgrade(pulumi.dynamic.Resource):
 
     def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],
                  version: pulumi.Input[str], schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str],
-                 timeout_seconds: int = 1800, opts: pulumi.ResourceOptions | None = None):
+                 timeout_seconds: int = 1800, platform: str = "metal", upgrade_path: list[str] | None = None,
+                 stop_before: str | None = None, extensions: list[str] | None = None, node_name: str | None = None,
+                 kubeconfig: pulumi.Input[str] | None = None, spec: dict[str, Any] | None = None,
+                 originals: pulumi.Input[Any] | None = None, opts: pulumi.ResourceOptions | None = None):
+        extra: dict[str, Any] = {
+            "platform": platform, "upgradePath": list(upgrade_path or []), "stopBefore": stop_before,
+            "extensions": list(extensions or []), "nodeName": node_name, "stepsDone": None,
+            # Secret end to end; read per call, never kept.
+            "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
+            # Adopt mode: stage the config of each step before its upgrade.
+            "stage": spec is not None, "spec": spec,
+            "originals": pulumi.Output.secret(originals) if originals is not None else None,
+        }
+        # Stacks made before this type had a name knew it as a plain dynamic
+        # Resource: the alias keeps their state instead of replacing it.
+        aliases = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="pulumi-python:dynamic:Resource")])
         super().__init__(TalosUpgradeProvider(), name,
-                         _props(node, endpoint, image, version, schematic_id, talosconfig, timeout_seconds),
-                         _secret_talosconfig(opts))
+                         _props(node, endpoint, image, version, schematic_id, talosconfig, timeout_seconds, **extra),
+                         pulumi.ResourceOptions.merge(_secret_inputs(opts, "kubeconfig", "originals"), aliases))
 
 
 class TalosUpgradePreflight(pulumi.dynamic.Resource, module="talos", name="TalosUpgradePreflight"):
-    """The read-only check of the upgrade path, before the apply."""
+    """The read-only check of the upgrade path, before the config."""
 
     previous_version: pulumi.Output[str]
     reason: pulumi.Output[str]
 
     def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],
                  version: pulumi.Input[str], schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str],
+                 upgrade_path: list[str] | None = None, extensions: list[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__(TalosUpgradePreflightProvider(), name,
-                         _props(node, endpoint, image, version, schematic_id, talosconfig, 1800),
-                         _secret_talosconfig(opts))
+                         _props(node, endpoint, image, version, schematic_id, talosconfig, 1800,
+                                upgradePath=list(upgrade_path or []), extensions=list(extensions or []), steps=None),
+                         _secret_inputs(opts))

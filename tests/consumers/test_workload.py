@@ -123,13 +123,32 @@ def _without_gpu(values: dict) -> dict:
 # -- the spec itself ---------------------------------------------------------
 
 
+@pytest.fixture
+def guide_cfg():
+    """The reference stack with nvidia as containerd's default runtime, as on
+    the guide's node (its values set no runtimeClassName)."""
+    raw = homelab_raw()
+    raw["talos"]["nvidiaDefaultRuntime"] = True
+    return parse_stack_config(raw)
+
+
 def test_homelab_spec_asks_for_one_gpu_share_on_the_t4_node(cfg):
     spec = gpu_workload_spec(cfg)
     assert spec.resources() == {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}
     assert spec.node_selector == {"drmoo.io/gpu": "nvidia-t4"}
     assert spec.tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
     assert spec.env == {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,video,utility"}
-    assert spec.runtime_class_name is None, "Talos makes nvidia the default runtime in the reference stack"
+    assert spec.runtime_class_name == "nvidia", "Talos 1.13's NVIDIA guide sets no default runtime: pods ask for RuntimeClass nvidia"
+
+
+def test_no_runtime_class_where_nvidia_is_the_default_runtime():
+    raw = homelab_raw()
+    raw["talos"]["nvidiaDefaultRuntime"] = True
+    assert gpu_workload_spec(parse_stack_config(raw)).runtime_class_name is None
+    raw = homelab_raw()
+    raw["talos"]["version"] = "v1.12.11"  # the 1.12 guide makes nvidia the default runtime
+    raw["gpuStack"]["mode"] = "devicePlugin"
+    assert gpu_workload_spec(parse_stack_config(raw)).runtime_class_name is None
 
 
 def test_runtime_class_is_set_where_nvidia_is_not_the_default_runtime():
@@ -181,7 +200,8 @@ def test_two_gpu_node_leaves_visible_devices_to_the_device_plugin():
 # -- Helm values for app-template --------------------------------------------
 
 
-def test_app_template_values_reproduce_the_guides_gpu_settings(cfg):
+def test_app_template_values_reproduce_the_guides_gpu_settings(guide_cfg):
+    cfg = guide_cfg
     values = gpu_workload_spec(cfg).app_template_values()
     merged = _merge(_without_gpu(GUIDE_VALUES), values)
     app = merged["controllers"]["jellyfin"]["containers"]["app"]
@@ -194,7 +214,8 @@ def test_app_template_values_reproduce_the_guides_gpu_settings(cfg):
     assert set(app["env"]["NVIDIA_DRIVER_CAPABILITIES"].split(",")) == {"compute", "video", "utility"}
 
 
-def test_app_template_values_use_only_paths_the_guides_values_have(cfg):
+def test_app_template_values_use_only_paths_the_guides_values_have(guide_cfg):
+    cfg = guide_cfg
     values = gpu_workload_spec(cfg).app_template_values()
     assert _paths(values) <= _paths(GUIDE_VALUES), sorted(_paths(values) - _paths(GUIDE_VALUES))
 
@@ -223,7 +244,8 @@ def test_values_render_as_yaml_helm_reads_back_unchanged(cfg):
 # -- fragments for Pulumi-managed apps ---------------------------------------
 
 
-def test_pod_spec_fragment_puts_scheduling_on_the_pod_and_gpu_on_the_container(cfg):
+def test_pod_spec_fragment_puts_scheduling_on_the_pod_and_gpu_on_the_container(guide_cfg):
+    cfg = guide_cfg
     fragment = gpu_workload_spec(cfg).pod_spec_fragment(container="jellyfin")
     assert fragment["nodeSelector"] == {"drmoo.io/gpu": "nvidia-t4"}
     assert fragment["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -271,7 +293,8 @@ def test_pulumi_deployment_built_from_the_spec_carries_every_gpu_setting():
                                 {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}], reg.urn
 
 
-def test_pulumi_deployment_without_runtime_class_when_nvidia_is_default(cfg):
+def test_pulumi_deployment_without_runtime_class_when_nvidia_is_default(guide_cfg):
+    cfg = guide_cfg
     pod = _deployment_with(gpu_workload_spec(cfg)).inputs["spec"]["template"]["spec"]
     assert "runtimeClassName" not in pod
 

@@ -22,68 +22,13 @@ from components.talos.machine_config import (
 from components.talos.schematic import extensions_for, installer_image, render_schematic, schematic_id
 from tests.conftest import reference
 from tests.talos.conftest import make_cfg
+from tests.talos.running_configs import worker_documents
 
 SID = "990731763242a6b3cf735e49d0f550ce4068b4d0e7f4dfbb49a31799b698877e"
 
 
 def image_for(cfg) -> str:
     return installer_image(schematic_id(render_schematic(extensions_for(cfg.talos))), cfg.talos.version, cfg.talos.platform)
-
-
-def worker_documents(version: str) -> list[dict[str, Any]]:
-    """A realistic worker config as `talosctl gen config` writes it for this
-    Talos version (v1alpha1 document plus, on 1.13, network documents)."""
-    machine: dict[str, Any] = {
-        "type": "worker",
-        "token": "abcdef.0123456789abcdef",
-        "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "key": ""},
-        "certSANs": [],
-        "kubelet": {
-            "image": "ghcr.io/siderolabs/kubelet:v1.36.2" if version >= "v1.13" else "ghcr.io/siderolabs/kubelet:v1.34.3",
-            "defaultRuntimeSeccompProfileEnabled": True,
-            "disableManifestsDirectory": True,
-            "extraArgs": {"rotate-server-certificates": "true", "system-reserved": "cpu=1000m,memory=2Gi,ephemeral-storage=2Gi"},
-        },
-        "install": {"disk": "/dev/sda", "image": "ghcr.io/siderolabs/installer:" + version, "wipe": False},
-        "sysctls": {"vm.nr_hugepages": "1024", "net.core.rmem_max": "67108864"},
-        "kernel": {"modules": [{"name": "nbd"}]},
-        "files": [{"op": "overwrite", "path": "/etc/nfsmount.conf", "permissions": 0o644,
-                   "content": "[ NFSMount_Global_Options ]\nnfsvers=4.2\n"}],
-        "features": {"kubePrism": {"enabled": True, "port": 7445},
-                     "hostDNS": {"enabled": True, "forwardKubeDNSToHost": True, "resolveMemberNames": True}},
-    }
-    documents: list[dict[str, Any]] = []
-    if version < "v1.12":
-        machine["network"] = {
-            "hostname": "moody-good",
-            "nameservers": ["8.8.8.8", "1.1.1.1"],
-            "interfaces": [{"deviceSelector": {"hardwareAddr": "94:96:cc:43:7d:80"}, "addresses": ["192.168.8.123/24"],
-                            "routes": [{"network": "0.0.0.0/0", "gateway": "192.168.8.1"}]}],
-        }
-        machine["features"].update(rbac=True, stableHostname=True, apidCheckExtKeyUsage=True)
-    else:
-        documents += [
-            {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "moody-good"},
-            {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": [{"address": "8.8.8.8"}, {"address": "1.1.1.1"}]},
-            {"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "enx9496cc437d80",
-             "addresses": [{"address": "192.168.8.123/24"}], "routes": [{"gateway": "192.168.8.1"}]},
-        ]
-    v1alpha1 = {
-        "version": "v1alpha1",
-        "debug": False,
-        "machine": machine,
-        "cluster": {
-            "id": "Q2x1c3RlcklEc3RhbmRpbg==",
-            "secret": "Y2x1c3Rlci1zZWNyZXQtc3RhbmQtaW4=",
-            "controlPlane": {"endpoint": "https://192.168.8.99:6443"},
-            "clusterName": "homelab",
-            "network": {"dnsDomain": "cluster.local", "podSubnets": ["10.244.0.0/16"], "serviceSubnets": ["10.96.0.0/12"]},
-            "token": "abcdef.0123456789abcdef",
-            "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "key": ""},
-            "discovery": {"enabled": True},
-        },
-    }
-    return [v1alpha1, *documents]
 
 
 def merge(base: Any, patch: Any) -> Any:
@@ -139,10 +84,27 @@ def test_worker_config_with_gpu_patch_validates_against_talos_schema(homelab, ta
     assert schema_errors(schema, patched(talos_version, patch)) == []
 
 
-def test_patch_lists_the_four_nvidia_modules_and_the_toolkit_sysctl(cfg) -> None:
+def test_patch_for_1_13_follows_its_guide_modules_only(cfg) -> None:
     machine = gpu_patch(cfg, image_for(cfg))["machine"]
     assert [item["name"] for item in machine["kernel"]["modules"]] == ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
+    assert "sysctls" not in machine, "the v1.13 NVIDIA guide (CDI toolkit) sets no bpf_jit_harden"
+    assert "files" not in machine, "the v1.13 NVIDIA guide sets no default runtime"
+
+
+def test_patch_for_1_12_sets_the_toolkit_sysctl_and_default_runtime(homelab) -> None:
+    cfg = make_cfg(homelab, version="v1.12.11")
+    machine = gpu_patch(cfg, image_for(cfg))["machine"]
     assert machine["sysctls"] == {"net.core.bpf_jit_harden": "1"}
+    assert [entry["path"] for entry in machine["files"]] == [CRI_CUSTOMIZATION_PATH]
+
+
+def test_explicit_overrides_win_over_the_guide_of_the_version(homelab) -> None:
+    on_1_13 = make_cfg(homelab, bpfJitHarden=True, nvidiaDefaultRuntime=True)
+    machine = gpu_patch(on_1_13, image_for(on_1_13))["machine"]
+    assert machine["sysctls"] == {"net.core.bpf_jit_harden": "1"} and machine["files"][0]["path"] == CRI_CUSTOMIZATION_PATH
+    off_1_12 = make_cfg(homelab, version="v1.12.11", bpfJitHarden=False, nvidiaDefaultRuntime=False)
+    machine = gpu_patch(off_1_12, image_for(off_1_12))["machine"]
+    assert "sysctls" not in machine and "files" not in machine
 
 
 def test_patch_installs_the_factory_image_without_wiping(cfg) -> None:
@@ -158,7 +120,8 @@ def test_patch_carries_the_guides_node_labels(cfg) -> None:
     assert labels["drmoo.io/storage"] == "rook-osd-node"
 
 
-def test_patch_makes_nvidia_the_default_runtime_with_containerd2_plugin_key(cfg) -> None:
+def test_patch_makes_nvidia_the_default_runtime_with_containerd2_plugin_key(homelab) -> None:
+    cfg = make_cfg(homelab, nvidiaDefaultRuntime=True)
     files = gpu_patch(cfg, image_for(cfg))["machine"]["files"]
     assert files == [{"op": "create", "path": CRI_CUSTOMIZATION_PATH, "permissions": 0o644,
                       "content": nvidia_default_runtime_toml("v1.13.9")}]
@@ -167,7 +130,7 @@ def test_patch_makes_nvidia_the_default_runtime_with_containerd2_plugin_key(cfg)
 
 
 def test_default_runtime_and_bpf_sysctl_can_be_turned_off(homelab) -> None:
-    cfg = make_cfg(homelab, nvidiaDefaultRuntime=False, bpfJitHarden=False, nodeLabels={})
+    cfg = make_cfg(homelab, version="v1.12.11", nvidiaDefaultRuntime=False, bpfJitHarden=False, nodeLabels={})
     machine = gpu_patch(cfg, image_for(cfg))["machine"]
     assert "files" not in machine and "sysctls" not in machine and "nodeLabels" not in machine
     assert [item["name"] for item in machine["kernel"]["modules"]] == list(NVIDIA_MODULES)
@@ -191,7 +154,7 @@ def test_sound_patch_has_no_problems(cfg) -> None:
 
 def test_schema_catches_bpf_sysctl_written_as_a_number(cfg) -> None:
     patch = gpu_patch(cfg, image_for(cfg))
-    patch["machine"]["sysctls"] = {"net.core.bpf_jit_harden": 1}
+    patch["machine"]["sysctls"] = {"net.core.bpf_jit_harden": 1}  # the guide's bare 1
     assert any("sysctls" in error and "not of type 'string'" in error for error in schema_errors("v1.13.9", patched("v1.13.9", patch)))
 
 

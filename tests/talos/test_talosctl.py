@@ -67,12 +67,12 @@ def test_wiping_commands_are_refused_before_talosctl_runs(fake_talosctl: FakeTal
 
 def test_schematic_is_read_from_the_schematic_extension(fake_talosctl: FakeTalosctl) -> None:
     fake_talosctl.node("v1.12.4", SID)
-    assert parse_schematic(run_talosctl(extensions_args("192.168.8.123", "192.168.8.99"))) == SID
+    assert parse_schematic(run_talosctl(extensions_args("192.168.8.123", "192.168.8.99"), talosconfig=TALOSCONFIG)) == SID
 
 
 def test_node_not_from_the_factory_has_no_schematic(fake_talosctl: FakeTalosctl) -> None:
     fake_talosctl.node("v1.11.6", None)
-    assert parse_schematic(run_talosctl(extensions_args("192.168.8.123", "192.168.8.99"))) is None
+    assert parse_schematic(run_talosctl(extensions_args("192.168.8.123", "192.168.8.99"), talosconfig=TALOSCONFIG)) is None
 
 
 def test_server_version_is_not_confused_with_client_version() -> None:

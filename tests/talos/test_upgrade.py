@@ -1,11 +1,12 @@
-"""The upgrade planner (pure): when to upgrade, which arguments, and which
-jumps it refuses."""
+"""The upgrade planners (pure): the path from the running version to the
+target, one step's talosctl arguments, and what they refuse."""
 
 from __future__ import annotations
 
 import pytest
 
-from components.talos.upgrade import NodeFacts, UpgradeRefused, plan_upgrade, upgrade_path
+from components.talos.upgrade import NodeFacts, UpgradeRefused, plan_upgrade
+from components.talos.versions import LATEST_PATCH, PathRefused, crosses_to_operator, path_problems, plan_walk, upgrade_steps
 
 SID = "990731763242a6b3cf735e49d0f550ce4068b4d0e7f4dfbb49a31799b698877e"
 OLD = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -40,20 +41,76 @@ def test_patch_upgrade_within_a_minor_is_allowed() -> None:
     assert plan("v1.13.2", SID).upgrade
 
 
-def test_two_minor_jump_is_refused_with_the_path() -> None:
+def test_a_single_step_that_skips_a_minor_is_refused_with_the_path() -> None:
     with pytest.raises(UpgradeRefused) as error:
         plan("v1.11.6", OLD)
-    assert "v1.11.6 -> v1.12.<latest patch> -> v1.13.9" in str(error.value)
+    assert "v1.11.6 -> v1.12.11 -> v1.13.9" in str(error.value)
     assert "only between adjacent minors" in str(error.value)
-
-
-def test_three_minor_jump_lists_every_intermediate_minor() -> None:
-    assert upgrade_path("v1.10.3", "v1.13.9") == ["v1.10.3", "v1.11.<latest patch>", "v1.12.<latest patch>", "v1.13.9"]
 
 
 def test_downgrade_is_refused() -> None:
     with pytest.raises(UpgradeRefused, match="newer than talos.version v1.13.9; this program does not downgrade"):
         plan("v1.13.10", SID)
+
+
+# -- the path ---------------------------------------------------------------
+
+
+def test_the_guides_node_walks_through_the_latest_1_12() -> None:
+    assert upgrade_steps("v1.11.6", "v1.13.9") == ["v1.12.11", "v1.13.9"]
+
+
+def test_an_old_patch_first_goes_to_the_latest_patch_of_its_own_minor() -> None:
+    """Talos docs: 1.0 -> latest 1.0 -> latest 1.1 -> target."""
+    assert upgrade_steps("v1.11.2", "v1.13.9") == ["v1.11.6", "v1.12.11", "v1.13.9"]
+    assert upgrade_steps("v1.10.3", "v1.13.9") == ["v1.10.9", "v1.11.6", "v1.12.11", "v1.13.9"]
+
+
+def test_upgrade_path_overrides_the_table_for_its_minors() -> None:
+    assert upgrade_steps("v1.11.6", "v1.13.9", ["v1.12.9"]) == ["v1.12.9", "v1.13.9"]
+    assert upgrade_steps("v1.10.9", "v1.13.9", ["v1.12.9"]) == ["v1.11.6", "v1.12.9", "v1.13.9"]
+
+
+def test_same_minor_and_same_version() -> None:
+    assert upgrade_steps("v1.13.2", "v1.13.9") == ["v1.13.9"]
+    assert upgrade_steps("v1.13.9", "v1.13.9") == []
+
+
+@pytest.mark.parametrize(("running", "target", "message"), [
+    ("v1.13.10", "v1.13.9", "does not downgrade"),
+    ("v1.12.11", "v1.11.6", "does not downgrade"),
+    ("v1.13.9", "v2.0.0", "another major release"),
+    ("v1.6.7", "v1.8.4", "no release of Talos v1.6 is known"),
+])
+def test_downgrades_major_jumps_and_unknown_minors_are_refused(running: str, target: str, message: str) -> None:
+    with pytest.raises(PathRefused, match=message):
+        upgrade_steps(running, target)
+
+
+def test_a_walk_that_stops_before_1_13_and_one_that_only_changes_the_schematic() -> None:
+    assert plan_walk("v1.11.6", OLD, "v1.13.9", SID, stop_before="v1.13.0") == ["v1.12.11"]
+    assert plan_walk("v1.12.11", SID, "v1.13.9", SID, stop_before="v1.13.0") == []
+    assert plan_walk("v1.13.9", OLD, "v1.13.9", SID) == ["v1.13.9"], "new extensions: a same-version upgrade"
+    assert plan_walk("v1.13.9", SID, "v1.13.9", SID) == []
+
+
+def test_the_table_has_the_latest_patch_of_every_minor_a_walk_crosses() -> None:
+    minors = sorted(LATEST_PATCH)
+    assert [minor for _, minor in minors] == list(range(minors[0][1], minors[-1][1] + 1)), "no gap in the table"
+    for (major, minor), version in LATEST_PATCH.items():
+        assert version.startswith(f"v{major}.{minor}.")
+
+
+def test_extensions_published_only_later_are_named() -> None:
+    assert path_problems(["v1.12.11", "v1.13.9"], ["siderolabs/nonfree-kmod-nvidia-production", "siderolabs/qemu-guest-agent"]) == []
+    [problem] = path_problems(["v1.11.6", "v1.12.11"], ["siderolabs/nvidia-gdrdrv-device"])
+    assert "v1.12 and newer, not for the step to v1.11.6" in problem
+    assert path_problems(["v1.9.6"], ["someone/custom-extension"]) == [], "unknown names are not checked offline"
+
+
+def test_crossing_into_1_13() -> None:
+    assert crosses_to_operator("v1.11.6", "v1.13.9") and crosses_to_operator("v1.12.11", "v1.13.0")
+    assert not crosses_to_operator("v1.13.0", "v1.13.9") and not crosses_to_operator("v1.11.6", "v1.12.11")
 
 
 def test_preserve_is_passed_only_to_nodes_older_than_1_8() -> None:

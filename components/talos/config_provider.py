@@ -1,0 +1,179 @@
+"""Dynamic resource that adopts the node's running machine config: it merges
+in only the paths this program owns (components.talos.adopt) and applies the
+result with ``talosctl apply-config``, staged when an upgrade follows so that
+the upgrade's reboot applies it.
+
+Why not pulumiverse-talos ``ConfigurationApply``: it applies a whole config
+computed before the node is read, so it cannot show a preview diff against
+what the node runs, has no staged mode tied to the upgrade that follows, and
+cannot put back the values it replaced on destroy.
+
+Pickled by reference with dill: no import-time side effects, nothing held on
+the instance; talosctl runs inside each method. The talosconfig and the
+originals (they may hold the node's own secrets) are outputs only because
+delete needs them, and both are marked secret by the resource.
+
+``check`` and ``diff`` only read the node (``talosctl version``, ``get
+extensions``, ``read /system/state/config.yaml``, ``get machineconfig``, and
+an ``apply-config --dry-run`` that Talos validates without applying).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+# rpc.UNKNOWN: a value not known during preview.
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+_WANTED = ("node", "endpoint", "spec")
+_STATE = ("originals", "mode", "rebootPaths", "lastChanges", "talosSays", "appliedVersion")
+
+
+def _say(message: str) -> None:
+    print(f"[talos-config] {message}", file=sys.stderr, flush=True)
+
+
+def read_node_state(node: str, endpoint: str, talosconfig: str):
+    """Four read-only talosctl calls: version and schematic, the stored and
+    the running machine config."""
+    from components.talos.adopt import NodeState
+    from components.talos.talosctl import parse_running_config, read_config_args, run_talosctl, running_config_args
+    from components.talos.upgrade_provider import read_node_facts
+
+    facts = read_node_facts(node, endpoint, talosconfig)
+    stored = run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120)
+    running = parse_running_config(run_talosctl(running_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+    return NodeState(version=facts.version, schematic=facts.schematic, stored=stored, running=running)
+
+
+def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
+    """The adoption plan for the version the node boots next: the first step
+    of its upgrade path (staged, for that step's reboot), or the target."""
+    from components.talos.adopt import Originals, plan_adoption
+    from components.talos.machine_config import NodeSpec
+    from components.talos.versions import next_boot_version
+
+    spec = NodeSpec.from_dict(props["spec"])
+    version = next_boot_version(state.version, spec.target_version, list(props.get("upgradePath") or []))
+    upgrade_follows = (state.version, state.schematic) != (spec.target_version, spec.schematic_id)
+    return plan_adoption(state, spec.owned(version), upgrade_follows=upgrade_follows,
+                         originals=Originals.from_dict(originals) if originals else None)
+
+
+def apply_plan(plan, node: str, endpoint: str, talosconfig: str) -> str:
+    """Carry out an adoption plan: Talos checks the config first (dry run;
+    nothing is applied if it refuses), then it is applied in the plan's mode
+    and read back. Returns what Talos said ("" when nothing changed)."""
+    from components.talos.adopt import load_documents
+    from components.talos.talosctl import apply_config, read_config_args, run_talosctl
+
+    if not plan.changed:
+        return ""
+    apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)
+    said = apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig).strip()
+    _say(said)
+    stored = load_documents(run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+    if stored != plan.merged.documents:
+        raise RuntimeError(f"{node} accepted the config but does not store it as applied; read it with "
+                           "`talosctl read /system/state/config.yaml` and compare with `python -m components.talos config`")
+    return said
+
+
+class TalosMachineConfigProvider(ResourceProvider):
+    """Adopts the node's config; restores the replaced values on delete."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        from components.talos.adopt import AdoptError
+        from components.talos.talosctl import TalosctlError, apply_config
+        from components.talos.versions import PathRefused
+
+        failures = [CheckFailure(name, f"{name} is required") for name in (*_WANTED, "talosconfig") if not news.get(name)]
+        inputs = dict(news)
+        if failures:
+            return CheckResult(inputs, failures)
+        factory = news.get("factorySchematicId")
+        if factory and factory != _UNKNOWN and isinstance(news.get("spec"), dict) and factory != news["spec"].get("schematicId"):
+            failures.append(CheckFailure("factorySchematicId", f"the Image Factory's schematic ID {factory} is not the one computed offline, {news['spec'].get('schematicId')}"))
+            return CheckResult(inputs, failures)
+        # The spec is computed offline, so only the node and the credentials
+        # can still be unknown in a preview.
+        if any(news.get(name) == _UNKNOWN for name in (*_WANTED, "talosconfig")):
+            inputs["pendingChanges"] = ["not known yet: computed during this update"]
+            return CheckResult(inputs, failures)
+        # The originals travel in the checked inputs (kept secret: the
+        # program passes a secret placeholder under this name), so that a
+        # preview plans with the values recorded at the first adoption.
+        recorded = olds.get("originals") or None
+        inputs["originals"] = recorded or {}
+        try:
+            state = read_node_state(str(news["node"]), str(news["endpoint"]), str(news["talosconfig"]))
+            plan = plan_for(news, state, recorded)
+        except (AdoptError, PathRefused) as error:
+            return CheckResult(inputs, [CheckFailure("spec", str(error))])
+        except (TalosctlError, ValueError) as error:
+            # Preview must not fail only because the node does not answer yet
+            # (a new VM, a node rebooting); create/update read it again.
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+            inputs["pendingChanges"] = [f"not known: cannot read {news['node']} ({first})"]
+            return CheckResult(inputs, failures)
+        inputs["originals"] = plan.merged.originals.to_dict()
+        lines = plan.lines() + plan.diff
+        if plan.changed:
+            try:
+                said = apply_config(plan.merged.text(), str(news["node"]), str(news["endpoint"]), mode=plan.mode,
+                                    talosconfig=str(news["talosconfig"]), dry_run=True)
+                lines.append("talos (dry run): " + " ".join(said.strip().splitlines()[:2]))
+            except TalosctlError as error:
+                return CheckResult(inputs, [CheckFailure("spec", f"Talos refuses the merged config: {error}")])
+        inputs["pendingChanges"] = lines
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [name for name in (*_WANTED, "upgradePath") if olds.get(name) != news.get(name)]
+        pending = news.get("pendingChanges") or []
+        drift = bool(pending) and not str(pending[0]).startswith("nothing to do")
+        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"{props['node']}-machine-config", outs=self._converge(props, props.get("originals") or None))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._converge(news, olds.get("originals") or news.get("originals") or None))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from components.talos.adopt import Originals, load_documents, reboot_paths, restore
+        from components.talos.machine_config import NodeSpec
+        from components.talos.talosctl import apply_config
+
+        if not props.get("originals"):
+            return
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        state = read_node_state(node, endpoint, talosconfig)
+        stored = load_documents(state.stored)
+        restored = restore(stored, Originals.from_dict(props["originals"]), NodeSpec.from_dict(props["spec"]).target)
+        if restored.conflicts:
+            raise RuntimeError(
+                f"not restoring {node}'s machine config: owned paths were changed by someone else since this program set them: "
+                + "; ".join(restored.conflicts)
+                + ". Put them back (talosctl edit machineconfig) or remove this resource from the state with `pulumi state delete`")
+        if not restored.changes:
+            return
+        # Never reboot on destroy: a change that needs one waits for the next.
+        mode = "staged" if reboot_paths(load_documents(state.running), restored.documents, state.version) else "no-reboot"
+        for change in restored.changes:
+            _say(f"restore {change.line()}")
+        _say(apply_config(restored.text(), node, endpoint, mode=mode, talosconfig=talosconfig).strip())
+
+    def _converge(self, props: dict[str, Any], originals: dict[str, Any] | None) -> dict[str, Any]:
+        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+        state = read_node_state(node, endpoint, talosconfig)
+        plan = plan_for(props, state, originals)
+        for line in plan.lines():
+            _say(line)
+        said = apply_plan(plan, node, endpoint, talosconfig)
+        outs = {key: value for key, value in props.items() if key not in _STATE and key != "pendingChanges"}
+        outs.update(originals=plan.merged.originals.to_dict(), mode=plan.mode, rebootPaths=plan.reboot_paths,
+                    lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)
+        return outs
