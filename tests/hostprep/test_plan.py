@@ -92,9 +92,23 @@ def test_edit_grub_appends_a_line_when_there_is_none_and_keeps_crlf():
     assert edit_grub('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\r\n', ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\r\n'
 
 
-def test_edit_grub_refuses_shell_expansions():
-    with pytest.raises(PlanError, match="shell syntax"):
+@pytest.mark.parametrize("line", ['GRUB_CMDLINE_LINUX_DEFAULT="$(cat /etc/extra) quiet"', "GRUB_CMDLINE_LINUX_DEFAULT=`cat /x`",
+                                  'GRUB_CMDLINE_LINUX_DEFAULT="quiet"; echo', 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"x',
+                                  'GRUB_CMDLINE_LINUX_DEFAULT="$OTHER quiet"', "GRUB_CMDLINE_LINUX_DEFAULT+=\" iommu=pt\""])
+def test_edit_grub_refuses_shell_it_cannot_rewrite_naming_the_line(line):
+    with pytest.raises(PlanError, match=r"/etc/default/grub line 2 \("):
+        edit_grub(f"GRUB_TIMEOUT=5\n{line}\n", ["iommu=pt"])
+
+
+def test_edit_grub_refuses_a_value_that_is_only_extended():
+    with pytest.raises(PlanError, match="only extended"):
         edit_grub('GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT quiet"\n', ["iommu=pt"])
+
+
+def test_edit_grub_keeps_a_trailing_comment_after_the_quoted_value():
+    content = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet" # admin: keep quiet\nGRUB_TIMEOUT=5\n'
+    assert edit_grub(content, ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt" # admin: keep quiet\nGRUB_TIMEOUT=5\n'
+    assert edit_grub("GRUB_CMDLINE_LINUX_DEFAULT=quiet   # unquoted\n", ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"   # unquoted\n'
 
 
 def test_edit_kernel_cmdline_keeps_one_line_and_refuses_two():
@@ -306,18 +320,19 @@ def test_undo_keeps_edits_made_by_others_since():
     original = GRUB
     ours = edit_grub(original, ["intel_iommu=on", "iommu=pt"])
     theirs = ours.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3").replace("iommu=pt", "iommu=pt nomodeset")
-    content, reason = restore_cmdline(GRUB_DEFAULT, theirs, original)
-    assert "GRUB_TIMEOUT=3" in content and 'GRUB_CMDLINE_LINUX_DEFAULT="quiet nomodeset"' in content
-    assert "only the parameters" in reason
-    assert restore_cmdline(GRUB_DEFAULT, ours, original) == (original, "restore the original, byte for byte")
+    restore = restore_cmdline(GRUB_DEFAULT, theirs, original)
+    assert "GRUB_TIMEOUT=3" in restore.content and 'GRUB_CMDLINE_LINUX_DEFAULT="quiet nomodeset"' in restore.content
+    assert "only the parameters" in restore.reason and not restore.exact
+    assert any("/var/lib/proxmox-talos-gpu/kept/etc/default/grub" in note for note in restore.notes)
+    exact = restore_cmdline(GRUB_DEFAULT, ours, original)
+    assert (exact.content, exact.reason, exact.exact) == (original, "restore the original, byte for byte", True)
 
 
 def test_undo_puts_back_a_value_it_replaced():
     original = "root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
     ours = edit_kernel_cmdline(original, ["intel_iommu=on"])
     changed = ours.replace("root=", "quiet root=")
-    content, _ = restore_cmdline(KERNEL_CMDLINE, changed, original)
-    assert content == "quiet root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
+    assert restore_cmdline(KERNEL_CMDLINE, changed, original).content == "quiet root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
 
 
 # -- verification ----------------------------------------------------------------------------------
