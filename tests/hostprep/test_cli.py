@@ -40,7 +40,7 @@ def test_facts_plan_and_verify_change_nothing(make_sim, tmp_path):
     verify = cli(sim, tmp_path, "verify", "--json")
     assert verify.returncode == 1 and not json.loads(verify.stdout)["ok"]
     assert sim.host.snapshot() == before and sim.host.boot_id() == boot_id
-    assert {c["tool"] for c in sim.host.calls()} == {"proxmox-boot-tool", "efibootmgr"}
+    assert {(c["tool"], c["args"][0]) for c in sim.host.calls()} == {("proxmox-boot-tool", "status"), ("efibootmgr", "-v"), ("pvesh", "get")}
     assert not (sim.host.root / "var").exists()
 
 
