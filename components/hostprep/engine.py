@@ -34,6 +34,7 @@ from components.hostprep.plan import (
 from components.hostprep.transport import CommandTimeoutError, HostKeyError, SshTransport, TransportError, atomic_write_snippet
 
 Connector = Callable[[float], SshTransport]  # connect timeout (s) -> open transport
+START_MARKER = "ptg-started"  # a command script prints it once it holds the lock: its time limit starts then
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes node name (DNS subdomain)
 
 
@@ -166,8 +167,8 @@ def lock_lines(label: str, lock_timeout: float) -> list[str]:
         '  if read -r o_shell o_session o_pgid o_label < "$S/lock.owner" 2>/dev/null && [ "${o_session:-0}" -gt 0 ] '
         '&& ! kill -0 "$o_session" 2>/dev/null; then',
         '    echo "ptg-note: the host lock was held by a run whose SSH session is gone (${o_label:-?}, pid ${o_shell:-?}): stopped it"',
-        '    [ "${o_pgid:-0}" -gt 0 ] && kill -TERM -- "-$o_pgid" 2>/dev/null; kill -TERM "$o_shell" 2>/dev/null; sleep 1',
-        '    [ "${o_pgid:-0}" -gt 0 ] && kill -KILL -- "-$o_pgid" 2>/dev/null; kill -KILL "$o_shell" 2>/dev/null',
+        '    [ "${o_pgid:-0}" -gt 0 ] && kill -TERM "-$o_pgid" 2>/dev/null; kill -TERM "$o_shell" 2>/dev/null; sleep 1',
+        '    [ "${o_pgid:-0}" -gt 0 ] && kill -KILL "-$o_pgid" 2>/dev/null; kill -KILL "$o_shell" 2>/dev/null',
         "  fi",
         f'  flock -w {int(lock_timeout)} 9 || {{ read -r o_shell o_session o_pgid o_label < "$S/lock.owner" 2>/dev/null; '
         'echo "another run holds $S/lock (${o_label:-unknown}, pid ${o_shell:-?}, still connected); let it finish, then re-run" >&2; exit 75; }',
@@ -255,6 +256,7 @@ def command_script(name: str, argv: tuple[str, ...], *, root: str, lock_timeout:
         *lock_lines(" ".join(argv), lock_timeout),
         f"setsid sh -c 'echo $$ > \"$0\"; exec \"$@\"' \"{pgid_file}\" timeout --kill-after=10 {int(timeout) + 5} {shlex.join(argv)} &",
         "child=$!",
+        f"echo {START_MARKER}",
         f'printf "%s %s %s %s\\n" "$$" "$ptg_sess" "$child" {shlex.quote(" ".join(argv))} > "$S/lock.owner"',
         'wait "$child"; rc=$?',
         f'rm -f "{pgid_file}"',
@@ -272,9 +274,10 @@ def stop_script(*, root: str, token: str) -> str:
         f"f={shlex.quote(f'{state}/run/{token}.pgid')}",
         '[ -f "$f" ] || { echo "already finished"; exit 0; }',
         'p=$(cat "$f")',
-        'kill -TERM -- "-$p" 2>/dev/null',
-        'for i in 1 2 3 4 5; do kill -0 -- "-$p" 2>/dev/null || break; sleep 1; done',
-        'kill -KILL -- "-$p" 2>/dev/null',
+        'kill -TERM "-$p" 2>/dev/null',
+        'for i in 1 2 3 4 5; do kill -0 "-$p" 2>/dev/null || break; sleep 1; done',
+        'kill -KILL "-$p" 2>/dev/null; sleep 0.2',
+        'if kill -0 "-$p" 2>/dev/null; then echo "process group $p is still running" >&2; exit 1; fi',
         'echo "stopped process group $p"',
     ]) + "\n"
 
@@ -450,11 +453,16 @@ class HostPrepEngine:
             script = command_script(command.name, command.argv, root=opts.root, lock_timeout=opts.lock_timeout, token=token,
                                     timeout=opts.command_timeout)
             try:
-                result = transport.run_script(script, label=shown, timeout=opts.command_timeout + opts.lock_timeout,
-                                              progress=opts.progress, progress_every=opts.progress_every)
+                result = transport.run_script(script, label=shown, timeout=opts.command_timeout, progress=opts.progress,
+                                              progress_every=opts.progress_every, start_marker=START_MARKER.encode(),
+                                              wait_for_start=opts.lock_timeout + 30)
             except CommandTimeoutError as error:
                 raise HostPrepError(self._stop_hung(transport, shown, token, error)) from None
             self._notes(result.stdout)
+            if result.rc == 124:  # the host's own bound (the client lost track of it)
+                raise HostPrepError(f"`{shown}` did not finish within {opts.command_timeout:.0f} s and was stopped on the host; "
+                                    "the step stays marked pending, so the next run runs it again. "
+                                    f"Find out why it hangs (run `{shown}` on the host by hand), then re-run.")
             if result.rc == 75:
                 raise HostPrepError(f"`{shown}` did not run: {result.stderr.strip()}")
             if not result.ok:

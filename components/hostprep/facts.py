@@ -202,6 +202,8 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         "export LC_ALL=C",
         # A section's bytes go through base64 so nothing in them can look like a header.
         'sec() { name=$1; shift; out=$("$@" 2>&1); rc=$?; printf "@@ptg %s rc=%s\\n" "$name" "$rc"; printf "%s" "$out" | base64 -w0; echo; }',
+        # raw: the bytes straight into base64 (a $(...) would drop NUL bytes and so hide them).
+        'raw() { name=$1; shift; printf "@@ptg %s rc=0\\n" "$name"; "$@" 2>/dev/null | base64 -w0; echo; }',
         'fil() { if [ -f "$2" ]; then printf "@@ptg %s %s present\\n" "$1" "$3"; base64 -w0 < "$2"; echo; fi; }',
         # Saved originals and written records, whatever paths they are for.
         'rec() { [ -d "$S/$2" ] || return 0; find "$S/$2" -type f | sort | while IFS= read -r f; do p=${f#"$S/$2"}; '
@@ -211,7 +213,7 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         "grep -a -H -E '^[[:space:]]*options[[:space:]]+vfio[-_]pci' \"$f\"; done; return 0; }",
         "onboot() { for f in \"$R\"/etc/pve/qemu-server/*.conf \"$R\"/etc/pve/lxc/*.conf; do [ -f \"$f\" ] || continue; "
         "awk -v f=\"$f\" '/^\\[/{exit} /^onboot:/{print f \": \" $0}' \"$f\"; done; return 0; }",
-        "sec cpuinfo grep -a -m1 -E '^vendor_id' \"$R/proc/cpuinfo\"",
+        "raw cpuinfo grep -a -m1 -E '^vendor_id' \"$R/proc/cpuinfo\"",
         "sec kernel cat \"$R/proc/sys/kernel/osrelease\"",
         "sec cmdline cat \"$R/proc/cmdline\"",
         "sec boot_id cat \"$R/proc/sys/kernel/random/boot_id\"",
@@ -221,7 +223,7 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         "sec efibootmgr efibootmgr -v",
         "sec iommu_groups sh -c 'ls -1 \"$1/sys/kernel/iommu_groups\" 2>/dev/null | wc -l' sh \"$R\"",
         'D="$R/sys/bus/pci/devices"',
-        'sec pci_ids grep -a -H . "$D"/*/vendor "$D"/*/device "$D"/*/class "$D"/*/subsystem_vendor "$D"/*/subsystem_device',
+        'raw pci_ids grep -a -H . "$D"/*/vendor "$D"/*/device "$D"/*/class "$D"/*/subsystem_vendor "$D"/*/subsystem_device',
         # The links' targets name the driver and the group; one find, no fork per device.
         "sec pci_links find \"$D\"/*/driver \"$D\"/*/iommu_group -maxdepth 0 -printf '%p %l\\n'",
         "sec vfio_options vfio_options",
@@ -262,7 +264,7 @@ _GUEST_LINES = (
 def guests_script(root: str = "/") -> str:
     """POSIX sh that reads only the guests (one round trip, changing nothing)."""
     full = facts_script(root)
-    head = full.split("\nsec cpuinfo", 1)[0]  # the variables and helper functions
+    head = full.split("\nraw cpuinfo", 1)[0]  # the variables and helper functions
     return "\n".join([head, *_GUEST_LINES, "exit 0"]) + "\n"
 
 

@@ -323,18 +323,23 @@ class SshTransport:
             self._secrets.append(value)
 
     def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = None, label: str | None = None,
-            progress: Callable[[str], None] | None = None, progress_every: float = 10.0) -> CommandResult:
+            progress: Callable[[str], None] | None = None, progress_every: float = 10.0,
+            start_marker: bytes | None = None, wait_for_start: float | None = None) -> CommandResult:
         """Run ``command`` (through the login shell), feed ``stdin``, wait for it
         at most ``timeout`` seconds, telling ``progress`` every ``progress_every``
-        seconds that it still runs. Raises CommandTimeoutError when it takes
-        longer, TransportError when the connection drops."""
+        seconds that it still runs. With ``start_marker`` the ``timeout``
+        counts from the moment stdout shows that line (e.g. once a lock is
+        taken), and waiting for it is bounded by ``wait_for_start``. Raises
+        CommandTimeoutError when it takes longer, TransportError when the
+        connection drops."""
         self.round_trips += 1
         shown = mask(label or command, self._secrets)
         if len(shown) > 200:
             shown = shown[:200] + "..."
         started = time.monotonic()
         limit = timeout or self.command_timeout
-        deadline = started + limit
+        waiting = start_marker is not None
+        deadline = started + (wait_for_start or limit if waiting else limit)
         next_progress = started + progress_every
         out, err = bytearray(), bytearray()
         try:
@@ -346,6 +351,9 @@ class SshTransport:
             while True:
                 if channel.recv_ready():
                     out += channel.recv(65536)
+                    if waiting and start_marker in out:
+                        waiting, started = False, time.monotonic()
+                        deadline, next_progress = started + limit, started + progress_every
                     continue
                 if channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
@@ -358,9 +366,10 @@ class SshTransport:
                 remaining = deadline - now
                 if remaining <= 0:
                     channel.close()
-                    raise CommandTimeoutError(f"{self.target.label}: `{shown}` did not finish within {limit:.0f} s",
+                    what = f"did not start within {wait_for_start or limit:.0f} s" if waiting else f"did not finish within {limit:.0f} s"
+                    raise CommandTimeoutError(f"{self.target.label}: `{shown}` {what}",
                                               elapsed=now - started, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
-                if progress is not None and now >= next_progress:
+                if progress is not None and now >= next_progress and not waiting:
                     progress(f"`{shown}` still running: {now - started:.0f} s of at most {limit:.0f} s")
                     next_progress = now + progress_every
                 select.select([channel], [], [], min(remaining, 1.0, max(0.05, next_progress - now)))
@@ -388,9 +397,11 @@ class SshTransport:
         return CommandResult(rc, stdout, stderr)
 
     def run_script(self, script: str, *, label: str, timeout: float | None = None,
-                   progress: Callable[[str], None] | None = None, progress_every: float = 10.0) -> CommandResult:
+                   progress: Callable[[str], None] | None = None, progress_every: float = 10.0,
+                   start_marker: bytes | None = None, wait_for_start: float | None = None) -> CommandResult:
         """Run a POSIX sh script fed on stdin (no length limit, nothing on the command line)."""
-        return self.run("sh -s", stdin=script.encode(), timeout=timeout, label=label, progress=progress, progress_every=progress_every)
+        return self.run("sh -s", stdin=script.encode(), timeout=timeout, label=label, progress=progress, progress_every=progress_every,
+                        start_marker=start_marker, wait_for_start=wait_for_start)
 
     def write_atomic(self, path: str, content: bytes, *, token: str, mode: str = "0644") -> None:
         """Write one file atomically (temp file + fsync + rename in its directory)."""

@@ -113,7 +113,7 @@ class SimSpec:
     reboot_mode: str = "ok"  # "ok" | "fail" (exit 1, dbus error) | "killed" (SIGKILL) | "noop" (exit 0, nothing happens)
     drop_on: dict[str, int] = field(default_factory=dict)  # tool -> call number that drops the connection
     hang_on: dict[str, int] = field(default_factory=dict)  # tool -> call number that never finishes
-    enospc: str = ""  # base64 fails with ENOSPC when writing a file whose path contains this
+    enospc: str = ""  # base64 fails with ENOSPC writing a file whose path contains this (also <base>/enospc, at run time)
     probe_output: dict[str, list] = field(default_factory=dict)  # "efibootmgr"/"proxmox-boot-tool" -> [stdout, rc]
 
     @property
@@ -332,17 +332,19 @@ class SimHost:
             "fi",
             'echo "Unknown command verb $1." >&2; exit 1', ""]))
         (self.bin / "systemctl").chmod(0o755)
-        if spec.enospc:
-            # base64 -d writing into a file whose path matches: part of the data, then ENOSPC (GNU coreutils' message).
-            (self.bin / "base64").write_text("\n".join([
-                "#!/bin/sh",
-                't=$(readlink /proc/$$/fd/1 2>/dev/null)',
-                f"case \"$t\" in *{shlex.quote(spec.enospc)}*)",
-                "  /usr/bin/base64 \"$@\" | head -c 7",
-                "  echo 'base64: write error: No space left on device' >&2; exit 1;;",
-                "esac",
-                'exec /usr/bin/base64 "$@"', ""]))
-            (self.bin / "base64").chmod(0o755)
+        # base64 writing into a file whose path contains the text in <base>/enospc:
+        # part of the data, then ENOSPC (GNU coreutils' message).
+        enospc = self.base / "enospc"
+        enospc.write_text(spec.enospc)
+        (self.bin / "base64").write_text("\n".join([
+            "#!/bin/sh",
+            f"read -r full < {shlex.quote(str(enospc))} 2>/dev/null",
+            'if [ -n "$full" ]; then case "$(readlink /proc/$$/fd/1 2>/dev/null)" in *"$full"*)',
+            "  /usr/bin/base64 \"$@\" | head -c 7",
+            "  echo 'base64: write error: No space left on device' >&2; exit 1;;",
+            "esac; fi",
+            'exec /usr/bin/base64 "$@"', ""]))
+        (self.bin / "base64").chmod(0o755)
 
     def _install_probes(self, spec: SimSpec) -> None:
         """The read-only probes every facts read runs, as sh (no Python start-up):
@@ -417,8 +419,11 @@ class SimHost:
         image = self.boot_dir / "esp/initramfs" if spec.managed else self.boot_dir / "initramfs"
         tokens = cmdline.split()
         kernel = tuple(int(x) for x in spec.kernel.split("-")[0].split(".")[:2])
-        iommu = spec.iommu_firmware and "intel_iommu=off" not in tokens and "amd_iommu=off" not in tokens and (
-            spec.cpu == "amd" or kernel >= (6, 8) or "intel_iommu=on" in tokens)
+        # Each parameter as the kernel parses it: in order, the last one wins.
+        last = {t.split("=", 1)[0]: t.split("=", 1)[-1] for t in tokens}
+        default_on = spec.cpu == "amd" or kernel >= (6, 8)
+        wanted = last.get("intel_iommu" if spec.cpu == "intel" else "amd_iommu")
+        iommu = spec.iommu_firmware and wanted != "off" and last.get("iommu") != "off" and (default_on or wanted == "on")
         ids: list[str] = []
         blacklist: set[str] = set()
         softdeps: dict[str, set[str]] = {}
