@@ -617,6 +617,12 @@ def tool_main(base: str, tool: str, args: list[str]) -> int:
     if spec.hang_on.get(tool) == count:
         host.record(tool, args, hanging=True)
         (host.base / f"hang-{tool}-{os.getpid()}.pid").write_text(str(os.getpid()))
+
+        def terminated(signum: int, _frame: object) -> None:
+            host.record(tool, args, terminated=signum)
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, terminated)
         while True:
             time.sleep(3600)
     if tool == "mv":

@@ -56,7 +56,7 @@ def test_reboot_that_never_starts_is_reported_after_the_grace_period(make_sim, m
     boot_id = sim.host.boot_id()
     started = time.monotonic()
     with pytest.raises(RebootFailedError) as error:
-        sim.engine(T4_SPEC, reboot_timeout=600.0, options={"reboot_start_grace": 1.5}).apply()
+        sim.engine(T4_SPEC, reboot_timeout=40.0, options={"reboot_start_grace": 1.5}).apply()
     assert time.monotonic() - started < 20  # not the 600 s reboot timeout
     message = str(error.value)
     assert "the reboot never started" in message and "boot id unchanged" in message and "'running'" in message
@@ -88,8 +88,9 @@ def test_hanging_refresh_is_bounded_shown_and_stopped_on_the_host_then_rerun_con
     assert "it was stopped on the host" in message and "stays marked pending" in message
     assert any("update-initramfs -u -k all` still running" in line for line in progress)
     assert any("at most 2 s" in line for line in progress)
-    assert sim.host.processes("update-initramfs") == []  # killed on the host by the client, not orphaned
-    assert time.monotonic() - started < 9  # before the host's own bound (2 + 5 s after it started) would have
+    assert sim.host.processes("update-initramfs") == []  # killed on the host, not orphaned
+    hung, stopped = (next(c["time"] for c in sim.host.calls() if c.get(key)) for key in ("hanging", "terminated"))
+    assert stopped - hung < 4.5  # by the client at 2 s, not by the host's own bound (2 + 5 s)
     assert state(sim, "pending", "update-initramfs").exists()
     result = sim.engine(T4_SPEC, options={"lock_timeout": 3.0}).apply()  # the lock is free again
     assert result.ran == ["update-initramfs -u -k all", "update-grub"] and result.rebooted and sim.host.driver(T4) == "vfio-pci"
