@@ -116,6 +116,13 @@ def test_parse_pci_reads_ids_drivers_groups_and_members():
     assert devices["0000:05:00.0"].group_members == ()  # igb ports in their own groups
 
 
+def test_vfio_options_ignore_grep_errors_about_an_empty_modprobe_d():
+    text = "grep: /sim/root/etc/modprobe.d/*.conf: No such file or directory\n"
+    assert parse_vfio_options(text, "/sim/root") == ()
+    assert parse_vfio_options("/etc/modprobe.d/vfio.conf:  options vfio_pci ids=10de:1eb8\n/etc/modprobe.d/x.conf:blacklist nouveau\n") == (
+        ("/etc/modprobe.d/vfio.conf", "options vfio_pci ids=10de:1eb8"),)
+
+
 def test_vfio_options_strip_the_root_prefix():
     text = "/sim/root/etc/modprobe.d/vfio.conf:options vfio-pci ids=10de:1eb8\n"
     assert parse_vfio_options(text, "/sim/root") == (("/etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1eb8"),)
