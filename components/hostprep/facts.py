@@ -207,7 +207,7 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         'fil() { if [ -f "$2" ]; then printf "@@ptg %s %s present\\n" "$1" "$3"; base64 -w0 < "$2"; echo; fi; }',
         # Saved originals and written records, whatever paths they are for.
         'rec() { [ -d "$S/$2" ] || return 0; find "$S/$2" -type f | sort | while IFS= read -r f; do p=${f#"$S/$2"}; '
-        'case $p in *.absent) printf "@@ptg %s %s absent\\n\\n" "$1" "${p%.absent}";; '
+        f'case $p in *{TEMP_MARK}*) ;; *.absent) printf "@@ptg %s %s absent\\n\\n" "$1" "${{p%.absent}}";; '
         '*) printf "@@ptg %s %s present\\n" "$1" "$p"; base64 -w0 < "$f"; echo;; esac; done; }',
         "vfio_options() { for f in \"$R\"/etc/modprobe.d/*.conf; do [ -f \"$f\" ] || continue; "
         "grep -a -H -E '^[[:space:]]*options[[:space:]]+vfio[-_]pci' \"$f\"; done; return 0; }",

@@ -568,13 +568,21 @@ def _written_by_us(path: str, line: str) -> bool:
     return True
 
 
+def written_record(path: str, facts: HostFacts) -> str | None:
+    """What this program last wrote to ``path``. A run interrupted between
+    recording and writing leaves the previous record as ``<path>.prev``, and
+    the file may still hold that one."""
+    record, previous = facts.written.get(path), facts.written.get(path + ".prev")
+    return previous if previous is not None and facts.files.get(path) == previous else record
+
+
 def hand_edits(path: str, facts: HostFacts) -> list[str]:
     """The lines of ``path`` changed since this program wrote it, as `+line`
     (added by hand) and `-line` (removed by hand); [] when none."""
     current = facts.files.get(path)
     if current is None:
         return []
-    record = facts.written.get(path)
+    record = written_record(path, facts)
     if record is None:
         return [f"+{line}" for line in current.splitlines() if not _written_by_us(path, line)]
     if current == record:
@@ -1080,7 +1088,7 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 forget.append(path)
                 rewrite(path, None, "created by proxmox-talos-gpu: remove it", "removing it")
             elif current is not None and is_cmdline_file(path):
-                restore = restore_cmdline(path, current, original, facts.written.get(path))
+                restore = restore_cmdline(path, current, original, written_record(path, facts))
                 notes.extend(restore.notes)
                 (forget if restore.exact else archive).append(path)
                 if restore.content != current:
@@ -1096,7 +1104,8 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     if changed and not reboot:
         notes.append("the running host keeps the GPU on vfio-pci until its next reboot" + ("" if reboot_on_destroy else " (host.rebootOnDestroy is false)"))
     records = [(c.path, c.after if c.path == VFIO_FILE and c.after is not None else None) for c in files]
-    records += [(path, None) for path in (*forget, *archive) if path in facts.written and path not in {c.path for c in files}]
+    records += [(path, None) for path in (*forget, *archive)
+                if (path in facts.written or path + ".prev" in facts.written) and path not in {c.path for c in files}]
     policy_inputs = inputs or HostPrepInputs(gpus=())
     return HostPlan(owner=owner, files=tuple(files), commands=tuple(commands), reboot=reboot,
                     reboot_reason="host.rebootOnDestroy is true" if reboot else "", noops=tuple(noops), notes=tuple(notes),

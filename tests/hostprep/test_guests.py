@@ -137,8 +137,8 @@ def test_unreachable_cluster_stops_the_reboot_under_refuse_and_not_under_stop(ma
     from tests.hostprep.conftest import free_port
 
     assert shutil.which("kubectl"), "kubectl must be on PATH for this test"
-    config = ("apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://127.0.0.1:%d'}\n  name: c\n"
-              "contexts:\n- context: {cluster: c, user: u}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {token: t}\n") % free_port()
+    config = (f"apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: 'https://127.0.0.1:{free_port()}'}}\n  name: c\n"
+              "contexts:\n- context: {cluster: c, user: u}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {token: t}\n")
     sim = make_sim(SimSpec(devices=t4(), guests=[OWN]))
     with pytest.raises(DrainError) as error:
         sim.engine(T4_SPEC, options={"kubeconfig": config}, **OWN_INPUTS).apply()

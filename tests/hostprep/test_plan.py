@@ -15,6 +15,7 @@ from components.hostprep.facts import (
     KERNEL_CMDLINE,
     MODULES_LOAD_FILE,
     VFIO_FILE,
+    Guest,
     HostFacts,
     PciFunction,
 )
@@ -25,9 +26,11 @@ from components.hostprep.plan import (
     edit_grub,
     edit_kernel_cmdline,
     edit_tokens,
+    hand_edits,
     parse_blocks,
     plan_host,
     plan_undo,
+    reboot_impact,
     restore_cmdline,
     verify_host,
 )
@@ -355,3 +358,67 @@ def test_verify_checks_isolation_after_the_first_boot():
     shared = dataclasses.replace(after, functions={"0000:3b:00.0": shared_fn}, devices={**after.devices, "0000:3b:00.0": shared_fn})
     report = verify_host(T4_INPUTS, shared, OWNER)
     assert any("Move the card to another slot" in p and "run undo" in p for p in report.problems)
+
+
+# -- guests a reboot stops ------------------------------------------------------------------------
+
+OWN_VM = Guest(1105, "moody-good", "qemu", "running", True)
+CP = Guest(101, "k8s-cp-1", "qemu", "running", True)
+NAS = Guest(200, "nas", "lxc", "running", False)
+OFF = Guest(300, "old", "qemu", "stopped", True)
+MINE = dataclasses.replace(T4_INPUTS, own_vmids=(1105,), node_name="moody-good")
+
+
+def test_reboot_impact_withholds_the_reboot_while_other_guests_run_and_names_them():
+    impact = reboot_impact(MINE, host(guests=(OWN_VM, CP, NAS, OFF)))
+    assert impact.stops == (OWN_VM, CP, NAS) and impact.own == (OWN_VM,) and impact.others == (CP, NAS)
+    assert "101 k8s-cp-1 (qemu), 200 nas (lxc)" in impact.blocked and "`qm shutdown 101`, `pct shutdown 200`" in impact.blocked
+    assert impact.drain_node == "moody-good"
+    assert not reboot_impact(dataclasses.replace(MINE, running_guests="stop"), host(guests=(OWN_VM, CP))).blocked
+
+
+def test_reboot_impact_of_only_this_stacks_vm_drains_and_goes_ahead():
+    impact = reboot_impact(MINE, host(guests=(OWN_VM, OFF)))
+    assert not impact.blocked and impact.drain_node == "moody-good" and impact.stops == (OWN_VM,)
+    no_name = reboot_impact(dataclasses.replace(MINE, node_name=None), host(guests=(OWN_VM,)))
+    assert no_name.drain_node is None and any("--node-name" in note for note in no_name.notes)
+    no_onboot = reboot_impact(MINE, host(guests=(dataclasses.replace(OWN_VM, onboot=False),)))
+    assert any("has no onboot: it stays off" in note for note in no_onboot.notes)
+
+
+def test_reboot_impact_when_the_guests_cannot_be_read():
+    unread = reboot_impact(MINE, host())
+    assert not unread.guests_known and not unread.blocked  # read before rebooting
+    failed = host(guests_problem="`pvesh get /cluster/resources --type vm` failed (rc=255): ipcc_send_rec[1] failed")
+    assert "cannot tell which guests run" in reboot_impact(MINE, failed).blocked
+    assert not reboot_impact(dataclasses.replace(MINE, running_guests="stop"), failed).blocked
+
+
+def test_plan_lists_what_the_reboot_stops():
+    text = plan_host(MINE, host(guests=(OWN_VM, NAS)), OWNER).render()
+    assert "  - 1105 moody-good (qemu), onboot, this stack's VM" in text and "  - 200 nas (lxc), no onboot: stays off" in text
+    assert "reboot withheld (host.runningGuests: refuse)" in text
+    converged = booted(host(guests=(OWN_VM, NAS)), plan_host(MINE, host(), OWNER))
+    assert plan_host(MINE, converged, OWNER).impact is None  # no reboot, nothing stopped
+
+
+# -- hand edits -------------------------------------------------------------------------------------
+
+
+def test_hand_edits_against_the_record_and_without_one():
+    facts = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    assert hand_edits(BLACKLIST_FILE, facts) == []
+    edited = dataclasses.replace(facts, files={**facts.files, BLACKLIST_FILE: facts.files[BLACKLIST_FILE].replace("blacklist nvidiafb\n", "blacklist radeon\n")})
+    assert hand_edits(BLACKLIST_FILE, edited) == ["+blacklist radeon", "-blacklist nvidiafb"]
+    legacy = dataclasses.replace(edited, written={})  # prepared before records were kept: lines it never writes
+    assert hand_edits(BLACKLIST_FILE, legacy) == ["+blacklist radeon"]
+    refusal = "\n".join(str(r) for r in plan_host(T4_INPUTS, edited, OWNER).refusals)
+    assert "was edited by hand" in refusal and "`+blacklist radeon`" in refusal and "host.handEdits: overwrite" in refusal
+
+
+def test_a_run_interrupted_between_record_and_file_is_not_a_hand_edit():
+    facts = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    old = facts.files[VFIO_FILE]
+    interrupted = dataclasses.replace(facts, written={**facts.written, VFIO_FILE: old.replace("ids=10de:1eb8", "ids=10de:1eb8,10de:20b5"),
+                                                      VFIO_FILE + ".prev": old})
+    assert hand_edits(VFIO_FILE, interrupted) == []
