@@ -113,7 +113,7 @@ class SimSpec:
     reboot_mode: str = "ok"  # "ok" | "fail" (exit 1, dbus error) | "killed" (SIGKILL) | "noop" (exit 0, nothing happens)
     drop_on: dict[str, int] = field(default_factory=dict)  # tool -> call number that drops the connection
     hang_on: dict[str, int] = field(default_factory=dict)  # tool -> call number that never finishes
-    enospc: str = ""  # base64 fails with ENOSPC writing a file whose path contains this (also <base>/enospc, at run time)
+    enospc: str = ""  # base64 fails with ENOSPC writing a file whose host path starts with this (until <base>/enospc is emptied)
     probe_output: dict[str, list] = field(default_factory=dict)  # "efibootmgr"/"proxmox-boot-tool" -> [stdout, rc]
 
     @property
@@ -332,14 +332,16 @@ class SimHost:
             "fi",
             'echo "Unknown command verb $1." >&2; exit 1', ""]))
         (self.bin / "systemctl").chmod(0o755)
-        # base64 writing into a file whose path contains the text in <base>/enospc:
-        # part of the data, then ENOSPC (GNU coreutils' message).
+        if not spec.enospc:
+            return
+        # base64 writing into a file whose path starts with root + spec.enospc (while
+        # <base>/enospc holds that): part of the data, then ENOSPC (GNU coreutils' message).
         enospc = self.base / "enospc"
-        enospc.write_text(spec.enospc)
+        enospc.write_text(f"{self.root}{spec.enospc}")
         (self.bin / "base64").write_text("\n".join([
             "#!/bin/sh",
             f"read -r full < {shlex.quote(str(enospc))} 2>/dev/null",
-            'if [ -n "$full" ]; then case "$(readlink /proc/$$/fd/1 2>/dev/null)" in *"$full"*)',
+            'if [ -n "$full" ]; then case "$(readlink /proc/$$/fd/1 2>/dev/null)" in "$full"*)',
             "  /usr/bin/base64 \"$@\" | head -c 7",
             "  echo 'base64: write error: No space left on device' >&2; exit 1;;",
             "esac; fi",

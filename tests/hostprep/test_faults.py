@@ -355,8 +355,7 @@ def test_unreadable_or_disagreeing_bootloader_evidence_is_refused(make_sim, prob
 
 
 def test_full_disk_names_the_file_and_the_free_space_and_leaves_no_half_file(make_sim):
-    sim = make_sim(SimSpec(devices=t4()))
-    (sim.host.base / "enospc").write_text(f"{sim.root}/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp")
+    sim = make_sim(SimSpec(devices=t4(), enospc="/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp"))
     with pytest.raises(HostPrepError) as error:
         sim.engine(T4_SPEC).apply()
     message = str(error.value)
