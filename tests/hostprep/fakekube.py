@@ -155,12 +155,7 @@ def main(argv: list[str]) -> int:
         if positional[:1] not in (["node"], ["nodes"], ["no"]) or len(positional) != 2 or values.get("-o", values.get("--output")) != "json":
             print(f"fake kubectl: only `get node NAME -o json` is modelled, got {args}", file=sys.stderr)
             return 1
-        name = positional[1]
-        if name not in state["nodes"]:
-            print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
-            return 1
-        print(json.dumps(_node_json(name, state["nodes"][name]), indent=4))
-        return 0
+        positional = positional[1:]
     if len(positional) != 1:
         print(f"error: exactly one NODE is required for {verb}", file=sys.stderr)
         return 1
@@ -168,6 +163,9 @@ def main(argv: list[str]) -> int:
     if name not in state["nodes"]:
         print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
         return 1
+    if verb == "get":
+        print(json.dumps(_node_json(name, state["nodes"][name]), indent=4))
+        return 0
     node = state["nodes"][name]
     if verb in ("cordon", "uncordon"):
         want = verb == "cordon"
