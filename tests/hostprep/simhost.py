@@ -313,7 +313,8 @@ class SimHost:
         for guest in spec.guests:
             key = "name" if guest.type == "qemu" else "hostname"
             lines = [f"{key}: {guest.name}", "memory: 2048"] + (["onboot: 1"] if guest.onboot else [])
-            self.guest_conf(guest).write_text("\n".join(lines) + "\n\n[snap1]\nonboot: 0\n")
+            # A snapshot section with the other onboot setting: only the current config counts.
+            self.guest_conf(guest).write_text("\n".join(lines) + f"\n\n[snap1]\nonboot: {0 if guest.onboot else 1}\n")
 
     def _install_tool(self, tool: str) -> None:
         script = self.bin / tool
