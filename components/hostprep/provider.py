@@ -176,7 +176,7 @@ class HostPrepProvider(ResourceProvider):
         from components.hostprep.engine import host_outputs
 
         engine = _engine(props)
-        facts = engine.facts()
+        facts = engine.facts(guests="never")
         outs = _outputs(props, host_outputs(facts, engine.addresses))
         outs["rebooted"] = bool(props.get("rebooted", False))
         return ReadResult(id_=id_, outs=outs)
