@@ -17,7 +17,7 @@ cfg = load_stack_config()
 secrets = load_secrets(cfg)
 providers = make_providers(cfg, secrets)
 
-host = HostVfioPrep(cfg.proxmox.node, cfg, secrets.ssh_private_key)
+host = HostVfioPrep(cfg.proxmox.node, cfg, secrets.ssh_private_key, kubeconfig=secrets.kubeconfig)
 vm = GpuVm(
     cfg.vm.name, cfg, iommu_groups=host.iommu_groups, subsystem_ids=host.subsystem_ids,
     opts=pulumi.ResourceOptions(providers=[providers.proxmox], depends_on=[host]),

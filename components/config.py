@@ -240,6 +240,14 @@ class HostPrepConfig(_Model):
     # "auto": intel_iommu=on only on Intel with a kernel older than 6.8.
     intel_iommu: Literal["auto", "on"] = "auto"
     iommu_passthrough_mode: bool = True
+    # A reboot stops every guest on the host. "refuse": not while guests other
+    # than this stack's VM (vm.vmId) run; "stop": Proxmox shuts them down.
+    running_guests: Literal["refuse", "stop"] = "refuse"
+    command_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 900
+    drain_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 300
+    guest_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 600
+    # Lines added by hand to a file this program wrote: "refuse" to drop them, or "overwrite".
+    hand_edits: Literal["refuse", "overwrite"] = "refuse"
 
 
 class GpuConfig(_Model):

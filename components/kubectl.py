@@ -214,3 +214,46 @@ def delete_object(kind: str, name: str, *, namespace: str | None = None, kubecon
     object is gone; one already gone is not an error."""
     args = ["delete", kind, name, "--ignore-not-found"] + (["--namespace", namespace] if namespace else [])
     run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
+
+
+# --------------------------------------------------------------------------
+# Nodes: look one up, cordon, drain and uncordon it (kubectl's own verbs)
+# --------------------------------------------------------------------------
+
+
+def get_node(name: str, *, kubeconfig: str | None = None, timeout: float = 30) -> dict | None:
+    """``kubectl get node NAME -o json`` as a dict; None when there is no such node."""
+    import json
+
+    try:
+        text = run_kubectl(["get", "node", name, "-o", "json"], kubeconfig=kubeconfig, timeout=timeout)
+    except KubectlError as error:
+        if error.kind == "not_found":
+            return None
+        raise
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise KubectlError(f"`kubectl get node {name} -o json` printed something that is not JSON", kind="failed") from None
+    if not isinstance(data, dict) or data.get("kind") != "Node":
+        raise KubectlError(f"`kubectl get node {name} -o json` did not print a Node", kind="failed")
+    return data
+
+
+def cordon_node(name: str, *, kubeconfig: str | None = None, timeout: float = 60) -> str:
+    """``kubectl cordon NAME``: no new pods are scheduled on the node."""
+    return run_kubectl(["cordon", name], kubeconfig=kubeconfig, timeout=timeout)
+
+
+def uncordon_node(name: str, *, kubeconfig: str | None = None, timeout: float = 60) -> str:
+    """``kubectl uncordon NAME``: the node takes new pods again."""
+    return run_kubectl(["uncordon", name], kubeconfig=kubeconfig, timeout=timeout)
+
+
+def drain_node(name: str, *, timeout_seconds: int, kubeconfig: str | None = None) -> str:
+    """``kubectl drain NAME --ignore-daemonsets --delete-emptydir-data --timeout=Ns``:
+    evict every pod but DaemonSet-managed ones (which the DaemonSet would put
+    straight back), giving up after ``timeout_seconds`` (kubectl then exits 1
+    with "global timeout reached")."""
+    return run_kubectl(["drain", name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={int(timeout_seconds)}s"],
+                       kubeconfig=kubeconfig, timeout=timeout_seconds + 30)

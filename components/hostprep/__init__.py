@@ -1,4 +1,4 @@
-"""Host VFIO preparation over SSH (issue 3): facts -> plan -> apply -> verify.
+"""Host VFIO preparation over SSH: facts -> plan -> apply -> verify.
 
 Modules: ``transport`` (the only paramiko user), ``facts`` (one remote
 script and pure parsers), ``plan`` (pure planner, verifier, undo planner),

@@ -25,8 +25,10 @@ class HostPrepResource(pulumi.dynamic.Resource):
         super().__init__(HostPrepProvider(), name, {**props, **dict.fromkeys(OUTPUT_KEYS)}, opts)
 
 
-def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: str) -> dict[str, Any]:
-    """The dynamic resource's inputs from the stack config (the key as a secret)."""
+def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: str,
+                   kubeconfig: pulumi.Input[str] | None = None) -> dict[str, Any]:
+    """The dynamic resource's inputs from the stack config (the SSH key and
+    the kubeconfig as secrets)."""
     host = cfg.host
     inputs = inputs_from_config(cfg)
     return {
@@ -42,13 +44,23 @@ def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: 
         "allow_reboot": inputs.allow_reboot,
         "reboot_on_destroy": inputs.reboot_on_destroy,
         "reboot_timeout_seconds": host.reboot_timeout_seconds,
+        "running_guests": inputs.running_guests,
+        "own_vmids": list(inputs.own_vmids),
+        "node_name": inputs.node_name,
+        "hand_edits": inputs.hand_edits,
+        "command_timeout_seconds": host.command_timeout_seconds,
+        "drain_timeout_seconds": host.drain_timeout_seconds,
+        "guest_timeout_seconds": host.guest_timeout_seconds,
+        "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     }
 
 
 class HostVfioPrep(pulumi.ComponentResource):
     """IOMMU, vfio modules, driver blacklist and vfio-pci ids on the Proxmox
-    host; initramfs and bootloader refresh and a reboot only when needed;
-    then every GPU function verified on vfio-pci.
+    host; initramfs and bootloader refresh and a reboot only when needed
+    (with consent for the guests it stops, this stack's Kubernetes node
+    drained first and uncordoned after); then every GPU function verified on
+    vfio-pci.
 
     With ``host.enabled: false`` nothing is touched and the outputs come
     from config (``gpus[].iommuGroup`` / ``subsystemId``), for hosts
@@ -60,7 +72,7 @@ class HostVfioPrep(pulumi.ComponentResource):
     rebooted: pulumi.Output[bool]
 
     def __init__(self, name: str, cfg: StackConfig, ssh_private_key: pulumi.Input[str] | None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None, *, kubeconfig: pulumi.Input[str] | None = None):
         super().__init__(f"{PROJECT}:host:HostVfioPrep", name, None, opts)
         self.prep: HostPrepResource | None = None
         if cfg.host.enabled:
@@ -69,8 +81,8 @@ class HostVfioPrep(pulumi.ComponentResource):
                                                "required when host.enabled is true: `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`")])
             owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
             self.prep = HostPrepResource(
-                f"{name}-vfio", provider_props(cfg, ssh_private_key, owner),
-                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key"]),
+                f"{name}-vfio", provider_props(cfg, ssh_private_key, owner, kubeconfig),
+                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key", "kubeconfig"]),
             )
             self.iommu_groups = self.prep.iommu_groups
             self.subsystem_ids = self.prep.subsystem_ids

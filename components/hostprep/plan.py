@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     ETC_MODULES,
+    GRUB_D,
     GRUB_DEFAULT,
     KERNEL_CMDLINE,
     MODULES_LOAD_FILE,
+    OWNED_FILES,
+    STATE_DIR,
     VFIO_FILE,
+    Guest,
     HostFacts,
     PciFunction,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -31,14 +37,18 @@ BLACKLISTED = ("nouveau", "nvidia", "nvidia_drm", "nvidia_modeset", "nvidia_uvm"
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
 _OWNER = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 _MANAGED_KEYS = ("intel_iommu", "iommu")  # kernel parameters this program may set
+_OUR_TOKENS = ("intel_iommu=on", "iommu=pt")  # the values it sets
 # Drivers that may claim a GPU's companion function before vfio-pci does.
 _SOFTDEP_BY_CLASS = {"0403": "snd_hda_intel", "0c03": "xhci_pci", "0c80": "i2c_nvidia_gpu"}
+KEPT_DIR = f"{STATE_DIR}/kept"  # originals set aside when a file changed by hand since it was edited
 
 COMMANDS: dict[str, tuple[str, ...]] = {
     "update-initramfs": ("update-initramfs", "-u", "-k", "all"),
     "update-grub": ("update-grub",),
     "proxmox-boot-tool-refresh": ("proxmox-boot-tool", "refresh"),
 }
+RUNNING_GUESTS = ("refuse", "stop")
+HAND_EDITS = ("refuse", "overwrite")
 
 
 class PlanError(ValueError):
@@ -69,12 +79,18 @@ class HostPrepInputs:
     iommu_passthrough: bool = True
     allow_reboot: bool = True
     reboot_on_destroy: bool = False
+    running_guests: str = "refuse"  # "refuse" | "stop": may a reboot stop guests other than our own VM?
+    own_vmids: tuple[int, ...] = ()  # this stack's VM(s): a reboot may stop them (after draining the node)
+    node_name: str | None = None  # this stack's Kubernetes node, drained before a reboot stops its VM
+    hand_edits: str = "refuse"  # "refuse" | "overwrite": lines added by hand to files this program wrote
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpus": [{"address": g.address, "id": g.id, "subsystem_id": g.subsystem_id, "iommu_group": g.iommu_group, "index": g.index} for g in self.gpus],
             "intel_iommu": self.intel_iommu, "iommu_passthrough": self.iommu_passthrough,
             "allow_reboot": self.allow_reboot, "reboot_on_destroy": self.reboot_on_destroy,
+            "running_guests": self.running_guests, "own_vmids": list(self.own_vmids), "node_name": self.node_name,
+            "hand_edits": self.hand_edits,
         }
 
     @classmethod
@@ -83,7 +99,9 @@ class HostPrepInputs:
                              iommu_group=None if g.get("iommu_group") is None else int(g["iommu_group"]),
                              index=None if g.get("index") is None else int(g["index"])) for g in data["gpus"])
         return cls(gpus=gpus, intel_iommu=data.get("intel_iommu", "auto"), iommu_passthrough=bool(data.get("iommu_passthrough", True)),
-                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy", False)))
+                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy", False)),
+                   running_guests=data.get("running_guests") or "refuse", own_vmids=tuple(int(v) for v in data.get("own_vmids") or ()),
+                   node_name=data.get("node_name") or None, hand_edits=data.get("hand_edits") or "refuse")
 
 
 def inputs_from_config(cfg: StackConfig) -> HostPrepInputs:
@@ -93,6 +111,10 @@ def inputs_from_config(cfg: StackConfig) -> HostPrepInputs:
         iommu_passthrough=cfg.host.iommu_passthrough_mode,
         allow_reboot=cfg.host.allow_reboot,
         reboot_on_destroy=cfg.host.reboot_on_destroy,
+        running_guests=cfg.host.running_guests,
+        own_vmids=(cfg.vm.vm_id,),
+        node_name=cfg.node_name,
+        hand_edits=cfg.host.hand_edits,
     )
 
 
@@ -136,6 +158,41 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class RebootImpact:
+    """What a reboot of the host stops, and whether it may go ahead."""
+
+    guests_known: bool  # False: the guests were not read (the engine reads them before rebooting)
+    stops: tuple[Guest, ...] = ()  # running guests the reboot stops (Proxmox shuts them down)
+    own: tuple[Guest, ...] = ()  # of those, this stack's VM(s)
+    blocked: str = ""  # non-empty: host.runningGuests is refuse and the reboot waits for consent
+    drain_node: str | None = None  # this stack's Kubernetes node: drained before, uncordoned after
+    notes: tuple[str, ...] = ()
+
+    @property
+    def others(self) -> tuple[Guest, ...]:
+        return tuple(g for g in self.stops if g not in self.own)
+
+    def lines(self, policy: str) -> list[str]:
+        if not self.guests_known:
+            return ["guests the reboot stops: not read yet (they are read before any reboot)"] + list(self.notes)
+        out = []
+        if self.stops:
+            out.append("the reboot stops these running guests (Proxmox shuts them down; those with onboot=1 start again):")
+            for guest in self.stops:
+                onboot = ", onboot" if guest.onboot else ", no onboot: stays off"
+                own = ", this stack's VM" if guest in self.own else ""
+                out.append(f"  - {guest.label}{onboot}{own}")
+        else:
+            out.append("the reboot stops no running guest")
+        if self.drain_node:
+            out.append(f"before the reboot: cordon and drain Kubernetes node {self.drain_node}; uncordon it once it is Ready again")
+        if self.blocked:
+            out.append(f"reboot withheld (host.runningGuests: {policy}): {self.blocked}")
+        out += list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
 class HostPlan:
     owner: str
     files: tuple[FileChange, ...] = ()
@@ -147,10 +204,14 @@ class HostPlan:
     notes: tuple[str, ...] = ()
     cleanup: tuple[str, ...] = ()  # stale temp files from an interrupted run
     forget_originals: tuple[str, ...] = ()  # undo: original records to drop once restored
+    archive_originals: tuple[str, ...] = ()  # undo: originals set aside (the file changed by hand since)
+    records: tuple[tuple[str, str | None], ...] = ()  # what this program last wrote to a file (None: forget)
     wanted_cmdline: tuple[str, ...] = ()  # must be on /proc/cmdline after boot
     functions: tuple[str, ...] = ()  # must be bound to vfio-pci after boot
     check_isolation_after_boot: bool = False
     allow_reboot: bool = True
+    impact: RebootImpact | None = None  # set when a reboot is planned
+    running_guests: str = "refuse"
 
     @property
     def refused(self) -> bool:
@@ -158,7 +219,7 @@ class HostPlan:
 
     @property
     def changes_host(self) -> bool:
-        return bool(self.files or self.commands or self.cleanup or self.forget_originals)
+        return bool(self.files or self.commands or self.cleanup or self.forget_originals or self.archive_originals or self.records)
 
     @property
     def is_noop(self) -> bool:
@@ -179,6 +240,8 @@ class HostPlan:
             out.append(f"run `{' '.join(command.argv)}`: {command.reason}")
         if self.reboot:
             out.append(f"reboot: {self.reboot_reason}" + ("" if self.allow_reboot else " (host.allowReboot is false: reboot by hand)"))
+            if self.impact is not None:
+                out.extend(self.impact.lines(self.running_guests))
         for noop in self.noops:
             out.append(f"ok: {noop}")
         for note in self.notes:
@@ -186,6 +249,7 @@ class HostPlan:
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
+        impact = self.impact
         return {
             "owner": self.owner,
             "refusals": [{"key": r.key and f"{PROJECT_KEY}:{r.key}", "message": r.message} for r in self.refusals],
@@ -194,6 +258,10 @@ class HostPlan:
             "cleanup": list(self.cleanup),
             "commands": [{"command": list(c.argv), "reason": c.reason} for c in self.commands],
             "reboot": self.reboot, "reboot_reason": self.reboot_reason,
+            "reboot_stops": None if impact is None or not impact.guests_known else
+            [{"vmid": g.vmid, "name": g.name, "type": g.type, "onboot": g.onboot, "own": g in impact.own} for g in impact.stops],
+            "reboot_withheld": impact.blocked if impact else "",
+            "drain_node": impact.drain_node if impact else None,
             "noops": list(self.noops), "notes": list(self.notes),
             "wanted_cmdline": list(self.wanted_cmdline), "functions": list(self.functions),
         }
@@ -224,46 +292,163 @@ def edit_tokens(value: str, wanted: list[str]) -> str:
     return " ".join(tokens)
 
 
-_GRUB_LINE = re.compile(r"^(?P<lead>\s*(?:export\s+)?GRUB_CMDLINE_LINUX_DEFAULT=)(?P<value>.*?)(?P<trail>\s*)$")
+def is_grub_file(path: str) -> bool:
+    return path == GRUB_DEFAULT or (path.startswith(GRUB_D + "/") and path.endswith(".cfg"))
 
 
-def grub_value(content: str) -> tuple[int | None, str, str]:
-    """(index of the effective GRUB_CMDLINE_LINUX_DEFAULT line, its unquoted
-    value, quote char). Raises PlanError on a value too complex to edit."""
-    lines = content.splitlines()
-    index = None
-    for i, line in enumerate(lines):
-        if _GRUB_LINE.match(line):
-            index = i  # the shell takes the last assignment
-    if index is None:
-        return None, "", '"'
-    raw = _GRUB_LINE.match(lines[index]).group("value")  # type: ignore[union-attr]
-    quote = raw[0] if raw[:1] in ("'", '"') else ""
-    inner = raw[1:-1] if quote and raw.endswith(quote) and len(raw) >= 2 else raw
-    if quote and not (raw.endswith(quote) and len(raw) >= 2):
-        raise PlanError(f"line {index + 1} of {GRUB_DEFAULT} has an unterminated quote")
-    if any(ch in inner for ch in "$`\\") or (quote == "" and any(ch in inner for ch in "\"' ;")):
-        raise PlanError(f"line {index + 1} of {GRUB_DEFAULT} ({lines[index].strip()}) uses shell syntax this program will not rewrite")
-    return index, inner, quote or '"'
+def is_cmdline_file(path: str) -> bool:
+    return path == KERNEL_CMDLINE or is_grub_file(path)
+
+
+_GRUB_LINE = re.compile(r"^(?P<lead>\s*(?:export\s+)?GRUB_CMDLINE_LINUX_DEFAULT=)(?P<rest>.*)$")
+_GRUB_OTHER = re.compile(r"^\s*(?:export\s+|readonly\s+|unset\s+)?GRUB_CMDLINE_LINUX_DEFAULT\s*(\+=|$|\s)")
+_SELF = r"\$(?:\{GRUB_CMDLINE_LINUX_DEFAULT\}|GRUB_CMDLINE_LINUX_DEFAULT\b)"
+_APPEND = re.compile(rf"^{_SELF}(?:\s+(?P<x>.*))?$")
+_PREPEND = re.compile(rf"^(?P<x>.*?)\s+{_SELF}$")
+
+
+@dataclass(frozen=True)
+class GrubAssignment:
+    """One ``GRUB_CMDLINE_LINUX_DEFAULT=`` line, as update-grub's shell reads it."""
+
+    path: str
+    line: int  # 0-based
+    kind: str  # "plain" (sets the value) | "append" | "prepend" (extends the value set before)
+    value: str  # the value, or the text added
+    quote: str
+    lead: str
+    trail: str  # whitespace and a comment after the value, kept on a rewrite
+
+
+def _grub_assignment(path: str, index: int, line: str) -> GrubAssignment | None:
+    """Parse one line; raises PlanError, naming the file and line, for shell
+    this program will not rewrite."""
+    where = f"{path} line {index + 1} ({shown(line.strip(), 80)})"
+    match = _GRUB_LINE.match(line)
+    if not match:
+        if _GRUB_OTHER.match(line) and "+=" in line:
+            raise PlanError(f"{where} uses +=, which update-grub's /bin/sh does not understand")
+        return None
+    rest = match.group("rest")
+    if rest[:1] in ("'", '"'):
+        quote = rest[0]
+        end = rest.find(quote, 1)
+        if end < 0:
+            raise PlanError(f"{where} has an unterminated quote")
+        inner, after = rest[1:end], rest[end + 1:]
+    else:
+        quote = ""
+        inner = re.match(r"[^\s#;&|<>()'\"`\\]*", rest).group(0)  # type: ignore[union-attr]
+        after = rest[len(inner):]
+    # After the value: nothing, or whitespace and a comment (a `#` right after
+    # a closing quote would be part of the word, so it needs the space).
+    if not re.fullmatch(r"\s*|\s+#.*", after):
+        raise PlanError(f"{where} continues after the value with shell syntax this program will not rewrite")
+    if "`" in inner or "\\" in inner or (quote == "'" and "$" in inner):
+        raise PlanError(f"{where} uses shell syntax this program will not rewrite")
+    kind, value = "plain", inner
+    if "$" in inner:
+        append, prepend = _APPEND.match(inner), _PREPEND.match(inner)
+        if append and "$" not in (append.group("x") or ""):
+            kind, value = "append", append.group("x") or ""
+        elif prepend and "$" not in prepend.group("x"):
+            kind, value = "prepend", prepend.group("x")
+        else:
+            raise PlanError(f"{where} uses shell expansion this program will not rewrite")
+    return GrubAssignment(path, index, kind, value, quote, match.group("lead"), after)
+
+
+def grub_assignments(path: str, content: str) -> list[GrubAssignment]:
+    found = []
+    for index, line in enumerate(content.splitlines()):
+        if line.lstrip().startswith("#"):
+            continue
+        assignment = _grub_assignment(path, index, line)
+        if assignment:
+            found.append(assignment)
+    return found
+
+
+@dataclass(frozen=True)
+class GrubCmdline:
+    """GRUB_CMDLINE_LINUX_DEFAULT the way update-grub (grub-mkconfig) gets it:
+    /etc/default/grub sourced first, then /etc/default/grub.d/*.cfg in order,
+    the last plain assignment winning and later ``$GRUB_CMDLINE_LINUX_DEFAULT
+    …`` lines extending it."""
+
+    base: GrubAssignment | None  # the assignment that decides the value
+    additions: tuple[GrubAssignment, ...]  # extensions after it
+
+    @property
+    def path(self) -> str:
+        """The file that decides the value (where this program edits it)."""
+        return self.base.path if self.base else GRUB_DEFAULT
+
+    @property
+    def effective(self) -> str:
+        value = self.base.value if self.base else ""
+        for addition in self.additions:
+            value = f"{value} {addition.value}" if addition.kind == "append" else f"{addition.value} {value}"
+        return " ".join(value.split())
+
+
+def grub_cmdline(files: dict[str, str | None]) -> GrubCmdline:
+    order = [GRUB_DEFAULT] + sorted((p for p, c in files.items() if p.startswith(GRUB_D + "/") and p.endswith(".cfg") and c is not None),
+                                    key=lambda p: p.encode())
+    base: GrubAssignment | None = None
+    additions: list[GrubAssignment] = []
+    for path in order:
+        for assignment in grub_assignments(path, files.get(path) or ""):
+            if assignment.kind == "plain":
+                base, additions = assignment, []
+            else:
+                additions.append(assignment)
+    return GrubCmdline(base, tuple(additions))
+
+
+def _set_grub_value(content: str, assignment: GrubAssignment, value: str) -> str:
+    lines = content.splitlines(keepends=True)
+    line = lines[assignment.line]
+    ending = line[len(line.rstrip("\r\n")):]
+    quote = assignment.quote or ('"' if (" " in value or not value) else "")
+    lines[assignment.line] = f"{assignment.lead}{quote}{value}{quote}{assignment.trail}{ending}"
+    return "".join(lines)
+
+
+def edit_grub_files(files: dict[str, str | None], wanted: list[str]) -> tuple[str, str]:
+    """(file that decides GRUB_CMDLINE_LINUX_DEFAULT, its new content) with
+    each wanted token in the effective value. Raises PlanError, naming the
+    file and line, where that cannot be done by editing one value."""
+    grub = grub_cmdline(files)
+    effective = grub.effective.split()
+    missing = []
+    for token in wanted:
+        same = [t for t in effective if _key(t) == _key(token)]
+        if same and all(t == token for t in same):
+            continue
+        for addition in grub.additions:
+            clash = [t for t in addition.value.split() if _key(t) == _key(token) and t != token]
+            if clash:
+                raise PlanError(f"{addition.path} line {addition.line + 1} adds {clash[0]} to GRUB_CMDLINE_LINUX_DEFAULT after "
+                                f"{grub.path} sets it; change it to {token} (or remove it) and re-run")
+        missing.append(token)
+    path = grub.path
+    content = files.get(path) or ""
+    if not missing:
+        return path, content
+    if grub.base is None:
+        if grub.additions:
+            first = grub.additions[0]
+            raise PlanError(f"GRUB_CMDLINE_LINUX_DEFAULT is only extended ({first.path} line {first.line + 1}), never set; "
+                            f"set it once in {GRUB_DEFAULT} (e.g. GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\") and re-run")
+        sep = "" if content.endswith("\n") or not content else "\n"
+        return path, f'{content}{sep}GRUB_CMDLINE_LINUX_DEFAULT="{" ".join(missing)}"\n'
+    return path, _set_grub_value(content, grub.base, edit_tokens(grub.base.value, missing))
 
 
 def edit_grub(content: str, wanted: list[str]) -> str:
-    """Minimal edit of /etc/default/grub: only GRUB_CMDLINE_LINUX_DEFAULT's value."""
-    index, value, quote = grub_value(content)
-    new_value = edit_tokens(value, wanted)
-    if index is None:
-        if not new_value:
-            return content
-        sep = "" if content.endswith("\n") or not content else "\n"
-        return f"{content}{sep}GRUB_CMDLINE_LINUX_DEFAULT={quote}{new_value}{quote}\n"
-    if new_value == value:
-        return content
-    lines = content.splitlines(keepends=True)
-    match = _GRUB_LINE.match(lines[index].rstrip("\r\n"))
-    assert match is not None
-    ending = lines[index][len(lines[index].rstrip("\r\n")):]
-    lines[index] = f"{match.group('lead')}{quote}{new_value}{quote}{match.group('trail')}{ending}"
-    return "".join(lines)
+    """Minimal edit of one /etc/default/grub: only GRUB_CMDLINE_LINUX_DEFAULT's value."""
+    return edit_grub_files({GRUB_DEFAULT: content}, wanted)[1]
 
 
 def kernel_cmdline_value(content: str) -> str:
@@ -283,15 +468,34 @@ def edit_kernel_cmdline(content: str, wanted: list[str]) -> str:
 
 
 def cmdline_file(facts: HostFacts) -> str:
-    return KERNEL_CMDLINE if facts.bootloader == "systemd-boot" else GRUB_DEFAULT
+    """The file that decides the kernel command line on this host."""
+    if facts.bootloader == "systemd-boot":
+        return KERNEL_CMDLINE
+    return grub_cmdline(facts.files).path
 
 
-def _cmdline_of(path: str, content: str) -> str:
-    return grub_value(content)[1] if path == GRUB_DEFAULT else kernel_cmdline_value(content)
+def _cmdline_of(path: str, content: str) -> str | None:
+    """The command-line value one file sets (None: a GRUB file that no longer sets it)."""
+    if path == KERNEL_CMDLINE:
+        return kernel_cmdline_value(content)
+    plain = [a for a in grub_assignments(path, content) if a.kind == "plain"]
+    return plain[-1].value if plain else None
+
+
+def _set_cmdline(path: str, content: str, value: str) -> str:
+    if path == KERNEL_CMDLINE:
+        return content.replace(kernel_cmdline_value(content), value, 1)
+    plain = [a for a in grub_assignments(path, content) if a.kind == "plain"]
+    return _set_grub_value(content, plain[-1], value)
 
 
 def _edit(path: str, content: str, wanted: list[str]) -> str:
-    return edit_grub(content, wanted) if path == GRUB_DEFAULT else edit_kernel_cmdline(content, wanted)
+    if path == KERNEL_CMDLINE:
+        return edit_kernel_cmdline(content, wanted)
+    current = _cmdline_of(path, content)
+    if current is None:
+        raise PlanError(f"{path} does not set GRUB_CMDLINE_LINUX_DEFAULT")
+    return _set_cmdline(path, content, edit_tokens(current, wanted))
 
 
 # --------------------------------------------------------------------------
@@ -307,6 +511,11 @@ class Block:
 
 _BLOCK = re.compile(r"^# BEGIN (?P<owner>\S+)\n(?P<body>(?:.*\n)*?)# END (?P=owner)$", re.M)
 _FUNCTION_LINE = re.compile(r"^# function (\S+) ([0-9a-f]{4}:[0-9a-f]{4}) (0x[0-9a-f]{6})$")
+_VFIO_HEADER = (
+    "# Managed by proxmox-talos-gpu: binds passed-through GPUs to vfio-pci.",
+    "# One block per stack; each stack edits only its own block, and the lines",
+    "# after the blocks are derived from all of them. Do not edit by hand.",
+)
 
 
 def parse_blocks(content: str | None) -> dict[str, Block]:
@@ -323,11 +532,7 @@ def render_vfio_file(blocks: dict[str, Block]) -> str | None:
     the union of all blocks."""
     if not blocks:
         return None
-    out = [
-        "# Managed by proxmox-talos-gpu: binds passed-through GPUs to vfio-pci.",
-        "# One block per stack; each stack edits only its own block, and the lines",
-        "# after the blocks are derived from all of them. Do not edit by hand.",
-    ]
+    out = list(_VFIO_HEADER)
     ids: set[str] = set()
     softdeps: set[str] = set()
     for owner in sorted(blocks):
@@ -345,6 +550,57 @@ def render_vfio_file(blocks: dict[str, Block]) -> str | None:
 
 
 # --------------------------------------------------------------------------
+# Files this program wrote, edited by hand since
+# --------------------------------------------------------------------------
+
+
+def _written_by_us(path: str, line: str) -> bool:
+    """Could this program have written ``line`` to ``path`` (any version)?
+    For hosts prepared before it kept a record of what it wrote."""
+    if path == BLACKLIST_FILE:
+        return line in blacklist_content().splitlines()
+    if path == MODULES_LOAD_FILE:
+        return line in modules_load_content((5, 0)).splitlines()
+    if path == VFIO_FILE:
+        return (line in _VFIO_HEADER or bool(re.fullmatch(r"# (BEGIN|END) \S+", line)) or bool(_FUNCTION_LINE.match(line))
+                or bool(re.fullmatch(r"options vfio-pci ids=[0-9a-f]{4}:[0-9a-f]{4}(,[0-9a-f]{4}:[0-9a-f]{4})*", line))
+                or line in {f"softdep {m} pre: vfio-pci" for m in _SOFTDEP_BY_CLASS.values()})
+    return True
+
+
+def written_record(path: str, facts: HostFacts) -> str | None:
+    """What this program last wrote to ``path``. A run interrupted between
+    recording and writing leaves the previous record as ``<path>.prev``, and
+    the file may still hold that one."""
+    record, previous = facts.written.get(path), facts.written.get(path + ".prev")
+    return previous if previous is not None and facts.files.get(path) == previous else record
+
+
+def hand_edits(path: str, facts: HostFacts) -> list[str]:
+    """The lines of ``path`` changed since this program wrote it, as `+line`
+    (added by hand) and `-line` (removed by hand); [] when none."""
+    current = facts.files.get(path)
+    if current is None:
+        return []
+    record = written_record(path, facts)
+    if record is None:
+        return [f"+{line}" for line in current.splitlines() if not _written_by_us(path, line)]
+    if current == record:
+        return []
+    now, then = Counter(current.splitlines()), Counter(record.splitlines())
+    changes = [f"+{line}" for line in (now - then).elements()] + [f"-{line}" for line in (then - now).elements()]
+    return changes or ["(only blank lines or line endings changed)"]
+
+
+def _hand_edit_refusal(path: str, edits: list[str], action: str) -> Refusal:
+    lines = "; ".join(f"`{shown(e, 100)}`" for e in edits[:8]) + (f" and {len(edits) - 8} more" if len(edits) > 8 else "")
+    return Refusal(None, (
+        f"{path} was edited by hand since proxmox-talos-gpu wrote it ({lines}); {action} would drop that. "
+        "Move your lines to a file of your own in the same folder and re-run, or let this run replace them: "
+        "set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written."))
+
+
+# --------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------
 
@@ -358,7 +614,7 @@ def blacklist_content() -> str:
 def modules_load_content(kernel: tuple[int, int]) -> str:
     modules = list(VFIO_MODULES)
     if kernel < (6, 2):
-        modules.append("vfio_virqfd")  # a separate module only before 6.2 (DESIGN fact 5)
+        modules.append("vfio_virqfd")  # a separate module only before 6.2 (pve-docs qm-pci-passthrough)
     return "# Managed by proxmox-talos-gpu: VFIO modules for PCI passthrough.\n" + "\n".join(modules) + "\n"
 
 
@@ -384,6 +640,12 @@ def wanted_cmdline_tokens(inputs: HostPrepInputs, facts: HostFacts) -> tuple[lis
     return tokens, reasons
 
 
+def static_tokens(inputs: HostPrepInputs) -> tuple[str, ...]:
+    """Tokens wanted on every CPU and kernel: the facts script checks them
+    to decide, on the host, whether a reboot may be needed."""
+    return ("iommu=pt",) if inputs.iommu_passthrough else ()
+
+
 def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict[str, Block]) -> tuple[list[Refusal], list[str], bool]:
     """(refusals, notes, isolation must be checked after the first boot)."""
     refusals: list[Refusal] = []
@@ -391,6 +653,12 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
     running = facts.cmdline.split()
     kernel = facts.kernel_version
     defer_isolation = False
+
+    if facts.bootloader_problem:
+        refusals.append(Refusal(None, (
+            f"cannot tell how this host boots: {facts.bootloader_problem}. Editing the wrong boot configuration would "
+            "reboot for nothing, so nothing was written. Check `proxmox-boot-tool status` and `efibootmgr -v` on the host "
+            "(pve-docs: \"Determine which Bootloader is Used\").")))
 
     # IOMMU: expected off (we turn it on) or off in the firmware (refuse).
     if not facts.iommu_active:
@@ -424,7 +692,13 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
             other = next(o for o, b in blocks.items() if o != owner and any(a == gpu.address for a, _, _ in b.functions))
             refusals.append(Refusal(gpu.key("address"), f"{gpu.address!r} is already passed through by stack {other}; one GPU can go to one VM"))
         if facts.iommu_active:
-            if gpu.iommu_group is not None and first.iommu_group is not None and gpu.iommu_group != first.iommu_group:
+            unreadable = [fn.address for fn in functions if fn.iommu_group is None]
+            if unreadable:
+                refusals.append(Refusal(gpu.key("address"), (
+                    f"the IOMMU is active but the IOMMU group of {', '.join(unreadable)} cannot be read "
+                    "(no /sys/bus/pci/devices/<address>/iommu_group); its isolation cannot be checked, so nothing was written")))
+                continue
+            if gpu.iommu_group is not None and gpu.iommu_group != first.iommu_group:
                 refusals.append(Refusal(gpu.key("iommuGroup"), f"{gpu.iommu_group!r}, but {gpu.address} is in IOMMU group {first.iommu_group}"))
             problem = isolation_problem(gpu, functions, facts)
             if problem:
@@ -453,11 +727,11 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
                          "at the next boot (blacklisted); the host console falls back to the firmware framebuffer")
     for path, line in facts.foreign_vfio_options:
         refusals.append(Refusal(None, (
-            f"{path} sets `{line}`; vfio-pci options are last-wins, so two files fight over them. "
+            f"{path} sets `{shown(line, 100)}`; vfio-pci options are last-wins, so two files fight over them. "
             f"Remove that line (proxmox-talos-gpu keeps the one ids= line in {VFIO_FILE}) and re-run.")))
     for token in running:
         if _key(token) in ("vfio-pci.ids", "vfio_pci.ids"):
-            refusals.append(Refusal(None, f"the kernel command line sets {token}; it overrides {VFIO_FILE}. Remove it from the boot configuration and re-run."))
+            refusals.append(Refusal(None, f"the kernel command line sets {shown(token)}; it overrides {VFIO_FILE}. Remove it from the boot configuration and re-run."))
     return refusals, notes, defer_isolation
 
 
@@ -479,28 +753,73 @@ def isolation_problem(gpu: GpuSpec, functions: list[PciFunction], facts: HostFac
             "or enable ACS for that slot in the firmware; nothing was written.")
 
 
+def reboot_impact(inputs: HostPrepInputs, facts: HostFacts) -> RebootImpact:
+    """Which running guests a reboot stops, and whether host.runningGuests
+    lets it go ahead. Proxmox shuts every guest down on the way down and
+    starts those with onboot=1 again (pve-manager pve-guests.service:
+    `pvesh create /nodes/localhost/stopall` / `startall`)."""
+    if facts.guests is None:
+        if facts.guests_problem and inputs.running_guests == "refuse":
+            return RebootImpact(False, blocked=(
+                f"cannot tell which guests run on this host ({facts.guests_problem}), and host.runningGuests is refuse. "
+                "Fix the read (pvesh on the host), or re-run with host.runningGuests: stop (CLI: --running-guests stop) to reboot anyway."))
+        notes = (f"note: the guests could not be read ({facts.guests_problem}); host.runningGuests is stop, so the reboot goes ahead",) \
+            if facts.guests_problem else ()
+        return RebootImpact(False, notes=notes)
+    stops = tuple(g for g in facts.guests if g.running)
+    own = tuple(g for g in stops if g.vmid in inputs.own_vmids)
+    others = tuple(g for g in stops if g not in own)
+    notes: list[str] = []
+    drain = None
+    if own:
+        if inputs.node_name:
+            drain = inputs.node_name
+        else:
+            notes.append(f"note: this stack's VM {own[0].vmid} runs, but no Kubernetes node name is known (--node-name): it is not drained first")
+    for guest in own:
+        if not guest.onboot:
+            notes.append(f"note: this stack's VM {guest.label} has no onboot: it stays off after the reboot (`qm set {guest.vmid} --onboot 1`, or start it by hand)")
+    blocked = ""
+    if others and inputs.running_guests == "refuse":
+        mine = f" besides this stack's VM {', '.join(str(v) for v in inputs.own_vmids)}" if inputs.own_vmids else ""
+        blocked = (
+            f"the reboot would stop {len(others)} running guest(s){mine}: {', '.join(g.label for g in others)}. "
+            "host.runningGuests is refuse (the default), so the host is not rebooted; every file is written and refreshed, "
+            "so the change takes effect at the host's next reboot. To proceed, either shut those guests down yourself ("
+            + ", ".join(f"`{g.tool} shutdown {g.vmid}`" for g in others)
+            + ") and re-run, or re-run with host.runningGuests: stop (CLI: --running-guests stop): Proxmox then shuts every guest "
+            "down gracefully and starts the ones with onboot=1 again.")
+    return RebootImpact(True, stops, own, blocked, drain, tuple(notes))
+
+
 def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
     """Desired host state for ``owner``'s GPUs, as changes against ``facts``."""
     if not _OWNER.match(owner):
         raise PlanError(f"owner {owner!r} must be letters, digits, '.', '_', '-' and '/' (project/stack)")
+    if inputs.running_guests not in RUNNING_GUESTS or inputs.hand_edits not in HAND_EDITS:
+        raise PlanError(f"running_guests must be one of {RUNNING_GUESTS} and hand_edits one of {HAND_EDITS}")
     vfio_blocks = parse_blocks(facts.files.get(VFIO_FILE))
     refusals, notes, defer_isolation = _refusals(inputs, facts, owner, vfio_blocks)
-    path = cmdline_file(facts)
-    current_cmdline_file = facts.files.get(path)
-    if path == KERNEL_CMDLINE and not (current_cmdline_file or "").strip():
-        refusals.append(Refusal(None, f"this host boots with systemd-boot ({facts.bootloader_evidence}) but {KERNEL_CMDLINE} is missing or empty; "
-                                "creating it without the root= parameters would leave the host unbootable. Restore it (see `proxmox-boot-tool`) and re-run."))
-    if path == GRUB_DEFAULT and current_cmdline_file is None:
-        refusals.append(Refusal(None, f"this host boots with GRUB ({facts.bootloader_evidence}) but {GRUB_DEFAULT} is missing; restore it and re-run."))
     tokens, token_reasons = wanted_cmdline_tokens(inputs, facts)
-    new_cmdline_file = None
-    if current_cmdline_file is not None and not refusals:
+    path, current_cmdline_file, new_cmdline_file = KERNEL_CMDLINE, facts.files.get(KERNEL_CMDLINE), None
+    if facts.bootloader == "systemd-boot":
+        if not (current_cmdline_file or "").strip():
+            refusals.append(Refusal(None, f"this host boots with systemd-boot ({facts.bootloader_evidence}) but {KERNEL_CMDLINE} is missing or empty; "
+                                    "creating it without the root= parameters would leave the host unbootable. Restore it (see `proxmox-boot-tool`) and re-run."))
+        elif not refusals:
+            try:
+                new_cmdline_file = edit_kernel_cmdline(current_cmdline_file, tokens)
+            except PlanError as error:
+                refusals.append(Refusal(None, f"{error}; add {' '.join(tokens)} by hand"))
+    elif facts.files.get(GRUB_DEFAULT) is None:
+        refusals.append(Refusal(None, f"this host boots with GRUB ({facts.bootloader_evidence}) but {GRUB_DEFAULT} is missing; restore it and re-run."))
+    elif not refusals:
         try:
-            new_cmdline_file = _edit(path, current_cmdline_file, tokens)
+            path, new_cmdline_file = edit_grub_files(facts.files, tokens)
+            current_cmdline_file = facts.files.get(path)
         except PlanError as error:
-            refusals.append(Refusal(None, f"{error}; add {' '.join(tokens)} by hand"))
-    if refusals:
-        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=inputs.allow_reboot)
+            refusals.append(Refusal(None, f"{error}. update-grub reads {GRUB_DEFAULT}, then {GRUB_D}/*.cfg in order (the last setting wins); "
+                                    "nothing was written"))
 
     functions = [fn for gpu in inputs.gpus for fn in facts.slot_functions(gpu.address)]
     files: list[FileChange] = []
@@ -510,24 +829,37 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         current = facts.files.get(file_path)
         if current == content:
             noops.append(f"{file_path} {ok}")
-        else:
-            files.append(FileChange(file_path, current, content, reason))
+            return
+        edits = hand_edits(file_path, facts)
+        if edits and inputs.hand_edits == "refuse":
+            refusals.append(_hand_edit_refusal(file_path, edits, "rewriting it"))
+        elif edits:
+            reason += f"; replaces the hand edits ({'; '.join(shown(e, 100) for e in edits)}) as host.handEdits is overwrite"
+        elif current is None and file_path in facts.written:
+            reason += " (it was deleted since proxmox-talos-gpu wrote it)"
+        files.append(FileChange(file_path, current, content, reason))
 
-    want(BLACKLIST_FILE, blacklist_content(), f"keep {', '.join(BLACKLISTED)} off the GPU so vfio-pci can claim it",
-         "already blacklists the host GPU drivers")
-    virqfd = "vfio_virqfd is part of vfio from kernel 6.2" if facts.kernel_version >= (6, 2) else "kernel older than 6.2 also needs vfio_virqfd"
-    want(MODULES_LOAD_FILE, modules_load_content(facts.kernel_version), f"load the VFIO modules at boot ({virqfd}; running {facts.kernel_release})",
-         "already loads the VFIO modules")
-    blocks = dict(vfio_blocks)
-    blocks[owner] = Block(owner, tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
-    ids = ",".join(sorted({fn.vendor_device for fn in functions}))
-    want(VFIO_FILE, render_vfio_file(blocks), f"bind {ids} to vfio-pci (every function of {', '.join(g.address for g in inputs.gpus)})",
-         f"already binds {ids} to vfio-pci")
+    if not refusals:
+        want(BLACKLIST_FILE, blacklist_content(), f"keep {', '.join(BLACKLISTED)} off the GPU so vfio-pci can claim it",
+             "already blacklists the host GPU drivers")
+        virqfd = "vfio_virqfd is part of vfio from kernel 6.2" if facts.kernel_version >= (6, 2) else "kernel older than 6.2 also needs vfio_virqfd"
+        want(MODULES_LOAD_FILE, modules_load_content(facts.kernel_version), f"load the VFIO modules at boot ({virqfd}; running {facts.kernel_release})",
+             "already loads the VFIO modules")
+        blocks = dict(vfio_blocks)
+        blocks[owner] = Block(owner, tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
+        ids = ",".join(sorted({fn.vendor_device for fn in functions}))
+        want(VFIO_FILE, render_vfio_file(blocks), f"bind {ids} to vfio-pci (every function of {', '.join(g.address for g in inputs.gpus)})",
+             f"already binds {ids} to vfio-pci")
+    if refusals:
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=inputs.allow_reboot,
+                        running_guests=inputs.running_guests)
+
     if new_cmdline_file is not None and new_cmdline_file != current_cmdline_file:
-        value = _cmdline_of(path, current_cmdline_file or "")
+        value = _cmdline_of(path, current_cmdline_file or "") or ""
         added = [t for t in tokens if t not in value.split()]
+        where = "" if path in (GRUB_DEFAULT, KERNEL_CMDLINE) else f" (this file decides GRUB_CMDLINE_LINUX_DEFAULT: update-grub reads it after {GRUB_DEFAULT})"
         files.append(FileChange(path, current_cmdline_file, new_cmdline_file,
-                                f"kernel command line ({facts.bootloader}): add {' '.join(added)}; " + "; ".join(token_reasons)))
+                                f"kernel command line ({facts.bootloader}){where}: add {' '.join(added)}; " + "; ".join(token_reasons)))
     elif tokens:
         noops.append(f"{path} already has {' '.join(tokens)}")
     else:
@@ -535,7 +867,7 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
     if facts.cpu_vendor == "amd" and inputs.intel_iommu == "on":
         notes.append("host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD")
 
-    commands = _commands(files, facts, path)
+    commands = _commands(files, facts)
     if not commands:
         noops.append("no initramfs or bootloader refresh: none of their inputs changed")
     reboot_reasons = _reboot_reasons(tokens, functions, facts)
@@ -547,12 +879,14 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
     return HostPlan(
         owner=owner, files=tuple(files), commands=tuple(commands), reboot=bool(reboot_reasons),
         reboot_reason="; ".join(reboot_reasons), noops=tuple(noops), notes=tuple(notes), cleanup=facts.stale_temps,
+        records=tuple((c.path, c.after) for c in files),
         wanted_cmdline=tuple(tokens), functions=tuple(fn.address for fn in functions),
         check_isolation_after_boot=defer_isolation, allow_reboot=inputs.allow_reboot,
+        impact=reboot_impact(inputs, facts) if reboot_reasons else None, running_guests=inputs.running_guests,
     )
 
 
-def _commands(files: list[FileChange], facts: HostFacts, cmdline_path: str) -> list[Command]:
+def _commands(files: list[FileChange], facts: HostFacts) -> list[Command]:
     changed = {change.path for change in files}
     commands = []
     initramfs_inputs = changed & {BLACKLIST_FILE, VFIO_FILE, MODULES_LOAD_FILE}
@@ -561,8 +895,9 @@ def _commands(files: list[FileChange], facts: HostFacts, cmdline_path: str) -> l
         commands.append(Command("update-initramfs", f"the initramfs loads vfio-pci early; {why}"))
     refresh = "update-grub" if facts.bootloader.startswith("grub") and not facts.boot_tool_managed else "proxmox-boot-tool-refresh"
     reasons = []
-    if cmdline_path in changed:
-        reasons.append(f"{cmdline_path} changed")
+    cmdline_changed = sorted(path for path in changed if is_cmdline_file(path))
+    if cmdline_changed:
+        reasons.append(f"{', '.join(cmdline_changed)} changed")
     if initramfs_inputs and facts.boot_tool_managed:
         reasons.append("proxmox-boot-tool copies the new initramfs to the ESP(s)")
     if any(name in facts.pending for name in ("update-grub", "proxmox-boot-tool-refresh")):
@@ -649,38 +984,62 @@ def verify_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> VerifyR
 # --------------------------------------------------------------------------
 
 
-def restore_cmdline(path: str, current: str, original: str) -> tuple[str, str]:
-    """(content, reason) that takes back only this program's kernel parameters.
-    When nothing else changed since, that is the original, byte for byte."""
+@dataclass(frozen=True)
+class Restore:
+    content: str
+    reason: str
+    exact: bool  # the original, byte for byte
+    notes: tuple[str, ...] = ()
+
+
+def restore_cmdline(path: str, current: str, original: str, written: str | None = None) -> Restore:
+    """What undo writes to a kernel command-line file. When it is still what
+    this program wrote (or, without that record, what its edit of the
+    original gives), the original comes back byte for byte; otherwise only
+    the parameters this program added are taken out, and everything changed
+    by hand since stays."""
+    if written is not None and current == written:
+        return Restore(original, "restore the original, byte for byte", True)
+    kept = f"the original is kept at {KEPT_DIR}{path}"
     try:
-        current_tokens = _cmdline_of(path, current).split()
-        original_tokens = _cmdline_of(path, original).split()
+        value = _cmdline_of(path, current)
+        original_value = _cmdline_of(path, original) or ""
+    except PlanError as error:
+        return Restore(current, "", False, (f"{path} cannot be read any more ({error}): left as it is; {kept}",))
+    if written is None and value is not None:
+        candidates = [t for t in value.split() if _key(t) in _MANAGED_KEYS]
+        try:
+            if _edit(path, original, candidates) == current:
+                return Restore(original, "restore the original, byte for byte", True)
+        except PlanError:
+            pass
+    if value is None:
+        return Restore(current, "", False, (f"{path} no longer sets GRUB_CMDLINE_LINUX_DEFAULT (removed by hand since proxmox-talos-gpu "
+                                            f"edited it): nothing of this program's is left to take back, so the file stays as it is; {kept}",))
+    original_tokens = original_value.split()
+    try:
+        ours_then = (_cmdline_of(path, written) or "").split() if written is not None else list(_OUR_TOKENS)
     except PlanError:
-        return original, "restore the original (the current file cannot be parsed)"
-    ours = [t for t in current_tokens if _key(t) in _MANAGED_KEYS and t not in original_tokens]
-    if _edit(path, original, ours) == current:
-        return original, "restore the original, byte for byte"
-    # Someone else edited the file since: take back only our parameters.
-    restored = [t for t in current_tokens if t not in ours]
-    for token in ours:
-        before = next((t for t in original_tokens if _key(t) == _key(token)), None)
-        if before:
-            restored.append(before)
-    value = _cmdline_of(path, current)
-    new_value = " ".join(restored)
-    if path == GRUB_DEFAULT:
-        index, _, quote = grub_value(current)
-        lines = current.splitlines(keepends=True)
-        assert index is not None
-        match = _GRUB_LINE.match(lines[index].rstrip("\r\n"))
-        assert match is not None
-        ending = lines[index][len(lines[index].rstrip("\r\n")):]
-        lines[index] = f"{match.group('lead')}{quote}{new_value}{quote}{match.group('trail')}{ending}"
-        return "".join(lines), "the file changed since it was edited: remove only the parameters proxmox-talos-gpu added"
-    return current.replace(value, new_value, 1), "the file changed since it was edited: remove only the parameters proxmox-talos-gpu added"
+        ours_then = list(_OUR_TOKENS)
+    ours = {t for t in ours_then if t not in original_tokens and _key(t) in _MANAGED_KEYS}
+    tokens = value.split()
+    removed = [t for t in tokens if t in ours]
+    restored = [t for t in tokens if t not in ours]
+    for token in removed:
+        before = [t for t in original_tokens if _key(t) == _key(token)]
+        if before and not any(_key(t) == _key(token) for t in restored):
+            restored.extend(before)
+    notes = [f"{path}: kept {t}: changed by hand since proxmox-talos-gpu set {_key(t)}"
+             for t in tokens if _key(t) in _MANAGED_KEYS and t not in ours and t not in original_tokens]
+    notes.append(f"{path} changed by hand since proxmox-talos-gpu edited it, so it is not restored byte for byte; {kept}")
+    if not removed:
+        return Restore(current, "", False, tuple(notes))
+    return Restore(_set_cmdline(path, current, " ".join(restored)), "the file changed by hand since proxmox-talos-gpu edited it: "
+                   f"take out only the parameters it added ({' '.join(removed)})", False, tuple(notes))
 
 
-def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot_on_destroy: bool = False) -> HostPlan:
+def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot_on_destroy: bool = False,
+              hand_edits_policy: str = "refuse", inputs: HostPrepInputs | None = None) -> HostPlan:
     """Remove ``owner``'s block; the last stack out restores every original."""
     if not _OWNER.match(owner):
         raise PlanError(f"owner {owner!r} must be letters, digits, '.', '_', '-' and '/' (project/stack)")
@@ -690,13 +1049,24 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     noops: list[str] = []
     notes: list[str] = []
     forget: list[str] = []
-    owned_present = {p for p in (VFIO_FILE, BLACKLIST_FILE, MODULES_LOAD_FILE) if facts.files.get(p) is not None}
+    archive: list[str] = []
+    refusals: list[Refusal] = []
+    owned_present = {p for p in OWNED_FILES if facts.files.get(p) is not None}
+
+    def rewrite(path: str, after: str | None, reason: str, action: str) -> None:
+        edits = hand_edits(path, facts) if path in OWNED_FILES else []
+        if edits and hand_edits_policy == "refuse":
+            refusals.append(_hand_edit_refusal(path, edits, action))
+            return
+        if edits:
+            reason += f"; drops the hand edits ({'; '.join(shown(e, 100) for e in edits)}) as host.handEdits is overwrite"
+        files.append(FileChange(path, facts.files.get(path), after, reason))
+
     if blocks:
         if ours is None:
             noops.append(f"nothing to undo because {VFIO_FILE} has no block for {owner} (other stacks: {', '.join(sorted(blocks))})")
         else:
-            files.append(FileChange(VFIO_FILE, facts.files.get(VFIO_FILE), render_vfio_file(blocks),
-                                    f"remove the block of {owner}; {len(blocks)} other stack(s) keep theirs"))
+            rewrite(VFIO_FILE, render_vfio_file(blocks), f"remove the block of {owner}; {len(blocks)} other stack(s) keep theirs", "removing this block")
             noops.append(f"the kernel command line, blacklist and module list stay: stack(s) {', '.join(sorted(blocks))} still pass GPUs through")
             shared = sorted({vd for _, vd, _ in ours.functions} & {vd for b in blocks.values() for _, vd, _ in b.functions})
             if shared:
@@ -706,27 +1076,39 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     else:
         for path in sorted(set(facts.originals) | owned_present):
             current = facts.files.get(path)
-            if path in facts.originals:
-                original = facts.originals[path]
+            if path not in facts.originals:
+                rewrite(path, None, "a proxmox-talos-gpu file without a recorded original: remove it", "removing it")
+                continue
+            original = facts.originals[path]
+            if current == original:
                 forget.append(path)
-                if current == original:
-                    noops.append(f"{path} is already as it was before proxmox-talos-gpu")
-                    continue
-                if original is None:
-                    files.append(FileChange(path, current, None, "created by proxmox-talos-gpu: remove it"))
-                elif current is not None and path in (GRUB_DEFAULT, KERNEL_CMDLINE):
-                    content, reason = restore_cmdline(path, current, original)
-                    files.append(FileChange(path, current, content, reason))
-                else:
-                    files.append(FileChange(path, current, original, "restore the original, byte for byte"))
+                noops.append(f"{path} is already as it was before proxmox-talos-gpu")
+                continue
+            if original is None:
+                forget.append(path)
+                rewrite(path, None, "created by proxmox-talos-gpu: remove it", "removing it")
+            elif current is not None and is_cmdline_file(path):
+                restore = restore_cmdline(path, current, original, written_record(path, facts))
+                notes.extend(restore.notes)
+                (forget if restore.exact else archive).append(path)
+                if restore.content != current:
+                    files.append(FileChange(path, current, restore.content, restore.reason))
             else:
-                files.append(FileChange(path, current, None, "a proxmox-talos-gpu file without a recorded original: remove it"))
-    cmdline_path = cmdline_file(facts)
-    commands = _commands(files, facts, cmdline_path)
+                forget.append(path)
+                rewrite(path, original, "restore the original, byte for byte", "restoring the original")
+    if refusals:
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=allow_reboot)
+    commands = _commands(files, facts)
     changed = bool(files)
     reboot = changed and reboot_on_destroy and allow_reboot
     if changed and not reboot:
         notes.append("the running host keeps the GPU on vfio-pci until its next reboot" + ("" if reboot_on_destroy else " (host.rebootOnDestroy is false)"))
+    records = [(c.path, c.after if c.path == VFIO_FILE and c.after is not None else None) for c in files]
+    records += [(path, None) for path in (*forget, *archive)
+                if (path in facts.written or path + ".prev" in facts.written) and path not in {c.path for c in files}]
+    policy_inputs = inputs or HostPrepInputs(gpus=())
     return HostPlan(owner=owner, files=tuple(files), commands=tuple(commands), reboot=reboot,
                     reboot_reason="host.rebootOnDestroy is true" if reboot else "", noops=tuple(noops), notes=tuple(notes),
-                    cleanup=facts.stale_temps, forget_originals=tuple(forget), allow_reboot=allow_reboot)
+                    cleanup=facts.stale_temps, forget_originals=tuple(forget), archive_originals=tuple(archive), records=tuple(records),
+                    allow_reboot=allow_reboot, impact=reboot_impact(policy_inputs, facts) if reboot else None,
+                    running_guests=policy_inputs.running_guests)

@@ -16,7 +16,9 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value not known at preview
 OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
 _REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old one first
-_UPDATE_KEYS = ("user", "host_key", "gpus", "intel_iommu", "iommu_passthrough", "allow_reboot", "reboot_on_destroy", "reboot_timeout_seconds", "root")
+_UPDATE_KEYS = ("user", "host_key", "gpus", "intel_iommu", "iommu_passthrough", "allow_reboot", "reboot_on_destroy", "reboot_timeout_seconds",
+                "running_guests", "own_vmids", "node_name", "hand_edits", "command_timeout_seconds", "drain_timeout_seconds",
+                "guest_timeout_seconds", "root")
 
 
 def _say(message: str) -> None:
@@ -34,8 +36,14 @@ def _engine(props: dict[str, Any]):
     inputs = HostPrepInputs.from_dict({
         "gpus": props["gpus"], "intel_iommu": props.get("intel_iommu", "auto"), "iommu_passthrough": props.get("iommu_passthrough", True),
         "allow_reboot": props.get("allow_reboot", True), "reboot_on_destroy": props.get("reboot_on_destroy", False),
+        "running_guests": props.get("running_guests"), "own_vmids": props.get("own_vmids"), "node_name": props.get("node_name"),
+        "hand_edits": props.get("hand_edits"),
     })
-    options = EngineOptions(root=props.get("root") or "/", reboot_timeout=float(props.get("reboot_timeout_seconds", 600)), progress=_say)
+    options = EngineOptions(root=props.get("root") or "/", reboot_timeout=float(props.get("reboot_timeout_seconds", 600)),
+                            command_timeout=float(props.get("command_timeout_seconds") or 900),
+                            drain_timeout=float(props.get("drain_timeout_seconds") or 300),
+                            guest_timeout=float(props.get("guest_timeout_seconds") or 600),
+                            kubeconfig=props.get("kubeconfig") or None, progress=_say)
 
     def connect(timeout: float) -> SshTransport:
         return SshTransport.connect(target, timeout=timeout)
@@ -80,6 +88,9 @@ def validate(props: dict[str, Any]) -> list[CheckFailure]:
         failures.append(CheckFailure("gpus", "gpus must be a non-empty list of {address, id, ...}"))
     if props.get("intel_iommu", "auto") not in ("auto", "on", UNKNOWN):
         failures.append(CheckFailure("intel_iommu", f"intel_iommu {props.get('intel_iommu')!r} must be auto or on"))
+    for key, allowed in (("running_guests", ("refuse", "stop")), ("hand_edits", ("refuse", "overwrite"))):
+        if props.get(key) not in (None, UNKNOWN, *allowed):
+            failures.append(CheckFailure(key, f"{key} {props.get(key)!r} must be one of {', '.join(allowed)}"))
     return failures
 
 
@@ -100,6 +111,9 @@ class HostPrepProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
+        from components.hostprep.engine import HostPrepError
+        from components.hostprep.facts import FactsError
+        from components.hostprep.plan import PlanError
         from components.hostprep.transport import HostKeyError, TransportError
 
         try:
@@ -109,6 +123,8 @@ class HostPrepProvider(ResourceProvider):
         except TransportError as error:
             _say(f"could not read the host to preview its changes ({error}); `up` will try again")
             return []
+        except (FactsError, PlanError, HostPrepError) as error:
+            return [CheckFailure("host", str(error))]
         if plan.refused:
             return [CheckFailure("gpus", str(refusal)) for refusal in plan.refusals]
         _say("planned host changes:\n" + plan.render())
@@ -140,12 +156,16 @@ class HostPrepProvider(ResourceProvider):
         engine = _engine(props)
         result = engine.apply()
         _say(f"host ready: {len(result.wrote)} file(s) written, {len(result.ran)} command(s), rebooted: {result.rebooted}, {result.round_trips} SSH round trip(s)")
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
         return CreateResult(id_=f"{props['host']}:{props['port']}/{props['owner']}", outs=_outputs(props, result.outputs(engine.addresses)))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         engine = _engine(news)
         result = engine.apply()
         _say(f"host ready: {len(result.wrote)} file(s) written, {len(result.ran)} command(s), rebooted: {result.rebooted}")
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
         return UpdateResult(outs=_outputs(news, result.outputs(engine.addresses)))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -156,7 +176,7 @@ class HostPrepProvider(ResourceProvider):
         from components.hostprep.engine import host_outputs
 
         engine = _engine(props)
-        facts = engine.facts()
+        facts = engine.facts(guests="never")
         outs = _outputs(props, host_outputs(facts, engine.addresses))
         outs["rebooted"] = bool(props.get("rebooted", False))
         return ReadResult(id_=id_, outs=outs)

@@ -16,7 +16,7 @@ import select
 import shlex
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import paramiko
@@ -41,6 +41,17 @@ class TransportError(ConnectionError):
 
 class HostKeyError(TransportError):
     """The host offered a key that does not match the pin; nothing was sent."""
+
+
+class CommandTimeoutError(TransportError):
+    """A command did not finish in time; the client stopped waiting (the
+    connection is still up, so the caller can stop the command on the host)."""
+
+    def __init__(self, message: str, *, elapsed: float, stdout: str = "", stderr: str = ""):
+        super().__init__(message)
+        self.elapsed = elapsed
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 @dataclass(frozen=True)
@@ -185,16 +196,24 @@ def atomic_write_snippet(path: str, content: bytes, token: str, *, mode: str = "
     the new content, never a mix."""
     tmp = temp_path(path, token)
     payload = base64.b64encode(content).decode()
-    q_path, q_tmp = shlex.quote(path), shlex.quote(tmp)
+    q_path, q_tmp, q_dir = shlex.quote(path), shlex.quote(tmp), shlex.quote(path.rpartition('/')[0] or '/')
     return "\n".join([
-        f"mkdir -p -- {shlex.quote(path.rpartition('/')[0] or '/')}",
-        f"base64 -d > {q_tmp} <<'PTG_EOF'",
+        f"mkdir -p -- {q_dir}",
+        f"if ! base64 -d > {q_tmp} <<'PTG_EOF'",
         payload,
         "PTG_EOF",
+        # A full disk (ENOSPC) or any other write error: drop the partial temp
+        # file, leave the target as it was, and say which file and how much room.
+        "then",
+        f"  rm -f -- {q_tmp}",
+        f"  printf 'cannot write %s (%s bytes): %s; it was left as it was\\n' {q_path} {len(content)} "
+        f"\"$(df -Pk -- {q_dir} 2>/dev/null | awk 'NR==2 {{print $4 \" KiB free on \" $6}}')\" >&2",
+        "  exit 77",
+        "fi",
         f"if [ -e {q_path} ]; then chmod --reference={q_path} {q_tmp} && chown --reference={q_path} {q_tmp}; else chmod {mode} {q_tmp}; fi",
         f"sync -- {q_tmp}",
         f"mv -f -- {q_tmp} {q_path}",
-        f"sync -- {shlex.quote(path.rpartition('/')[0] or '/')} 2>/dev/null || true",
+        f"sync -- {q_dir} 2>/dev/null || true",
     ])
 
 
@@ -431,15 +450,25 @@ class SshTransport:
         if value:
             self._secrets.append(value)
 
-    def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = None, label: str | None = None) -> CommandResult:
-        """Run ``command`` (through the login shell), feed ``stdin``, wait for it.
-        Raises TransportError when the connection drops."""
+    def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = None, label: str | None = None,
+            progress: Callable[[str], None] | None = None, progress_every: float = 10.0,
+            start_marker: bytes | None = None, wait_for_start: float | None = None) -> CommandResult:
+        """Run ``command`` (through the login shell), feed ``stdin``, wait for it
+        at most ``timeout`` seconds, telling ``progress`` every ``progress_every``
+        seconds that it still runs. With ``start_marker`` the ``timeout``
+        counts from the moment stdout shows that line (e.g. once a lock is
+        taken), and waiting for it is bounded by ``wait_for_start``. Raises
+        CommandTimeoutError when it takes longer, TransportError when the
+        connection drops."""
         self.round_trips += 1
         shown = mask(label or command, self._secrets)
         if len(shown) > 200:
             shown = shown[:200] + "..."
         started = time.monotonic()
-        deadline = started + (timeout or self.command_timeout)
+        limit = timeout or self.command_timeout
+        waiting = start_marker is not None
+        deadline = started + (wait_for_start or limit if waiting else limit)
+        next_progress = started + progress_every
         out, err = bytearray(), bytearray()
         try:
             channel = self._transport.open_session(timeout=10)
@@ -450,6 +479,9 @@ class SshTransport:
             while True:
                 if channel.recv_ready():
                     out += channel.recv(65536)
+                    if waiting and start_marker in out:
+                        waiting, started = False, time.monotonic()
+                        deadline, next_progress = started + limit, started + progress_every
                     continue
                 if channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
@@ -458,31 +490,46 @@ class SshTransport:
                     break
                 if channel.closed or not self._transport.is_active():
                     break
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     channel.close()
-                    raise TransportError(f"{self.target.label}: `{shown}` did not finish within {timeout or self.command_timeout:.0f} s")
-                select.select([channel], [], [], min(remaining, 1.0))
+                    what = f"did not start within {wait_for_start or limit:.0f} s" if waiting else f"did not finish within {limit:.0f} s"
+                    raise CommandTimeoutError(f"{self.target.label}: `{shown}` {what}",
+                                              elapsed=now - started, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
+                if progress is not None and now >= next_progress and not waiting:
+                    progress(f"`{shown}` still running: {now - started:.0f} s of at most {limit:.0f} s")
+                    next_progress = now + progress_every
+                select.select([channel], [], [], min(remaining, 1.0, max(0.05, next_progress - now)))
             while channel.recv_ready():
                 out += channel.recv(65536)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
             rc = channel.recv_exit_status() if channel.exit_status_ready() else -1
+            eof = channel.eof_received
             channel.close()
+        except TransportError:
+            raise
         except (paramiko.SSHException, OSError, EOFError) as error:
             log.info("run[%d] %s: %s -> connection lost (%s)", self.round_trips, self.target.label, shown, error)
             raise TransportError(f"{self.target.label}: connection lost while running `{shown}`: {error}") from None
-        if rc == -1:
-            log.info("run[%d] %s: %s -> connection lost", self.round_trips, self.target.label, shown)
-            raise TransportError(f"{self.target.label}: connection lost while running `{shown}`")
         stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        if rc == -1:
+            if not eof or not self._transport.is_active():
+                log.info("run[%d] %s: %s -> connection lost", self.round_trips, self.target.label, shown)
+                raise TransportError(f"{self.target.label}: connection lost while running `{shown}`")
+            # The connection is fine but no exit status came: sshd reports a signal instead.
+            stderr += "\n(ended without an exit status: killed by a signal)"
         log.debug("run[%d] %s: %s -> rc=%d in %.3f s%s", self.round_trips, self.target.label, shown, rc,
                   time.monotonic() - started, f"; stderr: {mask(stderr.strip()[:300], self._secrets)}" if stderr.strip() else "")
         return CommandResult(rc, stdout, stderr)
 
-    def run_script(self, script: str, *, label: str, timeout: float | None = None) -> CommandResult:
+    def run_script(self, script: str, *, label: str, timeout: float | None = None,
+                   progress: Callable[[str], None] | None = None, progress_every: float = 10.0,
+                   start_marker: bytes | None = None, wait_for_start: float | None = None) -> CommandResult:
         """Run a POSIX sh script fed on stdin (no length limit, nothing on the command line)."""
-        return self.run("sh -s", stdin=script.encode(), timeout=timeout, label=label)
+        return self.run("sh -s", stdin=script.encode(), timeout=timeout, label=label, progress=progress, progress_every=progress_every,
+                        start_marker=start_marker, wait_for_start=wait_for_start)
 
     def write_atomic(self, path: str, content: bytes, *, token: str, mode: str = "0644") -> None:
         """Write one file atomically (temp file + fsync + rename in its directory)."""

@@ -15,6 +15,7 @@ import pytest
 from components.hostprep.engine import EngineOptions, HostPrepEngine
 from components.hostprep.plan import GpuSpec, HostPrepInputs
 from components.hostprep.transport import SshTarget, SshTransport
+from tests.hostprep.fakekube import Kube
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec
 
 OWNER = "proxmox-talos-gpu/test"
@@ -70,11 +71,21 @@ class Sim:
         return SshTransport.connect(self.target, timeout=timeout)
 
     def engine(self, gpus: list[str] | tuple[GpuSpec, ...], *, owner: str = OWNER, progress: list[str] | None = None,
-               reboot_timeout: float = 20.0, **inputs: object) -> HostPrepEngine:
+               reboot_timeout: float = 20.0, options: dict[str, object] | None = None, **inputs: object) -> HostPrepEngine:
         specs = tuple(g if isinstance(g, GpuSpec) else GpuSpec(address=g) for g in gpus)
-        options = EngineOptions(root=self.root, connect_timeout=2.0, reboot_timeout=reboot_timeout, poll_initial=0.05, poll_cap=0.25,
-                                progress=(progress.append if progress is not None else (lambda message: None)))
-        return HostPrepEngine(self.connect, HostPrepInputs(gpus=specs, **inputs), owner, options)  # type: ignore[arg-type]
+        settings: dict[str, object] = {"root": self.root, "connect_timeout": 2.0, "reboot_timeout": reboot_timeout, "poll_initial": 0.05,
+                                       "poll_cap": 0.25, "reboot_start_grace": 10.0, "guest_timeout": 10.0, "drain_timeout": 10.0,
+                                       "progress_every": 0.5,
+                                       "progress": progress.append if progress is not None else (lambda message: None)}
+        settings.update(options or {})
+        return HostPrepEngine(self.connect, HostPrepInputs(gpus=specs, **inputs), owner, EngineOptions(**settings))  # type: ignore[arg-type]
+
+    def ssh(self, command: str) -> str:
+        """Run a command on the simulated host as its admin would (qm, pct, ...)."""
+        with self.connect() as transport:
+            result = transport.run(command)
+        assert result.ok, f"{command}: rc={result.rc} {result.stderr}"
+        return result.stdout
 
 
 @pytest.fixture
@@ -106,3 +117,16 @@ def _user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+@pytest.fixture
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Kube]:
+    """A strict stand-in kubectl first on PATH (see fakekube.py)."""
+
+    def install(**state: object) -> Kube:
+        stand_in = Kube.install(tmp_path / "kube", **state)  # type: ignore[arg-type]
+        monkeypatch.setenv("PATH", f"{stand_in.bin}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        return stand_in
+
+    return install

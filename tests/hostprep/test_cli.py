@@ -40,7 +40,7 @@ def test_facts_plan_and_verify_change_nothing(make_sim, tmp_path):
     verify = cli(sim, tmp_path, "verify", "--json")
     assert verify.returncode == 1 and not json.loads(verify.stdout)["ok"]
     assert sim.host.snapshot() == before and sim.host.boot_id() == boot_id
-    assert {c["tool"] for c in sim.host.calls()} == {"proxmox-boot-tool", "efibootmgr"}
+    assert {(c["tool"], c["args"][0]) for c in sim.host.calls()} == {("proxmox-boot-tool", "status"), ("efibootmgr", "-v"), ("pvesh", "get")}
     assert not (sim.host.root / "var").exists()
 
 
@@ -79,3 +79,97 @@ def test_refused_plan_exits_1_with_the_reason(make_sim, tmp_path):
     sim = make_sim(SimSpec(cpu="amd", kernel="6.8.12-4-pve", iommu_firmware=False, devices=t4()))
     result = cli(sim, tmp_path, "apply")
     assert result.returncode == 1 and "switched off in the firmware" in result.stderr
+
+
+def test_facts_plan_and_verify_show_the_guests_and_apply_exits_6_when_others_run(make_sim, tmp_path):
+    from tests.hostprep.simhost import SimGuest
+
+    sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(200, "nas", type="lxc", onboot=False)]))
+    facts = json.loads(cli(sim, tmp_path, "facts", "--json").stdout)
+    assert facts["guests"] == [{"vmid": 200, "name": "nas", "type": "lxc", "status": "running", "onboot": False},
+                               {"vmid": 1105, "name": "moody-good", "type": "qemu", "status": "running", "onboot": True}]
+    assert facts["pve_node"] == "pve5"
+    for action in ("facts", "plan", "verify"):
+        shown = cli(sim, tmp_path, action, "--own-vmid", "1105").stdout
+        assert "200 nas (lxc): running" in shown and "1105 moody-good (qemu): running, onboot" in shown, (action, shown)
+    plan = json.loads(cli(sim, tmp_path, "plan", "--json", "--own-vmid", "1105").stdout)
+    assert [g["vmid"] for g in plan["reboot_stops"]] == [200, 1105] and "`pct shutdown 200`" in plan["reboot_withheld"]
+    applied = cli(sim, tmp_path, "apply", "--own-vmid", "1105")
+    assert applied.returncode == 6 and "200 nas (lxc)" in applied.stderr and "--running-guests stop" in applied.stderr
+    assert sim.host.tool_calls("reboot") == [] and "Traceback" not in applied.stderr
+
+
+def test_every_flag_says_what_it_is_and_its_default():
+    from components.hostprep.__main__ import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if action.help in (None, "==SUPPRESS==") and action.dest != "root":
+            pytest.fail(f"{action.option_strings or action.dest} has no help")
+        if action.option_strings and action.dest not in ("help", "root"):
+            assert "default" in action.help or "required" in action.help, f"{action.option_strings}: {action.help}"
+            assert len(action.help.split()) >= 5, f"{action.option_strings}: {action.help}"
+    text = parser.format_help()
+    assert "Exit codes" in text and "6 a" in text
+
+
+def _stack_file(sim, directory: Path, **host: object) -> None:
+    import yaml
+
+    from tests.conftest import ROOT as PROJECT_ROOT
+
+    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.homelab.yaml").read_text())
+    config = document["config"]
+    config["proxmox-talos-gpu:host"] = {"enabled": True, "address": "127.0.0.1", "port": sim.target.port, "user": sim.target.user,
+                                        "hostKey": sim.target.host_key, **host}
+    config["proxmox-talos-gpu:gpus"][0]["address"] = "3b:00.0"
+    (directory / "Pulumi.sim.yaml").write_text(yaml.safe_dump(document))
+
+
+def test_stack_file_gives_host_port_user_key_gpus_and_settings_and_flags_override(make_sim, tmp_path, monkeypatch, capsys):
+    import components.hostprep.__main__ as hostprep_cli
+    from tests.hostprep.simhost import SimGuest
+
+    sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
+    _stack_file(sim, tmp_path, runningGuests="refuse", commandTimeoutSeconds=77)
+    monkeypatch.setattr(hostprep_cli, "ROOT", tmp_path)
+    identity = tmp_path / "id"
+    identity.write_text(sim.target.private_key)
+    assert hostprep_cli.main(["plan", "--stack", "sim", "--identity", str(identity), "--root", sim.root, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["owner"] == "proxmox-talos-gpu/sim" and plan["drain_node"] == "moody-good"  # vm.name
+    assert [g["vmid"] for g in plan["reboot_stops"] if g["own"]] == [1105]  # vm.vmId
+    assert "101 k8s-cp-1 (qemu)" in plan["reboot_withheld"]
+    args = hostprep_cli.build_parser().parse_args(["plan", "--stack", "sim", "--identity", "x", "--running-guests", "stop", "--port", "1"])
+    merged = hostprep_cli.settings(args)
+    assert (merged["port"], merged["running_guests"], merged["command_timeout"], merged["host"]) == (1, "stop", 77, "127.0.0.1")
+    assert hostprep_cli.main(["plan", "--stack", "sim", "--identity", str(identity), "--root", sim.root, "--port", "1"]) == 3
+    assert "127.0.0.1:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "named"), [("config: [", "Pulumi.bad.yaml"), ("config:\n  proxmox-talos-gpu:vm: 3\n", "proxmox-talos-gpu:vm")])
+def test_bad_stack_file_is_a_usage_error_naming_it(tmp_path, monkeypatch, capsys, content, named):
+    import components.hostprep.__main__ as hostprep_cli
+
+    (tmp_path / "Pulumi.bad.yaml").write_text(content)
+    monkeypatch.setattr(hostprep_cli, "ROOT", tmp_path)
+    assert hostprep_cli.main(["facts", "--stack", "bad", "--identity", "x"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert hostprep_cli.main(["facts", "--stack", "missing", "--identity", "x"]) == 2
+    assert "there is no Pulumi.missing.yaml" in capsys.readouterr().err
+
+
+def test_render_host_facts_plan_lists_the_guests_the_reboot_stops(make_sim, tmp_path, homelab):
+    """`hostprep facts --json` > facts.json, then render --host-facts: host/plan.txt names them."""
+    from components.config import parse_stack_config
+    from components.hostprep.facts import facts_from_json
+    from components.render import host_artifacts
+    from tests.hostprep.simhost import SimGuest
+
+    sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
+    facts = facts_from_json(json.loads(cli(sim, tmp_path, "facts", "--json").stdout))
+    homelab["gpus"][0]["address"] = T4
+    plan = host_artifacts(parse_stack_config(homelab), facts, owner="proxmox-talos-gpu/homelab")["host/plan.txt"]
+    assert "1105 moody-good (qemu), onboot, this stack's VM" in plan and "101 k8s-cp-1 (qemu), onboot" in plan
+    assert "reboot withheld (host.runningGuests: refuse)" in plan and "`qm shutdown 101`" in plan

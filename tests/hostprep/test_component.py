@@ -94,3 +94,22 @@ def test_disabled_host_prep_touches_nothing_and_passes_config_through(homelab):
 def test_enabled_host_prep_without_a_key_names_the_secret(homelab):
     with pytest.raises(ConfigError, match="proxmox-talos-gpu:sshPrivateKey"):
         run(homelab, secrets={})
+
+
+def test_kubeconfig_for_the_drain_is_a_secret_input_and_output(homelab):
+    captured: dict[str, Any] = {}
+
+    def program() -> None:
+        cfg = load_stack_config()
+        key = pulumi.Config("proxmox-talos-gpu").get_secret("sshPrivateKey")
+        captured["prep"] = HostVfioPrep("pve5", cfg, key, kubeconfig=pulumi.Output.secret("apiVersion: v1\nkind: Config\n"))
+
+    homelab["host"]["runningGuests"] = "stop"
+    result = run_program(program, homelab, secret_keys={"sshPrivateKey": KEY}, stack="homelab",
+                         mocks=StateMocks(outputs={DYNAMIC: lambda args: HOST_OUTPUTS}))
+    prep = result.one(DYNAMIC)
+    assert is_secret(prep.inputs["kubeconfig"]) and reveal(prep.inputs["kubeconfig"]).startswith("apiVersion: v1"), prep.urn
+    inputs = reveal(prep.inputs)
+    assert (inputs["running_guests"], inputs["own_vmids"], inputs["node_name"], inputs["hand_edits"]) == ("stop", [1105], "moody-good", "refuse")
+    assert (inputs["command_timeout_seconds"], inputs["drain_timeout_seconds"], inputs["guest_timeout_seconds"]) == (900, 300, 600)
+    assert {"kubeconfig", "private_key"} <= set(prep.additional_secret_outputs)

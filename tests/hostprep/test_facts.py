@@ -34,7 +34,15 @@ def fixture(name: str) -> str:
 def test_cpu_vendor_reads_intel_and_amd_from_cpuinfo():
     assert parse_cpu_vendor(fixture("cpuinfo-intel.txt").splitlines()[1]) == "intel"
     assert parse_cpu_vendor(fixture("cpuinfo-amd.txt").splitlines()[1]) == "amd"
-    assert parse_cpu_vendor("vendor_id\t: CentaurHauls") == "centaurhauls"
+
+
+@pytest.mark.parametrize("text", ["vendor_id\t: CentaurHauls", "vendor_id\t: HygonGenuine", "vendor_id\t: Genuine\x00Intel",
+                                  "/proc/cpuinfo: binary file matches", "", "vendor_id\t: " + "\x1b[31m" * 40])
+def test_cpu_vendor_refuses_anything_but_intel_and_amd_escaped_and_truncated(text):
+    with pytest.raises(FactsError, match="not GenuineIntel or AuthenticAMD") as error:
+        parse_cpu_vendor(text)
+    message = str(error.value)
+    assert "\x00" not in message and "\x1b" not in message and len(message) < 300
 
 
 @pytest.mark.parametrize(("release", "version"), [("6.8.12-4-pve", (6, 8)), ("5.15.158-2-pve", (5, 15)), ("6.2.16-20-pve", (6, 2))])
@@ -60,21 +68,42 @@ def test_efibootmgr_current_entry_loader_in_both_output_formats():
     assert parse_efibootmgr_current(2, fixture("efibootmgr-bios.txt")) is None
 
 
-@pytest.mark.parametrize(("efi", "efi_fixture", "efi_rc", "pbt_fixture", "pbt_rc", "cmdline_file", "expected"), [
-    (False, "efibootmgr-bios.txt", 2, "pbt-status-unmanaged.txt", 2, False, ("grub-bios", False)),
-    (False, "efibootmgr-bios.txt", 2, "pbt-status-grub-legacy.txt", 0, False, ("grub-bios", True)),
-    (True, "efibootmgr-systemd-boot.txt", 0, "pbt-status-systemd-boot.txt", 0, True, ("systemd-boot", True)),
-    (True, "efibootmgr-v18-systemd-boot.txt", 0, "pbt-status-systemd-boot.txt", 0, True, ("systemd-boot", True)),
+@pytest.mark.parametrize(("efi", "efi_fixture", "efi_rc", "pbt_fixture", "pbt_rc", "expected"), [
+    (False, "efibootmgr-bios.txt", 2, "pbt-status-unmanaged.txt", 2, ("grub-bios", False)),
+    (False, "efibootmgr-bios.txt", 2, "pbt-status-grub-legacy.txt", 0, ("grub-bios", True)),
+    (True, "efibootmgr-systemd-boot.txt", 0, "pbt-status-systemd-boot.txt", 0, ("systemd-boot", True)),
+    (True, "efibootmgr-v18-systemd-boot.txt", 0, "pbt-status-systemd-boot.txt", 0, ("systemd-boot", True)),
     # The current entry wins over another loader in the boot order.
-    (True, "efibootmgr-grub-uefi.txt", 0, "pbt-status-unmanaged.txt", 2, False, ("grub-uefi", False)),
-    # No usable efibootmgr output: proxmox-boot-tool's mode decides.
-    (True, "pbt-status-unmanaged.txt", 1, "pbt-status-systemd-boot.txt", 0, True, ("systemd-boot", True)),
+    (True, "efibootmgr-grub-uefi.txt", 0, "pbt-status-unmanaged.txt", 2, ("grub-uefi", False)),
+    # efibootmgr not usable (exit 1, no output of its own): proxmox-boot-tool's mode decides.
+    (True, "pbt-status-unmanaged.txt", 1, "pbt-status-systemd-boot.txt", 0, ("systemd-boot", True)),
 ])
-def test_detect_bootloader(efi, efi_fixture, efi_rc, pbt_fixture, pbt_rc, cmdline_file, expected):
-    bootloader, managed, evidence = detect_bootloader(efi=efi, efibootmgr_rc=efi_rc, efibootmgr_out=fixture(efi_fixture), pbt_rc=pbt_rc,
-                                                      pbt_out=fixture(pbt_fixture), kernel_cmdline_present=cmdline_file)
-    assert (bootloader, managed) == expected
+def test_detect_bootloader(efi, efi_fixture, efi_rc, pbt_fixture, pbt_rc, expected):
+    bootloader, managed, evidence, problem = detect_bootloader(efi=efi, efibootmgr_rc=efi_rc, efibootmgr_out=fixture(efi_fixture),
+                                                               pbt_rc=pbt_rc, pbt_out=fixture(pbt_fixture))
+    assert (bootloader, managed, problem) == (*expected, "")
     assert evidence
+
+
+GARBAGE = "\x00\x13\xff%$#@!\nBootCurrnt 00zz\n"
+
+
+@pytest.mark.parametrize(("efi", "efi_out", "efi_rc", "pbt_out", "pbt_rc", "problem"), [
+    # garbage from either tool
+    (True, GARBAGE, 0, fixture("pbt-status-systemd-boot.txt"), 0, "efibootmgr -v` output cannot be read"),
+    (True, fixture("efibootmgr-systemd-boot.txt"), 0, GARBAGE, 0, "proxmox-boot-tool status` (rc=0) printed no ESP"),
+    (True, fixture("efibootmgr-systemd-boot.txt"), 0, GARBAGE, 1, "proxmox-boot-tool status` (rc=1)"),
+    # the evidence disagrees
+    (True, fixture("efibootmgr-systemd-boot.txt"), 0, fixture("pbt-status-unmanaged.txt"), 2, "booted from \\efi\\systemd"),
+    (True, fixture("efibootmgr-grub-uefi.txt"), 0, fixture("pbt-status-systemd-boot.txt"), 0, "(grub), but proxmox-boot-tool"),
+    (False, fixture("efibootmgr-systemd-boot.txt"), 0, fixture("pbt-status-unmanaged.txt"), 2, "/sys/firmware/efi does not exist"),
+    (True, fixture("efibootmgr-bios.txt"), 2, fixture("pbt-status-unmanaged.txt"), 2, "no EFI variables, but /sys/firmware/efi exists"),
+    (True, fixture("efibootmgr-systemd-boot.txt"), 0, fixture("pbt-status-grub-legacy.txt"), 0, "booted with legacy bios"),
+])
+def test_detect_bootloader_refuses_garbage_or_disagreeing_evidence(efi, efi_out, efi_rc, pbt_out, pbt_rc, problem):
+    _, _, _, found = detect_bootloader(efi=efi, efibootmgr_rc=efi_rc, efibootmgr_out=efi_out, pbt_rc=pbt_rc, pbt_out=pbt_out)
+    assert problem in found
+    assert "\x00" not in found
 
 
 def test_parse_pci_reads_ids_drivers_groups_and_members():
@@ -85,6 +114,13 @@ def test_parse_pci_reads_ids_drivers_groups_and_members():
     assert devices["0000:3a:00.0"].is_bridge and not t4.is_bridge
     assert devices["0000:00:00.0"].driver is None
     assert devices["0000:05:00.0"].group_members == ()  # igb ports in their own groups
+
+
+def test_vfio_options_ignore_grep_errors_about_an_empty_modprobe_d():
+    text = "grep: /sim/root/etc/modprobe.d/*.conf: No such file or directory\n"
+    assert parse_vfio_options(text, "/sim/root") == ()
+    assert parse_vfio_options("/etc/modprobe.d/vfio.conf:  options vfio_pci ids=10de:1eb8\n/etc/modprobe.d/x.conf:blacklist nouveau\n") == (
+        ("/etc/modprobe.d/vfio.conf", "options vfio_pci ids=10de:1eb8"),)
 
 
 def test_vfio_options_strip_the_root_prefix():

@@ -15,6 +15,7 @@ from components.hostprep.facts import (
     KERNEL_CMDLINE,
     MODULES_LOAD_FILE,
     VFIO_FILE,
+    Guest,
     HostFacts,
     PciFunction,
 )
@@ -25,9 +26,11 @@ from components.hostprep.plan import (
     edit_grub,
     edit_kernel_cmdline,
     edit_tokens,
+    hand_edits,
     parse_blocks,
     plan_host,
     plan_undo,
+    reboot_impact,
     restore_cmdline,
     verify_host,
 )
@@ -92,9 +95,23 @@ def test_edit_grub_appends_a_line_when_there_is_none_and_keeps_crlf():
     assert edit_grub('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\r\n', ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\r\n'
 
 
-def test_edit_grub_refuses_shell_expansions():
-    with pytest.raises(PlanError, match="shell syntax"):
+@pytest.mark.parametrize("line", ['GRUB_CMDLINE_LINUX_DEFAULT="$(cat /etc/extra) quiet"', "GRUB_CMDLINE_LINUX_DEFAULT=`cat /x`",
+                                  'GRUB_CMDLINE_LINUX_DEFAULT="quiet"; echo', 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"x',
+                                  'GRUB_CMDLINE_LINUX_DEFAULT="$OTHER quiet"', "GRUB_CMDLINE_LINUX_DEFAULT+=\" iommu=pt\""])
+def test_edit_grub_refuses_shell_it_cannot_rewrite_naming_the_line(line):
+    with pytest.raises(PlanError, match=r"/etc/default/grub line 2 \("):
+        edit_grub(f"GRUB_TIMEOUT=5\n{line}\n", ["iommu=pt"])
+
+
+def test_edit_grub_refuses_a_value_that_is_only_extended():
+    with pytest.raises(PlanError, match="only extended"):
         edit_grub('GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT quiet"\n', ["iommu=pt"])
+
+
+def test_edit_grub_keeps_a_trailing_comment_after_the_quoted_value():
+    content = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet" # admin: keep quiet\nGRUB_TIMEOUT=5\n'
+    assert edit_grub(content, ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt" # admin: keep quiet\nGRUB_TIMEOUT=5\n'
+    assert edit_grub("GRUB_CMDLINE_LINUX_DEFAULT=quiet   # unquoted\n", ["iommu=pt"]) == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"   # unquoted\n'
 
 
 def test_edit_kernel_cmdline_keeps_one_line_and_refuses_two():
@@ -306,18 +323,19 @@ def test_undo_keeps_edits_made_by_others_since():
     original = GRUB
     ours = edit_grub(original, ["intel_iommu=on", "iommu=pt"])
     theirs = ours.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3").replace("iommu=pt", "iommu=pt nomodeset")
-    content, reason = restore_cmdline(GRUB_DEFAULT, theirs, original)
-    assert "GRUB_TIMEOUT=3" in content and 'GRUB_CMDLINE_LINUX_DEFAULT="quiet nomodeset"' in content
-    assert "only the parameters" in reason
-    assert restore_cmdline(GRUB_DEFAULT, ours, original) == (original, "restore the original, byte for byte")
+    restore = restore_cmdline(GRUB_DEFAULT, theirs, original)
+    assert "GRUB_TIMEOUT=3" in restore.content and 'GRUB_CMDLINE_LINUX_DEFAULT="quiet nomodeset"' in restore.content
+    assert "only the parameters" in restore.reason and not restore.exact
+    assert any("/var/lib/proxmox-talos-gpu/kept/etc/default/grub" in note for note in restore.notes)
+    exact = restore_cmdline(GRUB_DEFAULT, ours, original)
+    assert (exact.content, exact.reason, exact.exact) == (original, "restore the original, byte for byte", True)
 
 
 def test_undo_puts_back_a_value_it_replaced():
     original = "root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
     ours = edit_kernel_cmdline(original, ["intel_iommu=on"])
     changed = ours.replace("root=", "quiet root=")
-    content, _ = restore_cmdline(KERNEL_CMDLINE, changed, original)
-    assert content == "quiet root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
+    assert restore_cmdline(KERNEL_CMDLINE, changed, original).content == "quiet root=ZFS=rpool/ROOT/pve-1 intel_iommu=off\n"
 
 
 # -- verification ----------------------------------------------------------------------------------
@@ -340,3 +358,67 @@ def test_verify_checks_isolation_after_the_first_boot():
     shared = dataclasses.replace(after, functions={"0000:3b:00.0": shared_fn}, devices={**after.devices, "0000:3b:00.0": shared_fn})
     report = verify_host(T4_INPUTS, shared, OWNER)
     assert any("Move the card to another slot" in p and "run undo" in p for p in report.problems)
+
+
+# -- guests a reboot stops ------------------------------------------------------------------------
+
+OWN_VM = Guest(1105, "moody-good", "qemu", "running", True)
+CP = Guest(101, "k8s-cp-1", "qemu", "running", True)
+NAS = Guest(200, "nas", "lxc", "running", False)
+OFF = Guest(300, "old", "qemu", "stopped", True)
+MINE = dataclasses.replace(T4_INPUTS, own_vmids=(1105,), node_name="moody-good")
+
+
+def test_reboot_impact_withholds_the_reboot_while_other_guests_run_and_names_them():
+    impact = reboot_impact(MINE, host(guests=(OWN_VM, CP, NAS, OFF)))
+    assert impact.stops == (OWN_VM, CP, NAS) and impact.own == (OWN_VM,) and impact.others == (CP, NAS)
+    assert "101 k8s-cp-1 (qemu), 200 nas (lxc)" in impact.blocked and "`qm shutdown 101`, `pct shutdown 200`" in impact.blocked
+    assert impact.drain_node == "moody-good"
+    assert not reboot_impact(dataclasses.replace(MINE, running_guests="stop"), host(guests=(OWN_VM, CP))).blocked
+
+
+def test_reboot_impact_of_only_this_stacks_vm_drains_and_goes_ahead():
+    impact = reboot_impact(MINE, host(guests=(OWN_VM, OFF)))
+    assert not impact.blocked and impact.drain_node == "moody-good" and impact.stops == (OWN_VM,)
+    no_name = reboot_impact(dataclasses.replace(MINE, node_name=None), host(guests=(OWN_VM,)))
+    assert no_name.drain_node is None and any("--node-name" in note for note in no_name.notes)
+    no_onboot = reboot_impact(MINE, host(guests=(dataclasses.replace(OWN_VM, onboot=False),)))
+    assert any("has no onboot: it stays off" in note for note in no_onboot.notes)
+
+
+def test_reboot_impact_when_the_guests_cannot_be_read():
+    unread = reboot_impact(MINE, host())
+    assert not unread.guests_known and not unread.blocked  # read before rebooting
+    failed = host(guests_problem="`pvesh get /cluster/resources --type vm` failed (rc=255): ipcc_send_rec[1] failed")
+    assert "cannot tell which guests run" in reboot_impact(MINE, failed).blocked
+    assert not reboot_impact(dataclasses.replace(MINE, running_guests="stop"), failed).blocked
+
+
+def test_plan_lists_what_the_reboot_stops():
+    text = plan_host(MINE, host(guests=(OWN_VM, NAS)), OWNER).render()
+    assert "  - 1105 moody-good (qemu), onboot, this stack's VM" in text and "  - 200 nas (lxc), no onboot: stays off" in text
+    assert "reboot withheld (host.runningGuests: refuse)" in text
+    converged = booted(host(guests=(OWN_VM, NAS)), plan_host(MINE, host(), OWNER))
+    assert plan_host(MINE, converged, OWNER).impact is None  # no reboot, nothing stopped
+
+
+# -- hand edits -------------------------------------------------------------------------------------
+
+
+def test_hand_edits_against_the_record_and_without_one():
+    facts = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    assert hand_edits(BLACKLIST_FILE, facts) == []
+    edited = dataclasses.replace(facts, files={**facts.files, BLACKLIST_FILE: facts.files[BLACKLIST_FILE].replace("blacklist nvidiafb\n", "blacklist radeon\n")})
+    assert hand_edits(BLACKLIST_FILE, edited) == ["+blacklist radeon", "-blacklist nvidiafb"]
+    legacy = dataclasses.replace(edited, written={})  # prepared before records were kept: lines it never writes
+    assert hand_edits(BLACKLIST_FILE, legacy) == ["+blacklist radeon"]
+    refusal = "\n".join(str(r) for r in plan_host(T4_INPUTS, edited, OWNER).refusals)
+    assert "was edited by hand" in refusal and "`+blacklist radeon`" in refusal and "host.handEdits: overwrite" in refusal
+
+
+def test_a_run_interrupted_between_record_and_file_is_not_a_hand_edit():
+    facts = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    old = facts.files[VFIO_FILE]
+    interrupted = dataclasses.replace(facts, written={**facts.written, VFIO_FILE: old.replace("ids=10de:1eb8", "ids=10de:1eb8,10de:20b5"),
+                                                      VFIO_FILE + ".prev": old})
+    assert hand_edits(VFIO_FILE, interrupted) == []

@@ -98,3 +98,21 @@ def test_provider_check_refuses_what_the_host_cannot_do(make_sim, homelab):
     assert done.returncode == 0, done.stderr
     failures = json.loads(done.stdout)
     assert failures and failures[0][0] == "gpus" and "switched off in the firmware" in failures[0][1]
+
+
+def test_preview_lists_the_running_guests_a_reboot_would_stop(make_sim, homelab):
+    """What `pulumi preview` shows: the provider's check(), run the engine's way."""
+    from tests.hostprep.simhost import SimGuest
+
+    sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1"), SimGuest(200, "nas", type="lxc", onboot=False)]))
+    provider, props = registration(sim, homelab)
+    before = sim.host.snapshot()
+    script = ("import base64, json, sys, dill\nr = json.load(sys.stdin)\np = dill.loads(base64.b64decode(r['provider']))\n"
+              "print(json.dumps([(f.property, f.reason) for f in p.check({}, r['props']).failures]))")
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps({"provider": provider, "props": props}),
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
+    for shown in ("the reboot stops these running guests", "1105 moody-good (qemu), onboot, this stack's VM", "101 k8s-cp-1 (qemu), onboot",
+                  "200 nas (lxc), no onboot: stays off", "drain Kubernetes node moody-good", "reboot withheld (host.runningGuests: refuse)"):
+        assert shown in done.stderr, done.stderr
+    assert sim.host.snapshot() == before and sim.host.tool_calls("reboot") == []

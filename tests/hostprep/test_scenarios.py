@@ -78,7 +78,9 @@ def test_iommu_group_shared_with_nic_is_refused_and_nothing_written(make_sim):
     with pytest.raises(RefusedError, match=r"IOMMU group 12 of 0000:3b:00.0 also holds 0000:3c:00.0 \(Ethernet controller 8086:10fb, driver ixgbe\)"):
         sim.engine([GpuSpec(T4, index=0)]).apply()
     assert sim.host.snapshot() == before
-    assert [c["tool"] for c in sim.host.calls()[calls:]] == ["proxmox-boot-tool", "efibootmgr"]
+    # Only the read-only probes ran (the GPU is not on vfio-pci yet, so the guests were read too).
+    assert [(c["tool"], c["args"]) for c in sim.host.calls()[calls:]] == [
+        ("proxmox-boot-tool", ["status"]), ("efibootmgr", ["-v"]), ("pvesh", ["get", "/cluster/resources", "--type", "vm", "--output-format", "json"])]
     assert not (sim.host.root / "var").exists()
 
 
