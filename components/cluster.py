@@ -141,7 +141,7 @@ def time_slicing_config_map(cfg: StackConfig, annotations: dict[str, str] | None
 
 
 def runtime_class_manifest() -> dict[str, Any]:
-    """RuntimeClass `nvidia` (device-plugin mode only: the operator owns its own, fact 15)."""
+    """RuntimeClass `nvidia` (device-plugin mode only: the operator owns its own, README row 15)."""
     return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": RUNTIME_CLASS}, "handler": RUNTIME_CLASS}
 
 

@@ -73,7 +73,7 @@ class GpuStack(pulumi.ComponentResource):
             waits_for: list[pulumi.Resource] = [config_map]
             if stack.mode == "devicePlugin":
                 # Only this path creates the RuntimeClass: the operator creates
-                # and owns its own (fact 15). Labelled, so the mode migration
+                # and owns its own (README row 15). Labelled, so the mode migration
                 # knows it as this program's; retained, because after a switch
                 # to the operator a late delete by name would remove the
                 # operator's RuntimeClass of the same name (the migration

@@ -1,6 +1,6 @@
 """The cluster-side plan against upstream data: every Helm values key the
 program sets exists in the chart; the time-slicing config has the schema the
-device plugin accepts (DESIGN.md facts 10, 11, 14)."""
+device plugin accepts (README, "What the guide gets wrong", rows 10, 11, 14)."""
 
 from __future__ import annotations
 

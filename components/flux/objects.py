@@ -58,7 +58,7 @@ JELLYFIN_RELEASE = "jellyfin"
 
 
 def helm_repository(cfg: StackConfig) -> dict[str, Any]:
-    """The chart's source: an HTTP Helm repository (fact 12: NGC, not
+    """The chart's source: an HTTP Helm repository (README row 12: NGC, not
     ``oci://ghcr.io``), in the GPU stack's namespace."""
     chart = cluster.helm_chart(cfg)
     return {

@@ -210,7 +210,7 @@ def patch_problems(patch: dict[str, Any], cfg: StackConfig) -> list[str]:
         problems.append(f"install.image {image!r} is not an Image Factory installer: the NVIDIA extensions would not be installed")
     else:
         if match["version"] != cfg.talos.version:
-            problems.append(f"install.image is for Talos {match['version']} but talos.version is {cfg.talos.version} (fact 16: versions must agree)")
+            problems.append(f"install.image is for Talos {match['version']} but talos.version is {cfg.talos.version} (README, 'What the guide gets wrong', row 16: versions must agree)")
         if parse_version(cfg.talos.version) >= (1, 10, 0) and match["platform"] != cfg.talos.platform:
             problems.append(
                 f"install.image {image!r} is not the {cfg.talos.platform}-installer form; from Talos v1.10 the generic "
@@ -220,5 +220,5 @@ def patch_problems(patch: dict[str, Any], cfg: StackConfig) -> list[str]:
     modules = {item.get("name") for item in (machine.get("kernel") or {}).get("modules") or [] if isinstance(item, dict)}
     missing = [name for name in NVIDIA_MODULES if name not in modules]
     if missing:
-        problems.append(f"kernel.modules lacks {', '.join(missing)}: the extension does not load them (fact 8)")
+        problems.append(f"kernel.modules lacks {', '.join(missing)}: the extension does not load them (README, 'What the guide gets wrong', row 8)")
     return problems

@@ -1,5 +1,5 @@
 """Pure parsers, on real output (tests/data/upstream/fixtures, the lspci lines
-quoted in DESIGN.md) and realistic samples in tests/doctor/data, and on
+from the guide) and realistic samples in tests/doctor/data, and on
 malformed output: a ParseError saying what was expected, never a crash."""
 
 from __future__ import annotations

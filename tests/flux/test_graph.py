@@ -70,7 +70,7 @@ def test_flux_delivery_registers_flux_objects_instead_of_the_helm_release(flux_r
     repository, release = flux_run.one(HELM_REPOSITORY), flux_run.one(HELM_RELEASE)
     assert (repository.inputs["apiVersion"], repository.inputs["kind"]) == ("source.toolkit.fluxcd.io/v1", "HelmRepository"), repository.urn
     assert (release.inputs["apiVersion"], release.inputs["kind"]) == ("helm.toolkit.fluxcd.io/v2", "HelmRelease"), release.urn
-    assert repository.inputs["spec"] == {"type": "default", "url": "https://helm.ngc.nvidia.com/nvidia", "interval": "1h"}, f"{repository.urn}: fact 12"
+    assert repository.inputs["spec"] == {"type": "default", "url": "https://helm.ngc.nvidia.com/nvidia", "interval": "1h"}, f"{repository.urn}: README row 12"
     for reg in (repository, release):
         assert_valid(_document(reg), reg.urn)
         assert reg.inputs["metadata"]["namespace"] == "gpu-operator", reg.urn
@@ -92,7 +92,7 @@ def test_device_plugin_flux_release_has_the_helm_values_and_waits_for_the_runtim
     release, runtime_class = flux_run.one(HELM_RELEASE), flux_run.one(RUNTIME_CLASS)
     assert reveal(release.inputs["spec"])["values"] == reveal(helm_run.one(RELEASE).inputs["values"]), release.urn
     assert flux_run.one(HELM_REPOSITORY).inputs["spec"]["url"] == "https://nvidia.github.io/k8s-device-plugin"
-    assert flux_run.depends_on(release, runtime_class), f"{release.urn}: as the Helm release (fact 15)"
+    assert flux_run.depends_on(release, runtime_class), f"{release.urn}: as the Helm release (README row 15)"
     assert_valid(_document(release), release.urn)
 
 

@@ -1,6 +1,6 @@
 """The Flux object builders: every object validates against the vendored Flux
 CRDs, carries the Helm delivery's chart, version and values, and the guide's
-Flux objects are refused by the same validation (fact 26)."""
+Flux objects are refused by the same validation (README row 26)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,10 @@ def test_helm_release_carries_the_helm_deliverys_chart_and_values(variant):
 
 def test_operator_chart_comes_from_ngcs_http_repository_not_oci():
     repository = objects.helm_repository(_cfg())
-    assert repository["spec"] == {"type": "default", "url": "https://helm.ngc.nvidia.com/nvidia", "interval": "1h"}, "fact 12"
+    assert repository["spec"] == {"type": "default", "url": "https://helm.ngc.nvidia.com/nvidia", "interval": "1h"}, "README row 12"
     assert repository["apiVersion"] == "source.toolkit.fluxcd.io/v1" and repository["metadata"]["name"] == "nvidia"
     values = objects.helm_release(_cfg())["spec"]["values"]
-    assert "validator" not in values and "operator" not in values, "dead keys (fact 11)"
+    assert "validator" not in values and "operator" not in values, "dead keys (README row 11)"
 
 
 def test_device_plugin_chart_comes_from_nvidias_pages_repository():
@@ -106,7 +106,7 @@ spec:
 
 
 def test_the_guides_oci_repository_is_not_served_by_current_flux():
-    """OCIRepository v1beta2 (the guide) is gone; v1 validates (fact 26)."""
+    """OCIRepository v1beta2 (the guide) is gone; v1 validates (README row 26)."""
     guide = yaml.safe_load(GUIDE_OCI_REPOSITORY)
     assert problems(guide) == ["apiVersion 'source.toolkit.fluxcd.io/v1beta2': ocirepositories.source.toolkit.fluxcd.io serves only v1"]
     assert problems({**guide, "apiVersion": "source.toolkit.fluxcd.io/v1"}) == []

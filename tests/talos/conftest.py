@@ -35,7 +35,7 @@ def make_cfg(homelab: dict[str, Any], **talos: Any) -> StackConfig:
     raw = json.loads(json.dumps(homelab))
     raw["talos"].update(talos)
     if "version" in talos and parse_version(talos["version"]) < (1, 13, 0):
-        # The GPU Operator needs Talos 1.13 (fact 13).
+        # The GPU Operator needs Talos 1.13 (README row 13).
         raw["gpuStack"]["mode"] = "devicePlugin"
     return parse_stack_config(raw)
 

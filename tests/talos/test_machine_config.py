@@ -202,7 +202,7 @@ def test_plain_installer_without_schematic_is_caught(cfg) -> None:
 
 def test_version_mismatch_between_image_and_config_is_caught(cfg) -> None:
     patch = gpu_patch(cfg, f"factory.talos.dev/metal-installer/{SID}:v1.11.6")
-    assert any("fact 16" in problem for problem in patch_problems(patch, cfg))
+    assert any("row 16: versions must agree" in problem for problem in patch_problems(patch, cfg))
 
 
 def test_wipe_and_missing_modules_are_caught(cfg) -> None:
