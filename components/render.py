@@ -209,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: render/<stack>)")
     parser.add_argument("--host-facts", type=Path, help="JSON of `python -m components.hostprep facts --json` (default: an assumed fresh host)")
     parser.add_argument("--json", action="store_true", help="print the list of written files as JSON")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, help="folder holding Pulumi.<stack>.yaml (default: the project root)")
     args = parser.parse_args(argv)
-    stack_file = ROOT / f"Pulumi.{args.stack}.yaml"
+    stack_file = args.project_dir / f"Pulumi.{args.stack}.yaml"
     if not stack_file.exists():
-        print(f"render: no {stack_file.name} in {ROOT}", file=sys.stderr)
+        print(f"render: no {stack_file.name} in {args.project_dir}", file=sys.stderr)
         return 2
     raw = read_stack_file(stack_file)
     try:
