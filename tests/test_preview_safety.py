@@ -17,7 +17,6 @@ harness is shown able to fail."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import subprocess
