@@ -82,6 +82,32 @@ def _bool(name, text):
     raise Usage(f'Error: invalid argument "{text}" for "--{name}" flag: strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+def _occurrences(arg, table, shorts, verb, where):
+    """The flags one argument sets: (name, value written in it or None, how
+    kubectl names it in messages). ``--name[=value]``, or shorthands
+    ``-abc`` / ``-ovalue`` / ``-o=value``."""
+    if arg.startswith("--"):
+        name, has_value, value = arg[2:].partition("=")
+        if name in table:
+            return [(name, value if has_value else None, f"--{name}")]
+        unknown = f"unknown flag: --{name}"
+    else:
+        found, letters = [], arg[1:]
+        while letters and letters[0] in shorts:
+            letter, letters = letters[0], letters[1:]
+            name = shorts[letter]
+            if table[name][1]:  # takes a value: the rest of the argument is it
+                found.append((name, letters.removeprefix("=") or None, f"'{letter}' in {arg}"))
+                return found
+            found.append((name, None, f"'{letter}' in {arg}"))
+        if not letters:
+            return found
+        unknown = f"unknown shorthand flag: '{letters[0]}' in {arg}"
+    if verb is None:
+        raise Usage(f"Error: flags cannot be placed before plugin name: {arg}")
+    raise Usage(f"Error: {unknown}\nSee '{where} --help' for usage.")
+
+
 def parse_kubectl(argv):
     """(verb, positional arguments, {flag: value}, command after `--`), or
     Usage with kubectl's message."""
@@ -95,42 +121,16 @@ def parse_kubectl(argv):
         if arg == "--":
             after = argv[index:]
             break
-        if arg.startswith("--"):
-            name, has_value, value = arg[2:].partition("=")
-            if name not in table:
-                if verb is None:
-                    raise Usage(f"Error: flags cannot be placed before plugin name: {arg}")
-                raise Usage(f"Error: unknown flag: --{name}\nSee '{where} --help' for usage.")
-            if table[name][1]:
-                if not has_value:
-                    if index >= len(argv):
-                        raise Usage(f"Error: flag needs an argument: --{name}\nSee '{where} --help' for usage.")
-                    value = argv[index]
-                    index += 1
-                flags[name] = value
-            else:
-                flags[name] = _bool(name, value) if has_value else True
-            continue
         if arg.startswith("-") and len(arg) > 1:
-            letters = arg[1:]
-            while letters:
-                letter, letters = letters[0], letters[1:]
-                if letter not in shorts:
-                    if verb is None:
-                        raise Usage(f"Error: flags cannot be placed before plugin name: {arg}")
-                    raise Usage(f"Error: unknown shorthand flag: '{letter}' in {arg}\nSee '{where} --help' for usage.")
-                name = shorts[letter]
-                if table[name][1]:
-                    value = letters.removeprefix("=")
-                    if not value:
-                        if index >= len(argv):
-                            raise Usage(f"Error: flag needs an argument: '{letter}' in {arg}\nSee '{where} --help' for usage.")
-                        value = argv[index]
-                        index += 1
-                    flags[name] = value
-                    letters = ""
-                else:
-                    flags[name] = True
+            for name, inline, shown in _occurrences(arg, table, shorts, verb, where):
+                if not table[name][1]:
+                    flags[name] = True if inline is None else _bool(name, inline)
+                    continue
+                if inline is None:
+                    if index >= len(argv):
+                        raise Usage(f"Error: flag needs an argument: {shown}\nSee '{where} --help' for usage.")
+                    inline, index = argv[index], index + 1
+                flags[name] = inline
             continue
         if verb is None:
             if arg not in KUBECTL_VERBS and arg not in KUBECTL_OTHER_COMMANDS:
