@@ -42,6 +42,7 @@ def test_the_guides_dead_keys_are_really_absent_from_the_chart():
 
 def test_value_key_paths_lists_leaves():
     assert cluster.value_key_paths({"a": {"b": 1, "c": {"d": False}}, "e": []}) == ["a.b", "a.c.d", "e"]
+    assert cluster.value_key_paths({}) == [] and cluster.value_key_paths({"a": {}}) == ["a"]
 
 
 def _validate_plugin_config(config: dict) -> None:
