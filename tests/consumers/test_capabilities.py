@@ -189,3 +189,28 @@ def test_unknown_codec_names_are_only_lower_cased():
     from components.consumers.capabilities import normalise_codec
 
     assert [normalise_codec(name) for name in (" H.265 ", "AVC", "ProRes", "vp9")] == ["hevc", "h264", "prores", "vp9"]
+
+
+def test_an_empty_codec_list_is_told_the_default():
+    from components.config import ConfigIssue
+
+    assert jellyfin_config_issues(with_jellyfin(homelab_cfg(), decode_codecs=[])) == [ConfigIssue(
+        "jellyfin.decodeCodecs", [], "empty: list at least one codec, or leave the key out to use every codec the GPU decodes "
+                                     "(h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9)")]
+
+
+@pytest.mark.parametrize(("generation", "fields", "issue"), [
+    ("turing", {"allow_av1_encoding": True}, ("jellyfin.allowAv1Encoding", f"a turing GPU (gpus[0]) cannot encode AV1: {CAPABILITIES['turing'].note}; "
+                                                                         "it encodes h264, hevc; set false or leave the key out")),
+    ("volta", {"allow_av1_encoding": True}, ("jellyfin.allowAv1Encoding", "a volta GPU (gpus[0]) cannot encode AV1; it encodes h264, hevc; "
+                                                                        "set false or leave the key out")),
+    ("hopper", {"allow_hevc_encoding": True}, ("jellyfin.allowHevcEncoding", f"a hopper GPU (gpus[0]) cannot encode HEVC: {CAPABILITIES['hopper'].note}; "
+                                                                           "it encodes nothing (no NVENC); set false or leave the key out")),
+    ("turing", {"allow_hevc_encoding": True}, None),
+    ("ada", {"allow_hevc_encoding": True, "allow_av1_encoding": True}, None),
+])
+def test_an_encoder_is_allowed_exactly_where_the_gpu_has_it(generation, fields, issue):
+    from components.config import ConfigIssue
+
+    issues = jellyfin_config_issues(with_generation(with_jellyfin(homelab_cfg(), **fields), generation))
+    assert issues == ([] if issue is None else [ConfigIssue(issue[0], True, issue[1])])
