@@ -89,7 +89,7 @@ def widen_test_selection(stats_file: Path, module: str) -> None:
     stats_file.write_text(json.dumps(stats))
 
 
-def run_module(module: str, settings: dict, jobs: int, equivalent: dict[str, str], keep: bool) -> dict:
+def run_module(module: str, settings: dict, jobs: int, equivalent: dict[str, str], keep: bool, show: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="mutation-"))
     try:
         copy_repository(workdir, module, settings)
@@ -112,7 +112,8 @@ def run_module(module: str, settings: dict, jobs: int, equivalent: dict[str, str
             statuses = {name: status for name, status in statuses.items() if any(fnmatch.fnmatch(name, pattern) for pattern in names)}
         statuses = {name: status for name, status in statuses.items() if status != "not checked"}
         survivors = sorted(name for name, status in statuses.items() if status not in KILLED and name not in equivalent)
-        diffs = {name: subprocess.run([*mutmut, "show", name], cwd=workdir, capture_output=True, text=True).stdout for name in survivors}
+        diffs = {name: subprocess.run([*mutmut, "show", name], cwd=workdir, capture_output=True, text=True).stdout if index < show else ""
+                 for index, name in enumerate(survivors)}
         return {"module": module, "counts": Counter(statuses.values()), "total": len(statuses),
                 "equivalent": sorted(name for name in statuses if name in equivalent), "survivors": diffs, "seconds": elapsed}
     finally:
@@ -129,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", default=config["mutmut"]["only_mutate"], help="e.g. components/cluster.py")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="mutants run in parallel (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep each module's work folder (mutants/, mutmut's results)")
+    parser.add_argument("--diffs", type=int, default=60, help="print the diffs of at most this many survivors per module (default 60)")
     args = parser.parse_args(argv)
     equivalent = equivalent_mutants()
     results = []
     for module in args.modules:
-        result = run_module(module, modules_config.get(module, {}), args.jobs, equivalent, args.keep)
+        result = run_module(module, modules_config.get(module, {}), args.jobs, equivalent, args.keep, args.diffs)
         results.append(result)
         counts = result["counts"]
         killed = sum(counts[status] for status in KILLED)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{module}: {rate:.1f}% killed ({killed} of {judged}; {len(result['equivalent'])} equivalent; "
               f"{dict(sorted(counts.items()))}; {result['seconds']:.0f} s)", flush=True)
         for name, diff in result["survivors"].items():
-            print(f"  survived: {name}\n" + "\n".join(f"    {line}" for line in diff.strip().splitlines()[1:]), flush=True)
+            print(f"  survived: {name}" + "".join(f"\n    {line}" for line in diff.strip().splitlines()[1:]), flush=True)
     killed = sum(sum(result["counts"][status] for status in KILLED) for result in results)
     judged = sum(result["total"] - len(result["equivalent"]) for result in results)
     print(f"all: {100 * killed / judged if judged else 100.0:.1f}% killed ({killed} of {judged} non-equivalent mutants)")
