@@ -173,6 +173,7 @@ class Case:
     expected: Any
     base: str = "homelab"
     extra: dict[str, Any] = field(default_factory=dict)  # other keys the value needs
+    baseline: Any = None  # when set: what the unchanged stack shows, exactly
 
 
 def _vm(path: str) -> Callable[[Stack], Any]:
@@ -241,7 +242,7 @@ CASES: dict[str, Case] = {
     "vm.cpuType": Case("x86-64-v3", _vm("cpu.type"), "x86-64-v3"),
     "vm.memoryMiB": Case(65536, lambda s: (_vm("memory.dedicated")(s), _vm("timeoutStartVm")(s)), (65536, 300 + 2 * 64)),
     "vm.machine": Case("pc", _vm("machine"), "pc", base="no-pcie"),
-    "vm.bios": Case("ovmf", lambda s: (_vm("bios")(s), _vm("efiDisk.datastoreId")(s)), ("ovmf", "disk3")),
+    "vm.bios": Case("ovmf", lambda s: (_vm("bios")(s), _vm("efiDisk")(s)), ("ovmf", {"datastoreId": "disk3", "fileFormat": "raw", "type": "4m"})),
     "vm.disk.datastoreId": Case("local-zfs", _vm("disks.0.datastoreId"), "local-zfs"),
     "vm.disk.sizeGiB": Case(120, _vm("disks.0.size"), 120),
     "vm.disk.interface": Case("virtio0", _vm("disks.0.interface"), "virtio0"),
@@ -265,7 +266,7 @@ CASES: dict[str, Case] = {
     "talos.extensions.driver": Case("open", lambda s: "siderolabs/nvidia-open-gpu-kernel-modules-production" in s.inputs(SCHEMATIC)["schematic"], True),
     "talos.extensions.branch": Case("lts", lambda s: "siderolabs/nonfree-kmod-nvidia-lts" in s.inputs(SCHEMATIC)["schematic"], True),
     "talos.extensions.extra": Case(["siderolabs/iscsi-tools"], lambda s: ("siderolabs/iscsi-tools" in s.inputs(SCHEMATIC)["schematic"],
-                                                                        _vm("agent.enabled")(s)), (True, False)),
+                                                                        _vm("agent.enabled")(s)), (True, False), baseline=(False, True)),
     "talos.nodeLabels": Case({"drmoo.io/gpu": "nvidia-a2"}, lambda s: s.patch().get("nodeLabels"), {"drmoo.io/gpu": "nvidia-a2"}),
     "talos.bpfJitHarden": Case(False, lambda s: "sysctls" in s.patch(), False),
     "talos.nvidiaDefaultRuntime": Case(False, lambda s: "files" in s.patch(), False),
@@ -338,6 +339,13 @@ def test_config_key_reaches_what_the_program_registers(key):
     after = case.observe(stack(case.base, {**case.extra, key: case.value}))
     assert after == case.expected, f"{key} = {case.value!r}: observed {after!r}, expected {case.expected!r}"
     assert before != case.expected, f"{key}: the unchanged stack already shows {before!r}, so this case proves nothing"
+    if case.baseline is not None:
+        assert before == case.baseline, f"{key} left at its default: observed {before!r}, expected {case.baseline!r}"
+
+
+def test_vm_runs_talos_as_a_linux_guest_with_its_agent():
+    vm = stack("homelab").inputs(VM)
+    assert (vm["operatingSystem"], vm["agent"]) == ({"type": "l26"}, {"enabled": True}), "qemu-guest-agent is in talos.extensions.extra"
 
 
 def test_cases_and_exceptions_name_only_documented_keys():
