@@ -255,3 +255,14 @@ def test_cross_field_messages_name_the_remedy(homelab):
         ("gpuStack.timeSlicing.replicas", 1, "must be 2 or more (the device plugin rejects fewer); to give pods whole GPUs set gpuStack.timeSlicing.enabled: false"),
         ("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"),
     ]
+
+
+def test_more_cross_field_messages_name_the_remedy(homelab):
+    homelab["host"].pop("address")
+    homelab["talos"]["version"] = "v1.8.9"
+    homelab["gpuStack"].update(mode="devicePlugin", timeSlicing={"replicas": 65})
+    assert _issues(homelab) == [
+        ("host.address", None, "required when host.enabled is true: the Proxmox host's SSH address"),
+        ("talos.version", "v1.8.9", "device-plugin mode needs Talos v1.9 or newer"),
+        ("gpuStack.timeSlicing.replicas", 65, "at most 64 replicas per GPU"),
+    ]
