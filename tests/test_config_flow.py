@@ -166,6 +166,9 @@ BASES: dict[str, Callable[[dict[str, Any]], None]] = {
 SECRETS = {"password": {**FAKE_SECRETS, "proxmoxPassword": "hunter2"}}
 
 
+UNSET = object()
+
+
 @dataclass(frozen=True)
 class Case:
     value: Any
@@ -173,7 +176,7 @@ class Case:
     expected: Any
     base: str = "homelab"
     extra: dict[str, Any] = field(default_factory=dict)  # other keys the value needs
-    baseline: Any = None  # when set: what the unchanged stack shows, exactly
+    baseline: Any = field(default_factory=lambda: UNSET)  # when set: what the unchanged stack shows, exactly
 
 
 def _vm(path: str) -> Callable[[Stack], Any]:
@@ -242,15 +245,16 @@ CASES: dict[str, Case] = {
     "vm.cpuType": Case("x86-64-v3", _vm("cpu.type"), "x86-64-v3"),
     "vm.memoryMiB": Case(65536, lambda s: (_vm("memory.dedicated")(s), _vm("timeoutStartVm")(s)), (65536, 300 + 2 * 64)),
     "vm.machine": Case("pc", _vm("machine"), "pc", base="no-pcie"),
-    "vm.bios": Case("ovmf", lambda s: (_vm("bios")(s), _vm("efiDisk")(s)), ("ovmf", {"datastoreId": "disk3", "fileFormat": "raw", "type": "4m"})),
+    "vm.bios": Case("ovmf", lambda s: (_vm("bios")(s), _vm("efiDisk")(s)), ("ovmf", {"datastoreId": "disk3", "fileFormat": "raw", "type": "4m"}),
+                    baseline=("seabios", None)),
     "vm.disk.datastoreId": Case("local-zfs", _vm("disks.0.datastoreId"), "local-zfs"),
-    "vm.disk.sizeGiB": Case(120, _vm("disks.0.size"), 120),
+    "vm.disk.sizeGiB": Case(120, _vm("disks"), [{"interface": "scsi0", "datastoreId": "disk3", "size": 120, "fileFormat": "raw"}]),
     "vm.disk.interface": Case("virtio0", _vm("disks.0.interface"), "virtio0"),
     "vm.network.bridge": Case("vmbr1", _vm("networkDevices.0.bridge"), "vmbr1"),
     "vm.network.vlanId": Case(30, _vm("networkDevices.0.vlanId"), 30),
     "vm.network.macAddress": Case("BC:24:11:00:00:01", _vm("networkDevices.0.macAddress"), "bc:24:11:00:00:01"),
     "vm.network.model": Case("e1000", _vm("networkDevices.0.model"), "e1000"),
-    "vm.bootIso": Case("local:iso/metal-amd64.iso", _vm("cdrom.fileId"), "local:iso/metal-amd64.iso"),
+    "vm.bootIso": Case("local:iso/metal-amd64.iso", _vm("cdrom"), {"fileId": "local:iso/metal-amd64.iso", "interface": "ide2"}, baseline=None),
     "vm.onBoot": Case(False, _vm("onBoot"), False),
     "vm.startTimeoutSeconds": Case(1200, _vm("timeoutStartVm"), 1200),
     "vm.retainOnDestroy": Case(False, lambda s: bool(s.run.one(VM).retain_on_delete), False),
@@ -339,13 +343,14 @@ def test_config_key_reaches_what_the_program_registers(key):
     after = case.observe(stack(case.base, {**case.extra, key: case.value}))
     assert after == case.expected, f"{key} = {case.value!r}: observed {after!r}, expected {case.expected!r}"
     assert before != case.expected, f"{key}: the unchanged stack already shows {before!r}, so this case proves nothing"
-    if case.baseline is not None:
+    if case.baseline is not UNSET:
         assert before == case.baseline, f"{key} left at its default: observed {before!r}, expected {case.baseline!r}"
 
 
 def test_vm_runs_talos_as_a_linux_guest_with_its_agent():
     vm = stack("homelab").inputs(VM)
     assert (vm["operatingSystem"], vm["agent"]) == ({"type": "l26"}, {"enabled": True}), "qemu-guest-agent is in talos.extensions.extra"
+    assert vm["scsiHardware"] == "virtio-scsi-single", "one controller per disk (iothread-capable)"
 
 
 def test_cases_and_exceptions_name_only_documented_keys():
