@@ -42,6 +42,7 @@ def test_the_guides_dead_keys_are_really_absent_from_the_chart():
 
 def test_value_key_paths_lists_leaves():
     assert cluster.value_key_paths({"a": {"b": 1, "c": {"d": False}}, "e": []}) == ["a.b", "a.c.d", "e"]
+    assert cluster.value_key_paths({}) == [] and cluster.value_key_paths({"a": {}}) == ["a"]
 
 
 def _validate_plugin_config(config: dict) -> None:
@@ -83,3 +84,34 @@ def test_service_monitor_only_with_prometheus_operator(homelab):
     assert cluster.operator_values(parse_stack_config(homelab))["dcgmExporter"]["serviceMonitor"]["enabled"] is False
     homelab["gpuStack"]["prometheusOperator"] = True
     assert cluster.operator_values(parse_stack_config(homelab))["dcgmExporter"]["serviceMonitor"]["enabled"] is True
+
+
+def test_operator_chart_is_ngcs_with_the_talos_values(homelab):
+    """Driver and toolkit come from the Talos extensions, the driver lives
+    under /usr/local on Talos, the device plugin reads this node's key of the
+    shared ConfigMap (facts 11-14); the optional parts follow the config."""
+    homelab["gpuStack"].update(configMapName="gpu-sharing", configKey="t4", prometheusOperator=True, nfd=False)
+    homelab["gpus"][0]["mig"] = True
+    chart = cluster.helm_chart(parse_stack_config(homelab))
+    assert chart == cluster.HelmChart("gpu-operator", "gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0", {
+        "driver": {"enabled": False},
+        "toolkit": {"enabled": False},
+        "hostPaths": {"driverInstallDir": "/usr/local"},
+        "devicePlugin": {"enabled": True, "config": {"name": "gpu-sharing", "default": "t4"}},
+        "gfd": {"enabled": True},
+        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True}},
+        "migManager": {"enabled": True},
+        "nfd": {"enabled": False},
+    })
+
+
+def test_device_plugin_chart_reads_the_stacks_config_map_key_through_runtime_class_nvidia(homelab):
+    homelab["talos"]["version"] = "v1.11.6"
+    homelab["gpuStack"].update(mode="devicePlugin", configMapName="gpu-sharing", configKey="t4", nfd=False)
+    chart = cluster.helm_chart(parse_stack_config(homelab))
+    assert chart == cluster.HelmChart("nvidia-device-plugin", "nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.18.2", {
+        "runtimeClassName": "nvidia",
+        "config": {"name": "gpu-sharing", "default": "t4"},
+        "gfd": {"enabled": True},
+        "nfd": {"enabled": False},
+    })

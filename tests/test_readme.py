@@ -5,30 +5,20 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
-
-from components.config import SECRETS, StackConfig
+from components.config import SECRETS
 from tests.conftest import ROOT
+from tests.readme_config import documented_keys, model_keys
 
 README = (ROOT / "README.md").read_text()
 
 
-def _leaf_keys(model: type[BaseModel]) -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        alias = field.alias or name
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        candidates += [inner for candidate in candidates for inner in getattr(candidate, "__args__", ()) or ()]
-        nested = [arg for arg in candidates if isinstance(arg, type) and issubclass(arg, BaseModel)]
-        keys += _leaf_keys(nested[0]) if nested else [alias]
-    return keys
-
-
-def test_readme_documents_every_config_key():
-    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`[^`]*?([A-Za-z0-9]+)`", section)) | set(re.findall(r"\.([A-Za-z0-9]+)", section))
-    missing = sorted({key for key in _leaf_keys(StackConfig) if key not in documented})
-    assert missing == [], f"config keys missing from the README's Configuration section: {missing}"
+def test_readme_configuration_table_has_one_row_per_config_key():
+    """Parsed row by row: a key missing from the table, a row for a key the
+    program does not have, or a key listed twice all fail."""
+    documented, keys = documented_keys(), model_keys()
+    assert sorted(set(keys) - set(documented)) == [], "config keys missing from the README's Configuration table"
+    assert sorted(set(documented) - set(keys)) == [], "README Configuration rows for keys the config does not have"
+    assert sorted(key for key in set(documented) if documented.count(key) > 1) == [], "keys documented twice"
 
 
 def test_readme_documents_every_secret_and_its_environment_variable():
@@ -46,12 +36,24 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
+    """`./setup.sh homelab render` in a copy of the repository (it installs
+    into .venv and writes render/): the checkout itself is never written.
+    The copy's .venv is this interpreter's, so the install finds every
+    package already there and needs no network."""
     import os
+    import shutil
     import subprocess
+    import sys
 
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__"))
+    (copy / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    before = sorted(path.name for path in ROOT.iterdir())
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "PROXMOX_", "KUBECONFIG", "TALOSCONFIG"))}
     env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep) if "pulumi" not in part)
-    result = subprocess.run(["bash", "setup.sh", "homelab", "render"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(["bash", "setup.sh", "homelab", "render"], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert (ROOT / "render" / "homelab" / "graph.mmd").exists()
+    assert (copy / "render" / "homelab" / "graph.mmd").read_text().startswith("flowchart TD")
+    assert (copy / "render" / "homelab" / "host" / "plan.txt").exists()
     assert "installing the Pulumi CLI" not in result.stdout
+    assert sorted(path.name for path in ROOT.iterdir()) == before, "setup.sh wrote into the checkout"

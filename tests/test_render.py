@@ -88,10 +88,34 @@ def test_rendered_node_label_matches_the_registered_patch(homelab_render, homela
     assert rendered["metadata"]["labels"] == patch.inputs["metadata"]["labels"], patch.urn
 
 
-def test_graph_has_an_edge_for_every_component_dependency(homelab_render):
-    graph = homelab_render["graph.mmd"]
-    assert "GpuVm" in graph and "GpuStack" in graph
-    assert "c0 --> c1" in graph
+def _mermaid_edges(graph: str, label: str) -> set[tuple[str, str]]:
+    """Edges of a mermaid flowchart as (component, component), each node named
+    by the first word of its label matching ``label`` (a regex group)."""
+    import re
+
+    names = dict(re.findall(rf'^\s*(\w+)\["{label}', graph, re.MULTILINE))
+    edges = re.findall(r"^\s*(\w+) -->(?:\|[^|]*\|)? (\w+)\s*$", graph, re.MULTILINE)
+    assert edges and all(source in names and target in names for source, target in edges), graph
+    return {(names[source], names[target]) for source, target in edges}
+
+
+def test_graph_has_an_edge_for_every_component_dependency():
+    """The rendered graph (Jellyfin on, every component present) has exactly
+    the README's edges, and each one is a real dependency in the program."""
+    raw = stack_file_config()
+    raw["jellyfin"]["enabled"] = True
+    rendered = _mermaid_edges(render(parse_stack_config(raw), raw)["graph.mmd"], r"<b>(\w+)</b>")
+    readme = (ROOT / "README.md").read_text().split("## The graph", 1)[1].split("```mermaid", 1)[1].split("```", 1)[0]
+    assert rendered == _mermaid_edges(readme, r"(\w+)<br/>")
+    run = run_main(raw)
+    component = {reg.type.rsplit(":", 1)[-1]: reg for reg in run.registrations if reg.type.startswith("proxmox-talos-gpu:")}
+
+    def members(name: str) -> list:
+        return [reg for reg in run.registrations if reg.urn == component[name].urn or component[name].urn in run.ancestors(reg)]
+
+    for source, target in sorted(rendered):
+        assert any(run.depends_on(later, earlier) for later in members(target) for earlier in members(source)), \
+            f"the graph draws {source} --> {target}, but nothing in {target} waits for {source}"
 
 
 def test_rendered_schematic_and_patch_match_the_registered_talos_node(homelab_render, homelab_run):

@@ -8,6 +8,11 @@ key (``Authorization: MediaBrowser Token="..."``, or the deprecated
 keys are dropped (System.Text.Json ignores properties the class lacks) and
 keys left out get the constructor's defaults.
 ``mode`` makes it answer 401, 500 or hang (for timeouts).
+``drop(key)`` makes it not keep a posted key (an older Jellyfin whose
+EncodingOptions lacks the property: the value is ignored, the old one stays);
+``rewrite(key, value)`` makes it store ``value`` whatever was posted (a
+server, or a plugin, that normalises the setting). Both still answer 204, as
+Jellyfin does.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ class FakeJellyfin:
         self.admin = admin
         self.document = copy.deepcopy(document if document is not None else JELLYFIN_10_11_DOCUMENT)
         self.mode = "ok"  # "ok" | "401" | "500" | "hang"
+        self.dropped: set[str] = set()
+        self.rewritten: dict[str, Any] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.release = threading.Event()  # ends a hang
         self.lock = threading.Lock()
@@ -123,6 +130,14 @@ class FakeJellyfin:
     @property
     def posts(self) -> list[dict[str, Any]]:
         return [json.loads(body) for method, _path, _headers, body in self.requests if method == "POST"]
+
+    def drop(self, key: str) -> None:
+        """Keep the old value of ``key`` whatever a POST says."""
+        self.dropped.add(key)
+
+    def rewrite(self, key: str, value: Any) -> None:
+        """Store ``value`` for ``key`` whatever a POST says."""
+        self.rewritten[key] = value
 
     def __enter__(self) -> FakeJellyfin:
         self._thread.start()
@@ -196,7 +211,10 @@ class FakeJellyfin:
                 with fake.lock:
                     # Properties the class lacks are ignored; the ones left out
                     # get the constructor's defaults.
-                    fake.document = {key: copy.deepcopy(posted.get(key, ENCODING_OPTIONS_DEFAULTS[key])) for key in fake.document}
+                    stored = {key: copy.deepcopy(posted.get(key, ENCODING_OPTIONS_DEFAULTS[key])) for key in fake.document}
+                    stored.update({key: fake.document[key] for key in fake.dropped if key in fake.document})
+                    stored.update({key: copy.deepcopy(value) for key, value in fake.rewritten.items() if key in fake.document})
+                    fake.document = stored
                 self._reply(204)
 
         return Handler

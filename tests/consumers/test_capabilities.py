@@ -201,3 +201,84 @@ def test_disabled_jellyfin_without_settings_is_not_checked():
 def test_disabled_jellyfin_still_refuses_an_impossible_explicit_codec():
     issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), enabled=False, decode_codecs=["av1"]))
     assert [issue.key for issue in issues] == ["jellyfin.decodeCodecs"]
+
+
+NAMES = "h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9, av1"
+
+
+def test_combined_capabilities_is_the_intersection_with_both_names_and_notes():
+    from components.consumers.capabilities import GenerationCaps
+
+    base = frozenset({"h264", "hevc", "mpeg2video", "mpeg4", "vc1"})
+    assert combined_capabilities(["pascal", "turing", "pascal"]) == GenerationCaps(
+        name="pascal+turing", decode=base | {"vp9"}, decode_select=frozenset({"vp8"}), encode=frozenset({"h264", "hevc"}),
+        hevc_10bit_decode=True, vp9_10bit_decode=False,
+        note=f"{CAPABILITIES['pascal'].note}; {CAPABILITIES['turing'].note}; {CAPABILITIES['pascal'].note}")
+    assert combined_capabilities(["ada", "blackwell"]).hevc_10bit_decode is True
+    assert combined_capabilities(["ada", "blackwell"]).vp9_10bit_decode is True
+    with pytest.raises(ValueError, match="^no GPU generation given$"):
+        combined_capabilities([])
+
+
+def test_each_refused_codec_is_one_issue_naming_key_value_and_what_is_allowed():
+    from components.config import ConfigIssue
+    from components.consumers.capabilities import decode_codec_issues
+
+    asked = ["H.265", "prores", "h264", "h264", "av1"]
+    turing = CAPABILITIES["turing"]
+    assert decode_codec_issues(asked, turing, "gpus[0]") == [
+        ConfigIssue("jellyfin.decodeCodecs[0]", "H.265", f"Jellyfin calls this codec 'hevc'; use its names: {NAMES}"),
+        ConfigIssue("jellyfin.decodeCodecs[1]", "prores", f"not a codec Jellyfin decodes with NVDEC; Jellyfin's names: {NAMES}"),
+        ConfigIssue("jellyfin.decodeCodecs[3]", "h264", "listed twice"),
+        ConfigIssue("jellyfin.decodeCodecs", asked, f"'av1' cannot be decoded in hardware by a turing GPU (gpus[0]): {turing.note}; "
+                                                    "allowed for this GPU: h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9"),
+    ]
+    # A generation without a note adds nothing after the GPU.
+    assert decode_codec_issues(["av1"], CAPABILITIES["volta"], "gpus[1]") == [ConfigIssue(
+        "jellyfin.decodeCodecs", ["av1"], "'av1' cannot be decoded in hardware by a volta GPU (gpus[1]); "
+                                          "allowed for this GPU: h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9")]
+
+
+def test_a_gpu_without_generation_is_told_the_choices():
+    from components.config import ConfigIssue
+
+    assert jellyfin_config_issues(with_generation(homelab_cfg(), None)) == [ConfigIssue(
+        "gpus[0].generation", None,
+        f"required when jellyfin.enabled is true, to choose the codecs the GPU can transcode; one of {', '.join(GENERATIONS)} (a Tesla T4 is turing)")]
+
+
+@pytest.mark.parametrize("fields", [{"allow_av1_encoding": True}, {"allow_hevc_encoding": True, "allow_av1_encoding": True}])
+def test_disabled_jellyfin_still_refuses_an_impossible_explicit_encoder(fields):
+    issues = jellyfin_config_issues(with_jellyfin(homelab_cfg(), enabled=False, **fields))
+    assert [issue.key for issue in issues] == ["jellyfin.allowAv1Encoding"]
+
+
+def test_unknown_codec_names_are_only_lower_cased():
+    from components.consumers.capabilities import normalise_codec
+
+    assert [normalise_codec(name) for name in (" H.265 ", "AVC", "ProRes", "vp9")] == ["hevc", "h264", "prores", "vp9"]
+
+
+def test_an_empty_codec_list_is_told_the_default():
+    from components.config import ConfigIssue
+
+    assert jellyfin_config_issues(with_jellyfin(homelab_cfg(), decode_codecs=[])) == [ConfigIssue(
+        "jellyfin.decodeCodecs", [], "empty: list at least one codec, or leave the key out to use every codec the GPU decodes "
+                                     "(h264, hevc, mpeg2video, mpeg4, vc1, vp8, vp9)")]
+
+
+@pytest.mark.parametrize(("generation", "fields", "issue"), [
+    ("turing", {"allow_av1_encoding": True}, ("jellyfin.allowAv1Encoding", f"a turing GPU (gpus[0]) cannot encode AV1: {CAPABILITIES['turing'].note}; "
+                                                                         "it encodes h264, hevc; set false or leave the key out")),
+    ("volta", {"allow_av1_encoding": True}, ("jellyfin.allowAv1Encoding", "a volta GPU (gpus[0]) cannot encode AV1; it encodes h264, hevc; "
+                                                                        "set false or leave the key out")),
+    ("hopper", {"allow_hevc_encoding": True}, ("jellyfin.allowHevcEncoding", f"a hopper GPU (gpus[0]) cannot encode HEVC: {CAPABILITIES['hopper'].note}; "
+                                                                           "it encodes nothing (no NVENC); set false or leave the key out")),
+    ("turing", {"allow_hevc_encoding": True}, None),
+    ("ada", {"allow_hevc_encoding": True, "allow_av1_encoding": True}, None),
+])
+def test_an_encoder_is_allowed_exactly_where_the_gpu_has_it(generation, fields, issue):
+    from components.config import ConfigIssue
+
+    issues = jellyfin_config_issues(with_generation(with_jellyfin(homelab_cfg(), **fields), generation))
+    assert issues == ([] if issue is None else [ConfigIssue(issue[0], True, issue[1])])

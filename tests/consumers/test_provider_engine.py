@@ -217,3 +217,23 @@ def test_server_error_on_destroy_says_what_was_not_restored(engine, server):
     details = caught.value.details()
     assert "HTTP 500" in details and "were not restored (AllowAv1Encoding" in details and "pulumi state delete" in details
     assert API_KEY not in details
+
+
+@pytest.mark.parametrize(("misbehave", "kept"), [
+    (lambda server: server.drop("EnableEnhancedNvdecDecoder"), False),
+    (lambda server: server.rewrite("HardwareDecodingCodecs", ["h264", "hevc"]), ["h264", "hevc"]),
+])
+def test_a_setting_jellyfin_does_not_keep_fails_up_naming_it(engine, server, misbehave, kept):
+    """Jellyfin answers 204 to a POST even when it ignores or changes a value:
+    the provider reads the document back and fails, naming the setting,
+    instead of reporting success and changing it again on every run."""
+    checked = engine.check({}, _registered_inputs(server.url))
+    misbehave(server)
+    with pytest.raises(grpc.RpcError) as caught:
+        engine.create(checked)
+    details = caught.value.details()
+    key = "EnableEnhancedNvdecDecoder" if kept is False else "HardwareDecodingCodecs"
+    assert f"was accepted but Jellyfin did not keep: {key}" in details and API_KEY not in details
+    assert _methods(server) == ["GET", "GET", "POST", "GET"], "one POST, then the read-back that found it"
+    assert server.document[key] == kept
+

@@ -22,8 +22,10 @@ def answer(stdout: str = "", stderr: str = "", rc: int = 0, sleep: float = 0) ->
     return {"stdout": stdout, "stderr": stderr, "rc": rc, "sleep": sleep}
 
 
-def rule(match: list[str], *responses: dict[str, Any]) -> dict[str, Any]:
-    return {"match": match, "responses": list(responses)}
+def rule(argv: list[str], *responses: dict[str, Any]) -> dict[str, Any]:
+    """Answers exactly ``argv`` (order and values), the private config file's
+    flag left out."""
+    return {"match": list(argv), "responses": list(responses)}
 
 
 @dataclass

@@ -24,12 +24,14 @@ TALOSCONFIG = "context: homelab\ncontexts:\n  homelab:\n    endpoints: [192.168.
 FFMPEG = "/usr/lib/jellyfin-ffmpeg/ffmpeg"
 
 
+NODE = ["--nodes", "192.168.8.123", "--endpoints", "192.168.8.99"]
+
+
 def talos_rules(version: dict | None = None, modules: dict | None = None, extensions: dict | None = None) -> list[dict]:
     return [
-        rule(["read", "/proc/driver/nvidia/version", "--nodes", "192.168.8.123", "--endpoints", "192.168.8.99"],
-             version or answer(data("nvidia-version.proprietary.txt"))),
-        rule(["read", "/proc/modules"], modules or answer(data("proc-modules.txt"))),
-        rule(["get", "extensions", "--nodes", "192.168.8.123"], extensions or answer(data("talos-extensions.yaml"))),
+        rule(["read", "/proc/driver/nvidia/version", *NODE], version or answer(data("nvidia-version.proprietary.txt"))),
+        rule(["read", "/proc/modules", *NODE], modules or answer(data("proc-modules.txt"))),
+        rule(["get", "extensions", *NODE, "--output", "yaml"], extensions or answer(data("talos-extensions.yaml"))),
     ]
 
 
@@ -50,10 +52,10 @@ def kubectl_rules(node: dict | None = None, encoders: dict | None = None, probes
     return [
         *(probes or [probe_rule("h264_nvenc"), probe_rule("hevc_nvenc")]),
         rule(["get", "node", "moody-good", "-o", "json"], node or answer(data("node-moody-good.json"))),
-        rule(["get", "pods", "-n", "gpu-operator"], answer(data("pods-gpu-operator.json"))),
-        rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin"], answer(data("pods-jellyfin.json"))),
+        rule(["get", "pods", "-n", "gpu-operator", "-o", "json"], answer(data("pods-gpu-operator.json"))),
+        rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin", "-o", "json"], answer(data("pods-jellyfin.json"))),
         rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", "nvidia-smi"], answer(data("nvidia-smi.t4.txt"))),
-        rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-encoders"],
+        rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-hide_banner", "-encoders"],
              encoders or answer(data("ffmpeg-encoders.txt"), stderr="ffmpeg version 7.1.2-Jellyfin Copyright (c) 2000-2025\n")),
     ]
 
@@ -169,7 +171,8 @@ def test_json_output_is_a_list_of_results(fake: FakeCli) -> None:
 
 def test_unreachable_cluster_is_skipped_with_the_reason(fake: FakeCli) -> None:
     refused = answer(stderr="The connection to the server 192.168.8.99:6443 was refused - did you specify the right host or port?\n", rc=1)
-    fake.set_rules("kubectl", [rule(["get"], refused)])
+    fake.set_rules("kubectl", [rule(["get", "node", "moody-good", "-o", "json"], refused),
+                               rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin", "-o", "json"], refused)])
     code, out, _ = doctor("--layer", "kubernetes", "--layer", "workload")
     assert code == 3  # nothing verified
     assert out.count("reachable") == 2 and "was refused" in out

@@ -23,7 +23,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
 
 
 def test_kubeconfig_content_goes_to_a_private_temp_file_that_is_removed(fake: FakeCli) -> None:
-    fake.set_rules("kubectl", [rule(["get", "node"], answer('{"kind": "Node"}'))])
+    fake.set_rules("kubectl", [rule(["get", "node", "moody-good", "-o", "json"], answer('{"kind": "Node"}'))])
     assert run_kubectl(["get", "node", "moody-good", "-o", "json"], kubeconfig=KUBECONFIG) == '{"kind": "Node"}'
     [call] = fake.calls("kubectl")
     assert call["config_mode"] == "0o600"
@@ -33,7 +33,7 @@ def test_kubeconfig_content_goes_to_a_private_temp_file_that_is_removed(fake: Fa
 
 
 def test_temp_kubeconfig_is_removed_when_kubectl_fails(fake: FakeCli) -> None:
-    fake.set_rules("kubectl", [rule(["get"], answer(stderr="error: boom\n", rc=1))])
+    fake.set_rules("kubectl", [rule(["get", "pods"], answer(stderr="error: boom\n", rc=1))])
     with pytest.raises(KubectlError):
         run_kubectl(["get", "pods"], kubeconfig=KUBECONFIG)
     [call] = fake.calls("kubectl")
@@ -86,7 +86,7 @@ def test_missing_kubectl_is_a_clear_missing_error(tmp_path: Path, monkeypatch: p
     ('error: unable to upgrade connection: container not found ("app")\n', "failed"),
 ])
 def test_failures_are_classified_from_kubectls_stderr(fake: FakeCli, stderr: str, kind: str) -> None:
-    fake.set_rules("kubectl", [rule(["get"], answer(stderr=stderr, rc=1))])
+    fake.set_rules("kubectl", [rule(["get", "node", "moody-good"], answer(stderr=stderr, rc=1))])
     with pytest.raises(KubectlError) as caught:
         run_kubectl(["get", "node", "moody-good"], kubeconfig=KUBECONFIG)
     assert caught.value.kind == kind
@@ -98,7 +98,7 @@ def test_failures_are_classified_from_kubectls_stderr(fake: FakeCli, stderr: str
 def test_exec_failure_keeps_the_commands_own_message(fake: FakeCli) -> None:
     stderr = ('OCI runtime exec failed: exec failed: unable to start container process: exec: "nvidia-smi": '
               "executable file not found in $PATH: unknown\ncommand terminated with exit code 126\n")
-    fake.set_rules("kubectl", [rule(["exec"], answer(stderr=stderr, rc=126))])
+    fake.set_rules("kubectl", [rule(["exec", "-n", "media", "jellyfin-0", "--", "nvidia-smi"], answer(stderr=stderr, rc=126))])
     with pytest.raises(KubectlError) as caught:
         run_kubectl(["exec", "-n", "media", "jellyfin-0", "--", "nvidia-smi"])
     assert caught.value.kind == "failed"
@@ -106,7 +106,7 @@ def test_exec_failure_keeps_the_commands_own_message(fake: FakeCli) -> None:
 
 
 def test_a_hanging_kubectl_times_out(fake: FakeCli) -> None:
-    fake.set_rules("kubectl", [rule(["get"], answer("late", sleep=10))])
+    fake.set_rules("kubectl", [rule(["get", "nodes"], answer("late", sleep=10))])
     with pytest.raises(KubectlError) as caught:
         run_kubectl(["get", "nodes"], kubeconfig=KUBECONFIG, timeout=0.5)
     assert caught.value.kind == "timeout"

@@ -39,7 +39,8 @@ class StandInTransport:
 
     def run(self, command: str, stdin: bytes | None = None, *, timeout: float | None = None, label: str | None = None) -> CommandResult:
         self.commands.append(command)
-        return next((result for prefix, result in self.answers.items() if command.startswith(prefix)), CommandResult(127, "", "sh: not found"))
+        # Only the exact command line is answered, as a shell would run it.
+        return self.answers.get(command, CommandResult(127, "", f"sh: 1: {command.split()[0] if command.split() else ''}: not found"))
 
     def __enter__(self) -> StandInTransport:
         return self
@@ -123,7 +124,7 @@ def test_gather_proxmox_runs_qm_config(connect) -> None:
 
 
 def test_gather_proxmox_missing_vm_is_an_observation_and_missing_qm_is_unreachable(connect) -> None:
-    connect(StandInTransport({"qm config": CommandResult(2, "", "Configuration file 'nodes/pve5/qemu-server/1105.conf' does not exist\n")}))
+    connect(StandInTransport({"qm config 1105": CommandResult(2, "", "Configuration file 'nodes/pve5/qemu-server/1105.conf' does not exist\n")}))
     obs = runners.gather_proxmox(CFG, CREDS)
     assert isinstance(obs, ProxmoxObservation) and "does not exist" in obs.qm_config.error
     connect(StandInTransport({}))

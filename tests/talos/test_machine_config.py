@@ -212,3 +212,64 @@ def test_wipe_and_missing_modules_are_caught(cfg) -> None:
     problems = patch_problems(patch, cfg)
     assert any("wipe must be false" in problem for problem in problems)
     assert any("lacks nvidia, nvidia_uvm, nvidia_drm, nvidia_modeset" in problem for problem in problems)
+
+
+@pytest.mark.parametrize(("version", "key"), [("v1.7.9", "io.containerd.grpc.v1.cri"), ("v1.8.0", "io.containerd.cri.v1.runtime"),
+                                              ("v1.8.1", "io.containerd.cri.v1.runtime")])
+def test_default_runtime_toml_is_containerds_table_for_the_talos_version(version: str, key: str) -> None:
+    import tomllib
+
+    assert tomllib.loads(nvidia_default_runtime_toml(version)) == {"plugins": {key: {"containerd": {"default_runtime_name": "nvidia"}}}}
+
+
+def test_each_problem_is_reported_whole(cfg) -> None:
+    patch = gpu_patch(cfg, image_for(cfg))
+    del patch["machine"]["install"]["image"]
+    patch["machine"]["install"]["wipe"] = True
+    assert patch_problems(patch, cfg)[:2] == [
+        "install.image '' is not an Image Factory installer: the NVIDIA extensions would not be installed",
+        "install.wipe must be false: this node's disks may hold Ceph OSDs",
+    ]
+
+
+@pytest.mark.parametrize(("version", "caught"), [("v1.9.6", False), ("v1.10.0", True), ("v1.10.1", True)])
+def test_generic_installer_form_is_refused_from_talos_1_10(homelab, version: str, caught: bool) -> None:
+    cfg = make_cfg(homelab, version=version)
+    image = f"factory.talos.dev/installer/{SID}:{version}"
+    expected = [f"install.image {image!r} is not the metal-installer form; from Talos v1.10 the generic installer/ form loses "
+                "the platform's kernel arguments"]
+    assert patch_problems(gpu_patch(cfg, image), cfg) == (expected if caught else [])
+
+
+def test_patch_yaml_is_written_for_people_to_review(cfg) -> None:
+    """`pulumi preview` and `render` show this text: block style, the patch's
+    own key order, the containerd TOML as a literal block."""
+    assert gpu_patch_yaml(cfg, "IMAGE") == """\
+machine:
+  install:
+    disk: /dev/sda
+    image: IMAGE
+    wipe: false
+  kernel:
+    modules:
+    - name: nvidia
+    - name: nvidia_uvm
+    - name: nvidia_drm
+    - name: nvidia_modeset
+  sysctls:
+    net.core.bpf_jit_harden: '1'
+  nodeLabels:
+    drmoo.io/role: worker
+    drmoo.io/zone: pve5
+    drmoo.io/storage: rook-osd-node
+    drmoo.io/gpu: nvidia-t4
+  files:
+  - op: create
+    path: /etc/cri/conf.d/20-customization.part
+    permissions: 420
+    content: |
+      [plugins]
+        [plugins."io.containerd.cri.v1.runtime"]
+          [plugins."io.containerd.cri.v1.runtime".containerd]
+            default_runtime_name = "nvidia"
+"""

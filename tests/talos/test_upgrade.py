@@ -125,3 +125,30 @@ def test_no_plan_ever_carries_a_wipe_flag(running: str) -> None:
     result = plan(running, None, wanted=wanted, image=f"factory.talos.dev/installer/{SID}:{wanted}")
     assert result.upgrade
     assert not any("wipe" in arg or arg == "--preserve=false" or arg == "--force" for arg in result.args)
+
+
+def test_no_op_plan_says_false_not_just_falsy() -> None:
+    assert plan("v1.13.9", SID).upgrade is False
+
+
+def test_refusal_tells_the_whole_way_to_proceed() -> None:
+    with pytest.raises(UpgradeRefused) as error:
+        plan("v1.11.6", OLD)
+    assert str(error.value).endswith(
+        "Take the path v1.11.6 -> v1.12.<latest patch> -> v1.13.9: set proxmox-talos-gpu:talos.version to each step in turn "
+        "(the latest patch of each intermediate minor, https://github.com/siderolabs/talos/releases) and run `pulumi up` after each")
+
+
+def test_a_node_not_installed_from_the_image_factory_is_named_so() -> None:
+    assert plan("v1.13.9", None).reason == (
+        f"upgrade to {IMAGE} because 192.168.8.123 runs schematic (none: not an Image Factory image), wanted {SID}")
+
+
+@pytest.mark.parametrize(("running", "wanted", "preserve"), [
+    ("v1.7.6", "v1.8.0", True),
+    ("v1.8.0", "v1.8.4", False),  # from 1.8 --preserve is implied and deprecated
+    ("v1.8.0", "v1.9.3", False),
+])
+def test_preserve_stops_at_talos_1_8_exactly(running: str, wanted: str, preserve: bool) -> None:
+    result = plan(running, OLD, wanted=wanted, image=f"factory.talos.dev/installer/{SID}:{wanted}")
+    assert result.upgrade and ("--preserve" in result.args) is preserve
