@@ -16,7 +16,7 @@ from components.config import StackConfig, parse_stack_config
 from components.flux.in_cluster import helm_release_name
 from components.flux.objects import helm_release, helm_repository
 from components.gpu_migration import GPU_UNAVAILABLE, OWNER_LABEL, cluster_facts, plan_removal
-from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, installed_device_plugin, kustomization, made_by, node, runtime_class
+from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, kustomization, made_by, node, runtime_class
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.test_component import run_node
