@@ -104,7 +104,6 @@ class FluxHelmRelease:
     storage_namespace: str
     release_name: str                 # the Helm release it installs
     suspended: bool
-    deleting: bool                    # deletionTimestamp set
     kustomization: NamespacedName | None
     source: tuple[str, str, str] | None  # (kind, namespace, name) of the chart's source
     made_by_pulumi: bool
@@ -128,7 +127,7 @@ def parse_helm_release(document: Mapping[str, Any]) -> FluxHelmRelease:
     return FluxHelmRelease(
         namespace=namespace, name=name, chart=str(chart) if chart else None,
         storage_namespace=str(status.get("storageNamespace") or spec.get("storageNamespace") or namespace),
-        release_name=release, suspended=bool(spec.get("suspend")), deleting=bool(metadata.get("deletionTimestamp")),
+        release_name=release, suspended=bool(spec.get("suspend")),
         kustomization=kustomization_of(metadata.get("labels") or {}), source=source, made_by_pulumi=made_by_pulumi(metadata))
 
 
