@@ -16,6 +16,7 @@ from components.config import StackConfig, parse_stack_config
 from components.flux.in_cluster import helm_release_name
 from components.flux.objects import helm_release, helm_repository
 from components.gpu_migration import GPU_UNAVAILABLE, OWNER_LABEL, cluster_facts, plan_removal
+from tests.conftest import ROOT
 from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, kustomization, made_by, node, runtime_class
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine, registration
@@ -96,6 +97,13 @@ def test_a_helmrelease_from_git_is_refused_naming_its_kustomization_and_what_to_
                  "proxmox-talos-gpu:gpuStack.flux.gitDevicePlugin: suspend"):
         assert part in refused, part
     assert plan.lines() == [f"refused: {refused}"], "adoptGuideObjects does not make a deletion last"
+
+
+def test_docs_show_the_refusal_as_it_is(documents) -> None:
+    text = (ROOT / "docs" / "talos.md").read_text().split("**From Git: refused by default.**", 1)[1]
+    shown = text.split("```text\n", 1)[1].split("```", 1)[0]
+    [refused] = plan_removal(cluster_facts(from_git(documents)), **OURS, adopt_guide_objects=False, stack="homelab").refused
+    assert " ".join(shown.split()) == " ".join(f"not upgrading to Talos 1.13 yet: {refused}".split())
 
 
 def test_objects_git_without_a_kustomization_is_refused_even_with_suspend(documents) -> None:
