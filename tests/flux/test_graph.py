@@ -189,7 +189,7 @@ def test_flux_delivery_removes_the_device_plugin_then_steps_to_1_13_then_creates
     # Nothing in the update creates again what the migration removes.
     registered = {(reg.type, reveal(reg.inputs)["metadata"]["name"]) for reg in flux_run.registrations if reg.type.startswith("kubernetes:")}
     assert (HELM_RELEASE, "nvidia-device-plugin") not in registered and (HELM_REPOSITORY, "nvdp") not in registered
-    assert not any(type_ == RUNTIME_CLASS for type_, _ in registered), "the operator makes its own RuntimeClass (fact 15)"
+    assert not any(type_ == RUNTIME_CLASS for type_, _ in registered), "the operator makes its own RuntimeClass (README row 15)"
     # The migration reads the cluster the Kubernetes resources are created in, its kubeconfig secret.
     provider = flux_run.one("pulumi:providers:kubernetes")
     assert is_secret(migration.inputs["kubeconfig"]) and reveal(migration.inputs["kubeconfig"]) == reveal(provider.inputs["kubeconfig"])
