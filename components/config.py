@@ -378,6 +378,11 @@ class FluxConfig(_Model):
     namespace: DnsLabel = "flux-system"
     # The app/ folder's path in that repository; ks.yaml needs it.
     path: Annotated[str, AfterValidator(_repository_path)] | None = None
+    # A device plugin that Flux applies from Git, in the way of the step to
+    # Talos 1.13: refuse (name it and say how to remove it from Git), or
+    # suspend the Kustomization that applies it and remove it
+    # (components.gpu_migration).
+    git_device_plugin: Literal["refuse", "suspend"] = "refuse"
 # Keys only the owner stack acts on (the Helm release's values): a non-owner
 # stack setting one would have it silently ignored, so it is refused.
 OWNER_ONLY_KEYS: tuple[str, ...] = ("prometheusOperator", "nfd")

@@ -12,16 +12,35 @@ readiness gate passes, pods get no GPU.
 
 What it removes:
 
-- a Helm release of the ``nvidia-device-plugin`` chart: every object of its
-  manifest (the same objects ``helm uninstall`` deletes). For this stack's
-  own release (``gpuStack.namespace``/``nvidia-device-plugin``) Helm's release
-  records stay: the program's old Release resource is deleted at the end of
-  the same update, and its ``helm uninstall`` finds the objects gone and
-  removes the records. A release this program did not install (the guide's)
-  goes with its records, only with ``gpuStack.adoptGuideObjects: true``;
+- a Flux HelmRelease of the ``nvidia-device-plugin`` chart (found by
+  ``spec.chart.spec.chart``, its history, or the Helm release it installed,
+  in any namespace): deleting its Helm objects would not last, helm-controller
+  puts them back (drift detection) or reinstalls the release. So the
+  HelmRelease itself is deleted, its finalizer makes helm-controller
+  uninstall the chart, and the removal waits, bounded, until the release's
+  objects are gone (helm-controller docs/spec/v2/helmreleases.md). This
+  program's own (made by Pulumi, ``gpuStack.namespace``/
+  ``nvidia-device-plugin``) goes with its HelmRepository when nothing else
+  reads that; the program's Pulumi resources for both are deleted at the end
+  of the same update, and pulumi-kubernetes counts an object already gone as
+  deleted (provider/pkg/await/await.go, ``Deletion``: ``nilIfGVKDeleted``).
+  One that Flux applies from Git (a Kustomization's labels on it, or
+  ``gpuStack.flux.objects: git``) would be applied again: refused by name
+  with what to change in Git, unless ``gpuStack.flux.gitDevicePlugin:
+  suspend`` (then its Kustomization is suspended first, as `flux suspend`
+  does). A hand-made one (the guide's) only with
+  ``gpuStack.adoptGuideObjects: true``;
+- a Helm release of the chart that no HelmRelease installs: every object of
+  its manifest (the same objects ``helm uninstall`` deletes). For this
+  stack's own release (``gpuStack.namespace``/``nvidia-device-plugin``)
+  Helm's release records stay: the program's old Release resource is deleted
+  at the end of the same update, and its ``helm uninstall`` finds the objects
+  gone and removes the records. A release this program did not install (the
+  guide's) goes with its records, only with ``gpuStack.adoptGuideObjects:
+  true``;
 - RuntimeClass ``nvidia``: this program's (labelled), or a hand-made one with
-  ``gpuStack.adoptGuideObjects: true``. One with an owner reference (the GPU
-  Operator's) is never touched.
+  ``gpuStack.adoptGuideObjects: true``; one from Git as a HelmRelease from
+  Git. One with an owner reference (the GPU Operator's) is never touched.
 
 Anything else in the way is refused by name before anything is deleted.
 Pure planning here; kubectl (components.kubectl) carries it out in the
@@ -35,9 +54,10 @@ import base64
 import gzip
 import json
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi.dynamic
@@ -46,6 +66,16 @@ from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvid
 
 from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
 from components.config import PROJECT, StackConfig
+from components.flux.in_cluster import (
+    FLUX_CLI_FIELD_MANAGER,
+    RESOURCES,
+    FluxHelmRelease,
+    FluxKustomization,
+    FluxSourceObject,
+    NamespacedName,
+    helm_origin,
+    kustomization_of,
+)
 
 # The label this program puts on the RuntimeClass it creates (GpuStack),
 # and pulumi-kubernetes' own managed-by label.
@@ -57,6 +87,10 @@ _WORKLOADS = ("DaemonSet", "Deployment", "StatefulSet", "Job")
 _CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "RuntimeClass", "CustomResourceDefinition", "Namespace",
                    "PriorityClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 GPU_UNAVAILABLE = "pods get no GPU from this removal until the readiness gate passes (the GPU Operator comes after the upgrade to Talos 1.13)"
+# How long helm-controller may take to uninstall a deleted HelmRelease: as
+# long as Pulumi waits for this program's own (components.flux.resources,
+# RELEASE_TIMEOUTS: the release's 15 m timeout and a margin).
+UNINSTALL_TIMEOUT_SECONDS = 1200
 
 
 class MigrationRefused(RuntimeError):
@@ -72,9 +106,16 @@ class ObjectRef:
     def line(self) -> str:
         return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
+    @property
+    def resource(self) -> str:
+        """What kubectl is given: Flux kinds fully qualified, others by kind."""
+        return RESOURCES.get(self.kind, self.kind)
+
 
 @dataclass(frozen=True)
 class HelmRelease:
+    """A Helm release, from Helm's own records."""
+
     name: str
     namespace: str
     chart: str
@@ -82,6 +123,16 @@ class HelmRelease:
     status: str
     objects: tuple[ObjectRef, ...]
     records: tuple[str, ...] = ()
+    # Where the records are (a Flux HelmRelease may store them apart from
+    # the release's namespace: spec.storageNamespace).
+    storage_namespace: str = ""
+    # The Flux HelmRelease that installed it, from the labels helm-controller
+    # puts on every object of the manifest.
+    flux_owner: NamespacedName | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.storage_namespace or self.namespace, self.name)
 
 
 @dataclass(frozen=True)
@@ -95,6 +146,11 @@ class RuntimeClassFact:
 class ClusterFacts:
     releases: tuple[HelmRelease, ...]
     runtime_class: RuntimeClassFact | None
+    # Flux's objects (empty where the cluster does not serve the Flux APIs).
+    flux_releases: tuple[FluxHelmRelease, ...] = ()
+    kustomizations: tuple[FluxKustomization, ...] = ()
+    # HelmRepositories and HelmCharts.
+    sources: tuple[FluxSourceObject, ...] = ()
 
 
 def decode_helm_release(data: str) -> dict[str, Any]:
@@ -110,15 +166,18 @@ def decode_helm_release(data: str) -> dict[str, Any]:
     return release
 
 
-def manifest_objects(manifest: str, namespace: str) -> tuple[ObjectRef, ...]:
-    refs = []
+def manifest_objects(manifest: str, namespace: str) -> tuple[tuple[ObjectRef, ...], NamespacedName | None]:
+    """The objects of a release's manifest, and the Flux HelmRelease named by
+    their labels (None for a release Helm made on its own)."""
+    refs, origin = [], None
     for document in yaml.safe_load_all(manifest or ""):
         if not isinstance(document, dict) or not document.get("kind"):
             continue
         metadata = document.get("metadata") or {}
         kind = str(document["kind"])
         refs.append(ObjectRef(kind, str(metadata.get("name")), None if kind in _CLUSTER_SCOPED else str(metadata.get("namespace") or namespace)))
-    return tuple(refs)
+        origin = origin or helm_origin(metadata.get("labels") or {})
+    return tuple(refs), origin
 
 
 def parse_release_secrets(secrets: Iterable[Mapping[str, Any]], chart: str = DEVICE_PLUGIN_CHART) -> tuple[HelmRelease, ...]:
@@ -136,11 +195,14 @@ def parse_release_secrets(secrets: Iterable[Mapping[str, Any]], chart: str = DEV
             continue
         if ((release.get("chart") or {}).get("metadata") or {}).get("name") != chart:
             continue
-        key = (str(release.get("namespace") or metadata.get("namespace")), str(release.get("name")))
+        storage = str(metadata.get("namespace") or "")
+        key = (storage, str(release.get("name")))
         records.setdefault(key, []).append(str(metadata.get("name")))
-        parsed = HelmRelease(name=key[1], namespace=key[0], chart=chart, revision=int(release.get("version") or 0),
-                             status=str((release.get("info") or {}).get("status") or ""),
-                             objects=manifest_objects(str(release.get("manifest") or ""), key[0]))
+        namespace = str(release.get("namespace") or storage)
+        objects, origin = manifest_objects(str(release.get("manifest") or ""), namespace)
+        parsed = HelmRelease(name=key[1], namespace=namespace, chart=chart, revision=int(release.get("version") or 0),
+                             status=str((release.get("info") or {}).get("status") or ""), objects=objects,
+                             storage_namespace=storage, flux_owner=origin)
         if key not in latest or parsed.revision > latest[key].revision:
             latest[key] = parsed
     return tuple(HelmRelease(**{**release.__dict__, "records": tuple(sorted(records[key]))}) for key, release in sorted(latest.items()))
@@ -158,6 +220,15 @@ def parse_runtime_class(obj: Mapping[str, Any] | None) -> RuntimeClassFact | Non
 class Removal:
     ref: ObjectRef
     why: str
+    # delete: `kubectl delete` (waits until gone); suspend: what `flux
+    # suspend` does, as a merge patch; uninstall: delete a Flux HelmRelease
+    # without kubectl's wait, then wait here, bounded and with progress lines,
+    # until it and ``wait_for`` (its release's workloads) are gone.
+    action: Literal["delete", "suspend", "uninstall"] = "delete"
+    wait_for: tuple[ObjectRef, ...] = ()
+
+    def line(self) -> str:
+        return f"{'suspend' if self.action == 'suspend' else 'remove'} {self.ref.line()} ({self.why})"
 
 
 @dataclass
@@ -171,36 +242,167 @@ class MigrationPlan:
             return [f"refused: {line}" for line in self.refused]
         if not self.removals:
             return [f"nothing to remove: {'; '.join(self.notes) or 'no nvidia-device-plugin release and no RuntimeClass nvidia'}"]
-        return [f"remove {removal.ref.line()} ({removal.why})" for removal in self.removals] + self.notes + [f"note: {GPU_UNAVAILABLE}"]
+        return [removal.line() for removal in self.removals] + self.notes + [f"note: {GPU_UNAVAILABLE}"]
 
 
-def plan_removal(facts: ClusterFacts, *, namespace: str, release_name: str, adopt_guide_objects: bool) -> MigrationPlan:
-    """What to delete before the node's step to Talos 1.13 (pure)."""
+def _installed_by(flux: FluxHelmRelease, releases: Iterable[HelmRelease]) -> HelmRelease | None:
+    """The Helm release of the chart that a Flux HelmRelease installed: where
+    helm-controller stores it, or the one whose objects carry its labels."""
+    releases = tuple(releases)
+    return (next((release for release in releases if release.key == (flux.storage_namespace, flux.release_name)), None)
+            or next((release for release in releases if release.flux_owner == flux.ref), None))
+
+
+def _helm_objects(release: HelmRelease, *, records: bool) -> list[Removal]:
+    """Every object of a Helm release's manifest, workloads first, and (with
+    ``records``) Helm's records of it: what `helm uninstall` deletes."""
+    label = f"Helm release {release.namespace}/{release.name} (chart {release.chart})"
+    objects = [ref for ref in release.objects if ref.kind in _WORKLOADS] + [ref for ref in release.objects if ref.kind not in _WORKLOADS]
+    removals = [Removal(ref, f"object of {label}") for ref in objects]
+    if records:
+        removals += [Removal(ObjectRef("Secret", record, release.storage_namespace or release.namespace), f"Helm's record of {label}")
+                     for record in release.records]
+    return removals
+
+
+def _flux_release_removals(flux: FluxHelmRelease, helm: HelmRelease | None, whose: str) -> list[Removal]:
+    """Deleting a HelmRelease: its finalizer makes helm-controller uninstall
+    the release, and the removal waits until its workloads are gone. A
+    suspended one is deleted without an uninstall (helm-controller
+    ``reconcileDelete``), so its release goes here, records included."""
+    ref = ObjectRef("HelmRelease", flux.name, flux.namespace)
+    if flux.suspended and helm is not None:
+        return [Removal(ref, f"{whose}; suspended, so helm-controller lets it go without uninstalling the chart", action="uninstall"),
+                *_helm_objects(helm, records=True)]
+    workloads = tuple(ref for ref in helm.objects if ref.kind in _WORKLOADS) if helm else ()
+    return [Removal(ref, f"{whose}; helm-controller uninstalls the chart, waited for until its objects are gone", action="uninstall",
+                    wait_for=workloads)]
+
+
+def _git_refusal(names: str, owner: FluxKustomization | None, *, stack: str, policy: str) -> str:
+    """Objects Flux applies from Git: what to change there, exactly."""
+    plural = " and " in names
+    them = "them" if plural else "it"
+    if owner is None:
+        where = f"from your Git repository (gpuStack.flux.objects: git), but no Flux Kustomization claims {them}"
+        then = "then run `pulumi up` again"
+        other = " (with no Kustomization there is nothing to suspend)" if policy == "suspend" else ""
+    else:
+        path = f" (path {owner.path}{' of ' + owner.source if owner.source else ''})" if owner.path else ""
+        where = f"applied from Git by {owner.line()}{path}"
+        then = f"then `flux reconcile kustomization -n {owner.namespace} {owner.name} --with-source` and run `pulumi up` again"
+        if owner.suspend_from_git:
+            other = f" ({owner.line()} cannot be suspended here: its spec.suspend is set in Git)"
+        else:
+            other = (f"; or set {PROJECT}:gpuStack.flux.gitDevicePlugin: suspend to have this program suspend {owner.line()} "
+                     f"and remove {them} (docs/talos.md)")
+    return (f"{names} {'are' if plural else 'is'} {where}: deleted here, Flux would apply {them} again. Remove {them} from the Git "
+            f"repository (delete the files; or commit the tree `python -m components.render --stack {stack} --flux DIR` writes for "
+            f"gpuStack.mode: operator, though Flux then installs the GPU Operator before the node runs Talos 1.13), {then}{other}")
+
+
+def plan_removal(facts: ClusterFacts, *, namespace: str, release_name: str, adopt_guide_objects: bool,
+                 flux_objects: str = "pulumi", git_device_plugin: str = "refuse", stack: str = "<stack>") -> MigrationPlan:
+    """What to delete (and suspend) before the node's step to Talos 1.13, in
+    order (pure): Kustomizations to suspend, Flux HelmReleases (their
+    uninstall waited for), Helm releases no HelmRelease installs, this
+    program's HelmRepository, RuntimeClass nvidia last."""
     plan = MigrationPlan()
     hint = f"set {PROJECT}:gpuStack.adoptGuideObjects: true to let this program remove it, or remove it yourself"
+    kustomizations = {kustomization.ref: kustomization for kustomization in facts.kustomizations}
+    flux_removals: list[Removal] = []
+    helm_removals: list[Removal] = []
+    last: list[Removal] = []
+    # Kustomization (None: none claims them) -> (label, removals, where they go) of what it applies from Git.
+    from_git: dict[NamespacedName | None, list[tuple[str, list[Removal], list[Removal]]]] = {}
+    installed: set[tuple[str, str]] = set()
+    removed: set[NamespacedName] = set()
+    ours: list[FluxHelmRelease] = []
+
+    for flux in facts.flux_releases:
+        helm = _installed_by(flux, facts.releases)
+        if flux.chart != DEVICE_PLUGIN_CHART and not (flux.chart is None and helm is not None):
+            continue
+        if helm is not None:
+            installed.add(helm.key)
+        label, of_chart = f"HelmRelease {flux.namespace}/{flux.name}", f"Flux HelmRelease of chart {DEVICE_PLUGIN_CHART}"
+        owner = kustomizations.get(flux.kustomization) if flux.kustomization else None
+        named_ours = (flux.namespace, flux.name) == (namespace, release_name)
+        if owner is not None or (flux_objects == "git" and named_ours and not flux.made_by_pulumi):
+            whose = f"{of_chart} from Git, {owner.line()} suspended" if owner else of_chart
+            from_git.setdefault(owner.ref if owner else None, []).append((label, _flux_release_removals(flux, helm, whose), flux_removals))
+        elif (flux.made_by_pulumi and named_ours) or adopt_guide_objects:
+            whose = f"this program's {of_chart}" if flux.made_by_pulumi and named_ours else f"hand-made {of_chart}, adopted"
+            flux_removals += _flux_release_removals(flux, helm, whose)
+            removed.add(flux.ref)
+            if flux.made_by_pulumi and named_ours:
+                ours.append(flux)
+        else:
+            plan.refused.append(f"{label} ({of_chart}) was not made by this program; {hint} (`kubectl delete helmrelease -n "
+                                f"{flux.namespace} {flux.name}`: helm-controller then uninstalls the chart)")
+
     for release in facts.releases:
-        ours = (release.namespace, release.name) == (namespace, release_name)
+        if release.key in installed:
+            continue  # its HelmRelease goes (or is refused) above: deleting its objects alone would not last
+        ours_release = (release.namespace, release.name) == (namespace, release_name)
         label = f"Helm release {release.namespace}/{release.name} (chart {release.chart})"
-        if not ours and not adopt_guide_objects:
+        if not ours_release and not adopt_guide_objects:
             plan.refused.append(f"{label} was not installed by this program; {hint} (`helm uninstall -n {release.namespace} {release.name}`)")
             continue
-        workloads = [ref for ref in release.objects if ref.kind in _WORKLOADS]
-        for ref in workloads + [ref for ref in release.objects if ref.kind not in _WORKLOADS]:
-            plan.removals.append(Removal(ref, f"object of {label}"))
-        if ours:
+        helm_removals += _helm_objects(release, records=not ours_release)
+        if ours_release:
             plan.notes.append(f"{label}: Helm's records stay for this stack's old Release resource, whose deletion at the end of this update removes them")
+
+    for flux in ours:
+        repository = next((source for source in facts.sources if flux.source and source.key == flux.source and source.kind == "HelmRepository"), None)
+        if repository is None or not repository.made_by_pulumi or repository.kustomization in kustomizations:
+            continue
+        ref = ObjectRef("HelmRepository", repository.name, repository.namespace)
+        users = [f"HelmRelease {other.namespace}/{other.name}" for other in facts.flux_releases
+                 if other.ref not in removed and other.source == repository.key]
+        users += [f"HelmChart {chart.namespace}/{chart.name}" for chart in facts.sources
+                  if chart.kind == "HelmChart" and chart.source == repository.key and chart.origin not in removed]
+        if users:
+            plan.notes.append(f"{ref.line()} stays: {', '.join(users)} read{'s' if len(users) == 1 else ''} it")
         else:
-            plan.removals += [Removal(ObjectRef("Secret", record, release.namespace), f"Helm's record of {label}") for record in release.records]
+            helm_removals.append(Removal(ref, "this program's, read by no other HelmRelease or HelmChart"))
+    if ours:
+        plan.notes.append("this program's Pulumi resources for the Flux objects removed here are deleted at the end of this update, "
+                          "and pulumi-kubernetes counts an object already gone as deleted")
+
     runtime_class = facts.runtime_class
     if runtime_class is not None:
-        ours = OWNER_LABEL in runtime_class.labels.items() or _PULUMI_LABEL in runtime_class.labels.items()
+        ref = ObjectRef("RuntimeClass", runtime_class.name)
+        ours_class = OWNER_LABEL in runtime_class.labels.items() or _PULUMI_LABEL in runtime_class.labels.items()
+        owner = kustomizations.get(kustomization_of(runtime_class.labels) or ("", ""))
         if runtime_class.owned_by_controller:
             plan.notes.append(f"RuntimeClass {runtime_class.name} belongs to a controller (the GPU Operator's): kept")
-        elif ours or adopt_guide_objects:
-            plan.removals.append(Removal(ObjectRef("RuntimeClass", runtime_class.name), "this program's" if ours else "hand-made, adopted"))
+        elif owner is not None:
+            from_git.setdefault(owner.ref, []).append((ref.line(), [Removal(ref, f"from Git, {owner.line()} suspended")], last))
+        elif ours_class or adopt_guide_objects:
+            last.append(Removal(ref, "this program's" if ours_class else "hand-made, adopted"))
         else:
             plan.refused.append(f"RuntimeClass {runtime_class.name} was made by hand (the guide's); the GPU Operator creates its own, and "
                                 f"Talos 1.13 wants it gone before the upgrade; {hint} (`kubectl delete runtimeclass {runtime_class.name}`)")
+
+    suspends: list[Removal] = []
+    for key, entries in from_git.items():
+        owner = kustomizations.get(key) if key else None
+        names = " and ".join(label for label, _, _ in entries)
+        if git_device_plugin != "suspend" or owner is None or owner.suspend_from_git:
+            plan.refused.append(_git_refusal(names, owner, stack=stack, policy=git_device_plugin))
+            continue
+        if owner.suspended:
+            plan.notes.append(f"{owner.line()} is suspended already")
+        else:
+            suspends.append(Removal(ObjectRef("Kustomization", owner.name, owner.namespace),
+                                    f"applies {names} from Git; {PROJECT}:gpuStack.flux.gitDevicePlugin: suspend", action="suspend"))
+        for _, removals, bucket in entries:
+            bucket.extend(removals)
+        plan.notes.append(f"{owner.line()} stays suspended: resume it (`flux resume kustomization -n {owner.namespace} {owner.name}`) only "
+                          f"once the Git repository no longer has {names} (commit the tree `python -m components.render --stack {stack} "
+                          "--flux DIR` writes for gpuStack.mode: operator), or Flux installs the device plugin again on Talos 1.13")
+    plan.removals = suspends + flux_removals + helm_removals + last
     return plan
 
 
@@ -209,17 +411,99 @@ def plan_removal(facts: ClusterFacts, *, namespace: str, release_name: str, adop
 # --------------------------------------------------------------------------
 
 
+def cluster_facts(documents: Iterable[Mapping[str, Any]]) -> ClusterFacts:
+    """The facts in objects as kubectl prints them (pure): Helm's release
+    records, RuntimeClass nvidia, Flux's HelmReleases, Kustomizations,
+    HelmRepositories and HelmCharts; anything else is ignored."""
+    from components.flux.in_cluster import parse_helm_release, parse_kustomization, parse_source_object
+
+    documents = list(documents)
+
+    def of(*kinds: str) -> list[Mapping[str, Any]]:
+        return [document for document in documents if document.get("kind") in kinds]
+
+    runtime_class = next((document for document in of("RuntimeClass") if (document.get("metadata") or {}).get("name") == RUNTIME_CLASS), None)
+    return ClusterFacts(releases=parse_release_secrets(of("Secret")), runtime_class=parse_runtime_class(runtime_class),
+                        flux_releases=tuple(parse_helm_release(document) for document in of("HelmRelease")),
+                        kustomizations=tuple(parse_kustomization(document) for document in of("Kustomization")),
+                        sources=tuple(parse_source_object(document) for document in of("HelmRepository", "HelmChart")))
+
+
 def read_cluster(kubeconfig: str | None) -> ClusterFacts:
-    """Two read-only kubectl calls: Helm's release records and RuntimeClass nvidia."""
+    """Read-only kubectl calls: Helm's release records, RuntimeClass nvidia
+    and, where the cluster serves the Flux APIs, its HelmReleases (then also
+    Kustomizations, HelmRepositories and HelmCharts) in every namespace."""
+    from components.flux.in_cluster import HELM_CHART_RESOURCE, HELM_RELEASE_RESOURCE, HELM_REPOSITORY_RESOURCE, KUSTOMIZATION_RESOURCE
     from components.kubectl import get_object, get_objects
 
-    secrets = get_objects("secrets", all_namespaces=True, selector="owner=helm", kubeconfig=kubeconfig)
-    return ClusterFacts(releases=parse_release_secrets(secrets),
-                        runtime_class=parse_runtime_class(get_object("runtimeclass", RUNTIME_CLASS, kubeconfig=kubeconfig)))
+    def every(resource: str) -> list[dict]:
+        return get_objects(resource, all_namespaces=True, kubeconfig=kubeconfig, unserved_ok=True)
+
+    documents = get_objects("secrets", all_namespaces=True, selector="owner=helm", kubeconfig=kubeconfig)
+    runtime_class = get_object("runtimeclass", RUNTIME_CLASS, kubeconfig=kubeconfig)
+    flux_releases = every(HELM_RELEASE_RESOURCE)
+    from_git = runtime_class is not None and kustomization_of((runtime_class.get("metadata") or {}).get("labels") or {}) is not None
+    documents += [runtime_class] if runtime_class else []
+    documents += flux_releases
+    documents += every(KUSTOMIZATION_RESOURCE) if flux_releases or from_git else []
+    documents += [*every(HELM_REPOSITORY_RESOURCE), *every(HELM_CHART_RESOURCE)] if flux_releases else []
+    return cluster_facts(documents)
 
 
 def _say(message: str) -> None:
     print(f"[gpu-mode-migration] {message}", file=sys.stderr, flush=True)
+
+
+class UninstallTimedOut(RuntimeError):
+    """helm-controller did not uninstall a deleted HelmRelease in time."""
+
+
+def _not_uninstalled(ref: ObjectRef, left: list[ObjectRef], timeout: float, kubeconfig: str | None) -> str:
+    from components.flux.status import parse_release
+    from components.kubectl import KubectlError, get_object
+
+    said = ""
+    try:
+        document = get_object(ref.resource, ref.name, namespace=ref.namespace, kubeconfig=kubeconfig)
+    except KubectlError:
+        document = None
+    ready = parse_release(document).conditions.get("Ready") if document else None
+    if ready is not None and ready.status != "True":
+        said = f"; its Ready condition: {ready.reason}{': ' + ready.message if ready.message else ''}"
+    return (f"helm-controller did not uninstall {ref.line()} within {timeout:g} s: {', '.join(item.line() for item in left)} "
+            f"still there{said}. Is helm-controller running (`kubectl get deployments -n flux-system`)? `flux logs --kind=HelmRelease "
+            f"--name={ref.name} -n {ref.namespace}` says why (helm-controller docs/spec/v2/helmreleases.md, \"Handling failed "
+            "uninstall\"). The step to Talos 1.13 has not started; `pulumi up` continues from here.")
+
+
+def _wait_uninstalled(removal: Removal, kubeconfig: str | None, *, timeout: float, poll: float) -> None:
+    """Until the deleted HelmRelease and its release's workloads are gone,
+    with a progress line per poll; at most ``timeout`` seconds."""
+    from components.kubectl import get_object
+
+    refs, start = (removal.ref, *removal.wait_for), time.monotonic()
+    while True:
+        left = [ref for ref in refs if get_object(ref.resource, ref.name, namespace=ref.namespace, kubeconfig=kubeconfig) is not None]
+        waited = time.monotonic() - start
+        if not left:
+            _say(f"{removal.ref.line()} is gone, its chart uninstalled ({waited:.0f} s)")
+            return
+        if waited >= timeout:
+            raise UninstallTimedOut(_not_uninstalled(removal.ref, left, timeout, kubeconfig))
+        _say(f"waiting for helm-controller to uninstall {removal.ref.line()}: {', '.join(ref.line() for ref in left)} still there "
+             f"({waited:.0f} s of at most {timeout:g} s)")
+        time.sleep(poll)
+
+
+# Inputs that decide the plan; a change to one is a change of the resource.
+_SETTINGS = ("namespace", "releaseName", "adoptGuideObjects", "fluxObjects", "gitDevicePlugin")
+
+
+def _plan(props: Mapping[str, Any]) -> MigrationPlan:
+    return plan_removal(read_cluster(props.get("kubeconfig") or None), namespace=str(props["namespace"]),
+                        release_name=str(props["releaseName"]), adopt_guide_objects=bool(props.get("adoptGuideObjects")),
+                        flux_objects=str(props.get("fluxObjects") or "pulumi"),
+                        git_device_plugin=str(props.get("gitDevicePlugin") or "refuse"), stack=str(props.get("stack") or "<stack>"))
 
 
 class GpuModeMigrationProvider(ResourceProvider):
@@ -230,18 +514,16 @@ class GpuModeMigrationProvider(ResourceProvider):
 
         inputs = dict(news)
         try:
-            plan = plan_removal(read_cluster(news.get("kubeconfig") or None), namespace=str(news["namespace"]),
-                                release_name=str(news["releaseName"]), adopt_guide_objects=bool(news.get("adoptGuideObjects")))
-            inputs["pendingChanges"] = plan.lines()
+            inputs["pendingChanges"] = _plan(news).lines()
         except KubectlError as error:
             # Preview must not fail only because the cluster does not answer.
             inputs["pendingChanges"] = [f"not known: cannot read the cluster ({error})"]
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = any(olds.get(key) != news.get(key) for key in ("namespace", "releaseName", "adoptGuideObjects"))
+        changed = any(olds.get(key) != news.get(key) for key in _SETTINGS)
         pending = news.get("pendingChanges") or []
-        return DiffResult(changes=changed or any(str(line).startswith(("remove ", "refused:")) for line in pending),
+        return DiffResult(changes=changed or any(str(line).startswith(("remove ", "suspend ", "refused:")) for line in pending),
                           replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -251,28 +533,43 @@ class GpuModeMigrationProvider(ResourceProvider):
         return UpdateResult(outs=self._remove(news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to put back: the device plugin does not run on Talos 1.13."""
+        """Nothing to put back: the device plugin does not run on Talos 1.13
+        (and a Kustomization suspended here stays suspended: resuming it
+        would install the device plugin again)."""
 
     def _remove(self, props: dict[str, Any]) -> dict[str, Any]:
-        from components.kubectl import delete_object, get_object
+        from components.kubectl import delete_object, get_object, patch_object
 
         kubeconfig = props.get("kubeconfig") or None
-        plan = plan_removal(read_cluster(kubeconfig), namespace=str(props["namespace"]), release_name=str(props["releaseName"]),
-                            adopt_guide_objects=bool(props.get("adoptGuideObjects")))
+        plan = _plan(props)
         if plan.refused:
             raise MigrationRefused("not upgrading to Talos 1.13 yet: " + " | ".join(plan.refused))
         if plan.removals:
             _say(f"WARNING: {GPU_UNAVAILABLE}")
+        timeout = float(props.get("uninstallTimeoutSeconds") or UNINSTALL_TIMEOUT_SECONDS)
+        poll = float(props.get("pollSeconds") or 5)
         for removal in plan.removals:
-            _say(f"remove {removal.ref.line()} ({removal.why})")
-            delete_object(removal.ref.kind, removal.ref.name, namespace=removal.ref.namespace, kubeconfig=kubeconfig)
+            ref = removal.ref
+            _say(removal.line())
+            if removal.action == "suspend":
+                patch_object(ref.resource, ref.name, {"spec": {"suspend": True}}, field_manager=FLUX_CLI_FIELD_MANAGER,
+                             namespace=ref.namespace, kubeconfig=kubeconfig)
+                continue
+            delete_object(ref.resource, ref.name, namespace=ref.namespace, kubeconfig=kubeconfig, wait=removal.action == "delete")
+            if removal.action == "uninstall":
+                _wait_uninstalled(removal, kubeconfig, timeout=timeout, poll=poll)
+        # Still gone once everything is done: nothing (Flux, a controller) put them back.
         still = [removal.ref.line() for removal in plan.removals
-                 if removal.ref.kind in (*_WORKLOADS, "RuntimeClass")
-                 and get_object(removal.ref.kind, removal.ref.name, namespace=removal.ref.namespace, kubeconfig=kubeconfig) is not None]
+                 if removal.action != "suspend" and removal.ref.kind in (*_WORKLOADS, "RuntimeClass", "HelmRelease")
+                 and get_object(removal.ref.resource, removal.ref.name, namespace=removal.ref.namespace, kubeconfig=kubeconfig) is not None]
         if still:
-            raise RuntimeError(f"still in the cluster after the removal: {', '.join(still)}; check `kubectl get {' '.join(still[:1])}`")
-        outs = {key: props[key] for key in ("namespace", "releaseName", "adoptGuideObjects") if key in props}
-        outs.update(removed=[removal.ref.line() for removal in plan.removals], notes=plan.notes,
+            raise RuntimeError(f"still in the cluster after the removal: {', '.join(still)}; something puts them back "
+                               f"(`kubectl get {still[0].split()[0].lower()} -A -o yaml`: its labels and managedFields say what)")
+        for note in plan.notes:
+            _say(f"note: {note}")
+        outs = {key: props[key] for key in _SETTINGS if key in props}
+        outs.update(removed=[removal.ref.line() for removal in plan.removals if removal.action != "suspend"],
+                    suspended=[removal.ref.line() for removal in plan.removals if removal.action == "suspend"], notes=plan.notes,
                     message=f"WARNING: {GPU_UNAVAILABLE}" if plan.removals else plan.lines()[0])
         return outs
 
@@ -289,9 +586,14 @@ class GpuModeMigration(pulumi.dynamic.Resource, module="migration", name="GpuMod
             "namespace": cfg.gpu_stack.namespace,
             "releaseName": DEVICE_PLUGIN_CHART,
             "adoptGuideObjects": cfg.gpu_stack.adopt_guide_objects,
+            "fluxObjects": cfg.gpu_stack.flux.objects,
+            "gitDevicePlugin": cfg.gpu_stack.flux.git_device_plugin,
+            # For the `render --flux` command a refusal names.
+            "stack": pulumi.get_stack(),
+            "uninstallTimeoutSeconds": UNINSTALL_TIMEOUT_SECONDS,
             # Secret end to end; read per call, never kept.
             "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
-            "pendingChanges": None, "removed": None, "notes": None, "message": None,
+            "pendingChanges": None, "removed": None, "suspended": None, "notes": None, "message": None,
         }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])))
 
 

@@ -170,11 +170,20 @@ def server_version(kubeconfig: str | None, timeout: float = 30) -> str:
     return parse_server_version(run_kubectl(["version", "--output", "json"], kubeconfig=kubeconfig, timeout=timeout))
 
 
+def is_unserved_type(error: KubectlError) -> bool:
+    """Pure: kubectl failed because the API server does not serve the
+    resource type (kubectl's ``error: the server doesn't have a resource type
+    "..."``: e.g. a Flux type in a cluster without Flux)."""
+    return error.kind == "failed" and "the server doesn't have a resource type" in error.stderr
+
+
 def get_objects(resource: str, names: Sequence[str] = (), *, namespace: str | None = None, all_namespaces: bool = False,
-                selector: str | None = None, kubeconfig: str | None = None, timeout: float = 30) -> list[dict]:
+                selector: str | None = None, kubeconfig: str | None = None, timeout: float = 30,
+                unserved_ok: bool = False) -> list[dict]:
     """The objects that exist, as dicts (read-only): ``kubectl get <resource>
     [<names> --ignore-not-found] -o json``, in one namespace, all of them, or
-    cluster-wide; ``[]`` when none exists.
+    cluster-wide; ``[]`` when none exists (and, with ``unserved_ok``, when the
+    cluster does not serve the type at all).
 
     kubectl prints nothing when a named object is not found, the object itself
     for one name, and a ``List`` otherwise. ``resource`` should be fully
@@ -189,7 +198,12 @@ def get_objects(resource: str, names: Sequence[str] = (), *, namespace: str | No
         args += ["--namespace", namespace]
     if selector:
         args += ["--selector", selector]
-    text = run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
+    try:
+        text = run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
+    except KubectlError as error:
+        if unserved_ok and is_unserved_type(error):
+            return []
+        raise
     if not text.strip():
         return []
     try:
@@ -209,10 +223,25 @@ def get_object(resource: str, name: str, *, namespace: str | None = None, kubeco
     return found[0] if found else None
 
 
-def delete_object(kind: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 300) -> None:
+def delete_object(kind: str, name: str, *, namespace: str | None = None, kubeconfig: str | None = None, timeout: float = 300,
+                  wait: bool = True) -> None:
     """``kubectl delete <kind> <name> --ignore-not-found``: waits until the
-    object is gone; one already gone is not an error."""
-    args = ["delete", kind, name, "--ignore-not-found"] + (["--namespace", namespace] if namespace else [])
+    object is gone (with ``wait=False`` only asks: an object with finalizers
+    stays until its controller removes them, which the caller then waits for
+    itself, bounded and with progress); one already gone is not an error."""
+    args = ["delete", kind, name, "--ignore-not-found"] + ([] if wait else ["--wait=false"])
+    args += ["--namespace", namespace] if namespace else []
+    run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
+
+
+def patch_object(resource: str, name: str, patch: dict, *, field_manager: str, namespace: str | None = None,
+                 kubeconfig: str | None = None, timeout: float = 60) -> None:
+    """``kubectl patch <resource> <name> --type=merge -p <patch>
+    --field-manager=<field_manager>``: a JSON merge patch (RFC 7386; custom
+    resources take no strategic merge patch), its fields owned by
+    ``field_manager``."""
+    args = ["patch", resource, name, "--type=merge", "--patch", json.dumps(patch, separators=(",", ":")),
+            f"--field-manager={field_manager}"] + (["--namespace", namespace] if namespace else [])
     run_kubectl(args, kubeconfig=kubeconfig, timeout=timeout)
 
 

@@ -75,6 +75,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str, str]] = [
     ("unknown mode", _set("gpuStack.mode", "helm"), "gpuStack.mode", "'operator' or 'devicePlugin'"),
     ("unknown delivery", _set("gpuStack.delivery", "argocd"), "gpuStack.delivery", "'helm' or 'flux'"),
     ("flux objects from git with helm delivery", _set("gpuStack.flux.objects", "git"), "gpuStack.flux.objects", "only with gpuStack.delivery: flux"),
+    ("git device plugin policy unknown", _set("gpuStack.flux.gitDevicePlugin", "delete"), "gpuStack.flux.gitDevicePlugin", "'refuse' or 'suspend'"),
     ("flux path leaving the repository", _set("gpuStack.flux.path", "../other/app"), "gpuStack.flux.path", "relative to the Git repository's root"),
     ("flux path absolute", _set("gpuStack.flux.path", "/kubernetes/app"), "gpuStack.flux.path", "no leading /"),
     ("flux git repository not a name", _set("gpuStack.flux.gitRepository", "Profmoo_Home"), "gpuStack.flux.gitRepository", "DNS label"),

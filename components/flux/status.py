@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from components.flux.in_cluster import HELM_RELEASE_RESOURCE
 from components.kubectl import KubectlError, get_objects
 from components.readiness.gate import GateError, Readiness
 
-HELM_RELEASE_RESOURCE = "helmreleases.helm.toolkit.fluxcd.io"
 LAYER = "Flux HelmRelease"
 
 

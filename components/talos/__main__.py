@@ -5,7 +5,8 @@
     python -m components.talos patch [STACK]             # this stack's machine-config patch
     python -m components.talos config --stack S --running FILE (--out OUT | --diff)
                                                          # the config this stack would apply to a node running FILE
-    python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed] [--json]
+    python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed]
+                                            [--device-plugin-delivery helm|flux|git] [--json]
                                                          # the steps one `pulumi up` takes from that version
 
 STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
@@ -26,7 +27,7 @@ from components.talos.adopt import AdoptError, NodeState, load_documents, plan_a
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
 from components.talos.versions import PathRefused
-from components.talos.walk_plan import render_plan, upgrade_plan
+from components.talos.walk_plan import DEVICE_PLUGIN_DELIVERIES, render_plan, upgrade_plan
 
 
 def _stack_config(stack: str) -> StackConfig:
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                       help="the Talos version the node runs now (`talosctl version`, the server's Tag); required")
     walk.add_argument("--device-plugin-installed", action="store_true",
                       help="the cluster has the nvidia-device-plugin release and RuntimeClass nvidia (default: off)")
+    walk.add_argument("--device-plugin-delivery", choices=DEVICE_PLUGIN_DELIVERIES, metavar="{helm,flux,git}",
+                      help="how the device plugin was installed, which decides how it is removed: helm (a Helm release), flux (a Flux "
+                           "HelmRelease this program created: deleted, Flux uninstalls the chart) or git (a Flux HelmRelease a "
+                           "Kustomization applies from Git: see gpuStack.flux.gitDevicePlugin); implies --device-plugin-installed "
+                           "(default: as the stack delivers, gpuStack.delivery, git with gpuStack.flux.objects: git)")
     walk.add_argument("--json", action="store_true", help="print a JSON list of steps (kind, version, image, object) (default: text)")
     args = parser.parse_args(argv)
     try:
@@ -115,7 +121,9 @@ def print_upgrade_plan(args: argparse.Namespace) -> int:
         return 2
     cfg = _stack_config(args.stack)
     try:
-        plan = upgrade_plan(cfg, args.running_version, device_plugin_installed=args.device_plugin_installed)
+        plan = upgrade_plan(cfg, args.running_version, stack_name=args.stack,
+                            device_plugin_installed=args.device_plugin_installed or args.device_plugin_delivery is not None,
+                            device_plugin_delivery=args.device_plugin_delivery)
     except PathRefused as error:
         print(f"talos: {error}", file=sys.stderr)
         return 2

@@ -11,14 +11,18 @@ from dataclasses import asdict, dataclass
 
 from components import cluster
 from components.config import StackConfig, parse_version
-from components.gpu_migration import GPU_UNAVAILABLE, migration_needed
+from components.flux.objects import REPOSITORY_NAMES
+from components.gpu_migration import GPU_UNAVAILABLE, UNINSTALL_TIMEOUT_SECONDS, migration_needed
 from components.talos.schematic import installer_image, planned_installer
 from components.talos.versions import OPERATOR_FROM, upgrade_steps
+
+# How the device plugin reached the cluster (upgrade-plan --device-plugin-delivery).
+DEVICE_PLUGIN_DELIVERIES = ("helm", "flux", "git")
 
 
 @dataclass(frozen=True)
 class PlanStep:
-    kind: str                 # "upgrade", "wait", "remove" or "install"
+    kind: str                 # "upgrade", "wait", "suspend", "remove", "stop" or "install"
     version: str | None = None
     image: str | None = None
     object: str | None = None
@@ -30,9 +34,55 @@ class PlanStep:
         return "  ".join(part for part in (f"{self.kind:<8}", self.version or "", self.image or "", self.object or "") if part)
 
 
-def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_installed: bool = False) -> list[PlanStep]:
-    """The steps, in order. Raises components.talos.versions.PathRefused."""
-    t, stack = cfg.talos, cfg.gpu_stack
+def stack_delivery(cfg: StackConfig) -> str:
+    """How this stack delivers the chart: helm, flux, or git (flux delivery
+    with the Flux objects from Git)."""
+    stack = cfg.gpu_stack
+    return "git" if stack.delivery == "flux" and stack.flux.objects == "git" else stack.delivery
+
+
+def device_plugin_removal(cfg: StackConfig, delivery: str, stack_name: str) -> list[PlanStep]:
+    """The mode migration's steps for a device plugin delivered by
+    ``delivery`` (components.gpu_migration does them, in this order)."""
+    stack = cfg.gpu_stack
+    release = f"{stack.namespace}/{cluster.DEVICE_PLUGIN_CHART}"
+    runtime_class = PlanStep("remove", object=f"RuntimeClass {cluster.RUNTIME_CLASS}")
+    uninstall = PlanStep("remove", object=f"Flux HelmRelease {release} (helm-controller uninstalls the chart; waited for, at most "
+                                          f"{UNINSTALL_TIMEOUT_SECONDS} s)")
+    if delivery == "flux":
+        repository = f"{stack.namespace}/{REPOSITORY_NAMES[cluster.DEVICE_PLUGIN_REPO]}"
+        return [uninstall, PlanStep("remove", object=f"Flux HelmRepository {repository} (unless something else reads it)"), runtime_class]
+    if delivery == "git":
+        if stack.flux.git_device_plugin != "suspend":
+            return [PlanStep("stop", object=f"HelmRelease {release} and RuntimeClass {cluster.RUNTIME_CLASS} come from Git: `pulumi up` "
+                                            "stops here until they are removed from the Git repository (or set "
+                                            "gpuStack.flux.gitDevicePlugin: suspend)")]
+        return [PlanStep("suspend", object=f"the Flux Kustomization that applies them from Git (`render --flux` names it "
+                                           f"{stack.flux.namespace}/{cluster.DEVICE_PLUGIN_CHART}; resume it only once Git has the "
+                                           f"operator tree of `python -m components.render --stack {stack_name} --flux DIR`)"),
+                uninstall, runtime_class]
+    return [PlanStep("remove", object=f"Helm release {release} (chart {cluster.DEVICE_PLUGIN_CHART})"), runtime_class]
+
+
+def operator_install(cfg: StackConfig, stack_name: str) -> PlanStep:
+    stack, chart = cfg.gpu_stack, cluster.helm_chart(cfg)
+    release, what = f"{stack.namespace}/{chart.release_name}", f"chart {chart.chart} {chart.version}"
+    delivery = stack_delivery(cfg)
+    if delivery == "flux":
+        return PlanStep("install", object=f"Flux HelmRelease {release} with HelmRepository {stack.namespace}/{REPOSITORY_NAMES[chart.repo]} "
+                                          f"({what}; helm-controller installs it)")
+    if delivery == "git":
+        return PlanStep("install", object=f"Flux HelmRelease {release} from Git ({what}): commit the tree `python -m components.render "
+                                          f"--stack {stack_name} --flux DIR` writes; helm-controller installs it, the readiness gate waits for it")
+    return PlanStep("install", object=f"Helm release {release} ({what})")
+
+
+def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_installed: bool = False,
+                 device_plugin_delivery: str | None = None, stack_name: str = "<stack>") -> list[PlanStep]:
+    """The steps, in order. ``device_plugin_delivery``: how the device plugin
+    was installed (helm, flux or git; default: as this stack delivers).
+    Raises components.talos.versions.PathRefused."""
+    t = cfg.talos
     _, schematic, _ = planned_installer(t)
     steps = upgrade_steps(running_version, t.version, list(t.upgrade_path))
     crossing = migration_needed(cfg) and (parse_version(running_version) < OPERATOR_FROM or device_plugin_installed)
@@ -42,8 +92,7 @@ def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_instal
     def remove() -> None:
         nonlocal removed
         if device_plugin_installed and not removed:
-            plan.append(PlanStep("remove", object=f"Helm release {stack.namespace}/{cluster.DEVICE_PLUGIN_CHART} (chart {cluster.DEVICE_PLUGIN_CHART})"))
-            plan.append(PlanStep("remove", object=f"RuntimeClass {cluster.RUNTIME_CLASS}"))
+            plan.extend(device_plugin_removal(cfg, device_plugin_delivery or stack_delivery(cfg), stack_name))
         removed = True
 
     staged = " (its machine config staged first; this reboot applies both)" if t.config_source == "running" else ""
@@ -56,8 +105,7 @@ def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_instal
                                                  f"at most {t.upgrade_timeout_seconds} s"))
     if crossing:
         remove()
-        chart = cluster.helm_chart(cfg)
-        plan.append(PlanStep("install", None, None, f"Helm release {stack.namespace}/{chart.release_name} (chart {chart.chart} {chart.version})"))
+        plan.append(operator_install(cfg, stack_name))
     return plan
 
 

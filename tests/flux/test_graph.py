@@ -2,7 +2,8 @@
 types and apiVersions, values equal to the Helm delivery's, the same
 dependency edges as the Helm release, every Kubernetes resource on the
 stack's provider, nothing created before the Flux check; non-owner and
-objects-from-Git stacks add only their own entry and label."""
+objects-from-Git stacks add only their own entry and label; the mode
+migration, then the step to Talos 1.13, then the operator's HelmRelease."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ CONFIG_MAP_PATCH = "kubernetes:core/v1:ConfigMapPatch"
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
 RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
+MIGRATION = "pulumi-python:dynamic/migration:GpuModeMigration"
+UPGRADE = "pulumi-python:dynamic/talos:TalosUpgrade"
 
 
 def config(**gpu_stack) -> dict:
@@ -167,3 +170,40 @@ def test_objects_from_git_leaves_the_cluster_objects_to_flux(owner):
     assert kubernetes == [NODE_PATCH], "namespace, ConfigMap entries and Flux objects come from Git"
     assert run.depends_on(run.one(NODE_PATCH), run.one(PREFLIGHT))
     assert reveal(run.one(GATE).inputs)["helmRelease"] == {"namespace": "gpu-operator", "name": "gpu-operator"}
+
+
+def _walk(run: ProgramRun) -> tuple[Registration, Registration, Registration]:
+    """The walk to the last 1.12, the mode migration, the step to 1.13."""
+    [before] = [reg for reg in run.by_type(UPGRADE) if reg.name.endswith("-upgrade-before-1.13")]
+    [step] = [reg for reg in run.by_type(UPGRADE) if reg.name.endswith("-talos-upgrade")]
+    return before, run.one(MIGRATION), step
+
+
+def test_flux_delivery_removes_the_device_plugin_then_steps_to_1_13_then_creates_the_operators_helmrelease(flux_run):
+    before, migration, step = _walk(flux_run)
+    release = flux_run.one(HELM_RELEASE)
+    assert flux_run.depends_on(migration, before) and flux_run.depends_on(step, migration), "migration between the walk to 1.12 and the step to 1.13"
+    assert flux_run.depends_on(release, step) and flux_run.depends_on(release, migration), f"{release.urn} only after the node runs 1.13"
+    assert not flux_run.depends_on(migration, release) and not flux_run.depends_on(step, release)
+    assert reveal(release.inputs)["spec"]["chart"]["spec"]["chart"] == "gpu-operator"
+    # Nothing in the update creates again what the migration removes.
+    registered = {(reg.type, reveal(reg.inputs)["metadata"]["name"]) for reg in flux_run.registrations if reg.type.startswith("kubernetes:")}
+    assert (HELM_RELEASE, "nvidia-device-plugin") not in registered and (HELM_REPOSITORY, "nvdp") not in registered
+    assert not any(type_ == RUNTIME_CLASS for type_, _ in registered), "the operator makes its own RuntimeClass (README row 15)"
+    # The migration reads the cluster the Kubernetes resources are created in, its kubeconfig secret.
+    provider = flux_run.one("pulumi:providers:kubernetes")
+    assert is_secret(migration.inputs["kubeconfig"]) and reveal(migration.inputs["kubeconfig"]) == reveal(provider.inputs["kubeconfig"])
+    assert reveal(migration.inputs)["fluxObjects"] == "pulumi" and reveal(migration.inputs)["gitDevicePlugin"] == "refuse"
+    for reg in flux_run.registrations:
+        if reg.type.startswith("kubernetes:"):
+            assert reg.provider_urn == provider.urn, f"{reg.urn} would use ambient credentials, not the stack's kubeconfig"
+            assert flux_run.depends_on(reg, step), f"{reg.urn} must wait for the step to 1.13"
+
+
+def test_objects_from_git_gate_waits_for_the_step_to_1_13_after_the_migration():
+    flux = {**stack_file_config()["gpuStack"]["flux"], "objects": "git", "gitDevicePlugin": "suspend"}
+    run = run_main(config(delivery="flux", flux=flux))
+    before, migration, step = _walk(run)
+    assert run.depends_on(step, migration) and run.depends_on(migration, before)
+    assert run.depends_on(run.one(GATE), step) and run.depends_on(run.one(NODE_PATCH), step)
+    assert reveal(migration.inputs)["fluxObjects"] == "git" and reveal(migration.inputs)["gitDevicePlugin"] == "suspend"

@@ -1,6 +1,8 @@
 """components.kubectl.get_objects: the read-only `kubectl get --ignore-not-found
--o json` the Flux check and the gate use, against a stand-in kubectl that
-prints what kubectl prints for none, one and several found objects."""
+-o json` the Flux check, the gate and the mode migration use, against a
+stand-in kubectl that prints what kubectl prints for none, one and several
+found objects, and for a type the cluster does not serve; the migration's
+delete without kubectl's wait and its merge patch."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 
 import pytest
 
-from components.kubectl import KubectlError, get_objects
+from components.kubectl import KubectlError, delete_object, get_objects, is_unserved_type, patch_object
 from tests.doctor.fakecli import FakeCli, answer, rule
 
 RELEASE = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "gpu-operator", "namespace": "gpu-operator"}}
@@ -39,3 +41,31 @@ def test_get_objects_classifies_an_unreachable_server(fake: FakeCli) -> None:
     with pytest.raises(KubectlError) as caught:
         get_objects("customresourcedefinitions.apiextensions.k8s.io", ["helmreleases.helm.toolkit.fluxcd.io"])
     assert caught.value.kind == "unreachable"
+
+
+def test_a_type_the_cluster_does_not_serve_is_no_objects_only_when_asked(fake: FakeCli) -> None:
+    unserved = answer(stderr='error: the server doesn\'t have a resource type "helmreleases"\n', rc=1)
+    fake.set_rules("kubectl", [rule(["get"], unserved, unserved)])
+    assert get_objects("helmreleases.helm.toolkit.fluxcd.io", all_namespaces=True, unserved_ok=True) == []
+    with pytest.raises(KubectlError) as caught:
+        get_objects("helmreleases.helm.toolkit.fluxcd.io", all_namespaces=True)
+    assert caught.value.kind == "failed" and is_unserved_type(caught.value)
+
+
+def test_an_unreachable_server_is_never_taken_for_an_unserved_type(fake: FakeCli) -> None:
+    fake.set_rules("kubectl", [rule(["get"], answer(stderr="The connection to the server 192.168.8.99:6443 was refused\n", rc=1))])
+    with pytest.raises(KubectlError) as caught:
+        get_objects("helmreleases.helm.toolkit.fluxcd.io", all_namespaces=True, unserved_ok=True)
+    assert caught.value.kind == "unreachable" and not is_unserved_type(caught.value)
+
+
+def test_delete_without_waiting_and_a_merge_patch_under_a_field_manager(fake: FakeCli) -> None:
+    fake.set_rules("kubectl", [rule(["delete"], answer('helmrelease.helm.toolkit.fluxcd.io "x" deleted\n')),
+                               rule(["patch"], answer("kustomization.kustomize.toolkit.fluxcd.io/x patched\n"))])
+    delete_object("helmreleases.helm.toolkit.fluxcd.io", "x", namespace="gpu-operator", wait=False)
+    patch_object("kustomizations.kustomize.toolkit.fluxcd.io", "x", {"spec": {"suspend": True}}, field_manager="flux-client-side-apply",
+                 namespace="flux-system")
+    deleted, patched = fake.calls("kubectl")
+    assert deleted["argv"] == ["delete", "helmreleases.helm.toolkit.fluxcd.io", "x", "--ignore-not-found", "--wait=false", "--namespace", "gpu-operator"]
+    assert patched["argv"] == ["patch", "kustomizations.kustomize.toolkit.fluxcd.io", "x", "--type=merge", "--patch", '{"spec":{"suspend":true}}',
+                               "--field-manager=flux-client-side-apply", "--namespace", "flux-system"]

@@ -1,57 +1,98 @@
 """Stand-in for kubectl with a small cluster behind it, for the subcommands
 the mode migration and the upgrade walk use: ``get <type> [name] -o json``
 (``-n/--namespace``, ``-A/--all-namespaces``, ``-l/--selector`` with
-``key=value`` terms), ``delete <type> <name> [--ignore-not-found]``,
-``version -o json``. Types resolve as kubectl resolves them (plural,
-singular, short name or Kind, case-insensitive); an unknown flag or type,
-a missing object, is an error with kubectl's wording and exit code 1.
+``key=value`` terms), ``delete <type> <name> [--ignore-not-found]
+[--wait=false]``, ``patch <type> <name> --type=merge -p JSON
+[--field-manager=M]``, ``version -o json``. Types resolve as kubectl resolves
+them (plural, singular, short name or Kind, case-insensitive; a group given
+must be the type's); an unknown flag or type, a missing object, is an error
+with kubectl's wording and exit code 1.
 
 The cluster is $FAKE_KUBE_STATE/objects.json (a list of objects);
 $FAKE_KUBE_STATE/unreachable makes every call fail as kubectl does when the
-API server does not answer. Calls go to calls.jsonl with ``mutated``."""
+API server does not answer. An object with finalizers is only marked
+(``deletionTimestamp``) by a delete; it goes when they are gone, and a
+waiting ``kubectl delete`` gives up as kubectl does when they stay.
+
+Flux, with $FAKE_KUBE_STATE/flux: its types are served (otherwise kubectl's
+"the server doesn't have a resource type"), and before every call its
+controllers act as they would have since the last one (a stopped one, with
+$FAKE_KUBE_STATE/<controller>.stopped, does nothing):
+
+- kustomize-controller: every Kustomization that is not suspended applies
+  its path in Git ($FAKE_KUBE_STATE/git.json, "<namespace>/<name>" ->
+  objects): what is missing is created, the fields it applies are set again
+  (server-side apply: fields of other managers stay), and what it applied
+  before and Git no longer has is pruned;
+- helm-controller: a HelmRelease gets its finalizer; one not suspended is
+  installed when Helm has no record of its release, and with drift detection
+  ``enabled`` the objects of its release that were deleted are created again;
+  a deleted one uninstalls its release (its objects and records, and its
+  HelmChart) unless it is suspended, then lets its finalizer go.
+
+Calls go to calls.jsonl with ``mutated`` (the call itself changed the
+cluster) and ``reconciled`` (what the controllers did before it)."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.talos.cluster_state import DEVICE_PLUGIN_CHART, FLUX_FINALIZER, helm_controller_install, helm_release_key  # noqa: E402
 
 STATE = Path(os.environ["FAKE_KUBE_STATE"])
 
-# plural -> (Kind, namespaced, other names)
+# plural -> (Kind, namespaced, other names, group)
 TYPES = {
-    "secrets": ("Secret", True, ("secret",)),
-    "runtimeclasses": ("RuntimeClass", False, ("runtimeclass",)),
-    "daemonsets": ("DaemonSet", True, ("daemonset", "ds")),
-    "deployments": ("Deployment", True, ("deployment", "deploy")),
-    "configmaps": ("ConfigMap", True, ("configmap", "cm")),
-    "serviceaccounts": ("ServiceAccount", True, ("serviceaccount", "sa")),
-    "services": ("Service", True, ("service", "svc")),
-    "roles": ("Role", True, ("role",)),
-    "rolebindings": ("RoleBinding", True, ("rolebinding",)),
-    "clusterroles": ("ClusterRole", False, ("clusterrole",)),
-    "clusterrolebindings": ("ClusterRoleBinding", False, ("clusterrolebinding",)),
-    "nodes": ("Node", False, ("node", "no")),
+    "secrets": ("Secret", True, ("secret",), ""),
+    "runtimeclasses": ("RuntimeClass", False, ("runtimeclass",), "node.k8s.io"),
+    "daemonsets": ("DaemonSet", True, ("daemonset", "ds"), "apps"),
+    "deployments": ("Deployment", True, ("deployment", "deploy"), "apps"),
+    "configmaps": ("ConfigMap", True, ("configmap", "cm"), ""),
+    "serviceaccounts": ("ServiceAccount", True, ("serviceaccount", "sa"), ""),
+    "services": ("Service", True, ("service", "svc"), ""),
+    "roles": ("Role", True, ("role",), "rbac.authorization.k8s.io"),
+    "rolebindings": ("RoleBinding", True, ("rolebinding",), "rbac.authorization.k8s.io"),
+    "clusterroles": ("ClusterRole", False, ("clusterrole",), "rbac.authorization.k8s.io"),
+    "clusterrolebindings": ("ClusterRoleBinding", False, ("clusterrolebinding",), "rbac.authorization.k8s.io"),
+    "nodes": ("Node", False, ("node", "no"), ""),
 }
-GROUPS = {"runtimeclasses": ".node.k8s.io", "daemonsets": ".apps", "deployments": ".apps", "roles": ".rbac.authorization.k8s.io",
-          "rolebindings": ".rbac.authorization.k8s.io", "clusterroles": ".rbac.authorization.k8s.io",
-          "clusterrolebindings": ".rbac.authorization.k8s.io"}
+FLUX_TYPES = {
+    "helmreleases": ("HelmRelease", True, ("helmrelease", "hr"), "helm.toolkit.fluxcd.io"),
+    "helmrepositories": ("HelmRepository", True, ("helmrepository", "helmrepo"), "source.toolkit.fluxcd.io"),
+    "helmcharts": ("HelmChart", True, ("helmchart", "hc"), "source.toolkit.fluxcd.io"),
+    "kustomizations": ("Kustomization", True, ("kustomization", "ks"), "kustomize.toolkit.fluxcd.io"),
+}
+CLUSTER_SCOPED = {kind for kind, namespaced, _, _ in TYPES.values() if not namespaced}
 FLAGS = {"--kubeconfig": True, "-n": True, "--namespace": True, "-A": False, "--all-namespaces": False, "-l": True,
          "--selector": True, "-o": True, "--output": True, "--ignore-not-found": False, "--wait": False,
-         "--request-timeout": True}
+         "--request-timeout": True, "--type": True, "-p": True, "--patch": True, "--field-manager": True}
+NOW = "2026-01-01T00:00:00Z"
 
 
 class Exit(Exception):
     pass
 
 
-def resolve(name: str) -> tuple[str, str, bool]:
-    lowered = name.lower().split(".")[0]
-    for plural, (kind, namespaced, others) in TYPES.items():
-        if lowered in (plural, kind.lower(), *others):
-            return plural, kind, namespaced
-    raise Exit(f'error: the server doesn\'t have a resource type "{name}"')
+def flux() -> bool:
+    return (STATE / "flux").exists()
+
+
+def resolve(name: str) -> tuple[str, str, bool, str]:
+    lowered, _, group = name.lower().partition(".")
+    for plural, (kind, namespaced, others, type_group) in {**TYPES, **(FLUX_TYPES if flux() else {})}.items():
+        if lowered in (plural, kind.lower(), *others) and group in ("", type_group):
+            return plural, kind, namespaced, type_group
+    raise Exit(f'error: the server doesn\'t have a resource type "{name.split(".")[0]}"')
 
 
 def parse(argv: list[str]) -> tuple[list[str], dict[str, str | bool]]:
@@ -73,7 +114,7 @@ def parse(argv: list[str]) -> tuple[list[str], dict[str, str | bool]]:
             flags[name.lstrip("-")] = value if FLAGS[name] else (value != "false" if has else True)
         else:
             words.append(arg)
-    aliases = {"n": "namespace", "A": "all-namespaces", "l": "selector", "o": "output"}
+    aliases = {"n": "namespace", "A": "all-namespaces", "l": "selector", "o": "output", "p": "patch"}
     return words, {aliases.get(key, key): value for key, value in flags.items()}
 
 
@@ -86,11 +127,171 @@ def matches(obj: dict, selector: str | None) -> bool:
     return True
 
 
+def identity(obj: dict) -> tuple[str, str | None, str]:
+    metadata = obj.get("metadata") or {}
+    return obj.get("kind", ""), None if obj.get("kind") in CLUSTER_SCOPED else metadata.get("namespace"), metadata.get("name", "")
+
+
+def merge(target: dict, patch: dict) -> dict:
+    """JSON merge patch (RFC 7386)."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = json.loads(json.dumps(value))
+    return target
+
+
+def fields(patch: dict) -> dict:
+    return {f"f:{key}": fields(value) if isinstance(value, dict) else {} for key, value in patch.items()}
+
+
+# -- Flux's controllers ------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, objects: list[dict]):
+        self.objects = objects
+        self.events: list[str] = []
+        for obj in objects:
+            self.give_uid(obj)
+
+    @staticmethod
+    def give_uid(obj: dict) -> None:
+        """Every object has its own uid: one created again is another object."""
+        obj.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
+
+    def exists(self, obj: dict) -> bool:
+        return any(other["metadata"].get("uid") == obj["metadata"].get("uid") for other in self.objects)
+
+    def find(self, kind: str, namespace: str | None, name: str) -> dict | None:
+        return next((obj for obj in self.objects if identity(obj) == (kind, namespace, name)), None)
+
+    def put(self, obj: dict) -> None:
+        self.give_uid(obj)
+        self.objects = [other for other in self.objects if identity(other) != identity(obj)] + [obj]
+
+    def delete(self, obj: dict) -> None:
+        """Mark an object with finalizers; drop one without."""
+        if (obj.get("metadata") or {}).get("finalizers"):
+            obj["metadata"].setdefault("deletionTimestamp", NOW)
+        else:
+            self.objects = [other for other in self.objects if identity(other) != identity(obj)]
+
+    def drop_finalized(self) -> None:
+        self.objects = [obj for obj in self.objects
+                        if not ((obj.get("metadata") or {}).get("deletionTimestamp") and not obj["metadata"].get("finalizers"))]
+
+    def records(self, storage: str, release: str) -> list[dict]:
+        return sorted((obj for obj in self.objects if obj.get("kind") == "Secret" and obj.get("type") == "helm.sh/release.v1"
+                       and obj["metadata"].get("namespace") == storage and obj["metadata"].get("labels", {}).get("name") == release),
+                      key=lambda obj: int(obj["metadata"]["labels"].get("version", 0)))
+
+
+def manifest_of(record: dict) -> list[dict]:
+    raw = base64.b64decode(base64.b64decode(record["data"]["release"]))
+    body = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    return [doc for doc in yaml.safe_load_all(body.get("manifest") or "") if isinstance(doc, dict)]
+
+
+def kustomize_controller(cluster: Cluster, git: dict[str, list[dict]]) -> None:
+    for ks in [obj for obj in cluster.objects if obj.get("kind") == "Kustomization"]:
+        metadata, spec = ks["metadata"], ks.get("spec") or {}
+        if spec.get("suspend") or metadata.get("deletionTimestamp"):
+            continue
+        key = f"{metadata['namespace']}/{metadata['name']}"
+        wanted = git.get(key, [])
+        labels = {"kustomize.toolkit.fluxcd.io/name": metadata["name"], "kustomize.toolkit.fluxcd.io/namespace": metadata["namespace"]}
+        for document in wanted:
+            document = json.loads(json.dumps(document))
+            live = cluster.find(*identity(document))
+            if live is None:
+                document.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+                document["metadata"]["managedFields"] = [{"manager": "kustomize-controller", "operation": "Apply",
+                                                          "fieldsV1": {"f:spec": fields(document.get("spec") or {})}}]
+                cluster.put(document)
+                cluster.events.append(f"kustomize-controller: {key} applied {document['kind']} {document['metadata']['name']}")
+            elif not live["metadata"].get("deletionTimestamp"):
+                # Server-side apply: the fields Git has are set again; others' fields stay.
+                before = json.dumps(live, sort_keys=True)
+                merge(live.setdefault("spec", {}), document.get("spec") or {})
+                live["metadata"].setdefault("labels", {}).update(labels)
+                if json.dumps(live, sort_keys=True) != before:
+                    cluster.events.append(f"kustomize-controller: {key} corrected {live['kind']} {live['metadata']['name']}")
+        keep = {identity(document) for document in wanted}
+        for obj in list(cluster.objects):
+            own = (obj.get("metadata") or {}).get("labels") or {}
+            if all(own.get(k) == v for k, v in labels.items()) and identity(obj) not in keep and not obj["metadata"].get("deletionTimestamp"):
+                cluster.delete(obj)
+                cluster.events.append(f"kustomize-controller: {key} pruned {obj['kind']} {obj['metadata']['name']}")
+
+
+def helm_controller(cluster: Cluster) -> None:
+    for release in [obj for obj in cluster.objects if obj.get("kind") == "HelmRelease"]:
+        metadata, spec = release["metadata"], release.get("spec") or {}
+        label = f"{metadata['namespace']}/{metadata['name']}"
+        status = release.get("status") or {}
+        history = status.get("history") or []
+        storage, name, _ = helm_release_key(release)
+        storage, name = status.get("storageNamespace") or storage, (history[0].get("name") if history else None) or name
+        if metadata.get("deletionTimestamp"):
+            if FLUX_FINALIZER in metadata.get("finalizers", []):
+                if not spec.get("suspend"):
+                    records = cluster.records(storage, name)
+                    for document in manifest_of(records[-1]) if records else []:
+                        live = cluster.find(*identity(document))
+                        if live is not None:
+                            cluster.delete(live)
+                    for record in records:
+                        cluster.delete(record)
+                    chart = cluster.find("HelmChart", ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef", {}).get("namespace")
+                                         or metadata["namespace"], f"{metadata['namespace']}-{metadata['name']}")
+                    if chart is not None:
+                        cluster.delete(chart)
+                    cluster.events.append(f"helm-controller: uninstalled {label}")
+                metadata["finalizers"].remove(FLUX_FINALIZER)
+            continue
+        if FLUX_FINALIZER not in metadata.get("finalizers", []):
+            metadata.setdefault("finalizers", []).append(FLUX_FINALIZER)
+            cluster.events.append(f"helm-controller: finalizer on {label}")
+        if spec.get("suspend") or ((spec.get("chart") or {}).get("spec") or {}).get("chart") != DEVICE_PLUGIN_CHART:
+            continue
+        records = cluster.records(storage, name)
+        if not records:
+            revision = max([entry.get("version", 0) for entry in history] + [0]) + 1
+            for obj in helm_controller_install(release, revision):
+                cluster.put(obj)
+            cluster.events.append(f"helm-controller: installed {label} (revision {revision})")
+        elif (spec.get("driftDetection") or {}).get("mode") == "enabled":
+            for document in manifest_of(records[-1]):
+                if cluster.find(*identity(document)) is None:
+                    cluster.put(document)
+                    cluster.events.append(f"helm-controller: drift corrected {label}: created {document['kind']} {document['metadata']['name']}")
+
+
+def reconcile(cluster: Cluster) -> None:
+    if not flux():
+        return
+    git_path = STATE / "git.json"
+    if not (STATE / "kustomize-controller.stopped").exists():
+        kustomize_controller(cluster, json.loads(git_path.read_text()) if git_path.exists() else {})
+    if not (STATE / "helm-controller.stopped").exists():
+        helm_controller(cluster)
+    cluster.drop_finalized()
+
+
+# -- kubectl -----------------------------------------------------------------
+
+
 def main() -> int:
     objects_path = STATE / "objects.json"
-    objects = json.loads(objects_path.read_text()) if objects_path.exists() else []
-    before = json.dumps(objects, sort_keys=True)
+    cluster = Cluster(json.loads(objects_path.read_text()) if objects_path.exists() else [])
     code, out = 0, ""
+    if not (STATE / "unreachable").exists():
+        reconcile(cluster)
+    before = json.dumps(cluster.objects, sort_keys=True)
     try:
         words, flags = parse(sys.argv[1:])
         if (STATE / "unreachable").exists():
@@ -99,10 +300,10 @@ def main() -> int:
             raise Exit("error: you must specify a command")
         if words[0] == "version":
             out = json.dumps({"clientVersion": {"gitVersion": "v1.34.1"}, "serverVersion": {"gitVersion": "v1.34.3"}})
-        elif words[0] in ("get", "delete"):
+        elif words[0] in ("get", "delete", "patch"):
             if len(words) < 2:
                 raise Exit("error: you must specify the type of resource to get")
-            plural, kind, namespaced = resolve(words[1])
+            plural, kind, namespaced, group = resolve(words[1])
             namespace = str(flags.get("namespace") or "default") if namespaced else None
             name = words[2] if len(words) > 2 else None
             if words[0] == "get" and flags.get("output") != "json":
@@ -113,31 +314,55 @@ def main() -> int:
                 return (obj.get("kind") == kind and (not namespaced or flags.get("all-namespaces") or metadata.get("namespace") == namespace)
                         and (name is None or metadata.get("name") == name))
 
-            found = [obj for obj in objects if here(obj) and matches(obj, flags.get("selector"))]  # type: ignore[arg-type]
+            found = [obj for obj in cluster.objects if here(obj) and matches(obj, flags.get("selector"))]  # type: ignore[arg-type]
+            qualified = f"{plural}{'.' + group if group else ''}"
             if name is not None and not found and not flags.get("ignore-not-found"):
-                raise Exit(f'Error from server (NotFound): {plural}{GROUPS.get(plural, "")} "{name}" not found')
+                raise Exit(f'Error from server (NotFound): {qualified} "{name}" not found')
             if words[0] == "get":
                 # With --ignore-not-found kubectl prints nothing for a missing name.
                 out = (json.dumps(found[0]) if found else "") if name else json.dumps({"apiVersion": "v1", "kind": "List", "items": found})
+            elif name is None:
+                raise Exit("error: resource(s) were provided, but no name was specified")
+            elif words[0] == "patch":
+                if flags.get("type", "strategic") not in ("merge", "json", "strategic"):
+                    raise Exit(f"error: --type must be one of [json merge strategic], not \"{flags['type']}\"")
+                if flags.get("type", "strategic") != "merge":
+                    if group.endswith("fluxcd.io"):
+                        raise Exit("Error from server (UnsupportedMediaType): the body of the request was in an unknown format - accepted media "
+                                   "types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+                    raise Exit("fake kubectl: only --type=merge is modelled")
+                try:
+                    patch = json.loads(str(flags.get("patch") or ""))
+                except ValueError:
+                    raise Exit("error: unable to parse the patch as JSON") from None
+                merge(found[0], patch)
+                managers = found[0]["metadata"].setdefault("managedFields", [])
+                managers.append({"manager": flags.get("field-manager") or "kubectl-patch", "operation": "Update", "fieldsType": "FieldsV1",
+                                 "fieldsV1": fields(patch)})
+                out = f"{kind.lower()}.{group or 'v1'}/{name} patched"
             else:
-                if name is None:
-                    raise Exit("error: resource(s) were provided, but no name was specified")
-                objects = [obj for obj in objects if not here(obj)]
-                objects_path.write_text(json.dumps(objects))
+                for obj in found:
+                    cluster.delete(obj)
+                if found and flags.get("wait", True):
+                    # kubectl waits until the object is gone: the controllers get their turn.
+                    reconcile(cluster)
+                    if any(cluster.exists(obj) for obj in found):
+                        raise Exit(f"error: timed out waiting for the condition on {qualified}/{name}")
                 out = "".join(f'{plural.rstrip("s")} "{name}" deleted\n' for _ in found)
         else:
             raise Exit(f'error: unknown command "{words[0]}" for "kubectl"')
     except Exit as error:
         print(str(error), file=sys.stderr)
         code = 1
+    objects_path.write_text(json.dumps(cluster.objects))
     print(out, end="" if out.endswith("\n") or not out else "\n")
     with open(STATE / "calls.jsonl", "a") as log:
         talos = Path(os.environ["FAKE_TALOS_STATE"]) / "node.json" if os.environ.get("FAKE_TALOS_STATE") else None
         # Where the Talos node was when this call ran (orders the migration
         # against the upgrades in tests that use both stand-ins).
         version = json.loads(talos.read_text())["version"] if talos and talos.exists() else None
-        log.write(json.dumps({"argv": sys.argv[1:], "exit": code, "mutated": json.dumps(objects, sort_keys=True) != before,
-                              "talos_version": version}) + "\n")
+        log.write(json.dumps({"argv": sys.argv[1:], "exit": code, "mutated": json.dumps(cluster.objects, sort_keys=True) != before,
+                              "reconciled": cluster.events, "talos_version": version}) + "\n")
     return code
 
 

@@ -1,5 +1,6 @@
-"""`python -m components.talos config`: the same planner as the component,
-on a config file, run as a user would (a subprocess in the project root)."""
+"""`python -m components.talos config` and `upgrade-plan`: the same planners
+as the component, on a config file or a running version, run as a user
+would (a subprocess in the project root)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,39 @@ def test_upgrade_plan_refusals_are_one_clear_line() -> None:
         done = cli("upgrade-plan", "--running-version", version)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "--device-plugin-installed" in cli("upgrade-plan", "--help").stdout
+
+
+def test_upgrade_plan_with_the_device_plugin_from_flux_deletes_its_helmrelease_before_1_13() -> None:
+    steps = plan_json("--running-version", "v1.11.6", "--device-plugin-delivery", "flux")
+    assert [(step["kind"], step["version"]) for step in steps] == [
+        ("upgrade", "v1.12.11"), ("wait", "v1.12.11"), ("remove", None), ("remove", None), ("remove", None),
+        ("upgrade", "v1.13.9"), ("wait", "v1.13.9"), ("install", None)], "--device-plugin-delivery implies --device-plugin-installed"
+    assert [step["object"] for step in steps[2:5]] == [
+        "Flux HelmRelease gpu-operator/nvidia-device-plugin (helm-controller uninstalls the chart; waited for, at most 1200 s)",
+        "Flux HelmRepository gpu-operator/nvdp (unless something else reads it)", "RuntimeClass nvidia"]
+    text = cli("upgrade-plan", "--running-version", "v1.12.11", "--device-plugin-delivery", "git").stdout
+    assert "1. stop      HelmRelease gpu-operator/nvidia-device-plugin and RuntimeClass nvidia come from Git: `pulumi up` stops here" in text
+
+
+def test_upgrade_plan_from_git_with_suspend_and_the_operator_from_flux_or_git(homelab) -> None:
+    from components.config import parse_stack_config
+    from components.talos.walk_plan import upgrade_plan
+
+    homelab["gpuStack"].update(delivery="flux", flux={**homelab["gpuStack"]["flux"], "objects": "git", "gitDevicePlugin": "suspend"})
+    steps = upgrade_plan(parse_stack_config(homelab), "v1.12.11", device_plugin_installed=True, stack_name="homelab")
+    assert [step.kind for step in steps] == ["suspend", "remove", "remove", "upgrade", "wait", "install"], "the stack's delivery: git"
+    assert "flux-system/nvidia-device-plugin" in steps[0].object and "--stack homelab --flux DIR" in steps[0].object
+    assert steps[-1].object.startswith("Flux HelmRelease gpu-operator/gpu-operator from Git (chart gpu-operator v26.7.0): commit the tree")
+    homelab["gpuStack"]["flux"]["objects"] = "pulumi"
+    steps = upgrade_plan(parse_stack_config(homelab), "v1.12.11", device_plugin_installed=True)
+    assert [step.kind for step in steps] == ["remove", "remove", "remove", "upgrade", "wait", "install"]
+    assert steps[-1].object == ("Flux HelmRelease gpu-operator/gpu-operator with HelmRepository gpu-operator/nvidia (chart gpu-operator v26.7.0; "
+                                "helm-controller installs it)")
+
+
+def test_upgrade_plan_help_says_how_the_device_plugin_delivery_defaults() -> None:
+    text = " ".join(cli("upgrade-plan", "--help").stdout.split())
+    assert "--device-plugin-delivery {helm,flux,git}" in text
+    assert "(default: as the stack delivers, gpuStack.delivery, git with gpuStack.flux.objects: git)" in text
+    done = cli("upgrade-plan", "--running-version", "v1.12.11", "--device-plugin-delivery", "fluxcd")
+    assert done.returncode == 2 and "invalid choice: 'fluxcd' (choose from 'helm', 'flux', 'git')" in done.stderr and "Traceback" not in done.stderr

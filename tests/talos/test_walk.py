@@ -1,7 +1,8 @@
-"""From the guide's node (Talos 1.11.6 + the device plugin) to Talos 1.13.9
-and the GPU Operator in one `pulumi up`: the Talos part of the graph run the
-engine's way, in graph order, against the stand-in talosctl (a node that
-reboots into each version) and kubectl (the cluster)."""
+"""From the guide's node (Talos 1.11.6 + the device plugin, installed by Helm
+or by Flux) to Talos 1.13.9 and the GPU Operator in one `pulumi up`: the
+Talos part of the graph run the engine's way, in graph order, against the
+stand-in talosctl (a node that reboots into each version) and kubectl (the
+cluster, with Flux's controllers)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from typing import Any
 
 import pytest
 
+from components.flux.objects import helm_release, helm_repository
+from components.gpu_migration import OWNER_LABEL
 from components.talos.adopt import load_documents
-from tests.talos.cluster_state import FakeKubectl, installed_device_plugin, node, runtime_class
+from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, installed_device_plugin, node, runtime_class
 from tests.talos.conftest import TALOSCONFIG, FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.running_configs import as_text, worker_documents
 from tests.talos.test_component import CONFIG, UPGRADE, run_node
+from tests.talos.test_flux_migration import plugin_cfg
 
 PREFLIGHT = "pulumi-python:dynamic/talos:TalosUpgradePreflight"
 MIGRATION = "pulumi-python:dynamic/migration:GpuModeMigration"
@@ -118,6 +122,29 @@ def test_the_guides_runtime_class_stops_the_walk_before_1_13(homelab, guides_nod
     assert error["error"] == "MigrationRefused" and "gpuStack.adoptGuideObjects" in error["message"]
     assert talos.get("version") == "v1.12.11", "stopped on the last 1.12, before the step to 1.13"
     assert kube.has("RuntimeClass", "nvidia") and kube.has("DaemonSet", "nvidia-device-plugin")
+
+
+def test_one_up_with_the_device_plugin_from_flux_deletes_its_helmrelease_between_1_12_and_1_13(homelab, fake_talosctl: FakeTalosctl,
+                                                                                                  fake_kubectl: FakeKubectl) -> None:
+    """The stack ran in device-plugin mode with Flux delivery; now operator
+    mode on 1.13.9: helm-controller uninstalls the device plugin while the
+    node runs 1.12.11, and nothing brings it back."""
+    talos, kube = fake_talosctl, fake_kubectl
+    talos.node("v1.11.6", OLD, config=as_text(worker_documents("v1.11.6")))
+    talos.publish(OLD)
+    before = plugin_cfg(homelab)
+    kube.install_flux()
+    kube.objects([*flux_device_plugin(helm_release(before), helm_repository(before), "pulumi"), runtime_class(dict([OWNER_LABEL])), node()])
+    homelab["gpuStack"]["delivery"] = "flux"
+    stack = Stack(homelab, talos.env(), pollSeconds=0.05, kubeconfig=KUBECONFIG)
+    stack.resources["migration"][1]["pollSeconds"] = 0.05
+    assert stack.up() is None, stack.log
+    assert talos.get("version") == "v1.13.9" and upgrades(talos) == ["v1.12.11", "v1.13.9"]
+    changed = [call for call in kube.calls() if call["mutated"] or call["reconciled"]]
+    assert any("helm-controller: uninstalled gpu-operator/nvidia-device-plugin" in event for call in changed for event in call["reconciled"])
+    assert {call["talos_version"] for call in changed} == {"v1.12.11"}, "removed and uninstalled after the step to 1.12, before the step to 1.13"
+    kube.settle()
+    assert {(obj["kind"], obj["metadata"]["name"]) for obj in kube.objects()} == {("Node", "moody-good")}, "nothing came back"
 
 
 @pytest.mark.parametrize(("misbehaviour", "says"), [
