@@ -47,8 +47,10 @@ FLUX = (crd("HelmRepository"), crd("HelmRelease"))
 
 
 def crds_answer(*responses: dict) -> list[dict]:
+    """The one read-only call the check makes (kubectl's own timeout 5 s
+    inside the check's 20 s)."""
     return [rule(["get", CRD_RESOURCE, "helmrepositories.source.toolkit.fluxcd.io", "helmreleases.helm.toolkit.fluxcd.io",
-                  "--ignore-not-found"], *responses)]
+                  "--ignore-not-found", "-o", "json", "--request-timeout=15s"], *responses)]
 
 
 def test_served_versions_read_from_the_vendored_crds():
