@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,9 +262,19 @@ def run_program(program: Callable[[], Any], config: Mapping[str, Any], *,
     SETTINGS.outputs.clear()
     exported: dict[str, Any] = {}
 
-    _sync_await(run_pulumi_func(program))
-    stack_resource = pulumi.runtime.get_root_resource()
-    if stack_resource is not None and getattr(stack_resource, "outputs", None):
-        for key, value in stack_resource.outputs.items():
-            exported[key] = _sync_await(pulumi.Output.from_input(value).future(with_unknowns=True))
+    # The SDK's serialize_provider (pulumi.dynamic) wraps
+    # pickle._Pickler._batch_setitems in a sorting wrapper on every call and
+    # never unwraps it: each dynamic resource adds one frame to every later
+    # pickle of a dict. A real `pulumi up` runs the program once; a process
+    # that runs it many times (the test suite) ends in RecursionError. Put
+    # the method back after each run.
+    batch_setitems = pickle._Pickler._batch_setitems
+    try:
+        _sync_await(run_pulumi_func(program))
+        stack_resource = pulumi.runtime.get_root_resource()
+        if stack_resource is not None and getattr(stack_resource, "outputs", None):
+            for key, value in stack_resource.outputs.items():
+                exported[key] = _sync_await(pulumi.Output.from_input(value).future(with_unknowns=True))
+    finally:
+        pickle._Pickler._batch_setitems = batch_setitems
     return ProgramRun(monitor.registrations, exported)

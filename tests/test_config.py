@@ -279,12 +279,18 @@ def _issues(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
     (_set("talos.version", "v1.13.0"), []),
     (_set("talos.version", "v1.12.9"), ["gpuStack.mode"]),
     (_both(_set("talos.version", "v1.9.0"), _set("gpuStack.mode", "devicePlugin")), []),
+    # The device plugin up to the last 1.12, refused from 1.13.0 (CDI toolkit).
+    (_both(_set("talos.version", "v1.12.11"), _set("gpuStack.mode", "devicePlugin")), []),
+    (_both(_set("talos.version", "v1.13.0"), _set("gpuStack.mode", "devicePlugin")), ["gpuStack.mode"]),
     (_both(_set("talos.version", "v1.8.9"), _set("gpuStack.mode", "devicePlugin")), ["talos.version"]),
     (_both(_set("talos.version", "v1.8.9"), _set("gpuStack.mode", "devicePlugin"), _set("gpuStack.operatorChartVersion", "v25.10.1")), ["talos.version"]),
     (_set("proxmox", {"endpoint": "https://pve5.lan:8006/", "node": "pve5", "authMethod": "password"}), ["proxmox.username"]),
     (_set("host.address", None), ["host.address"]),
     (_set("host.hostKey", None), ["host.hostKey"]),
-    (_set("host", {"enabled": False}), []),
+    # Without the host's facts a PCI mapping needs its IOMMU group (the
+    # reference stack configures the subsystem id).
+    (_both(_set("host", {"enabled": False}), _set("gpus.0.iommuGroup", 0)), []),
+    (_set("host", {"enabled": False}), ["gpus[0].iommuGroup"]),
     (_set("jellyfin.enabled", True), []),
     (_both(_set("jellyfin.enabled", True), _set("jellyfin.url", None)), ["jellyfin.url"]),
     (_set("gpus.0.pcie", False), []),

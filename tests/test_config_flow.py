@@ -25,9 +25,11 @@ import pytest
 import yaml
 
 from components.config import StackConfig, parse_stack_config
+from components.flux.objects import flux_tree
 from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, reveal
 from components.render import render
-from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
+from components.talos.machine_config import NodeSpec
+from tests.conftest import FAKE_SECRETS, ROOT, run_main, stack_file_config
 from tests.readme_config import documented_keys
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -40,6 +42,11 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
 SCHEMATIC = "talos:imageFactory/schematic:Schematic"
+RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
+FLUX_RELEASE = "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease"
+FLUX_REPOSITORY = "kubernetes:source.toolkit.fluxcd.io/v1:HelmRepository"
+# A user's own machine-config patch (talos.configPatches), read from the checkout.
+NETWORK_PATCH = ROOT / "tests" / "data" / "talos-network-patch.yaml"
 
 
 class RecordingMocks(ProgramMocks):
@@ -75,6 +82,11 @@ class Stack:
         return render(self.cfg, self.raw, with_graph=False)
 
     @cached_property
+    def flux_files(self) -> dict[str, dict[str, Any]]:
+        """The documents `render --flux` writes, by path."""
+        return {path: document for path, (_, document) in flux_tree(self.cfg, "test").items()}
+
+    @cached_property
     def doctor_kubectl(self) -> list[list[str]]:
         """The kubectl commands `doctor`'s workload layer runs (answered with
         an empty pod list)."""
@@ -107,8 +119,19 @@ class Stack:
         return len([reg for reg in self.run.registrations if reg.type.startswith(type_) and reg.name.endswith(suffix)])
 
     def patch(self) -> dict[str, Any]:
-        (text,) = self.inputs(APPLY)["configPatches"]
-        return yaml.safe_load(text)["machine"]
+        """The GPU patch of a generated config (the last one: the user's
+        own patches come first)."""
+        return yaml.safe_load(self.inputs(APPLY)["configPatches"][-1])["machine"]
+
+    def spec(self) -> dict[str, Any]:
+        """What the adopted node should run: the spec TalosMachineConfig
+        merges into the node's own config (talos.configSource: running)."""
+        return self.named("-talos-config")["spec"]
+
+    def owned_at_target(self) -> Any:
+        """The owned machine-config values the provider computes from that
+        spec for the target version."""
+        return NodeSpec.from_dict(self.spec()).target
 
     def plugin_config(self) -> dict[str, Any]:
         (text,) = (self.inputs(CONFIG_MAP)["data"]).values()
@@ -142,8 +165,15 @@ def _password(raw: dict[str, Any]) -> None:
     raw["proxmox"].update(authMethod="password", username="root@pam")
 
 
+def _jellyfin_ampere(raw: dict[str, Any]) -> None:
+    _jellyfin(raw)
+    raw["gpus"][0].update(generation="ampere", model="ga10x")
+
+
 def _device_plugin(raw: dict[str, Any]) -> None:
+    # The device plugin chart is refused from Talos 1.13 (CDI toolkit).
     raw["gpuStack"]["mode"] = "devicePlugin"
+    raw["talos"]["version"] = "v1.12.11"
 
 
 def _no_pcie(raw: dict[str, Any]) -> None:
@@ -151,17 +181,37 @@ def _no_pcie(raw: dict[str, Any]) -> None:
 
 
 def _no_host(raw: dict[str, Any]) -> None:
+    # Without the host's facts the mapping needs both values configured.
     raw["host"] = {"enabled": False}
+    raw["gpus"][0]["iommuGroup"] = 12
+
+
+def _generated(raw: dict[str, Any]) -> None:
+    # A new node's config; the kubelet pinned (unset, it is read from the cluster).
+    raw["talos"].update(configSource="generated", kubernetesVersion="v1.34.3")
+
+
+def _owner_defaults(raw: dict[str, Any]) -> None:
+    # A non-owner stack may not set the owner-only keys the reference stack sets.
+    raw["gpuStack"].pop("prometheusOperator")
+
+
+def _flux(raw: dict[str, Any]) -> None:
+    raw["gpuStack"]["delivery"] = "flux"
 
 
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "homelab": lambda raw: None,
     "jellyfin": _jellyfin,
     "jellyfin-ada": _jellyfin_ada,
+    "jellyfin-ampere": _jellyfin_ampere,
     "password": _password,
     "device-plugin": _device_plugin,
     "no-pcie": _no_pcie,
     "no-host": _no_host,
+    "generated": _generated,
+    "owner-defaults": _owner_defaults,
+    "flux": _flux,
 }
 SECRETS = {"password": {**FAKE_SECRETS, "proxmoxPassword": "hunter2"}}
 
@@ -176,6 +226,9 @@ class Case:
     expected: Any
     base: str = "homelab"
     extra: dict[str, Any] = field(default_factory=dict)  # other keys the value needs
+    # Keys that must change together with the value (the changed stack only),
+    # for a value that no stack accepts without them.
+    with_value: dict[str, Any] = field(default_factory=dict)
     baseline: Any = field(default_factory=lambda: UNSET)  # when set: what the unchanged stack shows, exactly
 
 
@@ -214,7 +267,8 @@ CASES: dict[str, Case] = {
     "proxmox.username": Case("pulumi@pve", lambda s: s.inputs(PROXMOX)["username"], "pulumi@pve", base="password"),
     # Provider inputs reach the engine as strings.
     "proxmox.insecure": Case(True, lambda s: s.inputs(PROXMOX)["insecure"], "true"),
-    "host.enabled": Case(False, lambda s: s.count("pulumi-python:dynamic:Resource", "-vfio"), 0),
+    "host.enabled": Case(False, lambda s: (s.count("pulumi-python:dynamic:Resource", "-vfio"), _mapping("iommuGroup")(s)), (0, 12),
+                         extra={"gpus[].iommuGroup": 12}),
     "host.address": Case("10.0.0.5", _host("host"), "10.0.0.5"),
     "host.port": Case(2222, _host("port"), 2222),
     "host.user": Case("admin", _host("user"), "admin"),
@@ -224,10 +278,16 @@ CASES: dict[str, Case] = {
     "host.rebootOnDestroy": Case(True, _host("reboot_on_destroy"), True),
     "host.intelIommu": Case("on", _host("intel_iommu"), "on"),
     "host.iommuPassthroughMode": Case(False, _host("iommu_passthrough"), False),
+    "host.runningGuests": Case("stop", _host("running_guests"), "stop"),
+    "host.commandTimeoutSeconds": Case(1800, _host("command_timeout_seconds"), 1800),
+    "host.drainTimeoutSeconds": Case(120, _host("drain_timeout_seconds"), 120),
+    "host.guestTimeoutSeconds": Case(1200, _host("guest_timeout_seconds"), 1200),
+    "host.handEdits": Case("overwrite", _host("hand_edits"), "overwrite"),
     "gpus[].address": Case("af:00.0", lambda s: (_mapping("path")(s), s.named("-vfio")["gpus"][0]["address"]), ("0000:af:00.0", "0000:af:00.0")),
     "gpus[].id": Case("10de:1db4", lambda s: (_mapping("id")(s), s.named("-vfio")["gpus"][0]["id"]), ("10de:1db4", "10de:1db4")),
     "gpus[].subsystemId": Case("10de:1234", _mapping("subsystemId"), "10de:1234", base="no-host"),
     "gpus[].iommuGroup": Case(31, _mapping("iommuGroup"), 31, base="no-host"),
+    "gpus[].allFunctions": Case(True, _mapping("path"), "0000:3b:00", baseline="0000:3b:00.0"),
     "gpus[].slot": Case("hostpci3", _vm("hostpcis.0.device"), "hostpci3"),
     "gpus[].passthrough": Case("raw", lambda s: (_vm("hostpcis.0.id")(s), s.count(MAPPING)), ("0000:3b:00.0", 0), base="password"),
     "gpus[].mappingName": Case("t4-on-pve5", lambda s: (_vm("hostpcis.0.mapping")(s), s.inputs(MAPPING)["name"]), ("t4-on-pve5", "t4-on-pve5")),
@@ -235,6 +295,9 @@ CASES: dict[str, Case] = {
     "gpus[].rombar": Case(False, _vm("hostpcis.0.rombar"), False),
     "gpus[].xvga": Case(True, _vm("hostpcis.0.xvga"), True),
     "gpus[].generation": Case("ada", lambda s: (s.jellyfin()["HardwareDecodingCodecs"][-1], s.jellyfin()["AllowAv1Encoding"]), ("av1", True), base="jellyfin"),
+    # GA100 (A100, A30): an Ampere chip without NVENC and without AV1 decoding.
+    "gpus[].model": Case("ga100", lambda s: (s.jellyfin()["EnableHardwareEncoding"], "av1" in s.jellyfin()["HardwareDecodingCodecs"]), (False, False),
+                         base="jellyfin-ampere", baseline=(True, True)),
     "gpus[].mig": Case(True, lambda s: (s.values()["migManager"]["enabled"], s.plugin_config()["flags"]["migStrategy"]), (True, "single")),
     "vm.vmId": Case(1200, lambda s: (_vm("vmId")(s), s.run.outputs["vmId"]), (1200, 1200)),
     "vm.name": Case("moody-bad", lambda s: (_vm("name")(s), s.inputs(NODE_PATCH)["metadata"]["name"]), ("moody-bad", "moody-bad")),
@@ -259,23 +322,45 @@ CASES: dict[str, Case] = {
     "vm.startTimeoutSeconds": Case(1200, _vm("timeoutStartVm"), 1200),
     "vm.retainOnDestroy": Case(False, lambda s: bool(s.run.one(VM).retain_on_delete), False),
     "talos.version": Case("v1.13.10", lambda s: (s.named("-talos-upgrade")["version"], s.named("-talos-upgrade")["image"].rsplit(":", 1)[1],
-                                                 s.invoke("talosVersion")), ("v1.13.10", "v1.13.10", "v1.13.10")),
+                                                 s.spec()["targetVersion"]), ("v1.13.10", "v1.13.10", "v1.13.10")),
+    "talos.upgradePath": Case(["v1.12.9"], lambda s: (s.named("-talos-preflight")["upgradePath"], s.named("-talos-upgrade")["upgradePath"],
+                                                       s.named("-talos-config")["upgradePath"]), (["v1.12.9"],) * 3),
+    "talos.upgradeTimeoutSeconds": Case(3600, lambda s: (s.named("-talos-upgrade")["timeoutSeconds"], s.named("-talos-upgrade-before-1.13")["timeoutSeconds"]),
+                                        (3600, 3600)),
     "talos.platform": Case("nocloud", lambda s: s.named("-talos-upgrade")["image"].split("/")[1], "nocloud-installer"),
-    "talos.nodeAddress": Case("192.168.8.124", lambda s: (s.inputs(APPLY)["node"], s.named("-talos-upgrade")["node"]), ("192.168.8.124", "192.168.8.124")),
-    "talos.endpoint": Case("192.168.8.98", lambda s: (s.inputs(APPLY)["endpoint"], s.named("-talos-preflight")["endpoint"]), ("192.168.8.98", "192.168.8.98")),
-    "talos.clusterName": Case("lab", lambda s: s.invoke("clusterName"), "lab"),
-    "talos.clusterEndpoint": Case("https://192.168.8.100:6443", lambda s: s.invoke("clusterEndpoint"), "https://192.168.8.100:6443"),
-    "talos.kubernetesVersion": Case("v1.34.3", lambda s: s.invoke("kubernetesVersion"), "v1.34.3"),
-    "talos.installDisk": Case("/dev/nvme0n1", lambda s: s.patch()["install"]["disk"], "/dev/nvme0n1"),
+    "talos.nodeAddress": Case("192.168.8.124", lambda s: (s.named("-talos-config")["node"], s.named("-talos-upgrade")["node"]), ("192.168.8.124", "192.168.8.124")),
+    "talos.endpoint": Case("192.168.8.98", lambda s: (s.named("-talos-config")["endpoint"], s.named("-talos-preflight")["endpoint"]), ("192.168.8.98", "192.168.8.98")),
+    # running (the default) adopts the node's config; generated applies a new one.
+    "talos.configSource": Case("generated", lambda s: (s.count(APPLY), s.count(suffix="-talos-config")), (1, 0), baseline=(0, 1),
+                               extra={"talos.kubernetesVersion": "v1.34.3"}),
+    "talos.configPatches": Case([str(NETWORK_PATCH)], lambda s: [yaml.safe_load(text)["machine"].get("network") for text in s.inputs(APPLY)["configPatches"]],
+                                [{"hostname": "gpu-worker-1"}, None], base="generated", baseline=[None]),
+    # The keys of a generated config (configSource: generated).
+    "talos.clusterName": Case("lab", lambda s: s.invoke("clusterName"), "lab", base="generated"),
+    "talos.clusterEndpoint": Case("https://192.168.8.100:6443", lambda s: s.invoke("clusterEndpoint"), "https://192.168.8.100:6443", base="generated"),
+    "talos.kubernetesVersion": Case("v1.35.0", lambda s: s.invoke("kubernetesVersion"), "v1.35.0", base="generated"),
+    "talos.installDisk": Case("/dev/nvme0n1", lambda s: s.patch()["install"]["disk"], "/dev/nvme0n1", base="generated"),
     "talos.extensions.driver": Case("open", lambda s: "siderolabs/nvidia-open-gpu-kernel-modules-production" in s.inputs(SCHEMATIC)["schematic"], True),
     "talos.extensions.branch": Case("lts", lambda s: "siderolabs/nonfree-kmod-nvidia-lts" in s.inputs(SCHEMATIC)["schematic"], True),
     "talos.extensions.extra": Case(["siderolabs/iscsi-tools"], lambda s: ("siderolabs/iscsi-tools" in s.inputs(SCHEMATIC)["schematic"],
                                                                         _vm("agent.enabled")(s)), (True, False), baseline=(False, True)),
-    "talos.nodeLabels": Case({"drmoo.io/gpu": "nvidia-a2"}, lambda s: s.patch().get("nodeLabels"), {"drmoo.io/gpu": "nvidia-a2"}),
-    "talos.bpfJitHarden": Case(False, lambda s: "sysctls" in s.patch(), False),
-    "talos.nvidiaDefaultRuntime": Case(False, lambda s: "files" in s.patch(), False),
-    "gpuStack.mode": Case("devicePlugin", lambda s: (s.inputs(RELEASE)["chart"], s.count("kubernetes:node.k8s.io/v1:RuntimeClass")), ("nvidia-device-plugin", 1)),
-    "gpuStack.ownsClusterObjects": Case(False, lambda s: (s.count(RELEASE), s.count(CONFIG_MAP_PATCH)), (0, 1)),
+    "talos.nodeLabels": Case({"drmoo.io/gpu": "nvidia-a2"}, lambda s: dict(s.owned_at_target().node_labels), {"drmoo.io/gpu": "nvidia-a2"}),
+    # On Talos 1.13 the NVIDIA guide sets neither: the override turns each on.
+    "talos.bpfJitHarden": Case(True, lambda s: s.owned_at_target().sysctls, {"net.core.bpf_jit_harden": "1"}, baseline={}),
+    "talos.nvidiaDefaultRuntime": Case(True, lambda s: s.owned_at_target().default_runtime, True, baseline=False),
+    "gpuStack.mode": Case("devicePlugin", lambda s: (s.inputs(RELEASE)["chart"], s.count(RUNTIME_CLASS)), ("nvidia-device-plugin", 1),
+                          with_value={"talos.version": "v1.12.11"}, baseline=("gpu-operator", 0)),
+    "gpuStack.delivery": Case("flux", lambda s: (s.count(RELEASE), s.count(FLUX_REPOSITORY), [release["spec"]["chart"]["spec"]["chart"] for release in s.all(FLUX_RELEASE)]),
+                              (0, 1, ["gpu-operator"]), baseline=(1, 0, [])),
+    "gpuStack.flux.objects": Case("git", lambda s: (s.count(FLUX_RELEASE), s.count(FLUX_REPOSITORY), s.count(CONFIG_MAP), s.count(NODE_PATCH),
+                                                    s.named("-readiness-gate")["helmRelease"]["name"]),
+                                  (0, 0, 0, 1, "gpu-operator"), base="flux", baseline=(1, 1, 1, 1, "gpu-operator")),
+    "gpuStack.flux.gitRepository": Case("home-ops", lambda s: s.flux_files["ks.yaml"]["spec"]["sourceRef"], {"kind": "GitRepository", "name": "home-ops"}),
+    "gpuStack.flux.namespace": Case("flux-apps", lambda s: s.flux_files["ks.yaml"]["metadata"]["namespace"], "flux-apps"),
+    "gpuStack.flux.path": Case("./clusters/lab/gpu/app", lambda s: s.flux_files["ks.yaml"]["spec"]["path"], "./clusters/lab/gpu/app"),
+    "gpuStack.flux.gitDevicePlugin": Case("suspend", lambda s: s.named("-talos-mode-migration")["gitDevicePlugin"], "suspend"),
+    "gpuStack.adoptGuideObjects": Case(True, lambda s: s.named("-talos-mode-migration")["adoptGuideObjects"], True),
+    "gpuStack.ownsClusterObjects": Case(False, lambda s: (s.count(RELEASE), s.count(CONFIG_MAP_PATCH)), (0, 1), base="owner-defaults"),
     "gpuStack.namespace": Case("nvidia", lambda s: (s.inputs(NAMESPACE)["metadata"]["name"], s.inputs(RELEASE)["namespace"], _gate("namespace")(s)),
                                ("nvidia", "nvidia", "nvidia")),
     "gpuStack.operatorChartVersion": Case("v26.3.1", lambda s: s.inputs(RELEASE)["version"], "v26.3.1"),
@@ -340,7 +425,7 @@ def test_config_key_reaches_what_the_program_registers(key):
     assert key in CASES, f"{key} is in the README's Configuration table but has no case in CASES (or WITHOUT_EFFECT) here"
     case = CASES[key]
     before = case.observe(stack(case.base, case.extra))
-    after = case.observe(stack(case.base, {**case.extra, key: case.value}))
+    after = case.observe(stack(case.base, {**case.extra, **case.with_value, key: case.value}))
     assert after == case.expected, f"{key} = {case.value!r}: observed {after!r}, expected {case.expected!r}"
     assert before != case.expected, f"{key}: the unchanged stack already shows {before!r}, so this case proves nothing"
     if case.baseline is not UNSET:
@@ -363,13 +448,21 @@ def test_cases_and_exceptions_name_only_documented_keys():
 # -- nodes with more than one GPU -----------------------------------------
 
 
+# The chip of a generation whose chips differ in NVENC (Jellyfin needs it).
+MIXED_CHIP = {"pascal": "gp10x", "ampere": "ga10x"}
+
+
 def _mixed(*generations: str) -> Stack:
-    changes = {"jellyfin.enabled": True}
+    changes: dict[str, Any] = {"jellyfin.enabled": True}
+    if "pascal" in generations:
+        # Talos 1.13's production driver (595) dropped Pascal: R580 (lts) has it.
+        changes["talos.extensions.branch"] = "lts"
     made = stack("homelab", changes)
-    made.raw["gpus"] = [{**made.raw["gpus"][0], "generation": generations[0]}] + [
+    gpus = [{**made.raw["gpus"][0], "generation": generations[0]}] + [
         {"address": f"0000:{0xa0 + index:02x}:00.0", "id": "10de:27b8", "slot": f"hostpci{index}", "generation": generation}
         for index, generation in enumerate(generations[1:], start=1)
     ]
+    made.raw["gpus"] = [{**gpu, "model": MIXED_CHIP[gpu["generation"]]} if gpu["generation"] in MIXED_CHIP else gpu for gpu in gpus]
     return made
 
 

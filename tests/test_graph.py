@@ -331,3 +331,16 @@ def test_all_functions_with_a_raw_id_passes_the_device_without_its_function(home
     run = run_main(homelab, secrets={**FAKE_SECRETS, "proxmoxPassword": "pw"})
     (hostpci,) = run.one(VM).inputs["hostpcis"]
     assert hostpci["id"] == "0000:3b:00" and "mapping" not in hostpci, run.one(VM).urn
+
+
+def test_runs_of_the_program_leave_pickles_dict_writer_as_they_found_it(homelab):
+    """The SDK wraps pickle's dict writer again for every dynamic resource it
+    serializes; a process that runs the program many times (this suite,
+    render) must not pile those wrappers up into a RecursionError."""
+    import pickle
+
+    before = pickle._Pickler._batch_setitems
+    for _ in range(2):
+        run = run_main(homelab)
+        assert any(reg.inputs.get("__provider") for reg in run.registrations), "the program registers dynamic resources"
+        assert pickle._Pickler._batch_setitems is before, "run_program left the SDK's sorting wrapper on pickle._Pickler"

@@ -6,14 +6,21 @@ options, for every stack shape the program supports."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 
 from components.mockengine import ProgramRun, reveal
+from components.talos.adopt import load_documents
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
+from tests.talos.conftest import install_talosctl
+from tests.talos.engine import engine, registration
+from tests.talos.running_configs import as_text, worker_documents
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
+ADOPT = "pulumi-python:dynamic/talos:TalosMachineConfig"
 PROVIDERS = {"kubernetes:": "pulumi:providers:kubernetes", "proxmoxve:": "pulumi:providers:proxmoxve"}
 
 
@@ -21,6 +28,7 @@ def _variant(name: str) -> tuple[dict, dict[str, str]]:
     raw, secrets = copy.deepcopy(stack_file_config()), dict(FAKE_SECRETS)
     if name == "non-owner":
         raw["gpuStack"]["ownsClusterObjects"] = False
+        raw["gpuStack"].pop("prometheusOperator")  # owner-only: refused in a non-owner stack
     elif name == "device-plugin":
         raw["talos"]["version"] = "v1.11.6"
         raw["gpuStack"]["mode"] = "devicePlugin"
@@ -30,10 +38,14 @@ def _variant(name: str) -> tuple[dict, dict[str, str]]:
         secrets["proxmoxPassword"] = "hunter2"
     elif name == "two-gpus":
         raw["gpus"].append({"address": "af:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "slot": "hostpci1"})
+    elif name == "flux":
+        raw["gpuStack"]["delivery"] = "flux"
+    elif name == "generated":
+        raw["talos"].update(configSource="generated", kubernetesVersion="v1.34.3")
     return raw, secrets
 
 
-VARIANTS = ("homelab", "non-owner", "device-plugin", "raw-id", "two-gpus")
+VARIANTS = ("homelab", "non-owner", "device-plugin", "raw-id", "two-gpus", "flux", "generated")
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -83,8 +95,40 @@ def test_vm_never_deletes_disks_it_does_not_reference(retain):
     assert "clone" not in inputs and inputs.get("template") in (None, False), f"{vm.urn}: the VM is not made from a template"
 
 
-def test_talos_apply_never_resets_the_node():
-    apply = run_main(stack_file_config()).one(APPLY)
-    on_destroy = reveal(apply.inputs)["onDestroy"]
+def test_talos_apply_never_resets_the_node_with_a_generated_config():
+    """talos.configSource: generated: pulumiverse's ConfigurationApply, whose
+    destroy resets the node unless told not to."""
+    raw, _ = _variant("generated")
+    apply = run_main(raw).one(APPLY)
+    inputs = reveal(apply.inputs)
+    on_destroy = inputs["onDestroy"]
     assert on_destroy["reset"] is False, f"{apply.urn}: a reset wipes STATE and EPHEMERAL"
     assert on_destroy["reboot"] is False, apply.urn
+    gpu_patch = yaml.safe_load(inputs["configPatches"][-1])
+    assert gpu_patch["machine"]["install"]["wipe"] is False, f"{apply.urn}: the install must never wipe the node's disks"
+
+
+def test_talos_apply_never_resets_the_node_with_the_adopted_config(tmp_path: Path):
+    """talos.configSource: running (the default): the adopt resource, run the
+    way the engine runs it (dill, a fresh process) against the stand-in
+    talosctl's node: the config it applies keeps install.wipe false, and
+    neither `up` nor destroy resets the node or reboots it to apply."""
+    run = run_main(stack_file_config())
+    assert run.by_type(APPLY) == [], "an adopted node's config is never replaced by a ConfigurationApply"
+    provider, props = registration(run, ADOPT)
+    fake = install_talosctl(tmp_path)
+    schematic = props["spec"]["schematicId"]
+    fake.node("v1.13.9", schematic, config=as_text(worker_documents("v1.13.9")))
+    checked = engine(provider, "check", props, fake.env())["ok"]
+    assert checked["failures"] == [], checked
+    created = engine(provider, "create", checked["inputs"], fake.env())
+    assert "ok" in created, created
+    (stored, *_) = load_documents(fake.stored_config())
+    assert stored["machine"]["install"]["wipe"] is False, "the adopted config must never let an install wipe the node's disks"
+    deleted = engine(provider, "delete", created["ok"]["outs"], fake.env())
+    assert deleted.get("ok") == {"deleted": None}, deleted
+    applies = [call["argv"] for call, command in zip(fake.calls(), fake.commands(), strict=True) if command == "apply-config"]
+    assert applies, "the adopt resource applied nothing: this proves nothing"
+    assert "reset" not in fake.commands(), fake.commands()
+    assert not [argv for argv in applies if "--mode=reboot" in argv or ("--mode" in argv and argv[argv.index("--mode") + 1] == "reboot")], applies
+    assert fake.reboots == 0, "neither the apply nor destroy reboots the node"

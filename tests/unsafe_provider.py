@@ -1,6 +1,7 @@
 """A dynamic provider that breaks the preview rule on purpose: its ``check``
 and ``diff`` change things (label a node, upgrade Talos, POST to Jellyfin,
-write a host file over SSH). tests/test_preview_safety.py drives it through
+write a host file and stop a guest over SSH), next to one read that is not a
+change. tests/test_preview_safety.py drives it through
 the same harness as the program's providers and expects each change to be
 reported, so that harness is shown able to fail."""
 
@@ -32,5 +33,7 @@ class ChangesThingsInPreview(ResourceProvider):
 
         target = SshTarget(news["host"], int(news["port"]), news["user"], news["private_key"], news["host_key"])
         with SshTransport.connect(target, timeout=5) as transport:
+            transport.run("pvesh get /cluster/resources --type vm --output-format json")  # a read, not a change
             transport.run(f"echo touched > {news['root']}/etc/modules")
+            transport.run("qm shutdown 1105")
         return DiffResult(changes=True)

@@ -43,9 +43,12 @@ UNSUPPORTED_DEVICE = ("[h264_nvenc @ 0x55d0c8a4e2c0] OpenEncodeSessionEx failed:
 
 
 def probe_rule(encoder: str, *responses: dict) -> dict:
-    """The encode probe, matched strictly: generated frames in, the encoder, output to null."""
-    return rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-f", "lavfi", "-i",
-                 "testsrc2=size=320x240:rate=25", "-c:v", encoder, "-f", "null", "-"], *(responses or (answer(),)))
+    """The encode probe, matched strictly: quiet, ten generated frames in
+    (a bounded encode: lavfi's test source never ends by itself), the
+    encoder, output to null."""
+    return rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-hide_banner", "-nostats", "-loglevel", "error",
+                 "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "10", "-c:v", encoder, "-f", "null", "-"],
+                *(responses or (answer(),)))
 
 
 def kubectl_rules(node: dict | None = None, encoders: dict | None = None, probes: list[dict] | None = None) -> list[dict]:

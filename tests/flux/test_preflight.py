@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,10 @@ FLUX = (crd("HelmRepository"), crd("HelmRelease"))
 
 
 def crds_answer(*responses: dict) -> list[dict]:
+    """The one read-only call the check makes (kubectl's own timeout 5 s
+    inside the check's 20 s)."""
     return [rule(["get", CRD_RESOURCE, "helmrepositories.source.toolkit.fluxcd.io", "helmreleases.helm.toolkit.fluxcd.io",
-                  "--ignore-not-found"], *responses)]
+                  "--ignore-not-found", "-o", "json", "--request-timeout=15s"], *responses)]
 
 
 def test_served_versions_read_from_the_vendored_crds():
@@ -173,3 +176,27 @@ def test_serialized_provider_passes_with_flux_installed(registered_inputs, fake:
     assert result["check"] == [] and result["create"]["served"]["helmreleases.helm.toolkit.fluxcd.io"] == ["v2"]
     assert "warning" not in result["stderr"]
     assert result["create"]["apis"] == ["HelmRepository source.toolkit.fluxcd.io/v1", "HelmRelease helm.toolkit.fluxcd.io/v2"]
+
+
+# -- against the cluster stand-in (tests/talos/fake_kubectl.py) ---------------
+
+
+@pytest.mark.parametrize(("flux_installed", "failures"), [(True, []), (False, ["delivery"])])
+def test_check_against_a_cluster_with_and_without_flux(tmp_path: Path, monkeypatch, flux_installed, failures):
+    """The cluster stand-in lists Flux's CRDs once Flux is installed: the
+    check's one read finds both APIs there, and none on a cluster without
+    Flux; nothing in the cluster changes."""
+    from tests.talos.cluster_state import install_kubectl, node
+
+    cluster = install_kubectl(tmp_path)
+    cluster.objects([node()])
+    if flux_installed:
+        cluster.install_flux()
+    monkeypatch.setenv("PATH", f"{cluster.bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_KUBE_STATE", str(cluster.state))
+    result = FluxPreflightProvider().check({}, dict(PROPS))
+    assert [failure.property for failure in result.failures] == failures, result.failures
+    (call,) = cluster.calls()
+    assert call["exit"] == 0 and call["mutated"] is False
+    assert call["argv"][2:] == ["get", CRD_RESOURCE, "helmrepositories.source.toolkit.fluxcd.io", "helmreleases.helm.toolkit.fluxcd.io",
+                                "--ignore-not-found", "-o", "json", "--request-timeout=15s"]

@@ -136,7 +136,8 @@ PROPS = {"nodeName": "moody-good", "gpus": 1, "expectedGpus": 4, "configKey": "m
 
 
 def rules(releases: list[dict], node: str | None = None) -> list[dict]:
-    return [rule(["get", HELM_RELEASE_RESOURCE, "gpu-operator", "--namespace", "gpu-operator", "--ignore-not-found"], *releases),
+    return [rule(["get", HELM_RELEASE_RESOURCE, "gpu-operator", "--ignore-not-found", "-o", "json", "--request-timeout=25s",
+                  "--namespace", "gpu-operator"], *releases),
             rule(["get", "node", "moody-good", "-o", "json"], answer(node or node_json()))]
 
 

@@ -119,10 +119,10 @@ class FakeTalosctl:
         return {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_TALOS_STATE": str(self.state)}
 
 
-@pytest.fixture
-def fake_talosctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTalosctl:
-    """A `talosctl` first on PATH: a node on the stack's target version and
-    schematic by default, the stack's schematic published at the factory."""
+def install_talosctl(tmp_path: Path) -> FakeTalosctl:
+    """The stand-in `talosctl` in ``tmp_path/bin`` (on the PATH of
+    :meth:`FakeTalosctl.env`): a node on the stack's target version and
+    schematic, the stack's schematic published at the factory."""
     bin_dir, state = tmp_path / "bin", tmp_path / "talos-state"
     bin_dir.mkdir()
     state.mkdir()
@@ -133,8 +133,15 @@ def fake_talosctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTalosc
     _, schematic, _ = planned_installer(parse_stack_config(stack_file_config("homelab")).talos)
     fake.publish(schematic)
     fake.node("v1.13.9", schematic)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_TALOS_STATE", str(state))
+    return fake
+
+
+@pytest.fixture
+def fake_talosctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTalosctl:
+    """:func:`install_talosctl`, first on this process's PATH too."""
+    fake = install_talosctl(tmp_path)
+    monkeypatch.setenv("PATH", f"{fake.bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TALOS_STATE", str(fake.state))
     return fake
 
 

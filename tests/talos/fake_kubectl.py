@@ -1,7 +1,9 @@
 """Stand-in for kubectl with a small cluster behind it, for the subcommands
-the mode migration and the upgrade walk use: ``get <type> [name] -o json``
-(``-n/--namespace``, ``-A/--all-namespaces``, ``-l/--selector`` with
-``key=value`` terms), ``delete <type> <name> [--ignore-not-found]
+the mode migration, the upgrade walk and the Flux check use: ``get <type>
+[name ...] -o json`` (``-n/--namespace``, ``-A/--all-namespaces``,
+``-l/--selector`` with ``key=value`` terms; for no name a List, for one name
+the object, for several a List of those found; with ``--ignore-not-found``
+nothing at all when none is found), ``delete <type> <name> [--ignore-not-found]
 [--wait=false]``, ``patch <type> <name> --type=merge -p JSON
 [--field-manager=M]``, ``version -o json``. Types resolve as kubectl resolves
 them (plural, singular, short name or Kind, case-insensitive; a group given
@@ -15,7 +17,9 @@ API server does not answer. An object with finalizers is only marked
 waiting ``kubectl delete`` gives up as kubectl does when they stay.
 
 Flux, with $FAKE_KUBE_STATE/flux: its types are served (otherwise kubectl's
-"the server doesn't have a resource type"), and before every call its
+"the server doesn't have a resource type"), its CustomResourceDefinitions
+(the vendored ones, tests/data/upstream/flux; read-only here) are listed
+with the cluster's, and before every call its
 controllers act as they would have since the last one (a stopped one, with
 $FAKE_KUBE_STATE/<controller>.stopped, does nothing):
 
@@ -65,6 +69,7 @@ TYPES = {
     "clusterroles": ("ClusterRole", False, ("clusterrole",), "rbac.authorization.k8s.io"),
     "clusterrolebindings": ("ClusterRoleBinding", False, ("clusterrolebinding",), "rbac.authorization.k8s.io"),
     "nodes": ("Node", False, ("node", "no"), ""),
+    "customresourcedefinitions": ("CustomResourceDefinition", False, ("customresourcedefinition", "crd", "crds"), "apiextensions.k8s.io"),
 }
 FLUX_TYPES = {
     "helmreleases": ("HelmRelease", True, ("helmrelease", "hr"), "helm.toolkit.fluxcd.io"),
@@ -85,6 +90,12 @@ class Exit(Exception):
 
 def flux() -> bool:
     return (STATE / "flux").exists()
+
+
+def flux_crds() -> list[dict]:
+    """The CRDs an installed Flux brings (those vendored for the tests)."""
+    folder = Path(__file__).resolve().parents[1] / "data" / "upstream" / "flux"
+    return [yaml.safe_load(path.read_text()) for path in sorted(folder.glob("*.yaml"))] if flux() else []
 
 
 def resolve(name: str) -> tuple[str, str, bool, str]:
@@ -305,22 +316,30 @@ def main() -> int:
                 raise Exit("error: you must specify the type of resource to get")
             plural, kind, namespaced, group = resolve(words[1])
             namespace = str(flags.get("namespace") or "default") if namespaced else None
-            name = words[2] if len(words) > 2 else None
+            names = words[2:]
+            name = names[0] if names else None
             if words[0] == "get" and flags.get("output") != "json":
                 raise Exit("fake kubectl: only -o json is modelled")
+            if words[0] != "get" and (len(names) > 1 or kind == "CustomResourceDefinition"):
+                raise Exit(f"fake kubectl: {words[0]} of one object other than a CustomResourceDefinition is modelled")
 
             def here(obj: dict) -> bool:
                 metadata = obj.get("metadata") or {}
                 return (obj.get("kind") == kind and (not namespaced or flags.get("all-namespaces") or metadata.get("namespace") == namespace)
-                        and (name is None or metadata.get("name") == name))
+                        and (not names or metadata.get("name") in names))
 
-            found = [obj for obj in cluster.objects if here(obj) and matches(obj, flags.get("selector"))]  # type: ignore[arg-type]
+            served = cluster.objects + (flux_crds() if kind == "CustomResourceDefinition" else [])
+            found = [obj for obj in served if here(obj) and matches(obj, flags.get("selector"))]  # type: ignore[arg-type]
             qualified = f"{plural}{'.' + group if group else ''}"
-            if name is not None and not found and not flags.get("ignore-not-found"):
-                raise Exit(f'Error from server (NotFound): {qualified} "{name}" not found')
+            missing = [wanted for wanted in names if not any(obj["metadata"].get("name") == wanted for obj in found)]
+            if missing and not flags.get("ignore-not-found"):
+                raise Exit(f'Error from server (NotFound): {qualified} "{missing[0]}" not found')
             if words[0] == "get":
-                # With --ignore-not-found kubectl prints nothing for a missing name.
-                out = (json.dumps(found[0]) if found else "") if name else json.dumps({"apiVersion": "v1", "kind": "List", "items": found})
+                # With --ignore-not-found kubectl prints nothing when nothing is found.
+                if len(names) == 1 or (names and not found):
+                    out = json.dumps(found[0]) if found else ""
+                else:
+                    out = json.dumps({"apiVersion": "v1", "kind": "List", "items": found})
             elif name is None:
                 raise Exit("error: resource(s) were provided, but no name was specified")
             elif words[0] == "patch":

@@ -134,9 +134,12 @@ def test_no_op_plan_says_false_not_just_falsy() -> None:
 def test_refusal_tells_the_whole_way_to_proceed() -> None:
     with pytest.raises(UpgradeRefused) as error:
         plan("v1.11.6", OLD)
-    assert str(error.value).endswith(
-        "Take the path v1.11.6 -> v1.12.<latest patch> -> v1.13.9: set proxmox-talos-gpu:talos.version to each step in turn "
-        "(the latest patch of each intermediate minor, https://github.com/siderolabs/talos/releases) and run `pulumi up` after each")
+    # The whole way: each release of the path (the latest patch of the
+    # intermediate minor), and the key that chooses other releases.
+    assert str(error.value) == (
+        "192.168.8.123 runs Talos v1.11.6; going to v1.13.9 in one step skips a minor release, and Talos supports upgrades only "
+        "between adjacent minors. The path is v1.11.6 -> v1.12.11 -> v1.13.9 (set proxmox-talos-gpu:talos.upgradePath to choose "
+        "the intermediate releases)")
 
 
 def test_a_node_not_installed_from_the_image_factory_is_named_so() -> None:
