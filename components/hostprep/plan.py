@@ -174,6 +174,8 @@ class RebootImpact:
 
     def lines(self, policy: str) -> list[str]:
         if not self.guests_known:
+            if self.blocked:  # the read failed and nothing lets the reboot go ahead without it
+                return [f"reboot withheld (host.runningGuests: {policy}): {self.blocked}"] + list(self.notes)
             return ["guests the reboot stops: not read yet (they are read before any reboot)"] + list(self.notes)
         out = []
         if self.stops:
@@ -584,10 +586,10 @@ def hand_edits(path: str, facts: HostFacts) -> list[str]:
         return []
     record = written_record(path, facts)
     if record is None:
-        return [f"+{line}" for line in current.splitlines() if not _written_by_us(path, line)]
+        return [f"+{line}" for line in current.splitlines() if line.strip() and not _written_by_us(path, line)]
     if current == record:
         return []
-    now, then = Counter(current.splitlines()), Counter(record.splitlines())
+    now, then = (Counter(line for line in text.splitlines() if line.strip()) for text in (current, record))
     changes = [f"+{line}" for line in (now - then).elements()] + [f"-{line}" for line in (then - now).elements()]
     return changes or ["(only blank lines or line endings changed)"]
 
@@ -710,7 +712,7 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
         for other in facts.devices.values():
             if other.vendor_device == fn.vendor_device and other.address not in claimed:
                 gpu = next(g for g in inputs.gpus if g.address.rsplit(".", 1)[0] == fn.address.rsplit(".", 1)[0])
-                refusals.append(Refusal(gpu.key("id") or gpu.key("address"), (
+                refusals.append(Refusal(gpu.key("id" if gpu.id else "address"), (
                     f"{other.address} is the same model ({fn.vendor_device}) as {fn.address} and stays with the host; "
                     "`options vfio-pci ids=` binds by model, so it would take that device from the host too. "
                     "Pass both through (list both in gpus), or bind per device (driver_override), which this program does not do.")))

@@ -1,0 +1,470 @@
+"""The host planner case by case, as data: facts (and inputs) in, the whole
+output out. Each plan is compared as it renders (every refusal, file, reason,
+command, reboot line, no-op and note) and, for a fresh host, with the plan
+of the same host once written and rebooted, which must be all no-ops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components.hostprep.engine import written
+from components.hostprep.facts import (
+    BLACKLIST_FILE,
+    GRUB_D,
+    GRUB_DEFAULT,
+    KERNEL_CMDLINE,
+    MODULES_LOAD_FILE,
+    VFIO_FILE,
+    Guest,
+    HostFacts,
+    PciFunction,
+)
+from components.hostprep.plan import GpuSpec, HostPlan, HostPrepInputs, PlanError, hand_edits, plan_host
+from tests.hostprep.test_plan import BRIDGE, NIC, OWNER, T4_INPUTS, booted, host, t4, two_gpu_host
+
+K68 = "6.8.12-4-pve"
+ACTIVE = {"kernel": K68, "iommu": True, "gpu": [t4()]}  # IOMMU on, the T4 alone in group 30 with its bridge
+AMD_SYSTEMD = {"cpu": "amd", "kernel": K68, "bootloader": "systemd-boot", "iommu": True, "gpu": [t4()]}
+AUDIO = PciFunction("0000:3b:00.1", "10de:10f8", "0x040300", "10de:12a2", "snd_hda_intel", 30, ("0000:3a:00.0",))
+USB = PciFunction("0000:3b:00.2", "10de:1ad8", "0x0c0330", "10de:12a2", "xhci_hcd", 30, ("0000:3a:00.0",))
+UCSI = PciFunction("0000:3b:00.3", "10de:1ad9", "0x0c8000", "10de:12a2", "nvidia-gpu", 30, ("0000:3a:00.0",))
+CONSOLE = PciFunction("0000:af:00.0", "10de:1c82", "0x030000", "1043:85d2", "nouveau", None)
+
+BLACKLIST = "create /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf: keep nouveau, nvidia, nvidia_drm, nvidia_modeset, nvidia_uvm, nvidiafb off the GPU so vfio-pci can claim it"
+MODULES = "create /etc/modules-load.d/proxmox-talos-gpu-vfio.conf: load the VFIO modules at boot (vfio_virqfd is part of vfio from kernel 6.2; running {kernel})"
+BIND_T4 = "create /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: bind 10de:1eb8 to vfio-pci (every function of 0000:3b:00.0)"
+INITRAMFS = ("run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf, "
+             "/etc/modprobe.d/proxmox-talos-gpu-vfio.conf, /etc/modules-load.d/proxmox-talos-gpu-vfio.conf changed")
+UNREAD = "guests the reboot stops: not read yet (they are read before any reboot)"
+PT = "iommu=pt because host.iommuPassthroughMode is true"
+DEFER = ("note: IOMMU is not active yet: expected on Intel with kernel {kernel} without intel_iommu=on; this plan turns it on, "
+         "and IOMMU group isolation is checked right after the reboot")
+OK_SHARED = ["ok: /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf already blacklists the host GPU drivers",
+             "ok: /etc/modules-load.d/proxmox-talos-gpu-vfio.conf already loads the VFIO modules"]
+OK_T4 = "ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds 10de:1eb8 to vfio-pci"
+NO_REFRESH = "ok: no initramfs or bootloader refresh: none of their inputs changed"
+
+
+def lines(plan: HostPlan) -> list[str]:
+    return plan.render(diffs=False).splitlines()
+
+
+# (case, inputs, facts, the plan on the fresh host, the plan once it is written and the host rebooted)
+FRESH_AND_APPLIED = [
+    ("GRUB, Intel, kernel 6.5: intel_iommu=on too", T4_INPUTS, lambda: host(), [
+        BLACKLIST, MODULES.format(kernel="6.5.13-5-pve"), BIND_T4,
+        "update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because Intel CPUs "
+        f"need it before kernel 6.8 (running 6.5.13-5-pve); {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD, DEFER.format(kernel="6.5.13-5-pve"),
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+    ("GRUB, Intel, kernel 5.15: vfio_virqfd too", T4_INPUTS, lambda: host(kernel="5.15.158-2-pve"), [
+        BLACKLIST,
+        "create /etc/modules-load.d/proxmox-talos-gpu-vfio.conf: load the VFIO modules at boot (kernel older than 6.2 also needs vfio_virqfd; "
+        "running 5.15.158-2-pve)",
+        BIND_T4,
+        "update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because Intel CPUs "
+        f"need it before kernel 6.8 (running 5.15.158-2-pve); {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD, DEFER.format(kernel="5.15.158-2-pve"),
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+    ("GRUB, Intel, kernel 6.8 with intel_iommu=off: turned on", T4_INPUTS, lambda: host(kernel=K68, cmdline="ro quiet intel_iommu=off"), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because the command line turns the IOMMU off; {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD, DEFER.format(kernel=K68),
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+    ("systemd-boot, AMD, host.intelIommu on: never intel_iommu on AMD", dataclasses.replace(T4_INPUTS, intel_iommu="on"),
+     lambda: host(**AMD_SYSTEMD, cmdline="initrd=x root=ZFS=rpool/ROOT/pve-1 boot=zfs"), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/kernel/cmdline: kernel command line (systemd-boot): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: /etc/kernel/cmdline changed; proxmox-boot-tool copies the new initramfs to the ESP(s)",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD, "note: host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD",
+    ], [*OK_SHARED, OK_T4, "ok: /etc/kernel/cmdline already has iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci",
+        "note: host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD"]),
+    ("GRUB on ESPs proxmox-boot-tool manages: it refreshes them", T4_INPUTS,
+     lambda: dataclasses.replace(host(**ACTIVE, bootloader="grub-uefi"), boot_tool_managed=True), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/default/grub: kernel command line (grub-uefi): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `proxmox-boot-tool refresh`: grub-uefi boot configuration: /etc/default/grub changed; proxmox-boot-tool copies the new initramfs to the ESP(s)",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD,
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+    ("no kernel parameter wanted", dataclasses.replace(T4_INPUTS, iommu_passthrough=False), lambda: host(**ACTIVE), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        INITRAMFS,
+        "reboot: not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD,
+        "ok: /etc/default/grub: no kernel parameter needed (intel CPU, kernel 6.8.12-4-pve, iommu=pt not asked)",
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub: no kernel parameter needed (intel CPU, kernel 6.8.12-4-pve, iommu=pt not asked)", NO_REFRESH,
+        "ok: no reboot: the running kernel has what it needs and every function is bound to vfio-pci"]),
+    ("a grub.d file decides the command line", T4_INPUTS,
+     lambda: host(**ACTIVE, files={GRUB_D + "/zz-local.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n'}), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        "update /etc/default/grub.d/zz-local.cfg: kernel command line (grub-bios) (this file decides GRUB_CMDLINE_LINUX_DEFAULT: update-grub "
+        f"reads it after /etc/default/grub): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub.d/zz-local.cfg changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD,
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub.d/zz-local.cfg already has iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+    ("every function of the card, each model once", T4_INPUTS,
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(members=("0000:3a:00.0", "0000:3b:00.1", "0000:3b:00.2", "0000:3b:00.3")), AUDIO, USB, UCSI]), [
+        BLACKLIST, MODULES.format(kernel=K68),
+        "create /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: bind 10de:10f8,10de:1ad8,10de:1ad9,10de:1eb8 to vfio-pci (every function of 0000:3b:00.0)",
+        f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau), 0000:3b:00.1 (snd_hda_intel), "
+        "0000:3b:00.2 (xhci_hcd), 0000:3b:00.3 (nvidia-gpu)",
+        UNREAD,
+    ], [*OK_SHARED, "ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds 10de:10f8,10de:1ad8,10de:1ad9,10de:1eb8 to vfio-pci",
+        "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+    ("/etc/modules still lists vfio_virqfd on kernel 6.8", T4_INPUTS, lambda: host(**ACTIVE, files={"/etc/modules": "vfio\n  vfio_virqfd\n"}), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD,
+        "note: /etc/modules lists vfio_virqfd, which kernel 6.8.12-4-pve no longer has ('Failed to find module'); you may remove that line",
+    ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
+        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci",
+        "note: /etc/modules lists vfio_virqfd, which kernel 6.8.12-4-pve no longer has ('Failed to find module'); you may remove that line"]),
+    ("a host console on nouveau loses it", T4_INPUTS, lambda: host(**ACTIVE, others=[NIC, BRIDGE, CONSOLE]), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+        INITRAMFS,
+        "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        UNREAD,
+        "note: 0000:af:00.0 (10de:1c82 VGA controller) stays with the host and loses driver nouveau at the next boot (blacklisted); "
+        "the host console falls back to the firmware framebuffer",
+    ], None),
+]
+
+
+@pytest.mark.parametrize(("inputs", "make", "fresh", "applied"), [case[1:] for case in FRESH_AND_APPLIED], ids=[case[0] for case in FRESH_AND_APPLIED])
+def test_fresh_host_plans_everything_and_the_applied_host_nothing(inputs, make, fresh, applied):
+    facts = make()
+    plan = plan_host(inputs, facts, OWNER)
+    assert lines(plan) == fresh
+    if applied is not None:
+        again = plan_host(inputs, booted(facts, plan), OWNER)
+        assert lines(again) == applied and again.is_noop
+
+
+FIRMWARE_OFF = ("the IOMMU is not active although it should be ({why}): it is switched off in the firmware. Enable VT-d (Intel) or "
+                "AMD-Vi/IOMMU and SVM (AMD) in the BIOS/UEFI setup, boot, and re-run. Nothing was written.")
+TURNED_OFF = "the running kernel command line turns the IOMMU off (amd_iommu=off or iommu=off); remove it from the boot configuration first"
+SAME_MODEL = ("proxmox-talos-gpu:gpus[0].{key}: 0000:af:00.0 is the same model (10de:1eb8) as 0000:3b:00.0 and stays with the host; "
+              "`options vfio-pci ids=` binds by model, so it would take that device from the host too. Pass both through (list both in gpus), "
+              "or bind per device (driver_override), which this program does not do.")
+CONSOLE_NOTE = ("{address} (10de:1eb8 3D controller) stays with the host and loses driver nouveau at the next boot (blacklisted); "
+                "the host console falls back to the firmware framebuffer")
+SECOND_T4 = dataclasses.replace(t4(), address="0000:af:00.0", iommu_group=None, group_members=())
+NO_GROUP_NIC = dataclasses.replace(NIC, iommu_group=30, group_members=("0000:3b:00.0",))
+CMDLINE_IDS = "the kernel command line sets {token}; it overrides /etc/modprobe.d/proxmox-talos-gpu-vfio.conf. Remove it from the boot configuration and re-run."
+
+# (case, inputs, facts, every refusal, every note): a refused plan writes, runs and reboots nothing.
+REFUSED = [
+    ("the bootloader cannot be told", T4_INPUTS, lambda: host(bootloader_problem="efibootmgr -v shows systemd-boot but /etc/kernel/cmdline is missing"), [
+        "cannot tell how this host boots: efibootmgr -v shows systemd-boot but /etc/kernel/cmdline is missing. Editing the wrong boot "
+        "configuration would reboot for nothing, so nothing was written. Check `proxmox-boot-tool status` and `efibootmgr -v` on the host "
+        '(pve-docs: "Determine which Bootloader is Used").'], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("AMD, amd_iommu=off", T4_INPUTS, lambda: host(cpu="amd", kernel=K68, cmdline="ro quiet amd_iommu=off"), [TURNED_OFF], []),
+    ("AMD, iommu=off", T4_INPUTS, lambda: host(cpu="amd", kernel=K68, cmdline="ro quiet iommu=off"), [TURNED_OFF], []),
+    ("AMD, IOMMU off in the firmware", T4_INPUTS, lambda: host(cpu="amd", kernel=K68, cmdline="ro intel_iommu=off"),
+     [FIRMWARE_OFF.format(why="AMD CPUs have it on by default")], []),
+    ("Intel 6.8, IOMMU off in the firmware", T4_INPUTS, lambda: host(kernel=K68),
+     [FIRMWARE_OFF.format(why="Intel CPUs have it on by default from kernel 6.8")], []),
+    ("Intel 6.5 with intel_iommu=on, IOMMU off in the firmware", T4_INPUTS, lambda: host(cmdline="ro quiet intel_iommu=on"),
+     [FIRMWARE_OFF.format(why="intel_iommu=on is already on the command line")], []),
+    ("no such device, other NVIDIA devices named", HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0", index=1),)), lambda: host(**ACTIVE), [
+        "proxmox-talos-gpu:gpus[1].address: '0000:3c:00.0': no such PCI device on the host; NVIDIA devices present: 0000:3b:00.0 (10de:1eb8 3D controller)"],
+     [CONSOLE_NOTE.format(address="0000:3b:00.0")]),
+    ("no such device, no NVIDIA device at all (CLI: no config key)", HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0"),)),
+     lambda: host(kernel=K68, iommu=True, gpu=[], others=[NIC, BRIDGE]), ["'0000:3c:00.0': no such PCI device on the host"], []),
+    ("another model", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb9", index=0),)), lambda: host(**ACTIVE), [
+        "proxmox-talos-gpu:gpus[0].id: '10de:1eb9', but 0000:3b:00.0 is 10de:1eb8 (3D controller); set the id lspci -nn shows"], []),
+    ("another subsystem", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", subsystem_id="10de:0000", index=0),)), lambda: host(**ACTIVE), [
+        "proxmox-talos-gpu:gpus[0].subsystemId: '10de:0000', but 0000:3b:00.0 reports subsystem 10de:12a2"], []),
+    ("another IOMMU group", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", iommu_group=7, index=0),)), lambda: host(**ACTIVE), [
+        "proxmox-talos-gpu:gpus[0].iommuGroup: 7, but 0000:3b:00.0 is in IOMMU group 30"], []),
+    ("IOMMU on, group unreadable", T4_INPUTS, lambda: host(kernel=K68, iommu=True, gpu=[t4(group=None)]), [
+        "proxmox-talos-gpu:gpus[0].address: the IOMMU is active but the IOMMU group of 0000:3b:00.0 cannot be read "
+        "(no /sys/bus/pci/devices/<address>/iommu_group); its isolation cannot be checked, so nothing was written"], []),
+    ("the group holds a NIC and an unknown device", T4_INPUTS,
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(members=("0000:3a:00.0", "0000:05:00.0", "0000:07:00.0"))], others=[NO_GROUP_NIC, BRIDGE]), [
+        "proxmox-talos-gpu:gpus[0].address: IOMMU group 30 of 0000:3b:00.0 also holds 0000:05:00.0 (Ethernet controller 8086:1521, driver igb); "
+        "0000:07:00.0 (class 0x000000 ?, driver none). Passing the GPU through would hand those devices to the VM too (and cut the host off "
+        "them). Move the card to another slot (one whose group holds only the GPU), or enable ACS for that slot in the firmware; nothing was written."], []),
+    ("a same-model device stays with the host", T4_INPUTS, lambda: host(others=[NIC, SECOND_T4]),
+     [SAME_MODEL.format(key="id")], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):], CONSOLE_NOTE.format(address="0000:af:00.0")]),
+    ("a same-model device stays with the host, no id given", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", index=0),)),
+     lambda: host(others=[NIC, SECOND_T4]),
+     [SAME_MODEL.format(key="address")], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):], CONSOLE_NOTE.format(address="0000:af:00.0")]),
+    ("a host device on the proprietary driver", T4_INPUTS,
+     lambda: host(others=[NIC, PciFunction("0000:af:00.0", "10de:1c82", "0x030000", "1043:85d2", "nvidia", None)]), [
+        "0000:af:00.0 (10de:1c82 VGA controller) stays with the host and uses the proprietary driver nvidia; blacklisting nouveau, nvidia, "
+        "nvidia_drm, nvidia_modeset, nvidia_uvm, nvidiafb would take it away at the next boot. Pass it through too, or prepare this host by hand."],
+     [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("vfio-pci options in a file of someone else's", T4_INPUTS,
+     lambda: host(foreign_vfio_options=(("/etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1eb8\tdisable_vga=1"),)), [
+        "/etc/modprobe.d/vfio.conf sets `options vfio-pci ids=10de:1eb8\\tdisable_vga=1`; vfio-pci options are last-wins, so two files fight "
+        "over them. Remove that line (proxmox-talos-gpu keeps the one ids= line in /etc/modprobe.d/proxmox-talos-gpu-vfio.conf) and re-run."],
+     [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("vfio-pci ids on the kernel command line", T4_INPUTS,
+     lambda: host(**ACTIVE, cmdline="ro quiet vfio-pci.ids=10de:1eb8 vfio_pci.ids=10de:1eb8,10de:10f8"),
+     [CMDLINE_IDS.format(token="vfio-pci.ids=10de:1eb8"), CMDLINE_IDS.format(token="vfio_pci.ids=10de:1eb8,10de:10f8")], []),
+    ("systemd-boot with an empty /etc/kernel/cmdline", T4_INPUTS, lambda: host(**AMD_SYSTEMD, files={KERNEL_CMDLINE: " \n"}), [
+        "this host boots with systemd-boot (test) but /etc/kernel/cmdline is missing or empty; creating it without the root= parameters would "
+        "leave the host unbootable. Restore it (see `proxmox-boot-tool`) and re-run."], []),
+    ("systemd-boot with two lines in /etc/kernel/cmdline", T4_INPUTS, lambda: host(**AMD_SYSTEMD, files={KERNEL_CMDLINE: "root=a\nquiet\n"}), [
+        "/etc/kernel/cmdline must hold exactly one line (it holds 2); add iommu=pt by hand"], []),
+    ("GRUB without /etc/default/grub", T4_INPUTS, lambda: host(files={GRUB_DEFAULT: None}), [
+        "this host boots with GRUB (test) but /etc/default/grub is missing; restore it and re-run."], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("GRUB_CMDLINE_LINUX_DEFAULT from a command substitution", T4_INPUTS,
+     lambda: host(**ACTIVE, files={GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="$(cat /x)"\n'}), [
+        '/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(cat /x)") uses shell expansion this program will not rewrite. update-grub reads '
+        "/etc/default/grub, then /etc/default/grub.d/*.cfg in order (the last setting wins); nothing was written"], []),
+]
+
+
+@pytest.mark.parametrize(("inputs", "make", "refusals", "notes"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED])
+def test_a_refused_plan_names_every_reason_and_changes_nothing(inputs, make, refusals, notes):
+    plan = plan_host(inputs, make(), OWNER)
+    assert lines(plan) == [f"REFUSED: {refusal}" for refusal in refusals] + [f"note: {note}" for note in notes]
+    assert (plan.files, plan.commands, plan.reboot, plan.noops, plan.records, plan.impact) == ((), (), False, (), (), None)
+    assert plan.refused and not plan.changes_host and not plan.is_noop
+
+
+def test_the_plan_refuses_inputs_it_cannot_use():
+    with pytest.raises(PlanError) as error:
+        plan_host(T4_INPUTS, host(), "two words")
+    assert str(error.value) == "owner 'two words' must be letters, digits, '.', '_', '-' and '/' (project/stack)"
+    for inputs in (dataclasses.replace(T4_INPUTS, running_guests="ask"), dataclasses.replace(T4_INPUTS, hand_edits="keep")):
+        with pytest.raises(PlanError) as error:
+            plan_host(inputs, host(), OWNER)
+        assert str(error.value) == "running_guests must be one of ('refuse', 'stop') and hand_edits one of ('refuse', 'overwrite')"
+
+
+# -- what a reboot stops --------------------------------------------------------------
+
+WITHHELD = ("the reboot would stop {count} running guest(s){mine}: {labels}. host.runningGuests is refuse (the default), so the host is "
+            "not rebooted; every file is written and refreshed, so the change takes effect at the host's next reboot. To proceed, either "
+            "shut those guests down yourself ({shutdowns}) and re-run, or re-run with host.runningGuests: stop (CLI: --running-guests stop): "
+            "Proxmox then shuts every guest down gracefully and starts the ones with onboot=1 again.")
+STOPS = "the reboot stops these running guests (Proxmox shuts them down; those with onboot=1 start again):"
+PVESH_FAILED = "`pvesh get /cluster/resources --type vm` failed (rc=255)"
+UNREADABLE = (f"cannot tell which guests run on this host ({PVESH_FAILED}), and host.runningGuests is refuse. Fix the read (pvesh on the "
+              "host), or re-run with host.runningGuests: stop (CLI: --running-guests stop) to reboot anyway.")
+OWN = Guest(1105, "moody-good", "qemu", "running", True)
+OWN_OFF_AT_BOOT = Guest(1105, "moody-good", "qemu", "running", False)
+CP = Guest(101, "k8s-cp-1", "qemu", "running", True)
+NAS = Guest(200, "nas", "lxc", "running", False)
+STOPPED = Guest(300, "old", "qemu", "stopped", True)
+MINE = dataclasses.replace(T4_INPUTS, own_vmids=(1105,), node_name="moody-good")
+STOP = dataclasses.replace(MINE, running_guests="stop")
+
+# (case, inputs, facts: (guests, guests_problem), the impact's lines in the plan, blocked, drain node)
+IMPACTS = [
+    ("not read (read before any reboot)", MINE, (None, ""), [UNREAD], "", None),
+    ("the read failed, refuse", MINE, (None, PVESH_FAILED), [f"reboot withheld (host.runningGuests: refuse): {UNREADABLE}"], UNREADABLE, None),
+    ("the read failed, stop", STOP, (None, PVESH_FAILED),
+     [UNREAD, f"note: the guests could not be read ({PVESH_FAILED}); host.runningGuests is stop, so the reboot goes ahead"], "", None),
+    ("nothing runs", MINE, ((STOPPED,), ""), ["the reboot stops no running guest"], "", None),
+    ("only this stack's VM: drained first", MINE, ((OWN, STOPPED), ""), [
+        STOPS, "  - 1105 moody-good (qemu), onboot, this stack's VM",
+        "before the reboot: cordon and drain Kubernetes node moody-good; uncordon it once it is Ready again"], "", "moody-good"),
+    ("this stack's VM without a node name and without onboot", dataclasses.replace(MINE, node_name=None), ((OWN_OFF_AT_BOOT,), ""), [
+        STOPS, "  - 1105 moody-good (qemu), no onboot: stays off, this stack's VM",
+        "note: this stack's VM 1105 runs, but no Kubernetes node name is known (--node-name): it is not drained first",
+        "note: this stack's VM 1105 moody-good (qemu) has no onboot: it stays off after the reboot (`qm set 1105 --onboot 1`, or start it by hand)"],
+     "", None),
+    ("other guests run, refuse", MINE, ((OWN, CP, NAS, STOPPED), ""), [
+        STOPS, "  - 1105 moody-good (qemu), onboot, this stack's VM", "  - 101 k8s-cp-1 (qemu), onboot", "  - 200 nas (lxc), no onboot: stays off",
+        "before the reboot: cordon and drain Kubernetes node moody-good; uncordon it once it is Ready again",
+        "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=2, mine=" besides this stack's VM 1105", labels="101 k8s-cp-1 (qemu), 200 nas (lxc)",
+                                                                             shutdowns="`qm shutdown 101`, `pct shutdown 200`")],
+     WITHHELD.format(count=2, mine=" besides this stack's VM 1105", labels="101 k8s-cp-1 (qemu), 200 nas (lxc)", shutdowns="`qm shutdown 101`, `pct shutdown 200`"),
+     "moody-good"),
+    ("other guests run, stop", STOP, ((CP, NAS), ""), [STOPS, "  - 101 k8s-cp-1 (qemu), onboot", "  - 200 nas (lxc), no onboot: stays off"], "", None),
+    ("no VM of this stack known (CLI)", dataclasses.replace(MINE, own_vmids=(), node_name=None), ((OWN,), ""), [
+        STOPS, "  - 1105 moody-good (qemu), onboot",
+        "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=1, mine="", labels="1105 moody-good (qemu)", shutdowns="`qm shutdown 1105`")],
+     WITHHELD.format(count=1, mine="", labels="1105 moody-good (qemu)", shutdowns="`qm shutdown 1105`"), None),
+]
+REBOOT_T4 = "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)"
+WRITES_ON_ACTIVE_T4 = [BLACKLIST, MODULES.format(kernel=K68), BIND_T4, f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+                       INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed"]
+
+
+@pytest.mark.parametrize(("inputs", "guests", "shown", "blocked", "drain"), [case[1:] for case in IMPACTS], ids=[case[0] for case in IMPACTS])
+def test_the_plan_says_what_its_reboot_stops_and_whether_it_may(inputs, guests, shown, blocked, drain):
+    facts = host(**ACTIVE, guests=guests[0], guests_problem=guests[1])
+    plan = plan_host(inputs, facts, OWNER)
+    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, REBOOT_T4, *shown]
+    assert (plan.impact.blocked, plan.impact.drain_node) == (blocked, drain)
+    assert (plan.to_json()["reboot_withheld"], plan.to_json()["drain_node"]) == (blocked, drain)
+    # Once written and rebooted (the guests as they were), nothing is stopped: no impact at all.
+    again = plan_host(inputs, booted(facts, plan), OWNER)
+    assert again.impact is None and again.to_json()["reboot_stops"] is None and again.is_noop
+
+
+def test_a_reboot_the_config_does_not_allow_is_left_to_the_admin():
+    plan = plan_host(dataclasses.replace(T4_INPUTS, allow_reboot=False), host(**ACTIVE), OWNER)
+    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, f"{REBOOT_T4} (host.allowReboot is false: reboot by hand)", UNREAD]
+    assert plan.reboot and not plan.allow_reboot
+
+
+# -- a second stack on a host the first one prepared, as JSON -------------------------
+
+SECOND_STACK = HostPrepInputs(gpus=(GpuSpec("0000:af:00.0", index=0),), own_vmids=(1106,), node_name="big-gpu")
+BIG = Guest(1106, "big-gpu", "qemu", "running", False)
+VFIO_DIFF = ("--- a/etc/modprobe.d/proxmox-talos-gpu-vfio.conf\n+++ b/etc/modprobe.d/proxmox-talos-gpu-vfio.conf\n@@ -4,4 +4,7 @@\n"
+             " # BEGIN proxmox-talos-gpu/a\n # function 0000:3b:00.0 10de:1eb8 0x030200\n # END proxmox-talos-gpu/a\n"
+             "-options vfio-pci ids=10de:1eb8\n+# BEGIN proxmox-talos-gpu/b\n+# function 0000:af:00.0 10de:20b5 0x030200\n"
+             "+# END proxmox-talos-gpu/b\n+options vfio-pci ids=10de:1eb8,10de:20b5\n")
+
+
+def second_stack_host() -> HostFacts:
+    first = two_gpu_host()
+    return dataclasses.replace(written(first, plan_host(T4_INPUTS, first, "proxmox-talos-gpu/a")), guests=(BIG, CP, NAS, STOPPED),
+                               stale_temps=("/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1",))
+
+
+def test_a_second_stack_adds_its_block_and_says_so_in_text_and_json():
+    plan = plan_host(SECOND_STACK, second_stack_host(), "proxmox-talos-gpu/b")
+    withheld = WITHHELD.format(count=2, mine=" besides this stack's VM 1106", labels="101 k8s-cp-1 (qemu), 200 nas (lxc)",
+                               shutdowns="`qm shutdown 101`, `pct shutdown 200`")
+    assert plan.render().splitlines() == [
+        "update /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: bind 10de:20b5 to vfio-pci (every function of 0000:af:00.0)",
+        *("    " + line for line in VFIO_DIFF.splitlines()),
+        "remove /etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1: temp file left by an interrupted run",
+        "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:af:00.0 (nouveau)",
+        STOPS, "  - 1106 big-gpu (qemu), no onboot: stays off, this stack's VM", "  - 101 k8s-cp-1 (qemu), onboot", "  - 200 nas (lxc), no onboot: stays off",
+        "before the reboot: cordon and drain Kubernetes node big-gpu; uncordon it once it is Ready again",
+        f"reboot withheld (host.runningGuests: refuse): {withheld}",
+        "note: this stack's VM 1106 big-gpu (qemu) has no onboot: it stays off after the reboot (`qm set 1106 --onboot 1`, or start it by hand)",
+        *OK_SHARED, "ok: /etc/default/grub already has iommu=pt"]
+    assert plan.to_json() == {
+        "owner": "proxmox-talos-gpu/b", "refusals": [],
+        "files": [{"path": VFIO_FILE, "action": "update", "reason": "bind 10de:20b5 to vfio-pci (every function of 0000:af:00.0)", "diff": VFIO_DIFF}],
+        "cleanup": ["/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1"],
+        "commands": [{"command": ["update-initramfs", "-u", "-k", "all"],
+                      "reason": "the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed"}],
+        "reboot": True, "reboot_reason": "the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:af:00.0 (nouveau)",
+        "reboot_stops": [{"vmid": 1106, "name": "big-gpu", "type": "qemu", "onboot": False, "own": True},
+                         {"vmid": 101, "name": "k8s-cp-1", "type": "qemu", "onboot": True, "own": False},
+                         {"vmid": 200, "name": "nas", "type": "lxc", "onboot": False, "own": False}],
+        "reboot_withheld": withheld, "drain_node": "big-gpu",
+        "noops": [line[len("ok: "):] for line in OK_SHARED] + ["/etc/default/grub already has iommu=pt"], "notes": [],
+        "wanted_cmdline": ["iommu=pt"], "functions": ["0000:af:00.0"]}
+    assert plan.records == ((VFIO_FILE, plan.files[0].after),) and plan.files[0].after.endswith("options vfio-pci ids=10de:1eb8,10de:20b5\n")
+
+
+def test_a_refused_plan_as_json_names_the_config_key():
+    plan = plan_host(HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", iommu_group=7, index=0),)), host(**ACTIVE), OWNER)
+    assert plan.to_json() == {
+        "owner": OWNER, "refusals": [{"key": "proxmox-talos-gpu:gpus[0].iommuGroup", "message": "7, but 0000:3b:00.0 is in IOMMU group 30"}],
+        "files": [], "cleanup": [], "commands": [], "reboot": False, "reboot_reason": "", "reboot_stops": None, "reboot_withheld": "",
+        "drain_node": None, "noops": [], "notes": [], "wanted_cmdline": [], "functions": []}
+    cli = plan_host(HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0"),)), host(**ACTIVE), OWNER)
+    assert cli.to_json()["refusals"] == [{"key": None, "message": "'0000:3c:00.0': no such PCI device on the host; NVIDIA devices present: "
+                                                                  "0000:3b:00.0 (10de:1eb8 3D controller)"}]
+
+
+# -- interrupted runs and files changed since this program wrote them ------------------
+
+def applied_host(**facts) -> HostFacts:
+    fresh = host(**facts)
+    return written(fresh, plan_host(T4_INPUTS, fresh, OWNER))
+
+
+OK_GRUB_65 = [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt"]
+REBOOT_65 = ["reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD]
+
+
+@pytest.mark.parametrize(("facts", "pending", "shown"), [
+    ({}, ("update-initramfs",), ["run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; an interrupted run left it pending",
+                                 *REBOOT_65, *OK_GRUB_65, DEFER.format(kernel="6.5.13-5-pve")]),
+    ({}, ("update-grub",), ["run `update-grub`: grub-bios boot configuration: an interrupted run left it pending",
+                            *REBOOT_65, *OK_GRUB_65, DEFER.format(kernel="6.5.13-5-pve")]),
+    (AMD_SYSTEMD, ("proxmox-boot-tool-refresh",), [
+        "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: an interrupted run left it pending",
+        REBOOT_T4, UNREAD, *OK_SHARED, OK_T4, "ok: /etc/kernel/cmdline already has iommu=pt"]),
+], ids=["update-initramfs", "update-grub", "proxmox-boot-tool refresh"])
+def test_a_command_an_interrupted_run_left_pending_is_run_again(facts, pending, shown):
+    plan = plan_host(T4_INPUTS, dataclasses.replace(applied_host(**facts), pending=pending), OWNER)
+    assert lines(plan) == shown
+
+
+def test_hand_edits_are_refused_by_default_and_replaced_when_allowed():
+    applied = applied_host()
+    added = "".join(f"install extra{i} /bin/false\n" for i in range(10))
+    edited = dataclasses.replace(applied, files={**applied.files, BLACKLIST_FILE: applied.files[BLACKLIST_FILE] + added, VFIO_FILE: None,
+                                                 MODULES_LOAD_FILE: applied.files[MODULES_LOAD_FILE].replace("\n", "\r\n")})
+    listed = [f"+install extra{i} /bin/false" for i in range(10)]
+    refusal = ("REFUSED: {path} was edited by hand since proxmox-talos-gpu wrote it ({edits}); rewriting it would drop that. Move your lines "
+               "to a file of your own in the same folder and re-run, or let this run replace them: set host.handEdits: overwrite (CLI: "
+               "--hand-edits overwrite). Nothing was written.")
+    assert lines(plan_host(T4_INPUTS, edited, OWNER)) == [
+        refusal.format(path=BLACKLIST_FILE, edits="; ".join(f"`{edit}`" for edit in listed[:8]) + " and 2 more"),
+        refusal.format(path=MODULES_LOAD_FILE, edits="`(only blank lines or line endings changed)`"),
+        DEFER.format(kernel="6.5.13-5-pve")]
+    assert lines(plan_host(dataclasses.replace(T4_INPUTS, hand_edits="overwrite"), edited, OWNER)) == [
+        f"update {BLACKLIST_FILE}: keep nouveau, nvidia, nvidia_drm, nvidia_modeset, nvidia_uvm, nvidiafb off the GPU so "
+        f"vfio-pci can claim it; replaces the hand edits ({'; '.join(listed)}) as host.handEdits is overwrite",
+        "update /etc/modules-load.d/proxmox-talos-gpu-vfio.conf: load the VFIO modules at boot (vfio_virqfd is part of vfio from kernel 6.2; "
+        "running 6.5.13-5-pve); replaces the hand edits ((only blank lines or line endings changed)) as host.handEdits is overwrite",
+        f"{BIND_T4} (it was deleted since proxmox-talos-gpu wrote it)",
+        INITRAMFS, *REBOOT_65, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", DEFER.format(kernel="6.5.13-5-pve")]
+
+
+# (case, path, lines the file holds: before, as written, now) -> every line of it that is a hand edit
+LEGACY_VFIO = ("# Managed by proxmox-talos-gpu: binds passed-through GPUs to vfio-pci.\n# BEGIN p/s\n# function 0000:3b:00.0 10de:1eb8 0x030200\n"
+               "# END p/s\noptions vfio-pci ids=10de:1eb8,10de:10f8\nsoftdep snd_hda_intel pre: vfio-pci\nsoftdep xhci_pci pre: vfio-pci\n"
+               "softdep i2c_nvidia_gpu pre: vfio-pci\n")
+HAND_EDITS = [
+    ("vfio file from before records were kept: only lines it never writes", VFIO_FILE, None, None,
+     LEGACY_VFIO + "\n  \n# begin p/s\noptions vfio-pci ids=10de:1eb8 disable_vga=1\noptions vfio-pci ids=10DE:1EB8\nsoftdep nouveau pre: vfio-pci\n",
+     ["+# begin p/s", "+options vfio-pci ids=10de:1eb8 disable_vga=1", "+options vfio-pci ids=10DE:1EB8", "+softdep nouveau pre: vfio-pci"]),
+    ("module list from before records were kept (vfio_virqfd was written for old kernels)", MODULES_LOAD_FILE, None, None,
+     "# Managed by proxmox-talos-gpu: VFIO modules for PCI passthrough.\nvfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\nkvm\n", ["+kvm"]),
+    ("blacklist from before records were kept", BLACKLIST_FILE, None, None, "blacklist nouveau\nblacklist radeon\n", ["+blacklist radeon"]),
+    ("a file it does not own is never a hand edit", GRUB_DEFAULT, None, None, "GRUB_TIMEOUT=3\n", []),
+    ("as written", VFIO_FILE, None, LEGACY_VFIO, LEGACY_VFIO, []),
+    ("deleted since", VFIO_FILE, None, LEGACY_VFIO, None, []),
+    ("a run interrupted after the record: the file still holds the previous one", VFIO_FILE, LEGACY_VFIO, LEGACY_VFIO + "# more\n", LEGACY_VFIO, []),
+    ("the previous record is not what the file holds: the current record counts", VFIO_FILE, "old\n", LEGACY_VFIO, LEGACY_VFIO + "x\n", ["+x"]),
+    ("lines added and removed", BLACKLIST_FILE, None, "a\nb\nb\n", "b\nc\n", ["+c", "-a", "-b"]),
+    ("only blank lines and line endings", BLACKLIST_FILE, None, "a\nb\n", "a\r\n\r\nb\r\n \n", ["(only blank lines or line endings changed)"]),
+]
+
+
+@pytest.mark.parametrize(("path", "previous", "record", "current", "edits"), [case[1:] for case in HAND_EDITS], ids=[case[0] for case in HAND_EDITS])
+def test_hand_edits_of_a_file_this_program_wrote(path, previous, record, current, edits):
+    records = {path: record} if record is not None else {}
+    if previous is not None:
+        records[path + ".prev"] = previous
+    assert hand_edits(path, host(files={path: current}, written=records)) == edits
