@@ -1079,6 +1079,9 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
         for path in sorted(set(facts.originals) | owned_present):
             current = facts.files.get(path)
             if path not in facts.originals:
+                # Forgotten, not saved: the write batch would otherwise keep the file as its "original",
+                # and the next undo would put it back.
+                forget.append(path)
                 rewrite(path, None, "a proxmox-talos-gpu file without a recorded original: remove it", "removing it")
                 continue
             original = facts.originals[path]

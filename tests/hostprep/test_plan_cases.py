@@ -21,8 +21,8 @@ from components.hostprep.facts import (
     HostFacts,
     PciFunction,
 )
-from components.hostprep.plan import GpuSpec, HostPlan, HostPrepInputs, PlanError, hand_edits, plan_host
-from tests.hostprep.test_plan import BRIDGE, NIC, OWNER, T4_INPUTS, booted, host, t4, two_gpu_host
+from components.hostprep.plan import GpuSpec, HostPlan, HostPrepInputs, PlanError, hand_edits, plan_host, plan_undo, restore_cmdline, verify_host
+from tests.hostprep.test_plan import BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, booted, host, t4, two_gpu_host
 
 K68 = "6.8.12-4-pve"
 ACTIVE = {"kernel": K68, "iommu": True, "gpu": [t4()]}  # IOMMU on, the T4 alone in group 30 with its bridge
@@ -468,3 +468,223 @@ def test_hand_edits_of_a_file_this_program_wrote(path, previous, record, current
     if previous is not None:
         records[path + ".prev"] = previous
     assert hand_edits(path, host(files={path: current}, written=records)) == edits
+
+
+# -- verification: the running host against the plan -------------------------------------
+
+NOT_ON_VFIO = "0000:3b:00.0 (10de:1eb8 3D controller) is bound to {driver}, not vfio-pci (check `lspci -nnk -s 0000:3b:00.0` and `dmesg | grep -i vfio`)"
+VERIFIED = ("IOMMU active", "0000:3b:00.0 (10de:1eb8) bound to vfio-pci", "/proc/cmdline has intel_iommu=on iommu=pt")
+
+
+def prepared() -> HostFacts:
+    fresh = host()
+    return booted(fresh, plan_host(T4_INPUTS, fresh, OWNER))
+
+
+def with_t4(facts: HostFacts, **changes) -> HostFacts:
+    fn = dataclasses.replace(facts.functions["0000:3b:00.0"], **changes)
+    return dataclasses.replace(facts, functions={fn.address: fn}, devices={**facts.devices, fn.address: fn})
+
+
+# (case, inputs, facts) -> (problems, checks)
+VERIFY = [
+    ("prepared and rebooted", T4_INPUTS, prepared, ((), VERIFIED)),
+    ("nothing done yet", T4_INPUTS, host, ((
+        "the IOMMU is not active: enable VT-d (Intel) or AMD-Vi (AMD) in the firmware, and check the kernel command line",
+        NOT_ON_VFIO.format(driver="nouveau"),
+        "/proc/cmdline lacks intel_iommu=on iommu=pt (running: BOOT_IMAGE=/boot/vmlinuz ro quiet)",
+        "host files are not as planned: /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf, /etc/modules-load.d/proxmox-talos-gpu-vfio.conf, "
+        "/etc/modprobe.d/proxmox-talos-gpu-vfio.conf, /etc/default/grub, update-initramfs -u -k all, update-grub still to do"), ())),
+    ("rebooted, but the function has no driver", T4_INPUTS, lambda: with_t4(prepared(), driver=None),
+     ((NOT_ON_VFIO.format(driver="no driver"),), ("IOMMU active", "/proc/cmdline has intel_iommu=on iommu=pt"))),
+    ("a NIC joined the group after the reboot", T4_INPUTS, lambda: with_t4(prepared(), group_members=("0000:05:00.0",)), ((
+        "IOMMU group 30 of 0000:3b:00.0 also holds 0000:05:00.0 (Ethernet controller 8086:1521, driver igb). "
+        "Passing the GPU through would hand those devices to the VM too (and cut the host off them). Move the card to another slot (one whose "
+        "group holds only the GPU), or enable ACS for that slot in the firmware. The host files are written; run undo to revert them.",), VERIFIED)),
+    ("configured for another IOMMU group", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", iommu_group=7, index=0),)), prepared,
+     (("proxmox-talos-gpu:gpus[0].iommuGroup: 7, but 0000:3b:00.0 is in IOMMU group 30",), VERIFIED)),
+    ("the GPU is gone", HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0", index=0),)), prepared,
+     (("0000:3c:00.0: no such PCI device on the host",), ("IOMMU active", "/proc/cmdline has intel_iommu=on iommu=pt"))),
+    ("no kernel parameter wanted", dataclasses.replace(T4_INPUTS, iommu_passthrough=False),
+     lambda: booted(host(**ACTIVE), plan_host(dataclasses.replace(T4_INPUTS, iommu_passthrough=False), host(**ACTIVE), OWNER)),
+     ((), ("IOMMU active", "0000:3b:00.0 (10de:1eb8) bound to vfio-pci"))),
+    ("a command still pending", T4_INPUTS, lambda: dataclasses.replace(prepared(), pending=("update-grub",)),
+     (("host files are not as planned: update-grub still to do",), VERIFIED)),
+]
+
+
+@pytest.mark.parametrize(("inputs", "make", "report"), [case[1:] for case in VERIFY], ids=[case[0] for case in VERIFY])
+def test_verify_names_every_problem_and_every_check(inputs, make, report):
+    result = verify_host(inputs, make(), OWNER)
+    assert (result.problems, result.checks) == report
+    assert result.ok is not report[0]
+
+
+def test_verify_reports_an_owner_the_planner_refuses():
+    result = verify_host(T4_INPUTS, prepared(), "two words")
+    assert result.problems == ("owner 'two words' must be letters, digits, '.', '_', '-' and '/' (project/stack)",) and not result.ok
+
+
+# -- undo of a kernel command-line file ----------------------------------------------------
+
+KEPT = "the original is kept at /var/lib/proxmox-talos-gpu/kept/etc/default/grub"
+BY_HAND = f"/etc/default/grub changed by hand since proxmox-talos-gpu edited it, so it is not restored byte for byte; {KEPT}"
+TAKE_OUT = "the file changed by hand since proxmox-talos-gpu edited it: take out only the parameters it added ({})"
+EXACT = "restore the original, byte for byte"
+OURS = GRUB.replace('"quiet"', '"quiet intel_iommu=on iommu=pt"')
+AMD_OURS = GRUB.replace('"quiet"', '"quiet iommu=pt"')
+TIMEOUT_3 = GRUB.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3")
+
+
+def grub_value(value: str, base: str = GRUB) -> str:
+    return base.replace('"quiet"', f'"{value}"')
+
+
+# (case, current, what this program wrote (None: no record), the original) -> (content, reason, exact, notes)
+RESTORES = [
+    ("as written", OURS, OURS, GRUB, (GRUB, EXACT, True, ())),
+    ("no record, but what its edit of the original gives", OURS, None, GRUB, (GRUB, EXACT, True, ())),
+    ("changed by hand since (no record)", OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3"), None, GRUB,
+     (TIMEOUT_3, TAKE_OUT.format("intel_iommu=on iommu=pt"), False, (BY_HAND,))),
+    ("changed by hand since: only what the record says it added comes out", grub_value("quiet intel_iommu=on iommu=pt", TIMEOUT_3), AMD_OURS, GRUB,
+     (grub_value("quiet intel_iommu=on", TIMEOUT_3), TAKE_OUT.format("iommu=pt"), False, (
+         "/etc/default/grub: kept intel_iommu=on: changed by hand since proxmox-talos-gpu set intel_iommu", BY_HAND))),
+    ("a value of its own changed by hand is kept", grub_value("quiet intel_iommu=on iommu=soft", TIMEOUT_3), OURS, GRUB,
+     (grub_value("quiet iommu=soft", TIMEOUT_3), TAKE_OUT.format("intel_iommu=on"), False, (
+         "/etc/default/grub: kept iommu=soft: changed by hand since proxmox-talos-gpu set iommu", BY_HAND))),
+    ("a value it replaced comes back", grub_value("quiet intel_iommu=on nomodeset", TIMEOUT_3), grub_value("quiet intel_iommu=on"),
+     grub_value("quiet intel_iommu=off"), (grub_value("quiet nomodeset intel_iommu=off", TIMEOUT_3), TAKE_OUT.format("intel_iommu=on"), False, (BY_HAND,))),
+    ("its parameters already taken out by hand", TIMEOUT_3, OURS, GRUB, (TIMEOUT_3, "", False, (BY_HAND,))),
+    ("a record it cannot read: its usual parameters come out", OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3"), 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', GRUB,
+     (TIMEOUT_3, TAKE_OUT.format("intel_iommu=on iommu=pt"), False, (BY_HAND,))),
+    ("the line removed by hand", "GRUB_TIMEOUT=5\n", OURS, GRUB, ("GRUB_TIMEOUT=5\n", "", False, (
+        "/etc/default/grub no longer sets GRUB_CMDLINE_LINUX_DEFAULT (removed by hand since proxmox-talos-gpu edited it): nothing of this "
+        f"program's is left to take back, so the file stays as it is; {KEPT}",))),
+    ("shell it cannot read any more", 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', OURS, GRUB, ('GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', "", False, (
+        '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
+        f"program will not rewrite): left as it is; {KEPT}",))),
+    ("no record, and an original it could not have edited", OURS, None, 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', (OURS, "", False, (
+        '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
+        f"program will not rewrite): left as it is; {KEPT}",))),
+]
+
+
+@pytest.mark.parametrize(("current", "record", "original", "restored"), [case[1:] for case in RESTORES], ids=[case[0] for case in RESTORES])
+def test_undo_gives_back_the_original_or_takes_out_only_its_own_parameters(current, record, original, restored):
+    result = restore_cmdline(GRUB_DEFAULT, current, original, record)
+    assert (result.content, result.reason, result.exact, result.notes) == restored
+
+
+def test_undo_of_kernel_cmdline_puts_back_what_it_replaced():
+    result = restore_cmdline(KERNEL_CMDLINE, "quiet root=ZFS=rpool/ROOT/pve-1 intel_iommu=on iommu=pt\n",
+                             "root=ZFS=rpool/ROOT/pve-1 intel_iommu=off iommu=pt\n", "root=ZFS=rpool/ROOT/pve-1 intel_iommu=on iommu=pt\n")
+    assert (result.content, result.reason, result.exact) == (
+        "quiet root=ZFS=rpool/ROOT/pve-1 iommu=pt intel_iommu=off\n", TAKE_OUT.format("intel_iommu=on"), False)
+    assert result.notes == ("/etc/kernel/cmdline changed by hand since proxmox-talos-gpu edited it, so it is not restored byte for byte; "
+                            "the original is kept at /var/lib/proxmox-talos-gpu/kept/etc/kernel/cmdline",)
+
+
+# -- undo of the whole host ------------------------------------------------------------------
+
+REMOVE = "delete {path}: created by proxmox-talos-gpu: remove it"
+REMOVED_OWN = [REMOVE.format(path=path) for path in (BLACKLIST_FILE, VFIO_FILE, MODULES_LOAD_FILE)]
+UNDO_REFRESH = [INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed"]
+KEEPS_VFIO = "note: the running host keeps the GPU on vfio-pci until its next reboot"
+OWNED = (BLACKLIST_FILE, VFIO_FILE, MODULES_LOAD_FILE)
+ALL_FOUR = (GRUB_DEFAULT, *OWNED)
+ONLY_B = ("# Managed by proxmox-talos-gpu: binds passed-through GPUs to vfio-pci.\n"
+          "# One block per stack; each stack edits only its own block, and the lines\n"
+          "# after the blocks are derived from all of them. Do not edit by hand.\n"
+          "# BEGIN p/b\n# function 0000:af:00.0 10de:20b5 0x030200\n# END p/b\noptions vfio-pci ids=10de:20b5\n")
+SAME_MODEL_BLOCKS = ("# BEGIN p/a\n# function 0000:3b:00.0 10de:1eb8 0x030200\n# END p/a\n# BEGIN p/b\n# function 0000:af:00.0 10de:1eb8 0x030200\n"
+                     "# END p/b\noptions vfio-pci ids=10de:1eb8\n")
+
+
+def with_files(facts: HostFacts, **changes) -> HostFacts:
+    return dataclasses.replace(facts, files={**facts.files, **{{"grub": GRUB_DEFAULT, "blacklist": BLACKLIST_FILE, "vfio": VFIO_FILE}[k]: v
+                                                                for k, v in changes.items()}})
+
+
+def two_stacks() -> HostFacts:
+    first = written(two_gpu_host(), plan_host(T4_INPUTS, two_gpu_host(), "p/a"))
+    return written(first, plan_host(HostPrepInputs(gpus=(GpuSpec("0000:af:00.0", index=0),)), first, "p/b"))
+
+
+def same_model_stacks() -> HostFacts:
+    facts = two_stacks()
+    return dataclasses.replace(facts, files={**facts.files, VFIO_FILE: SAME_MODEL_BLOCKS}, written={**facts.written, VFIO_FILE: SAME_MODEL_BLOCKS})
+
+
+HAND_EDITED_BLACKLIST = lambda: dataclasses.replace(  # noqa: E731
+    with_files(applied_host(), blacklist=applied_host().files[BLACKLIST_FILE] + "blacklist radeon\n"), stale_temps=("/etc/default/.grub.ptg-tmp-1",))
+
+# (case, facts, owner, options) -> (lines, originals forgotten, originals set aside, records: path -> what was last written)
+UNDOS = [
+    ("the last stack out restores every original", applied_host, OWNER, {}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH,
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("undo once more: nothing left", lambda: written(applied_host(), plan_undo(applied_host(), OWNER)), OWNER, {}, (
+        ["ok: nothing to undo because proxmox-talos-gpu left nothing on this host for proxmox-talos-gpu/homelab"], (), (), {})),
+    ("reboot on destroy, guests stopped as host.runningGuests says", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER,
+     {"reboot_on_destroy": True, "inputs": STOP}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, "reboot: host.rebootOnDestroy is true",
+         STOPS, "  - 101 k8s-cp-1 (qemu), onboot"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("reboot on destroy, but no reboot allowed", applied_host, OWNER, {"reboot_on_destroy": True, "allow_reboot": False}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, KEEPS_VFIO], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("one of two stacks: only its block goes", two_stacks, "p/a", {}, (
+        ["update /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: remove the block of p/a; 1 other stack(s) keep theirs",
+         "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
+         "ok: the kernel command line, blacklist and module list stay: stack(s) p/b still pass GPUs through",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (), (), {VFIO_FILE: ONLY_B})),
+    ("one of two stacks passing the same model", same_model_stacks, "p/a", {}, (
+        ["update /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: remove the block of p/a; 1 other stack(s) keep theirs",
+         "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
+         "ok: the kernel command line, blacklist and module list stay: stack(s) p/b still pass GPUs through",
+         "note: 10de:1eb8 stay bound to vfio-pci: another stack passes through the same model",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (), (),
+        {VFIO_FILE: ONLY_B.replace("20b5", "1eb8")})),
+    ("a stack that has no block among others", two_stacks, "p/c", {}, (
+        ["ok: nothing to undo because /etc/modprobe.d/proxmox-talos-gpu-vfio.conf has no block for p/c (other stacks: p/a, p/b)"], (), (), {})),
+    ("a hand edit it would drop: refused", HAND_EDITED_BLACKLIST, OWNER, {}, (
+        ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf was edited by hand since proxmox-talos-gpu wrote it (`+blacklist radeon`); "
+         "removing it would drop that. Move your lines to a file of your own in the same folder and re-run, or let this run replace them: "
+         "set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written."], (), (), {})),
+    ("a hand edit dropped as host.handEdits allows", HAND_EDITED_BLACKLIST, OWNER, {"hand_edits_policy": "overwrite"}, (
+        ["update /etc/default/grub: restore the original, byte for byte",
+         "delete /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf: created by proxmox-talos-gpu: remove it; drops the hand edits "
+         "(+blacklist radeon) as host.handEdits is overwrite", *REMOVED_OWN[1:],
+         "remove /etc/default/.grub.ptg-tmp-1: temp file left by an interrupted run", *UNDO_REFRESH,
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("a file of its own without a recorded original", lambda: dataclasses.replace(applied_host(), originals={
+        path: original for path, original in applied_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
+        ["update /etc/default/grub: restore the original, byte for byte", REMOVED_OWN[0],
+         "delete /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: a proxmox-talos-gpu file without a recorded original: remove it",
+         REMOVED_OWN[2], *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
+        ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("a file already back to its original", lambda: with_files(applied_host(), grub=GRUB), OWNER, {}, (
+        [*REMOVED_OWN, INITRAMFS, "ok: /etc/default/grub is already as it was before proxmox-talos-gpu",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
+    ("the command line changed by hand: its parameters come out, the original is set aside",
+     lambda: with_files(applied_host(), grub=OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3")), OWNER, {}, (
+        [f"update /etc/default/grub: {TAKE_OUT.format('intel_iommu=on iommu=pt')}", *REMOVED_OWN, *UNDO_REFRESH,
+         f"note: {BY_HAND}", f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,), dict.fromkeys(ALL_FOUR))),
+    ("the command line changed by hand and its parameters already gone", lambda: with_files(applied_host(), grub=TIMEOUT_3), OWNER, {}, (
+        [*REMOVED_OWN, INITRAMFS, f"note: {BY_HAND}", f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,),
+        dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
+]
+
+
+@pytest.mark.parametrize(("make", "owner", "options", "outcome"), [case[1:] for case in UNDOS], ids=[case[0] for case in UNDOS])
+def test_undo_plans_every_file_and_record(make, owner, options, outcome):
+    facts = make()
+    plan = plan_undo(facts, owner, **options)
+    assert (lines(plan), plan.forget_originals, plan.archive_originals, dict(plan.records)) == outcome
+    assert [path for path, _ in plan.records] == list(outcome[3])  # in this order
+    if plan.changes_host and not plan.refused:
+        assert not plan_undo(written(facts, plan), owner, **options).files, "undo once more writes nothing"
+
+
+def test_undo_refuses_a_malformed_owner():
+    with pytest.raises(PlanError) as error:
+        plan_undo(applied_host(), "a b")
+    assert str(error.value) == "owner 'a b' must be letters, digits, '.', '_', '-' and '/' (project/stack)"
