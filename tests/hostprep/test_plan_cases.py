@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 
+from components.config import parse_stack_config
 from components.hostprep.engine import written
 from components.hostprep.facts import (
     BLACKLIST_FILE,
@@ -21,7 +22,23 @@ from components.hostprep.facts import (
     HostFacts,
     PciFunction,
 )
-from components.hostprep.plan import GpuSpec, HostPlan, HostPrepInputs, PlanError, hand_edits, plan_host, plan_undo, restore_cmdline, verify_host
+from components.hostprep.plan import (
+    FileChange,
+    GpuSpec,
+    HostPlan,
+    HostPrepInputs,
+    PlanError,
+    cmdline_file,
+    edit_grub_files,
+    grub_cmdline,
+    hand_edits,
+    inputs_from_config,
+    plan_host,
+    plan_undo,
+    restore_cmdline,
+    verify_host,
+)
+from tests.conftest import stack_file_config
 from tests.hostprep.test_plan import BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, booted, host, t4, two_gpu_host
 
 K68 = "6.8.12-4-pve"
@@ -688,3 +705,179 @@ def test_undo_refuses_a_malformed_owner():
     with pytest.raises(PlanError) as error:
         plan_undo(applied_host(), "a b")
     assert str(error.value) == "owner 'a b' must be letters, digits, '.', '_', '-' and '/' (project/stack)"
+
+
+# -- GRUB_CMDLINE_LINUX_DEFAULT as update-grub reads it ---------------------------------------
+
+CFG = GRUB_D + "/50-local.cfg"
+WANT = ["intel_iommu=on", "iommu=pt"]
+QUIET = {GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'}
+
+# (case, files) -> (the file that decides the value, its new content), and the value update-grub gets today
+GRUB_EDITS = [
+    ("double quotes", QUIET, (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'), "quiet"),
+    ("single quotes", {GRUB_DEFAULT: "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash'\n"},
+     (GRUB_DEFAULT, "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash intel_iommu=on iommu=pt'\n"), "quiet splash"),
+    ("one unquoted word gets quotes", {GRUB_DEFAULT: "GRUB_CMDLINE_LINUX_DEFAULT=quiet\n"},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'), "quiet"),
+    ("empty quotes", {GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT=""\n'}, (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
+    ("export, indented, CRLF", {GRUB_DEFAULT: '  export GRUB_CMDLINE_LINUX_DEFAULT="quiet"\r\n'},
+     (GRUB_DEFAULT, '  export GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\r\n'), "quiet"),
+    ("comments, a comment after the value, other variables", {GRUB_DEFAULT: (
+        '  # GRUB_CMDLINE_LINUX_DEFAULT="$(not read)"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet" # keep "quiet"\n#GRUB_CMDLINE_LINUX_DEFAULT+=x\n'
+        'GRUB_CMDLINE_LINUX+="x"\nreadonly GRUB_CMDLINE_LINUX_DEFAULT\n')},
+     (GRUB_DEFAULT, '  # GRUB_CMDLINE_LINUX_DEFAULT="$(not read)"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt" # keep "quiet"\n'
+                    '#GRUB_CMDLINE_LINUX_DEFAULT+=x\nGRUB_CMDLINE_LINUX+="x"\nreadonly GRUB_CMDLINE_LINUX_DEFAULT\n'), "quiet"),
+    ("a later line extends it with what is wanted", {**QUIET, CFG: 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt"\n'},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on"\n'), "quiet iommu=pt"),
+    ("a later line prepends what is wanted", {**QUIET, CFG: 'GRUB_CMDLINE_LINUX_DEFAULT="iommu=pt ${GRUB_CMDLINE_LINUX_DEFAULT}"\n'},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on"\n'), "iommu=pt quiet"),
+    ("a later line that only repeats it", {**QUIET, CFG: "GRUB_CMDLINE_LINUX_DEFAULT=$GRUB_CMDLINE_LINUX_DEFAULT\n"},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'), "quiet"),
+    ("never set: a line is added", {GRUB_DEFAULT: "GRUB_TIMEOUT=5"}, (GRUB_DEFAULT, 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
+    ("never set, an empty file", {GRUB_DEFAULT: ""}, (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
+    ("grub.d in byte order, *.cfg only, the last setting wins", {
+        GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="a"\n', f"{GRUB_D}/9-b.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="nine"\n',
+        f"{GRUB_D}/10-a.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="ten"\n', f"{GRUB_D}/Z.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="Z"\n',
+        f"{GRUB_D}/a.cfg": None, f"{GRUB_D}/x.cfg.bak": 'GRUB_CMDLINE_LINUX_DEFAULT="bak"\n', "/etc/default/grubx.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="no"\n'},
+     (f"{GRUB_D}/Z.cfg", 'GRUB_CMDLINE_LINUX_DEFAULT="Z intel_iommu=on iommu=pt"\n'), "Z"),
+    ("already there, in another order", {GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt intel_iommu=on"\n'},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt intel_iommu=on"\n'), "quiet iommu=pt intel_iommu=on"),
+]
+
+
+@pytest.mark.parametrize(("files", "edited", "effective"), [case[1:] for case in GRUB_EDITS], ids=[case[0] for case in GRUB_EDITS])
+def test_grub_edit_changes_only_the_value_that_decides(files, edited, effective):
+    assert edit_grub_files(files, WANT) == edited
+    assert grub_cmdline(files).effective == effective
+    assert set(WANT) <= set(grub_cmdline({**files, edited[0]: edited[1]}).effective.split()), "update-grub then gets every wanted parameter"
+
+
+def test_one_unquoted_word_stays_unquoted():
+    assert edit_grub_files({GRUB_DEFAULT: "GRUB_CMDLINE_LINUX_DEFAULT=\n"}, ["iommu=pt"]) == (GRUB_DEFAULT, "GRUB_CMDLINE_LINUX_DEFAULT=iommu=pt\n")
+
+
+LINE_2 = "/etc/default/grub line 2 ({line}) "
+GRUB_REFUSALS = [
+    ('GRUB_CMDLINE_LINUX_DEFAULT+=" iommu=pt"', "uses +=, which update-grub's /bin/sh does not understand"),
+    ("export GRUB_CMDLINE_LINUX_DEFAULT+=x", "uses +=, which update-grub's /bin/sh does not understand"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet', "has an unterminated quote"),
+    ("GRUB_CMDLINE_LINUX_DEFAULT='quiet", "has an unterminated quote"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="a\\"b"', "continues after the value with shell syntax this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"#c', "continues after the value with shell syntax this program will not rewrite"),
+    ("GRUB_CMDLINE_LINUX_DEFAULT=quiet;x", "continues after the value with shell syntax this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="`x`"', "uses shell syntax this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet\\ x"', "uses shell syntax this program will not rewrite"),
+    ("GRUB_CMDLINE_LINUX_DEFAULT='$GRUB_CMDLINE_LINUX_DEFAULT x'", "uses shell syntax this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="$A $GRUB_CMDLINE_LINUX_DEFAULT"', "uses shell expansion this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT $A"', "uses shell expansion this program will not rewrite"),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULTx"', "uses shell expansion this program will not rewrite"),
+]
+
+
+@pytest.mark.parametrize(("line", "why"), GRUB_REFUSALS)
+def test_grub_shell_it_will_not_rewrite_is_refused_naming_file_and_line(line, why):
+    with pytest.raises(PlanError) as error:
+        edit_grub_files({GRUB_DEFAULT: f"GRUB_TIMEOUT=5\n{line}\n"}, ["iommu=pt"])
+    assert str(error.value) == LINE_2.format(line=line.replace("\\", "\\\\")) + why
+
+
+def test_grub_refusals_name_the_line_shortened_and_the_file_that_extends():
+    long = 'GRUB_CMDLINE_LINUX_DEFAULT="' + "x" * 100 + ' $(y)"'
+    with pytest.raises(PlanError) as error:
+        edit_grub_files({GRUB_DEFAULT: f"GRUB_TIMEOUT=5\n{long}\n"}, ["iommu=pt"])
+    assert str(error.value) == LINE_2.format(line=long[:80] + "...") + "uses shell expansion this program will not rewrite"
+    with pytest.raises(PlanError) as error:
+        edit_grub_files({**QUIET, CFG: '# x\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT iommu=soft"\n'}, WANT)
+    assert str(error.value) == (f"{CFG} line 2 adds iommu=soft to GRUB_CMDLINE_LINUX_DEFAULT after /etc/default/grub sets it; change it "
+                                "to iommu=pt (or remove it) and re-run")
+    with pytest.raises(PlanError) as error:
+        edit_grub_files({GRUB_DEFAULT: "GRUB_TIMEOUT=5\n", CFG: 'x=1\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT quiet"\n'}, WANT)
+    assert str(error.value) == (f"GRUB_CMDLINE_LINUX_DEFAULT is only extended ({CFG} line 2), never set; set it once in /etc/default/grub "
+                                '(e.g. GRUB_CMDLINE_LINUX_DEFAULT="quiet") and re-run')
+
+
+@pytest.mark.parametrize(("facts", "path"), [
+    ({"bootloader": "systemd-boot"}, KERNEL_CMDLINE),
+    ({"bootloader": "grub-uefi"}, GRUB_DEFAULT),
+    ({"files": {CFG: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'}}, CFG),
+    ({"files": {CFG: 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT x"\n'}}, GRUB_DEFAULT),
+])
+def test_the_file_that_decides_the_command_line(facts, path):
+    assert cmdline_file(host(**facts)) == path
+
+
+# -- what the files hold -----------------------------------------------------------------------
+
+def test_every_file_of_a_four_function_card_written_out():
+    card = [t4(members=("0000:3a:00.0", "0000:3b:00.1", "0000:3b:00.2", "0000:3b:00.3")), AUDIO, USB, UCSI]
+    plan = plan_host(T4_INPUTS, host(kernel=K68, iommu=True, gpu=card), OWNER)
+    assert {change.path: (change.before, change.after) for change in plan.files} == {
+        BLACKLIST_FILE: (None, "# Managed by proxmox-talos-gpu: keep host GPU drivers off passed-through GPUs.\nblacklist nouveau\nblacklist nvidia\n"
+                               "blacklist nvidia_drm\nblacklist nvidia_modeset\nblacklist nvidia_uvm\nblacklist nvidiafb\n"),
+        MODULES_LOAD_FILE: (None, "# Managed by proxmox-talos-gpu: VFIO modules for PCI passthrough.\nvfio\nvfio_iommu_type1\nvfio_pci\n"),
+        VFIO_FILE: (None, "# Managed by proxmox-talos-gpu: binds passed-through GPUs to vfio-pci.\n"
+                          "# One block per stack; each stack edits only its own block, and the lines\n"
+                          "# after the blocks are derived from all of them. Do not edit by hand.\n"
+                          "# BEGIN proxmox-talos-gpu/homelab\n# function 0000:3b:00.0 10de:1eb8 0x030200\n# function 0000:3b:00.1 10de:10f8 0x040300\n"
+                          "# function 0000:3b:00.2 10de:1ad8 0x0c0330\n# function 0000:3b:00.3 10de:1ad9 0x0c8000\n# END proxmox-talos-gpu/homelab\n"
+                          "options vfio-pci ids=10de:10f8,10de:1ad8,10de:1ad9,10de:1eb8\n"
+                          "softdep i2c_nvidia_gpu pre: vfio-pci\nsoftdep snd_hda_intel pre: vfio-pci\nsoftdep xhci_pci pre: vfio-pci\n"),
+        GRUB_DEFAULT: (GRUB, GRUB.replace('"quiet"', '"quiet iommu=pt"'))}
+    assert plan.records == tuple((change.path, change.after) for change in plan.files)
+    assert (plan.wanted_cmdline, plan.functions) == (("iommu=pt",), ("0000:3b:00.0", "0000:3b:00.1", "0000:3b:00.2", "0000:3b:00.3"))
+
+
+@pytest.mark.parametrize(("kernel", "modules"), [("5.15.158-2-pve", "vfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\n"),
+                                                 ("6.1.10-1-pve", "vfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\n"),
+                                                 ("6.2.16-3-pve", "vfio\nvfio_iommu_type1\nvfio_pci\n")])
+def test_vfio_virqfd_is_loaded_only_before_kernel_6_2(kernel, modules):
+    plan = plan_host(T4_INPUTS, host(kernel=kernel), OWNER)
+    assert next(c.after for c in plan.files if c.path == MODULES_LOAD_FILE) == "# Managed by proxmox-talos-gpu: VFIO modules for PCI passthrough.\n" + modules
+
+
+@pytest.mark.parametrize(("before", "after", "diff"), [
+    ("a\nb", None, "--- a/etc/x\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-a\n-b\n\\ No newline at end of file\n"),
+    ("a\nb", "a\nc\n", "--- a/etc/x\n+++ b/etc/x\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n"),
+    (None, "a", "--- /dev/null\n+++ b/etc/x\n@@ -0,0 +1 @@\n+a\n\\ No newline at end of file\n"),
+])
+def test_a_file_change_as_a_unified_diff(before, after, diff):
+    assert FileChange("/etc/x", before, after, "why").diff() == diff
+
+
+def test_a_deletion_renders_as_delete_with_its_diff():
+    plan = HostPlan(owner=OWNER, files=(FileChange("/etc/x", "a\n", None, "why"),))
+    assert plan.render().splitlines() == ["delete /etc/x: why", "    --- a/etc/x", "    +++ /dev/null", "    @@ -1 +0,0 @@", "    -a"]
+    assert plan.to_json()["files"] == [{"path": "/etc/x", "action": "delete", "reason": "why", "diff": "--- a/etc/x\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n"}]
+
+
+# -- inputs from config and through the provider's state ----------------------------------------
+
+def test_inputs_from_config_carry_every_host_key_and_gpu():
+    raw = stack_file_config()
+    raw["host"] = {**raw["host"], "allowReboot": False, "rebootOnDestroy": True, "intelIommu": "on", "iommuPassthroughMode": False,
+                   "runningGuests": "stop", "handEdits": "overwrite"}
+    raw["gpus"] = [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "iommuGroup": 30},
+                   {"address": "0000:af:00.0", "id": "10de:20b5"}]
+    inputs = inputs_from_config(parse_stack_config(raw))
+    assert inputs == HostPrepInputs(
+        gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", 30, 0), GpuSpec("0000:af:00.0", "10de:20b5", None, None, 1)),
+        intel_iommu="on", iommu_passthrough=False, allow_reboot=False, reboot_on_destroy=True, running_guests="stop",
+        own_vmids=(1105,), node_name="moody-good", hand_edits="overwrite")
+
+
+def test_inputs_round_trip_through_the_providers_state():
+    inputs = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", 30, 0), GpuSpec("0000:af:00.0")), intel_iommu="on",
+                            iommu_passthrough=False, allow_reboot=False, reboot_on_destroy=True, running_guests="stop", own_vmids=(1105, 1106),
+                            node_name="moody-good", hand_edits="overwrite")
+    state = inputs.to_dict()
+    assert state == {
+        "gpus": [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystem_id": "10de:12a2", "iommu_group": 30, "index": 0},
+                 {"address": "0000:af:00.0", "id": None, "subsystem_id": None, "iommu_group": None, "index": None}],
+        "intel_iommu": "on", "iommu_passthrough": False, "allow_reboot": False, "reboot_on_destroy": True, "running_guests": "stop",
+        "own_vmids": [1105, 1106], "node_name": "moody-good", "hand_edits": "overwrite"}
+    assert HostPrepInputs.from_dict(state) == inputs
+    assert HostPrepInputs.from_dict({"gpus": [{"address": "0000:3b:00.0", "iommu_group": "30", "index": "2"}]}) == HostPrepInputs(
+        gpus=(GpuSpec("0000:3b:00.0", None, None, 30, 2),)), "state written by an older version: every default"
+    assert HostPrepInputs.from_dict({"gpus": [], "running_guests": None, "own_vmids": None, "node_name": "", "hand_edits": None,
+                                     "allow_reboot": 0, "iommu_passthrough": 1}) == HostPrepInputs(gpus=(), allow_reboot=False)
