@@ -464,7 +464,7 @@ def edit_kernel_cmdline(content: str, wanted: list[str]) -> str:
     """Minimal edit of /etc/kernel/cmdline (one line), keeping its line ending."""
     value = kernel_cmdline_value(content)
     new_value = edit_tokens(value, wanted)
-    if new_value == value.strip() and value == value.strip():
+    if new_value.split() == value.split():  # every wanted parameter is there: the file stays byte for byte
         return content
     return content.replace(value, new_value, 1)
 
@@ -1084,7 +1084,9 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 forget.append(path)
                 rewrite(path, None, "a proxmox-talos-gpu file without a recorded original: remove it", "removing it")
                 continue
-            original = facts.originals[path]
+            # A file named after this program is its own even when an earlier copy was saved as its
+            # original (the state folder was lost since): undo removes it rather than putting that back.
+            original = None if path in OWNED_FILES else facts.originals[path]
             if current == original:
                 forget.append(path)
                 noops.append(f"{path} is already as it was before proxmox-talos-gpu")
@@ -1098,9 +1100,9 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 (forget if restore.exact else archive).append(path)
                 if restore.content != current:
                     files.append(FileChange(path, current, restore.content, restore.reason))
-            else:
+            else:  # a command-line file deleted since
                 forget.append(path)
-                rewrite(path, original, "restore the original, byte for byte", "restoring the original")
+                files.append(FileChange(path, current, original, "restore the original, byte for byte"))
     if refusals:
         return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=allow_reboot)
     commands = _commands(files, facts)

@@ -23,6 +23,7 @@ from components.hostprep.facts import (
     PciFunction,
 )
 from components.hostprep.plan import (
+    Block,
     FileChange,
     GpuSpec,
     HostPlan,
@@ -30,16 +31,21 @@ from components.hostprep.plan import (
     PlanError,
     cmdline_file,
     edit_grub_files,
+    edit_tokens,
     grub_cmdline,
     hand_edits,
     inputs_from_config,
+    is_cmdline_file,
+    parse_blocks,
     plan_host,
     plan_undo,
+    render_vfio_file,
     restore_cmdline,
+    static_tokens,
     verify_host,
 )
 from tests.conftest import stack_file_config
-from tests.hostprep.test_plan import BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, booted, host, t4, two_gpu_host
+from tests.hostprep.test_plan import A100, BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, ZFS_CMDLINE, booted, host, t4, two_gpu_host
 
 K68 = "6.8.12-4-pve"
 ACTIVE = {"kernel": K68, "iommu": True, "gpu": [t4()]}  # IOMMU on, the T4 alone in group 30 with its bridge
@@ -48,6 +54,7 @@ AUDIO = PciFunction("0000:3b:00.1", "10de:10f8", "0x040300", "10de:12a2", "snd_h
 USB = PciFunction("0000:3b:00.2", "10de:1ad8", "0x0c0330", "10de:12a2", "xhci_hcd", 30, ("0000:3a:00.0",))
 UCSI = PciFunction("0000:3b:00.3", "10de:1ad9", "0x0c8000", "10de:12a2", "nvidia-gpu", 30, ("0000:3a:00.0",))
 CONSOLE = PciFunction("0000:af:00.0", "10de:1c82", "0x030000", "1043:85d2", "nouveau", None)
+LONG_LINE = "install nouveau " + "/bin/true " * 9  # 106 characters: shown as its first 99 and "..."
 
 BLACKLIST = "create /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf: keep nouveau, nvidia, nvidia_drm, nvidia_modeset, nvidia_uvm, nvidiafb off the GPU so vfio-pci can claim it"
 MODULES = "create /etc/modules-load.d/proxmox-talos-gpu-vfio.conf: load the VFIO modules at boot (vfio_virqfd is part of vfio from kernel 6.2; running {kernel})"
@@ -62,6 +69,18 @@ OK_SHARED = ["ok: /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf already black
              "ok: /etc/modules-load.d/proxmox-talos-gpu-vfio.conf already loads the VFIO modules"]
 OK_T4 = "ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds 10de:1eb8 to vfio-pci"
 NO_REFRESH = "ok: no initramfs or bootloader refresh: none of their inputs changed"
+
+
+def applied_ok(path: str, tokens: str, ids: str = "10de:1eb8") -> list[str]:
+    """The plan of a prepared and rebooted host: every line a no-op."""
+    return [*OK_SHARED, f"ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds {ids} to vfio-pci", f"ok: {path} already has {tokens}",
+            NO_REFRESH, f"ok: no reboot: the running kernel has {tokens} and every function is bound to vfio-pci"]
+
+
+REBOOT_T4 = "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)"
+REBOOT_65 = ["reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD]
+WRITES_ON_ACTIVE_T4 = [BLACKLIST, MODULES.format(kernel=K68), BIND_T4, f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+                       INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed"]
 
 
 def lines(plan: HostPlan) -> list[str]:
@@ -166,6 +185,59 @@ FRESH_AND_APPLIED = [
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
         "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci",
         "note: /etc/modules lists vfio_virqfd, which kernel 6.8.12-4-pve no longer has ('Failed to find module'); you may remove that line"]),
+    ("Intel 6.8 with host.intelIommu on", dataclasses.replace(T4_INPUTS, intel_iommu="on"), lambda: host(**ACTIVE), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
+        f"update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because host.intelIommu is on; {PT}",
+        INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks intel_iommu=on iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD,
+    ], applied_ok("/etc/default/grub", "intel_iommu=on iommu=pt")),
+    ("two GPUs of one stack", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", index=0), GpuSpec("0000:af:00.0", "10de:20b5", index=1))),
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(), A100], others=[NIC, BRIDGE]), [
+        BLACKLIST, MODULES.format(kernel=K68),
+        "create /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: bind 10de:1eb8,10de:20b5 to vfio-pci (every function of 0000:3b:00.0, 0000:af:00.0)",
+        f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
+        INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau), 0000:af:00.0 (nouveau)", UNREAD,
+    ], applied_ok("/etc/default/grub", "iommu=pt", ids="10de:1eb8,10de:20b5")),
+    ("one parameter there already: only the other is added", T4_INPUTS,
+     lambda: host(files={GRUB_DEFAULT: GRUB.replace('"quiet"', '"quiet intel_iommu=on"')}), [
+        BLACKLIST, MODULES.format(kernel="6.5.13-5-pve"), BIND_T4,
+        "update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; intel_iommu=on because Intel CPUs need it before kernel 6.8 "
+        f"(running 6.5.13-5-pve); {PT}",
+        INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed", *REBOOT_65, DEFER.format(kernel="6.5.13-5-pve"),
+    ], applied_ok("/etc/default/grub", "intel_iommu=on iommu=pt")),
+    ("systemd-boot on Intel, one parameter there already", T4_INPUTS,
+     lambda: host(bootloader="systemd-boot", files={KERNEL_CMDLINE: "root=ZFS=rpool/ROOT/pve-1  boot=zfs intel_iommu=on\n"}), [
+        BLACKLIST, MODULES.format(kernel="6.5.13-5-pve"), BIND_T4,
+        "update /etc/kernel/cmdline: kernel command line (systemd-boot): add iommu=pt; intel_iommu=on because Intel CPUs need it before kernel 6.8 "
+        f"(running 6.5.13-5-pve); {PT}",
+        INITRAMFS,
+        "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: /etc/kernel/cmdline changed; proxmox-boot-tool copies the new initramfs to the ESP(s)",
+        *REBOOT_65, DEFER.format(kernel="6.5.13-5-pve"),
+    ], applied_ok("/etc/kernel/cmdline", "intel_iommu=on iommu=pt")),
+    ("systemd-boot with its parameter there, spaced by hand: the file stays as it is", T4_INPUTS,
+     lambda: host(**AMD_SYSTEMD, files={KERNEL_CMDLINE: "root=ZFS=rpool/ROOT/pve-1  boot=zfs iommu=pt \n"}), [
+        BLACKLIST, MODULES.format(kernel=K68), BIND_T4, INITRAMFS,
+        "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: proxmox-boot-tool copies the new initramfs to the ESP(s)",
+        REBOOT_T4, UNREAD, "ok: /etc/kernel/cmdline already has iommu=pt",
+    ], applied_ok("/etc/kernel/cmdline", "iommu=pt")),
+    ("kernel 6.2: vfio_virqfd is part of vfio, /etc/modules still lists it", T4_INPUTS,
+     lambda: host(kernel="6.2.16-3-pve", files={"/etc/modules": "vfio_virqfd\n"}), [
+        BLACKLIST, MODULES.format(kernel="6.2.16-3-pve"), BIND_T4,
+        "update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because Intel CPUs need it before "
+        f"kernel 6.8 (running 6.2.16-3-pve); {PT}",
+        INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed", *REBOOT_65, DEFER.format(kernel="6.2.16-3-pve"),
+        "note: /etc/modules lists vfio_virqfd, which kernel 6.2.16-3-pve no longer has ('Failed to find module'); you may remove that line",
+    ], [*applied_ok("/etc/default/grub", "intel_iommu=on iommu=pt"),
+        "note: /etc/modules lists vfio_virqfd, which kernel 6.2.16-3-pve no longer has ('Failed to find module'); you may remove that line"]),
+    ("a function no driver has claimed", T4_INPUTS, lambda: host(**dict(ACTIVE, gpu=[t4(driver=None)])), [
+        *WRITES_ON_ACTIVE_T4, "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (no driver)", UNREAD,
+    ], applied_ok("/etc/default/grub", "iommu=pt")),
+    ("a host console on nvidiafb loses it", T4_INPUTS, lambda: host(**ACTIVE, others=[NIC, BRIDGE, dataclasses.replace(CONSOLE, driver="nvidiafb")]), [
+        *WRITES_ON_ACTIVE_T4, REBOOT_T4, UNREAD,
+        "note: 0000:af:00.0 (10de:1c82 VGA controller) stays with the host and loses driver nvidiafb at the next boot (blacklisted); "
+        "the host console falls back to the firmware framebuffer",
+    ], None),
     ("a host console on nouveau loses it", T4_INPUTS, lambda: host(**ACTIVE, others=[NIC, BRIDGE, CONSOLE]), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
@@ -184,6 +256,7 @@ def test_fresh_host_plans_everything_and_the_applied_host_nothing(inputs, make, 
     facts = make()
     plan = plan_host(inputs, facts, OWNER)
     assert lines(plan) == fresh
+    assert plan.check_isolation_after_boot is any(line.startswith("note: IOMMU is not active yet") for line in fresh)
     if applied is not None:
         again = plan_host(inputs, booted(facts, plan), OWNER)
         assert lines(again) == applied and again.is_noop
@@ -259,6 +332,32 @@ REFUSED = [
         "/etc/kernel/cmdline must hold exactly one line (it holds 2); add iommu=pt by hand"], []),
     ("GRUB without /etc/default/grub", T4_INPUTS, lambda: host(files={GRUB_DEFAULT: None}), [
         "this host boots with GRUB (test) but /etc/default/grub is missing; restore it and re-run."], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("two GPUs: one missing (the NVIDIA devices named), the other another model", HostPrepInputs(gpus=(
+        GpuSpec("0000:3c:00.0", index=0), GpuSpec("0000:af:00.0", "10de:2000", index=1))),
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(), A100], others=[NIC, BRIDGE]), [
+        "proxmox-talos-gpu:gpus[0].address: '0000:3c:00.0': no such PCI device on the host; NVIDIA devices present: 0000:3b:00.0 "
+        "(10de:1eb8 3D controller), 0000:af:00.0 (10de:20b5 3D controller)",
+        "proxmox-talos-gpu:gpus[1].id: '10de:2000', but 0000:af:00.0 is 10de:20b5 (3D controller); set the id lspci -nn shows"],
+     [CONSOLE_NOTE.format(address="0000:3b:00.0")]),
+    ("a GPU another stack passes through (of two others)", T4_INPUTS, lambda: host(**ACTIVE, files={VFIO_FILE: render_vfio_file({
+        "p/a": Block("p/a", (("0000:af:00.0", "10de:20b5", "0x030200"),)), "p/b": Block("p/b", (("0000:3b:00.0", "10de:1eb8", "0x030200"),))})}), [
+        "proxmox-talos-gpu:gpus[0].address: '0000:3b:00.0' is already passed through by stack p/b; one GPU can go to one VM"], []),
+    ("groups unreadable for two functions, and a second GPU in another group", HostPrepInputs(gpus=(
+        GpuSpec("0000:3b:00.0", index=0), GpuSpec("0000:af:00.0", iommu_group=5, index=1))),
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(group=None), dataclasses.replace(AUDIO, iommu_group=None, group_members=()), A100],
+                  others=[NIC, BRIDGE]), [
+        "proxmox-talos-gpu:gpus[0].address: the IOMMU is active but the IOMMU group of 0000:3b:00.0, 0000:3b:00.1 cannot be read "
+        "(no /sys/bus/pci/devices/<address>/iommu_group); its isolation cannot be checked, so nothing was written",
+        "proxmox-talos-gpu:gpus[1].iommuGroup: 5, but 0000:af:00.0 is in IOMMU group 80"], []),
+    ("systemd-boot on Intel with two lines in /etc/kernel/cmdline", T4_INPUTS,
+     lambda: host(bootloader="systemd-boot", files={KERNEL_CMDLINE: "root=a\nquiet\n"}), [
+        "/etc/kernel/cmdline must hold exactly one line (it holds 2); add intel_iommu=on iommu=pt by hand"],
+     [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):]]),
+    ("a long foreign vfio-pci line, shortened", T4_INPUTS,
+     lambda: host(**ACTIVE, foreign_vfio_options=(("/etc/modprobe.d/x.conf", "options vfio-pci ids=" + ",".join(["10de:1eb8"] * 12)),)), [
+        "/etc/modprobe.d/x.conf sets `options vfio-pci ids=" + ",".join(["10de:1eb8"] * 8) + "...`; vfio-pci options are last-wins, so two "
+        "files fight over them. Remove that line (proxmox-talos-gpu keeps the one ids= line in /etc/modprobe.d/proxmox-talos-gpu-vfio.conf) and re-run."],
+     []),
     ("GRUB_CMDLINE_LINUX_DEFAULT from a command substitution", T4_INPUTS,
      lambda: host(**ACTIVE, files={GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="$(cat /x)"\n'}), [
         '/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(cat /x)") uses shell expansion this program will not rewrite. update-grub reads '
@@ -325,14 +424,17 @@ IMPACTS = [
      WITHHELD.format(count=2, mine=" besides this stack's VM 1105", labels="101 k8s-cp-1 (qemu), 200 nas (lxc)", shutdowns="`qm shutdown 101`, `pct shutdown 200`"),
      "moody-good"),
     ("other guests run, stop", STOP, ((CP, NAS), ""), [STOPS, "  - 101 k8s-cp-1 (qemu), onboot", "  - 200 nas (lxc), no onboot: stays off"], "", None),
+    ("two VMs of this stack", dataclasses.replace(MINE, own_vmids=(1105, 1106)), ((OWN, CP), ""), [
+        STOPS, "  - 1105 moody-good (qemu), onboot, this stack's VM", "  - 101 k8s-cp-1 (qemu), onboot",
+        "before the reboot: cordon and drain Kubernetes node moody-good; uncordon it once it is Ready again",
+        "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=1, mine=" besides this stack's VM 1105, 1106", labels="101 k8s-cp-1 (qemu)",
+                                                                             shutdowns="`qm shutdown 101`")],
+     WITHHELD.format(count=1, mine=" besides this stack's VM 1105, 1106", labels="101 k8s-cp-1 (qemu)", shutdowns="`qm shutdown 101`"), "moody-good"),
     ("no VM of this stack known (CLI)", dataclasses.replace(MINE, own_vmids=(), node_name=None), ((OWN,), ""), [
         STOPS, "  - 1105 moody-good (qemu), onboot",
         "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=1, mine="", labels="1105 moody-good (qemu)", shutdowns="`qm shutdown 1105`")],
      WITHHELD.format(count=1, mine="", labels="1105 moody-good (qemu)", shutdowns="`qm shutdown 1105`"), None),
 ]
-REBOOT_T4 = "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)"
-WRITES_ON_ACTIVE_T4 = [BLACKLIST, MODULES.format(kernel=K68), BIND_T4, f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
-                       INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed"]
 
 
 @pytest.mark.parametrize(("inputs", "guests", "shown", "blocked", "drain"), [case[1:] for case in IMPACTS], ids=[case[0] for case in IMPACTS])
@@ -419,7 +521,6 @@ def applied_host(**facts) -> HostFacts:
 
 
 OK_GRUB_65 = [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt"]
-REBOOT_65 = ["reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD]
 
 
 @pytest.mark.parametrize(("facts", "pending", "shown"), [
@@ -522,6 +623,8 @@ VERIFY = [
      (("proxmox-talos-gpu:gpus[0].iommuGroup: 7, but 0000:3b:00.0 is in IOMMU group 30",), VERIFIED)),
     ("the GPU is gone", HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0", index=0),)), prepared,
      (("0000:3c:00.0: no such PCI device on the host",), ("IOMMU active", "/proc/cmdline has intel_iommu=on iommu=pt"))),
+    ("of two GPUs the first is gone: the second is still checked", HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0", index=0), GpuSpec("0000:3b:00.0", index=1))),
+     prepared, (("0000:3c:00.0: no such PCI device on the host",), VERIFIED)),
     ("no kernel parameter wanted", dataclasses.replace(T4_INPUTS, iommu_passthrough=False),
      lambda: booted(host(**ACTIVE), plan_host(dataclasses.replace(T4_INPUTS, iommu_passthrough=False), host(**ACTIVE), OWNER)),
      ((), ("IOMMU active", "0000:3b:00.0 (10de:1eb8) bound to vfio-pci"))),
@@ -571,6 +674,11 @@ RESTORES = [
          "/etc/default/grub: kept iommu=soft: changed by hand since proxmox-talos-gpu set iommu", BY_HAND))),
     ("a value it replaced comes back", grub_value("quiet intel_iommu=on nomodeset", TIMEOUT_3), grub_value("quiet intel_iommu=on"),
      grub_value("quiet intel_iommu=off"), (grub_value("quiet nomodeset intel_iommu=off", TIMEOUT_3), TAKE_OUT.format("intel_iommu=on"), False, (BY_HAND,))),
+    ("one of its parameters taken out by hand: the rest comes out, the original set aside", grub_value("quiet iommu=pt"), OURS, GRUB,
+     (GRUB, TAKE_OUT.format("iommu=pt"), False, (BY_HAND,))),
+    ("a value it replaced, set again by hand, is not doubled", grub_value("quiet intel_iommu=on intel_iommu=off", TIMEOUT_3),
+     grub_value("quiet intel_iommu=on"), grub_value("quiet intel_iommu=off"),
+     (grub_value("quiet intel_iommu=off", TIMEOUT_3), TAKE_OUT.format("intel_iommu=on"), False, (BY_HAND,))),
     ("its parameters already taken out by hand", TIMEOUT_3, OURS, GRUB, (TIMEOUT_3, "", False, (BY_HAND,))),
     ("a record it cannot read: its usual parameters come out", OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3"), 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', GRUB,
      (TIMEOUT_3, TAKE_OUT.format("intel_iommu=on iommu=pt"), False, (BY_HAND,))),
@@ -590,6 +698,11 @@ RESTORES = [
 def test_undo_gives_back_the_original_or_takes_out_only_its_own_parameters(current, record, original, restored):
     result = restore_cmdline(GRUB_DEFAULT, current, original, record)
     assert (result.content, result.reason, result.exact, result.notes) == restored
+
+
+def test_undo_of_kernel_cmdline_without_a_record_is_exact_when_it_is_what_the_edit_gives():
+    result = restore_cmdline(KERNEL_CMDLINE, "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n", ZFS_CMDLINE)
+    assert (result.content, result.reason, result.exact, result.notes) == (ZFS_CMDLINE, EXACT, True, ())
 
 
 def test_undo_of_kernel_cmdline_puts_back_what_it_replaced():
@@ -625,6 +738,20 @@ def with_files(facts: HostFacts, **changes) -> HostFacts:
 def two_stacks() -> HostFacts:
     first = written(two_gpu_host(), plan_host(T4_INPUTS, two_gpu_host(), "p/a"))
     return written(first, plan_host(HostPrepInputs(gpus=(GpuSpec("0000:af:00.0", index=0),)), first, "p/b"))
+
+
+SHARED_CARDS = {"p/a": (("0000:3b:00.0", "10de:1eb8", "0x030200"), ("0000:3b:00.1", "10de:10f8", "0x040300")),
+                "p/b": (("0000:af:00.0", "10de:1eb8", "0x030200"), ("0000:af:00.1", "10de:10f8", "0x040300"))}
+
+
+def blocks_of(functions: dict[str, tuple[tuple[str, str, str], ...]]) -> dict[str, Block]:
+    return {owner: Block(owner, listed) for owner, listed in functions.items()}
+
+
+def with_vfio(facts: HostFacts, **functions: tuple[tuple[str, str, str], ...]) -> HostFacts:
+    """``facts`` with these stacks' blocks in the vfio file (as written: no hand edit)."""
+    content = render_vfio_file({**parse_blocks(facts.files[VFIO_FILE]), **blocks_of(functions)})
+    return dataclasses.replace(facts, files={**facts.files, VFIO_FILE: content}, written={**facts.written, VFIO_FILE: content})
 
 
 def same_model_stacks() -> HostFacts:
@@ -688,6 +815,70 @@ UNDOS = [
     ("the command line changed by hand and its parameters already gone", lambda: with_files(applied_host(), grub=TIMEOUT_3), OWNER, {}, (
         [*REMOVED_OWN, INITRAMFS, f"note: {BY_HAND}", f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,),
         dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
+    ("a host that also has an /etc/kernel/cmdline of its own: both come back", lambda: dataclasses.replace(
+        applied_host(), originals={**applied_host().originals, KERNEL_CMDLINE: ZFS_CMDLINE},
+        files={**applied_host().files, KERNEL_CMDLINE: ZFS_CMDLINE.replace("\n", " iommu=pt\n")}), OWNER, {}, (
+        ["update /etc/default/grub: restore the original, byte for byte", "update /etc/kernel/cmdline: restore the original, byte for byte",
+         *REMOVED_OWN, INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub, /etc/kernel/cmdline changed",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (GRUB_DEFAULT, KERNEL_CMDLINE, *OWNED), (),
+        dict.fromkeys((GRUB_DEFAULT, KERNEL_CMDLINE, *OWNED)))),
+    ("a hand edit in a file without a recorded original: refused", lambda: dataclasses.replace(
+        with_files(applied_host(), vfio=applied_host().files[VFIO_FILE] + "options vfio-pci disable_vga=1\n"),
+        originals={path: original for path, original in applied_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
+        ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf was edited by hand since proxmox-talos-gpu wrote it (`+options vfio-pci disable_vga=1`); "
+         "removing it would drop that. Move your lines to a file of your own in the same folder and re-run, or let this run replace them: "
+         "set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written."], (), (), {})),
+    ("the command line file deleted since: its original comes back", lambda: with_files(applied_host(), grub=None), OWNER, {}, (
+        ["create /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
+        ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("an earlier copy of its own file saved as the original (state lost since): removed all the same", lambda: dataclasses.replace(
+        applied_host(), originals={**applied_host().originals, BLACKLIST_FILE: "# Managed by proxmox-talos-gpu: an earlier version\n"}), OWNER, {}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH,
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("back to the original, its record left as .prev by an interrupted run", lambda: dataclasses.replace(
+        with_files(applied_host(), grub=GRUB), written={**{path: text for path, text in applied_host().written.items() if path != GRUB_DEFAULT},
+                                                        GRUB_DEFAULT + ".prev": OURS}), OWNER, {}, (
+        [*REMOVED_OWN, INITRAMFS, "ok: /etc/default/grub is already as it was before proxmox-talos-gpu",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
+    ("reboot on destroy withheld while other guests run", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER,
+     {"reboot_on_destroy": True, "inputs": MINE}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, "reboot: host.rebootOnDestroy is true",
+         STOPS, "  - 101 k8s-cp-1 (qemu), onboot",
+         "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=1, mine=" besides this stack's VM 1105", labels="101 k8s-cp-1 (qemu)",
+                                                                              shutdowns="`qm shutdown 101`")], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("no reboot on destroy: no guest is stopped", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER, {"inputs": MINE}, (
+        ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
+        ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("changed by hand since: the record says which parameters were its own", lambda: dataclasses.replace(
+        with_files(applied_host(), grub=grub_value("quiet intel_iommu=on iommu=pt", TIMEOUT_3)), written={**applied_host().written, GRUB_DEFAULT: AMD_OURS}),
+     OWNER, {}, (
+        [f"update /etc/default/grub: {TAKE_OUT.format('iommu=pt')}", *REMOVED_OWN, *UNDO_REFRESH,
+         "note: /etc/default/grub: kept intel_iommu=on: changed by hand since proxmox-talos-gpu set intel_iommu", f"note: {BY_HAND}",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,), dict.fromkeys(ALL_FOUR))),
+    ("one of three stacks", lambda: with_vfio(two_stacks(), **{"p/c": (("0000:d8:00.0", "10de:2236", "0x030200"),)}), "p/a", {}, (
+        ["update /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: remove the block of p/a; 2 other stack(s) keep theirs",
+         "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
+         "ok: the kernel command line, blacklist and module list stay: stack(s) p/b, p/c still pass GPUs through",
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (), (),
+        {VFIO_FILE: render_vfio_file({"p/b": Block("p/b", (("0000:af:00.0", "10de:20b5", "0x030200"),)),
+                                      "p/c": Block("p/c", (("0000:d8:00.0", "10de:2236", "0x030200"),))})})),
+    ("a hand edit among the blocks of others: refused, the shared models still named", lambda: with_files(
+        with_vfio(two_stacks(), **SHARED_CARDS), vfio=render_vfio_file(blocks_of(SHARED_CARDS)) + "options vfio-pci disable_vga=1\n"), "p/a", {}, (
+        ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf was edited by hand since proxmox-talos-gpu wrote it (`+options vfio-pci disable_vga=1`); "
+         "removing this block would drop that. Move your lines to a file of your own in the same folder and re-run, or let this run replace "
+         "them: set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written.",
+         "note: 10de:10f8, 10de:1eb8 stay bound to vfio-pci: another stack passes through the same model"], (), (), {})),
+    ("hand edits dropped: every one named", lambda: with_files(
+        applied_host(), blacklist=applied_host().files[BLACKLIST_FILE] + f"blacklist radeon\n{LONG_LINE}\n"), OWNER, {"hand_edits_policy": "overwrite"}, (
+        ["update /etc/default/grub: restore the original, byte for byte",
+         f"delete /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf: created by proxmox-talos-gpu: remove it; drops the hand edits (+blacklist radeon; "
+         f"+{LONG_LINE[:99]}...) as host.handEdits is overwrite", *REMOVED_OWN[1:], *UNDO_REFRESH,
+         f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
+    ("its own files deleted by hand: the command line still comes back", lambda: dataclasses.replace(
+        applied_host(), files={**applied_host().files, **dict.fromkeys(OWNED)}), OWNER, {}, (
+        ["update /etc/default/grub: restore the original, byte for byte", "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
+         *(f"ok: {path} is already as it was before proxmox-talos-gpu" for path in OWNED), f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
+        ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
 ]
 
 
@@ -696,6 +887,8 @@ def test_undo_plans_every_file_and_record(make, owner, options, outcome):
     facts = make()
     plan = plan_undo(facts, owner, **options)
     assert (lines(plan), plan.forget_originals, plan.archive_originals, dict(plan.records)) == outcome
+    assert plan.to_json()["owner"] == owner
+    assert (plan.to_json()["reboot_reason"], plan.impact is None) == (("host.rebootOnDestroy is true", False) if plan.reboot else ("", True))
     assert [path for path, _ in plan.records] == list(outcome[3])  # in this order
     if plan.changes_host and not plan.refused:
         assert not plan_undo(written(facts, plan), owner, **options).files, "undo once more writes nothing"
@@ -735,6 +928,10 @@ GRUB_EDITS = [
     ("a later line that only repeats it", {**QUIET, CFG: "GRUB_CMDLINE_LINUX_DEFAULT=$GRUB_CMDLINE_LINUX_DEFAULT\n"},
      (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'), "quiet"),
     ("never set: a line is added", {GRUB_DEFAULT: "GRUB_TIMEOUT=5"}, (GRUB_DEFAULT, 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
+    ("never set, a file ending in a line break", {GRUB_DEFAULT: "GRUB_TIMEOUT=5\n"},
+     (GRUB_DEFAULT, 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
+    ("the first wanted parameter there already", {GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on"\n'},
+     (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'), "quiet intel_iommu=on"),
     ("never set, an empty file", {GRUB_DEFAULT: ""}, (GRUB_DEFAULT, 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n'), ""),
     ("grub.d in byte order, *.cfg only, the last setting wins", {
         GRUB_DEFAULT: 'GRUB_CMDLINE_LINUX_DEFAULT="a"\n', f"{GRUB_D}/9-b.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="nine"\n',
@@ -881,3 +1078,51 @@ def test_inputs_round_trip_through_the_providers_state():
         gpus=(GpuSpec("0000:3b:00.0", None, None, 30, 2),)), "state written by an older version: every default"
     assert HostPrepInputs.from_dict({"gpus": [], "running_guests": None, "own_vmids": None, "node_name": "", "hand_edits": None,
                                      "allow_reboot": 0, "iommu_passthrough": 1}) == HostPrepInputs(gpus=(), allow_reboot=False)
+
+
+
+@pytest.mark.parametrize(("added", "shown"), [
+    ([f"blacklist extra{i}" for i in range(8)], "; ".join(f"`+blacklist extra{i}`" for i in range(8))),
+    ([f"blacklist extra{i}" for i in range(9)], "; ".join(f"`+blacklist extra{i}`" for i in range(8)) + " and 1 more"),
+    ([LONG_LINE], f"`+{LONG_LINE[:99]}...`"),
+], ids=["eight edits: all named", "nine: eight named and the count", "a long line, shortened"])
+def test_a_hand_edit_refusal_names_up_to_eight_lines(added, shown):
+    applied = applied_host()
+    edited = with_files(applied, blacklist=applied.files[BLACKLIST_FILE] + "".join(f"{line}\n" for line in added))
+    assert lines(plan_host(T4_INPUTS, edited, OWNER))[0] == (
+        f"REFUSED: {BLACKLIST_FILE} was edited by hand since proxmox-talos-gpu wrote it ({shown}); rewriting it would drop that. Move your "
+        "lines to a file of your own in the same folder and re-run, or let this run replace them: set host.handEdits: overwrite (CLI: "
+        "--hand-edits overwrite). Nothing was written.")
+    if len(added) == 1:
+        overwrite = lines(plan_host(dataclasses.replace(T4_INPUTS, hand_edits="overwrite"), edited, OWNER))[0]
+        assert overwrite == (f"update {BLACKLIST_FILE}: keep nouveau, nvidia, nvidia_drm, nvidia_modeset, nvidia_uvm, nvidiafb off the GPU so "
+                             f"vfio-pci can claim it; replaces the hand edits (+{LONG_LINE[:99]}...) as host.handEdits is overwrite")
+
+
+@pytest.mark.parametrize(("value", "wanted", "edited"), [
+    ("iommu=pt quiet iommu=pt", ["iommu=pt"], "iommu=pt quiet iommu=pt"),
+    ("quiet intel_iommu=on", ["intel_iommu=on", "iommu=pt"], "quiet intel_iommu=on iommu=pt"),
+    ("quiet iommu=force=1", ["iommu=pt"], "quiet iommu=pt"),
+], ids=["a parameter there already, even twice, is left alone", "each wanted parameter on its own", "a value holding '=' is one parameter"])
+def test_edit_tokens_adds_or_replaces_each_wanted_parameter(value, wanted, edited):
+    assert edit_tokens(value, wanted) == edited
+
+
+@pytest.mark.parametrize(("path", "decides"), [
+    (GRUB_DEFAULT, True), (KERNEL_CMDLINE, True), (CFG, True), (f"{GRUB_D}/50-local.cfg.bak", False), ("/etc/default/grub-old.cfg", False),
+    (f"{GRUB_D}/50-local", False), (BLACKLIST_FILE, False),
+])
+def test_which_files_hold_the_kernel_command_line(path, decides):
+    assert is_cmdline_file(path) is decides
+
+
+def test_the_facts_script_looks_for_iommu_pt_only_when_it_is_wanted():
+    assert static_tokens(T4_INPUTS) == ("iommu=pt",)
+    assert static_tokens(dataclasses.replace(T4_INPUTS, iommu_passthrough=False)) == ()
+
+
+def test_render_keeps_each_diff_line_whole():
+    plan = HostPlan(owner=OWNER, files=(FileChange("/etc/a", None, "kept  \n", "why"), FileChange("/etc/b", None, "MAX\n", "why")))
+    assert plan.render().splitlines() == ["create /etc/a: why", "    --- /dev/null", "    +++ b/etc/a", "    @@ -0,0 +1 @@", "    +kept  ",
+                                          "create /etc/b: why", "    --- /dev/null", "    +++ b/etc/b", "    @@ -0,0 +1 @@", "    +MAX"]
+    assert [(change["path"], change["action"]) for change in plan.to_json()["files"]] == [("/etc/a", "create"), ("/etc/b", "create")]
