@@ -61,8 +61,6 @@ def upgrade_steps(running: str, target: str, upgrade_path: Sequence[str] = ()) -
                           f"Set {PROJECT}:talos.version to {running} or newer")
     if have[0] != want[0]:
         raise PathRefused(f"the node runs Talos {running}; {target} is another major release, which Talos has no tested upgrade to")
-    if have[:2] == want[:2]:
-        return [target]
     chosen = {**LATEST_PATCH, **_override(upgrade_path)}
     steps: list[str] = []
     for minor in range(have[1], want[1]):

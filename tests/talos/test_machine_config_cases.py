@@ -101,12 +101,13 @@ def test_owned_values_follow_the_guide_of_each_version_unless_overridden(homelab
 
 
 def test_the_node_spec_round_trips_through_the_providers_state(homelab):
-    spec = node_spec(make_cfg(homelab, version="v1.12.11", platform="nocloud", bpfJitHarden=False).talos, SID)
+    spec = node_spec(make_cfg(homelab, version="v1.12.11", platform="nocloud", bpfJitHarden=False, nvidiaDefaultRuntime=True).talos, SID)
     state = spec.to_dict()
     assert state == {"targetVersion": "v1.12.11", "schematicId": SID, "platform": "nocloud", "nodeLabels": LABELS,
-                     "bpfJitHarden": False, "nvidiaDefaultRuntime": None}
+                     "bpfJitHarden": False, "nvidiaDefaultRuntime": True}
     assert NodeSpec.from_dict(state) == spec
     assert spec.target == OwnedValues("v1.12.11", f"factory.talos.dev/nocloud-installer/{SID}:v1.12.11", LABELS, False, True)
+    assert spec.owned("v1.13.9") == OwnedValues("v1.13.9", f"factory.talos.dev/nocloud-installer/{SID}:v1.13.9", LABELS, False, True)
     assert NodeSpec.from_dict({"targetVersion": "v1.13.9", "schematicId": SID, "platform": "metal"}) == NodeSpec(
         "v1.13.9", SID, "metal", {}, None, None), "state from before labels and overrides were kept"
 
@@ -152,8 +153,13 @@ def test_patch_problems_are_named_whole(homelab, install, modules, problems):
     assert patch_problems({"machine": machine}, make_cfg(homelab)) == problems
 
 
-def test_before_1_10_the_generic_installer_form_is_no_problem(homelab):
-    cfg = make_cfg(homelab, version="v1.9.6")
-    patch = {"machine": {"install": {"image": f"factory.talos.dev/installer/{SID}:v1.9.6", "wipe": False}, "kernel": {"modules": MODULES}}}
-    assert patch_problems(patch, cfg) == []
-    assert patch_problems(gpu_patch(cfg, f"factory.talos.dev/metal-installer/{SID}:v1.9.6"), cfg) == []
+@pytest.mark.parametrize(("version", "problems"), [
+    ("v1.9.6", []),
+    ("v1.10.0", [f"install.image 'factory.talos.dev/installer/{SID}:v1.10.0' is not the metal-installer form; from Talos v1.10 the generic "
+                 "installer/ form loses the platform's kernel arguments"]),
+])
+def test_the_generic_installer_form_is_a_problem_from_1_10(homelab, version, problems):
+    cfg = make_cfg(homelab, version=version)
+    patch = {"machine": {"install": {"image": f"factory.talos.dev/installer/{SID}:{version}", "wipe": False}, "kernel": {"modules": MODULES}}}
+    assert patch_problems(patch, cfg) == problems
+    assert patch_problems(gpu_patch(cfg, f"factory.talos.dev/metal-installer/{SID}:{version}"), cfg) == []
