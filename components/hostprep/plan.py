@@ -174,6 +174,8 @@ class RebootImpact:
 
     def lines(self, policy: str) -> list[str]:
         if not self.guests_known:
+            if self.blocked:  # the read failed and nothing lets the reboot go ahead without it
+                return [f"reboot withheld (host.runningGuests: {policy}): {self.blocked}"] + list(self.notes)
             return ["guests the reboot stops: not read yet (they are read before any reboot)"] + list(self.notes)
         out = []
         if self.stops:
@@ -462,7 +464,7 @@ def edit_kernel_cmdline(content: str, wanted: list[str]) -> str:
     """Minimal edit of /etc/kernel/cmdline (one line), keeping its line ending."""
     value = kernel_cmdline_value(content)
     new_value = edit_tokens(value, wanted)
-    if new_value == value.strip() and value == value.strip():
+    if new_value.split() == value.split():  # every wanted parameter is there: the file stays byte for byte
         return content
     return content.replace(value, new_value, 1)
 
@@ -584,10 +586,10 @@ def hand_edits(path: str, facts: HostFacts) -> list[str]:
         return []
     record = written_record(path, facts)
     if record is None:
-        return [f"+{line}" for line in current.splitlines() if not _written_by_us(path, line)]
+        return [f"+{line}" for line in current.splitlines() if line.strip() and not _written_by_us(path, line)]
     if current == record:
         return []
-    now, then = Counter(current.splitlines()), Counter(record.splitlines())
+    now, then = (Counter(line for line in text.splitlines() if line.strip()) for text in (current, record))
     changes = [f"+{line}" for line in (now - then).elements()] + [f"-{line}" for line in (then - now).elements()]
     return changes or ["(only blank lines or line endings changed)"]
 
@@ -710,7 +712,7 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
         for other in facts.devices.values():
             if other.vendor_device == fn.vendor_device and other.address not in claimed:
                 gpu = next(g for g in inputs.gpus if g.address.rsplit(".", 1)[0] == fn.address.rsplit(".", 1)[0])
-                refusals.append(Refusal(gpu.key("id") or gpu.key("address"), (
+                refusals.append(Refusal(gpu.key("id" if gpu.id else "address"), (
                     f"{other.address} is the same model ({fn.vendor_device}) as {fn.address} and stays with the host; "
                     "`options vfio-pci ids=` binds by model, so it would take that device from the host too. "
                     "Pass both through (list both in gpus), or bind per device (driver_override), which this program does not do.")))
@@ -1077,9 +1079,14 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
         for path in sorted(set(facts.originals) | owned_present):
             current = facts.files.get(path)
             if path not in facts.originals:
+                # Forgotten, not saved: the write batch would otherwise keep the file as its "original",
+                # and the next undo would put it back.
+                forget.append(path)
                 rewrite(path, None, "a proxmox-talos-gpu file without a recorded original: remove it", "removing it")
                 continue
-            original = facts.originals[path]
+            # A file named after this program is its own even when an earlier copy was saved as its
+            # original (the state folder was lost since): undo removes it rather than putting that back.
+            original = None if path in OWNED_FILES else facts.originals[path]
             if current == original:
                 forget.append(path)
                 noops.append(f"{path} is already as it was before proxmox-talos-gpu")
@@ -1093,9 +1100,9 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 (forget if restore.exact else archive).append(path)
                 if restore.content != current:
                     files.append(FileChange(path, current, restore.content, restore.reason))
-            else:
+            else:  # a command-line file deleted since
                 forget.append(path)
-                rewrite(path, original, "restore the original, byte for byte", "restoring the original")
+                files.append(FileChange(path, current, original, "restore the original, byte for byte"))
     if refusals:
         return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=allow_reboot)
     commands = _commands(files, facts)

@@ -61,15 +61,14 @@ def upgrade_steps(running: str, target: str, upgrade_path: Sequence[str] = ()) -
                           f"Set {PROJECT}:talos.version to {running} or newer")
     if have[0] != want[0]:
         raise PathRefused(f"the node runs Talos {running}; {target} is another major release, which Talos has no tested upgrade to")
-    if have[:2] == want[:2]:
-        return [target]
     chosen = {**LATEST_PATCH, **_override(upgrade_path)}
     steps: list[str] = []
     for minor in range(have[1], want[1]):
         version = chosen.get((have[0], minor))
         if version is None:
-            raise PathRefused(f"no release of Talos v{have[0]}.{minor} is known to this program (its table ends at "
-                              f"{max(LATEST_PATCH)}); add the latest v{have[0]}.{minor}.z to {PROJECT}:talos.upgradePath")
+            first, last = min(LATEST_PATCH), max(LATEST_PATCH)
+            raise PathRefused(f"no release of Talos v{have[0]}.{minor} is known to this program (its table covers "
+                              f"v{first[0]}.{first[1]} to v{last[0]}.{last[1]}); add the latest v{have[0]}.{minor}.z to {PROJECT}:talos.upgradePath")
         if parse_version(version) > have:
             steps.append(version)
     return [*steps, target]
