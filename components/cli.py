@@ -1,4 +1,4 @@
-"""What every command-line tool here (render, doctor, talos) does at its
+"""What every command-line tool here (render, doctor, talos, hostprep, stacks) does at its
 edge: run ``main`` so that no Python traceback reaches the user.
 
 Each tool turns the failures it expects (a bad stack file, an unreachable
@@ -9,12 +9,21 @@ and an exit code. ``PTG_DEBUG=1`` shows the traceback of an unforeseen error.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_project_dir(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The one ``--project-dir``: where every tool looks for Pulumi.<stack>.yaml."""
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_ROOT, metavar="DIR",
+                        help=f"the folder that holds the Pulumi.<stack>.yaml files (default: this project, {PROJECT_ROOT})")
 
 
 def run(prog: str, main: Callable[[], int]) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from components import cluster
+from components.cli import PROJECT_ROOT, add_project_dir
 from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file, stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
@@ -44,8 +45,6 @@ from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
-
-ROOT = Path(__file__).resolve().parents[1]
 
 Artifacts = dict[str, str]
 
@@ -199,7 +198,7 @@ def graph_mermaid(raw_config: dict[str, Any]) -> str:
     one subgraph per component, one edge per component dependency."""
     from components.mockengine import PLACEHOLDER_SECRETS, run_program
 
-    run = run_program(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"),
+    run = run_program(lambda: runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__"),
                       raw_config, secret_keys=PLACEHOLDER_SECRETS, preview=True)
     components = [reg for reg in run.registrations if reg.type.startswith("proxmox-talos-gpu:")]
     node_id = {reg.urn: f"c{index}" for index, reg in enumerate(components)}
@@ -329,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Exit codes: 0 rendered; 1 rendered, but the host plan is refused (see host/plan.txt); "
                "2 a bad stack file, --host-facts or --out (nothing written).")
     parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
-    parser.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
-                        help="the folder that holds Pulumi.<stack>.yaml (default: this project)")
+    add_project_dir(parser)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--out", type=Path, metavar="DIR",
                         help="output folder, emptied first; a non-empty folder render did not write is refused "

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
+from components.cli import add_project_dir
 from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, read_stack_file
 
-ROOT = Path(__file__).resolve().parents[1]
 STACK_GLOB = "Pulumi.*.yaml"
 
 
@@ -197,8 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 the stacks agree; 1 conflicts (each printed); 2 a stack file that cannot be read or "
                "validated, or no stack file in the folder.",
     )
-    check.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
-                       help=f"folder holding the Pulumi.<stack>.yaml files (default: this project, {ROOT})")
+    add_project_dir(check)
     check.add_argument("--clusters-by-endpoint", action="store_true",
                        help="treat stacks whose proxmox.endpoint names different hosts as different Proxmox clusters "
                             "(default: off, every stack is on one Proxmox cluster, so VMIDs and PCI mapping names "

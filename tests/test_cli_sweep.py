@@ -1,8 +1,12 @@
 """Every command-line tool, run as a user runs it (a subprocess), over a corpus
 of bad input files and hostile endpoints: a stack file with a YAML error, a
 tab, a list or a string at the top, empty, a stray or mis-namespaced key, a
-plain-text secret, not UTF-8, a folder in its place, absent; unusable
---host-facts, --out, --identity and schematic files; a closed port, a port
+plain-text secret, not UTF-8, a folder in its place, absent (through render,
+doctor, talos, hostprep --stack and stacks check); unusable --host-facts,
+--out, --identity and schematic files; a node config for `talos config
+--running` that is absent, a folder, not YAML, a list or without its
+v1alpha1 document; a --running-version that is no version or is newer than
+talos.version; a closed port, a port
 that says nothing, one that stops after the SSH banner, an HTTP server, an
 sshd with another host key, the example's placeholder pin; a Kubernetes API
 that refuses, says nothing or speaks plain HTTP; a talosctl that hangs.
@@ -69,6 +73,10 @@ BAD_STACKS = {
 RENDER_STACKS = ("yaml-error", "list", "confg", "plain-secret", "a-folder")
 DOCTOR_STACKS = ("tab", "string", "vm-no-namespace", "absent")
 TALOS_STACKS = ("empty", "wrong-namespace", "not-utf8", "bad-value")
+HOSTPREP_STACKS = ("yaml-error", "confg", "a-folder", "absent")
+UPGRADE_PLAN_STACKS = ("tab", "plain-secret")
+RUNNING_CONFIGS = ("absent", "a folder", "tab", "a list", "no v1alpha1")
+RUNNING_VERSIONS = ("banana", "1.11.6", "v2.0.0")
 
 
 def _sshd_with_another_key(base: Path) -> tuple[int, Any]:
@@ -130,8 +138,8 @@ def build_cases(base: Path, stack: ExitStack) -> dict[str, Case]:
     def doctor(name: str, *argv: str, named: list[str], env: dict[str, str] | None = None) -> None:
         cases[f"doctor {name}"] = Case([sys.executable, "-m", "components.doctor", "--project-dir", str(project), *argv], named, env=env or {})
 
-    def talos(name: str, *argv: str, named: list[str]) -> None:
-        cases[f"talos {name}"] = Case([sys.executable, "-m", "components.talos", *argv], named, cwd=project)
+    def talos(name: str, command: str, *argv: str, named: list[str]) -> None:
+        cases[f"talos {name}"] = Case([sys.executable, "-m", "components.talos", command, "--project-dir", str(project), *argv], named)
 
     def hostprep(name: str, port: int, *, identity_file: Path = identity, hosts: Path = known_hosts, named: list[str]) -> None:
         cases[f"hostprep {name}"] = Case([sys.executable, "-m", "components.hostprep", "facts", "--host", "127.0.0.1", "--port", str(port),
@@ -156,9 +164,24 @@ def build_cases(base: Path, stack: ExitStack) -> dict[str, Case]:
     doctor("identity absent", "--stack", "good", "--identity", str(absent), named=[str(absent)])
     doctor("identity a folder", "--stack", "good", "--identity", str(base), named=[str(base)])
     for name, path in (("absent", absent), ("a folder", base), ("tab", files["schematic-bad.yaml"])):
-        talos(f"schematic-id {name}", "schematic-id", str(path), named=[str(path)])
+        cases[f"talos schematic-id {name}"] = Case([sys.executable, "-m", "components.talos", "schematic-id", str(path)], [str(path)])
     hostprep("identity absent", ports["closed"], identity_file=absent, named=[str(absent)])
     hostprep("known-hosts absent", ports["closed"], hosts=absent, named=[str(absent)])
+    for name in HOSTPREP_STACKS:
+        cases[f"hostprep stack {name}"] = Case([sys.executable, "-m", "components.hostprep", "plan", "--stack", name, "--project-dir", str(project),
+                                                "--identity", str(identity)], [f"Pulumi.{name}.yaml"])
+    # talos config --running: the node's config file, unusable each way.
+    running = {"absent": absent, "a folder": base, "tab": base / "running-tab.yaml", "a list": base / "running-list.yaml",
+               "no v1alpha1": base / "running-other.yaml"}
+    running["tab"].write_text("version: v1alpha1\nmachine:\n\ttype: worker\n")
+    running["a list"].write_text("- version: v1alpha1\n")
+    running["no v1alpha1"].write_text("apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: data\n")
+    for name in RUNNING_CONFIGS:
+        talos(f"config running {name}", "config", "--stack", "good", "--running", str(running[name]), "--diff", named=[str(running[name])])
+    for name in UPGRADE_PLAN_STACKS:
+        talos(f"upgrade-plan stack {name}", "upgrade-plan", "--stack", name, "--running-version", "v1.11.6", named=[f"Pulumi.{name}.yaml"])
+    for version in RUNNING_VERSIONS:
+        talos(f"upgrade-plan running {version}", "upgrade-plan", "--stack", "good", "--running-version", version, named=[version])
 
     # SSH endpoints, through doctor (host and proxmox layers) and hostprep.
     for name, port in ports.items():
@@ -226,6 +249,10 @@ NAMES = [
     "doctor identity absent", "doctor identity a folder",
     *(f"talos schematic-id {name}" for name in ("absent", "a folder", "tab")),
     "hostprep identity absent", "hostprep known-hosts absent",
+    *(f"hostprep stack {name}" for name in HOSTPREP_STACKS),
+    *(f"talos config running {name}" for name in RUNNING_CONFIGS),
+    *(f"talos upgrade-plan stack {name}" for name in UPGRADE_PLAN_STACKS),
+    *(f"talos upgrade-plan running {version}" for version in RUNNING_VERSIONS),
     *(f"{tool} ssh {name}" for name in ("closed", "silent", "banner-only", "http", "wrong-key") for tool in ("doctor", "hostprep")),
     "doctor ssh placeholder host key", "hostprep garbage identity",
     *(f"doctor kubernetes {name}" for name in ("closed", "silent", "http")),

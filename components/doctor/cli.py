@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from components.cli import add_project_dir
 from components.config import ConfigError, load_stack_file, stack_file
 from components.doctor.model import LAYERS, CheckResult, Layer
 from components.doctor.report import render_json, render_table
 from components.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
 
-ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNVERIFIED = 0, 1, 2, 3
 
 
@@ -33,8 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                "3 nothing could be verified (every check skipped).",
     )
     parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
-    parser.add_argument("--project-dir", type=Path, default=ROOT, metavar="DIR",
-                        help="the folder that holds Pulumi.<stack>.yaml (default: this project)")
+    add_project_dir(parser)
     parser.add_argument("--layer", action="append", choices=LAYERS,
                         help="check only this layer; repeat for more (default: every layer, in the graph's order)")
     parser.add_argument("--json", action="store_true",

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.cli import add_project_dir
 from components.config import PROJECT, normalise_pci_address
 from components.hostprep.engine import (
     EngineOptions,
@@ -38,7 +39,6 @@ from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPr
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SSH, EXIT_TIMEOUT, EXIT_REBOOT, EXIT_GUESTS = 1, 2, 3, 4, 5, 6
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class UsageError(ValueError):
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back")
     stack = parser.add_argument_group("where (from --stack, or given here; a flag overrides the stack)")
     stack.add_argument("--stack", metavar="S", help="read Pulumi.<S>.yaml from the project folder (default: none, give the flags below)")
+    add_project_dir(stack)
     stack.add_argument("--host", help="the Proxmox host's SSH address (default: host.address of --stack; required without it)")
     stack.add_argument("--port", type=int, help="SSH port (default: host.port of --stack, else 22)")
     stack.add_argument("--user", help="SSH user (default: host.user of --stack, else root)")
@@ -86,19 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stack_settings(name: str) -> dict[str, Any]:
+def _stack_settings(name: str, directory: Path) -> dict[str, Any]:
     """The host settings of Pulumi.<name>.yaml; UsageError naming the file when it is unusable."""
-    from components.config import ConfigError, load_stack_file
+    from components.config import ConfigError, load_stack_file, stack_file
 
-    path = ROOT / f"Pulumi.{name}.yaml"
-    if not path.is_file():
-        raise UsageError(f"--stack {name}: there is no {path.name} in {ROOT}")
     try:
-        cfg = load_stack_file(path)
+        cfg = load_stack_file(stack_file(directory, name))
     except ConfigError as error:
-        raise UsageError(f"{path.name}: {error}") from None
-    except Exception as error:  # noqa: BLE001 - a YAML or shape error of the user's file, reported with the file's name
-        raise UsageError(f"{path.name} cannot be read: {error}") from None
+        raise UsageError(str(error)) from None
     host = cfg.host
     return {
         "host": host.address, "port": host.port, "user": host.user, "host_key": host.host_key,
@@ -123,7 +119,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     """Defaults, then the stack file, then the flags."""
     merged = dict(_DEFAULTS)
     if args.stack:
-        merged.update(_stack_settings(args.stack))
+        merged.update(_stack_settings(args.stack, args.project_dir))
     flags = {
         "host": args.host, "port": args.port, "user": args.user, "gpus": args.gpu, "owner": args.owner,
         "intel_iommu": args.intel_iommu, "hand_edits": args.hand_edits, "running_guests": args.running_guests,

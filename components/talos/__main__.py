@@ -9,7 +9,7 @@
                                             [--device-plugin-delivery helm|flux|git] [--json]
                                                          # the steps one `pulumi up` takes from that version
 
-STACK defaults to homelab (Pulumi.<STACK>.yaml in the current directory).
+STACK defaults to homelab (Pulumi.<STACK>.yaml in --project-dir, this project by default).
 Exit codes: 0 printed; 2 a file that cannot be read or used (the message
 names it and the line).
 """
@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from components.cli import add_project_dir
 from components.config import ConfigError, StackConfig, load_stack_file, parse_version, stack_file
 from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
@@ -30,8 +31,8 @@ from components.talos.versions import PathRefused
 from components.talos.walk_plan import DEVICE_PLUGIN_DELIVERIES, render_plan, upgrade_plan
 
 
-def _stack_config(stack: str) -> StackConfig:
-    return load_stack_file(stack_file(Path.cwd(), stack))
+def _stack_config(args: argparse.Namespace) -> StackConfig:
+    return load_stack_file(stack_file(args.project_dir, args.stack))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("patch", "print this stack's machine-config patch")):
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", offline.")
         command.add_argument("stack", nargs="?", default="homelab",
-                             help="the stack: reads Pulumi.<stack>.yaml in the current directory (default: homelab)")
+                             help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+        add_project_dir(command)
     adopt = sub.add_parser("config", help="write the machine config this stack would apply to a node whose current config is FILE "
                                           "(the node's own config with only the owned paths changed), offline")
     adopt.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    add_project_dir(adopt)
     adopt.add_argument("--running", required=True, metavar="FILE",
                        help="the node's current machine config, as `talosctl read /system/state/config.yaml` prints it "
                             "(one or more YAML documents; - reads stdin); required")
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     walk = sub.add_parser("upgrade-plan", help="print the steps one `pulumi up` takes a node from --running-version to talos.version "
                                                 "(upgrades, waits, the device plugin's removal, the GPU Operator's install), touching nothing")
     walk.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    add_project_dir(walk)
     walk.add_argument("--running-version", required=True, metavar="vX.Y.Z",
                       help="the Talos version the node runs now (`talosctl version`, the server's Tag); required")
     walk.add_argument("--device-plugin-installed", action="store_true",
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
             print(schematic_id(text))
             return 0
-        cfg = _stack_config(args.stack)
+        cfg = _stack_config(args)
         rendered, sid_value, image = planned_installer(cfg.talos)
         if args.command == "schematic":
             print(rendered, end="")
@@ -119,7 +123,7 @@ def print_upgrade_plan(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"talos: --running-version {args.running_version!r} is not a Talos version like v1.11.6", file=sys.stderr)
         return 2
-    cfg = _stack_config(args.stack)
+    cfg = _stack_config(args)
     try:
         plan = upgrade_plan(cfg, args.running_version, stack_name=args.stack,
                             device_plugin_installed=args.device_plugin_installed or args.device_plugin_delivery is not None,
@@ -140,7 +144,7 @@ def adopt_config(args: argparse.Namespace) -> int:
     if not args.diff and not args.out:
         print("talos: give --out OUT (where to write the config) or --diff (print the changed lines)", file=sys.stderr)
         return 2
-    cfg = _stack_config(args.stack)
+    cfg = _stack_config(args)
     _, offline_id, _ = planned_installer(cfg.talos)
     owned = node_spec(cfg.talos, offline_id).target
     try:
