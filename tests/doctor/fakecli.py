@@ -60,3 +60,12 @@ def install(tmp_path: Path) -> FakeCli:
     state.mkdir()
     bin_dir.mkdir()
     return FakeCli(state, bin_dir)
+
+
+def install_on_path(tmp_path: Path, monkeypatch: Any) -> FakeCli:
+    """``install``, and this test's environment set so that its kubectl and
+    talosctl are the stand-ins (``monkeypatch`` undoes it after the test)."""
+    cli = install(tmp_path)
+    for key, value in cli.env().items():
+        monkeypatch.setenv(key, value)
+    return cli

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from components.kubectl import KubectlError, classify_failure, run_kubectl
-from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.doctor.fakecli import FakeCli, answer, install_on_path, rule
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: s3cr3t-token-value-0123456789\n"
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
+    cli = install_on_path(tmp_path, monkeypatch)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     return cli
 

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.fakecli import FakeCli, install
+from tests.doctor.fakecli import FakeCli, install_on_path
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
-    return cli
+    return install_on_path(tmp_path, monkeypatch)

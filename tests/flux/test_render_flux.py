@@ -79,8 +79,7 @@ def run_cli(monkeypatch, tmp_path: Path, raw: dict, *args: str, stack: str = "no
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
     (project / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": {f"proxmox-talos-gpu:{key}": value for key, value in raw.items()}}))
-    monkeypatch.setattr(render, "ROOT", project)
-    return render.main(["--stack", stack, *args])
+    return render.main(["--stack", stack, "--project-dir", str(project), *args])
 
 
 def test_render_flux_cli_writes_the_guides_layout_and_nothing_else(tmp_path):

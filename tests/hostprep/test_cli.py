@@ -132,18 +132,18 @@ def test_stack_file_gives_host_port_user_key_gpus_and_settings_and_flags_overrid
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
     _stack_file(sim, tmp_path, runningGuests="refuse", commandTimeoutSeconds=77)
-    monkeypatch.setattr(hostprep_cli, "ROOT", tmp_path)
+    project = ["--project-dir", str(tmp_path)]
     identity = tmp_path / "id"
     identity.write_text(sim.target.private_key)
-    assert hostprep_cli.main(["plan", "--stack", "sim", "--identity", str(identity), "--root", sim.root, "--json"]) == 0
+    assert hostprep_cli.main(["plan", "--stack", "sim", *project, "--identity", str(identity), "--root", sim.root, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["owner"] == "proxmox-talos-gpu/sim" and plan["drain_node"] == "moody-good"  # vm.name
     assert [g["vmid"] for g in plan["reboot_stops"] if g["own"]] == [1105]  # vm.vmId
     assert "101 k8s-cp-1 (qemu)" in plan["reboot_withheld"]
-    args = hostprep_cli.build_parser().parse_args(["plan", "--stack", "sim", "--identity", "x", "--running-guests", "stop", "--port", "1"])
+    args = hostprep_cli.build_parser().parse_args(["plan", "--stack", "sim", *project, "--identity", "x", "--running-guests", "stop", "--port", "1"])
     merged = hostprep_cli.settings(args)
     assert (merged["port"], merged["running_guests"], merged["command_timeout"], merged["host"]) == (1, "stop", 77, "127.0.0.1")
-    assert hostprep_cli.main(["plan", "--stack", "sim", "--identity", str(identity), "--root", sim.root, "--port", "1"]) == 3
+    assert hostprep_cli.main(["plan", "--stack", "sim", *project, "--identity", str(identity), "--root", sim.root, "--port", "1"]) == 3
     assert "127.0.0.1:1" in capsys.readouterr().err
 
 
@@ -152,12 +152,13 @@ def test_bad_stack_file_is_a_usage_error_naming_it(tmp_path, monkeypatch, capsys
     import components.hostprep.__main__ as hostprep_cli
 
     (tmp_path / "Pulumi.bad.yaml").write_text(content)
-    monkeypatch.setattr(hostprep_cli, "ROOT", tmp_path)
-    assert hostprep_cli.main(["facts", "--stack", "bad", "--identity", "x"]) == 2
+    project = ["--project-dir", str(tmp_path)]
+    assert hostprep_cli.main(["facts", "--stack", "bad", *project, "--identity", "x"]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
-    assert hostprep_cli.main(["facts", "--stack", "missing", "--identity", "x"]) == 2
-    assert "there is no Pulumi.missing.yaml" in capsys.readouterr().err
+    assert hostprep_cli.main(["facts", "--stack", "missing", *project, "--identity", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "Pulumi.missing.yaml" in err and "no such file: copy Pulumi.homelab.yaml to Pulumi.missing.yaml" in err
 
 
 def test_render_host_facts_plan_lists_the_guests_the_reboot_stops(make_sim, tmp_path, homelab):

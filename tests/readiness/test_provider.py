@@ -20,7 +20,7 @@ from components.readiness.component import GpuReadiness
 from components.readiness.gate import GateError
 from components.readiness.provider import GpuReadinessProvider
 from tests.conftest import stack_file_config
-from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.doctor.fakecli import FakeCli, answer, install_on_path, rule
 from tests.doctor.samples import node_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +34,7 @@ PROPS = {"nodeName": "moody-good", "gpus": 1, "expectedGpus": 4, "configKey": "m
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
-    cli = install(tmp_path)
-    for key, value in cli.env().items():
-        monkeypatch.setenv(key, value)
-    return cli
+    return install_on_path(tmp_path, monkeypatch)
 
 
 class Clock:
