@@ -13,7 +13,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.cluster import GPU_RESOURCE
 from components.doctor.parsers import NodeInfo, parse_node
 from components.flux.status import release_check
-from components.kubectl import KubectlError, run_kubectl
+from components.kubectl import get_node
 from components.readiness.gate import Expectation, Readiness, wait_for_gpu
 
 # Inputs that change what "ready" means; a change re-runs the wait.
@@ -25,12 +25,8 @@ _DEFAULTS = {"resource": GPU_RESOURCE}
 
 def fetch_node(node_name: str, kubeconfig: str | None, timeout: float = 30) -> NodeInfo | None:
     """``kubectl get node <name> -o json``; None when the node does not exist."""
-    try:
-        return parse_node(run_kubectl(["get", "node", node_name, "-o", "json"], kubeconfig=kubeconfig, timeout=timeout))
-    except KubectlError as error:
-        if error.kind == "not_found":
-            return None
-        raise
+    data = get_node(node_name, kubeconfig=kubeconfig, timeout=timeout)
+    return None if data is None else parse_node(data)
 
 
 class GpuReadinessProvider(ResourceProvider):
