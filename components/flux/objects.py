@@ -47,6 +47,12 @@ REPOSITORY_INTERVAL = "1h"
 # ks.yaml waits for everything it applies, the HelmRelease included.
 KUSTOMIZATION_INTERVAL = "30m"
 KUSTOMIZATION_TIMEOUT = "20m"
+# One name in both GPU stack modes: the switch from the device plugin to the
+# GPU Operator then changes what this Kustomization applies, and Flux prunes
+# only what Git no longer lists. A name per mode would make the parent
+# Kustomization prune the old one, whose garbage collection deletes its whole
+# inventory (the namespace included) while the new one applies it.
+KUSTOMIZATION_NAME = "nvidia-gpu"
 
 # The names NVIDIA's install guides give these repositories
 # (`helm repo add nvidia https://helm.ngc.nvidia.com/nvidia`,
@@ -117,7 +123,7 @@ def flux_kustomization(cfg: StackConfig) -> dict[str, Any]:
     return {
         "apiVersion": KUSTOMIZATION_API,
         "kind": "Kustomization",
-        "metadata": {"name": cluster.helm_chart(cfg).release_name, "namespace": flux.namespace},
+        "metadata": {"name": KUSTOMIZATION_NAME, "namespace": flux.namespace},
         "spec": {
             "interval": KUSTOMIZATION_INTERVAL,
             "path": flux.path,

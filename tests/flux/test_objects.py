@@ -80,10 +80,18 @@ def test_release_remediates_and_waits_as_long_as_the_helm_delivery():
 def test_kustomization_reads_the_configured_git_repository_and_path():
     ks = objects.flux_kustomization(_cfg())
     assert ks["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
-    assert ks["metadata"] == {"name": "gpu-operator", "namespace": "flux-system"}
+    assert ks["metadata"] == {"name": "nvidia-gpu", "namespace": "flux-system"}
     assert ks["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "profmoo-home"}
     assert ks["spec"]["path"] == "./kubernetes/homelab/apps/base/nvidia-gpu-operator/app"
     assert ks["spec"]["prune"] is True and ks["spec"]["wait"] is True
+
+
+def test_the_kustomization_keeps_its_name_across_the_mode_switch():
+    """From the device plugin to the operator only app/ changes: Flux prunes
+    the dropped files. A renamed Kustomization would be pruned whole by its
+    parent, namespace included, while the new one applies it."""
+    plugin, operator = objects.flux_kustomization(_cfg(mode="devicePlugin")), objects.flux_kustomization(_cfg())
+    assert plugin["metadata"] == operator["metadata"] == {"name": "nvidia-gpu", "namespace": "flux-system"}
 
 
 def test_kustomization_without_a_path_names_the_key():
