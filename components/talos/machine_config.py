@@ -161,7 +161,7 @@ def gpu_patch(cfg: StackConfig, installer_image: str) -> dict[str, Any]:
         # install.* is read only at install and upgrade (README row 9): the upgrade
         # resource installs this image; wipe: false keeps the node's disks
         # (it may hold Ceph OSDs).
-        "install": {"disk": talos.install_disk, "image": installer_image, "wipe": False},
+        "install": {"disk": talos.install_disk, "image": owned.image, "wipe": False},
         "kernel": {"modules": [{"name": name} for name in owned.modules]},
     }
     if owned.sysctls:
