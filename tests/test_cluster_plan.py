@@ -80,6 +80,22 @@ def test_sharing_off_writes_no_time_slicing(homelab):
     assert "sharing" not in config and config["flags"]["migStrategy"] == "none"
 
 
+@pytest.mark.parametrize(("enabled", "rename", "advertised"), [
+    (True, False, "nvidia.com/gpu"),
+    (True, True, "nvidia.com/gpu.shared"),
+    # Without time-slicing the plugin's config has no sharing section, so
+    # renameByDefault renames nothing.
+    (False, True, "nvidia.com/gpu"),
+    (False, False, "nvidia.com/gpu"),
+])
+def test_the_advertised_resource_is_renamed_only_when_time_slicing_renames_it(homelab, enabled, rename, advertised):
+    homelab["gpuStack"]["timeSlicing"] = {"enabled": enabled, "renameByDefault": rename}
+    cfg = parse_stack_config(homelab)
+    assert cluster.advertised_resource(cfg) == advertised
+    sharing = cluster.device_plugin_config(cfg).get("sharing")
+    assert (sharing["timeSlicing"]["renameByDefault"] if sharing else False) == (advertised != "nvidia.com/gpu")
+
+
 def test_service_monitor_only_with_prometheus_operator(homelab):
     assert cluster.operator_values(parse_stack_config(homelab))["dcgmExporter"]["serviceMonitor"]["enabled"] is False
     homelab["gpuStack"]["prometheusOperator"] = True
@@ -115,3 +131,33 @@ def test_device_plugin_chart_reads_the_stacks_config_map_key_through_runtime_cla
         "gfd": {"enabled": True},
         "nfd": {"enabled": False},
     })
+
+
+PRIVILEGED = {"pod-security.kubernetes.io/enforce": "privileged", "pod-security.kubernetes.io/audit": "privileged",
+              "pod-security.kubernetes.io/warn": "privileged"}
+
+
+def test_the_namespace_is_the_stacks_and_privileged(homelab):
+    """The operator's daemonsets mount host paths: Pod Security must admit them."""
+    homelab["gpuStack"]["namespace"] = "gpus"
+    assert cluster.namespace_manifest(parse_stack_config(homelab)) == {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gpus", "labels": PRIVILEGED}}
+
+
+def test_the_time_slicing_config_map_holds_only_this_nodes_key(homelab):
+    homelab["gpuStack"]["timeSlicing"]["replicas"] = 6
+    cfg = parse_stack_config(homelab)
+    data = {"moody-good": cluster.device_plugin_config_yaml(cfg)}
+    assert "replicas: 6" in data["moody-good"]
+    assert cluster.time_slicing_config_map(cfg) == {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "time-slicing-config", "namespace": "gpu-operator"}, "data": data}
+    annotated = cluster.time_slicing_config_map(cfg, {"example.org/owner": "moody-good"})
+    assert annotated["metadata"] == {"name": "time-slicing-config", "namespace": "gpu-operator",
+                                     "annotations": {"example.org/owner": "moody-good"}}
+    assert cluster.time_slicing_config_map(cfg, {})["metadata"] == {"name": "time-slicing-config", "namespace": "gpu-operator"}
+
+
+def test_the_runtime_class_is_nvidia_with_the_nvidia_handler():
+    """The handler names the containerd runtime the Talos NVIDIA toolkit registers."""
+    assert cluster.runtime_class_manifest() == {
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"}, "handler": "nvidia"}
