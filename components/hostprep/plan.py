@@ -491,12 +491,13 @@ def _set_cmdline(path: str, content: str, value: str) -> str:
     return _set_grub_value(content, plain[-1], value)
 
 
-def _edit(path: str, content: str, wanted: list[str]) -> str:
+def _edit(path: str, content: str, wanted: list[str]) -> str | None:
+    """``content`` as the planner's edit leaves it; None where the planner would not edit that file."""
     if path == KERNEL_CMDLINE:
         return edit_kernel_cmdline(content, wanted)
     current = _cmdline_of(path, content)
-    if current is None:
-        raise PlanError(f"{path} does not set GRUB_CMDLINE_LINUX_DEFAULT")
+    if current is None:  # never set: the planner adds the line to /etc/default/grub, and edits no other such file
+        return edit_grub(content, wanted) if path == GRUB_DEFAULT else None
     return _set_cmdline(path, content, edit_tokens(current, wanted))
 
 

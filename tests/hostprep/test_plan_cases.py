@@ -688,6 +688,8 @@ RESTORES = [
     ("shell it cannot read any more", 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', OURS, GRUB, ('GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', "", False, (
         '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
         f"program will not rewrite): left as it is; {KEPT}",))),
+    ("no record, an original that never set it: the line its edit added comes out", 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n',
+     None, "GRUB_TIMEOUT=5\n", ("GRUB_TIMEOUT=5\n", EXACT, True, ())),
     ("no record, and an original it could not have edited", OURS, None, 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', (OURS, "", False, (
         '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
         f"program will not rewrite): left as it is; {KEPT}",))),
