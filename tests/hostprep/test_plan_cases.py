@@ -892,6 +892,8 @@ def test_undo_plans_every_file_and_record(make, owner, options, outcome):
     assert plan.to_json()["owner"] == owner
     assert (plan.to_json()["reboot_reason"], plan.impact is None) == (("host.rebootOnDestroy is true", False) if plan.reboot else ("", True))
     assert [path for path, _ in plan.records] == list(outcome[3])  # in this order
+    restored = {change.path: written(facts, plan).files[change.path] for change in plan.files if change.reason == EXACT}
+    assert restored == {path: facts.originals[path] for path in restored}, "each original comes back byte for byte"
     if plan.changes_host and not plan.refused:
         assert not plan_undo(written(facts, plan), owner, **options).files, "undo once more writes nothing"
 
