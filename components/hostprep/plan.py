@@ -275,7 +275,7 @@ class HostPlan:
 
 
 def _key(token: str) -> str:
-    return token.split("=", 1)[0]
+    return token.partition("=")[0]
 
 
 def edit_tokens(value: str, wanted: list[str]) -> str:
@@ -351,8 +351,8 @@ def _grub_assignment(path: str, index: int, line: str) -> GrubAssignment | None:
     kind, value = "plain", inner
     if "$" in inner:
         append, prepend = _APPEND.match(inner), _PREPEND.match(inner)
-        if append and "$" not in (append.group("x") or ""):
-            kind, value = "append", append.group("x") or ""
+        if append and "$" not in (added := append.group("x") or ""):
+            kind, value = "append", added
         elif prepend and "$" not in prepend.group("x"):
             kind, value = "prepend", prepend.group("x")
         else:
@@ -362,9 +362,7 @@ def _grub_assignment(path: str, index: int, line: str) -> GrubAssignment | None:
 
 def grub_assignments(path: str, content: str) -> list[GrubAssignment]:
     found = []
-    for index, line in enumerate(content.splitlines()):
-        if line.lstrip().startswith("#"):
-            continue
+    for index, line in enumerate(content.splitlines()):  # a comment matches neither pattern: both begin at the first word
         assignment = _grub_assignment(path, index, line)
         if assignment:
             found.append(assignment)
@@ -395,12 +393,13 @@ class GrubCmdline:
 
 
 def grub_cmdline(files: dict[str, str | None]) -> GrubCmdline:
-    order = [GRUB_DEFAULT] + sorted((p for p, c in files.items() if p.startswith(GRUB_D + "/") and p.endswith(".cfg") and c is not None),
-                                    key=lambda p: p.encode())
+    # Sorting names sorts their UTF-8 bytes (the shell's glob order), and /etc/default/grub
+    # sorts before every /etc/default/grub.d/ name, as update-grub sources it first.
+    order = sorted((p, c) for p, c in files.items() if c is not None and is_grub_file(p))
     base: GrubAssignment | None = None
     additions: list[GrubAssignment] = []
-    for path in order:
-        for assignment in grub_assignments(path, files.get(path) or ""):
+    for path, content in order:
+        for assignment in grub_assignments(path, content):
             if assignment.kind == "plain":
                 base, additions = assignment, []
             else:
