@@ -671,13 +671,14 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
             notes.append(f"IOMMU is not active yet: expected on Intel with kernel {facts.kernel_release} without intel_iommu=on; "
                          "this plan turns it on, and IOMMU group isolation is checked right after the reboot")
         else:
-            why = {"amd": "AMD CPUs have it on by default", "intel": "Intel CPUs have it on by default from kernel 6.8" if kernel >= (6, 8) else "intel_iommu=on is already on the command line"}
+            why = ("AMD CPUs have it on by default" if facts.cpu_vendor == "amd"  # the facts know no other vendor than these two
+                   else "Intel CPUs have it on by default from kernel 6.8" if kernel >= (6, 8) else "intel_iommu=on is already on the command line")
             refusals.append(Refusal(None, (
-                f"the IOMMU is not active although it should be ({why.get(facts.cpu_vendor, 'the kernel should enable it')}): "
+                f"the IOMMU is not active although it should be ({why}): "
                 "it is switched off in the firmware. Enable VT-d (Intel) or AMD-Vi/IOMMU and SVM (AMD) in the BIOS/UEFI setup, boot, and re-run. Nothing was written.")))
 
     claimed_other: set[str] = {address for o, block in blocks.items() if o != owner for address, _, _ in block.functions}
-    ours: list[PciFunction] = []
+    ours: list[tuple[GpuSpec, PciFunction]] = []  # each function passed through, with the GPU it is a function of
     for gpu in inputs.gpus:
         functions = facts.slot_functions(gpu.address)
         first = facts.functions.get(gpu.address)
@@ -685,7 +686,7 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
             found = ", ".join(f"{a} ({d.vendor_device} {d.kind})" for a, d in facts.devices.items() if d.vendor_device.startswith("10de:") and not d.is_bridge)
             refusals.append(Refusal(gpu.key("address"), f"{gpu.address!r}: no such PCI device on the host" + (f"; NVIDIA devices present: {found}" if found else "")))
             continue
-        ours.extend(functions)
+        ours.extend((gpu, fn) for fn in functions)
         if gpu.id and gpu.id != first.vendor_device:
             refusals.append(Refusal(gpu.key("id"), f"{gpu.id!r}, but {gpu.address} is {first.vendor_device} ({first.kind}); set the id lspci -nn shows"))
         if gpu.subsystem_id and first.subsystem_id and gpu.subsystem_id != first.subsystem_id:
@@ -707,11 +708,10 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
                 refusals.append(Refusal(gpu.key("address"), problem))
 
     # `ids=` binds by model: a same-model device that stays with the host would be taken too.
-    claimed = {fn.address for fn in ours} | claimed_other
-    for fn in ours:
+    claimed = {fn.address for _, fn in ours} | claimed_other
+    for gpu, fn in ours:
         for other in facts.devices.values():
             if other.vendor_device == fn.vendor_device and other.address not in claimed:
-                gpu = next(g for g in inputs.gpus if g.address.rsplit(".", 1)[0] == fn.address.rsplit(".", 1)[0])
                 refusals.append(Refusal(gpu.key("id" if gpu.id else "address"), (
                     f"{other.address} is the same model ({fn.vendor_device}) as {fn.address} and stays with the host; "
                     "`options vfio-pci ids=` binds by model, so it would take that device from the host too. "
