@@ -507,7 +507,8 @@ def _edit(path: str, content: str, wanted: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Block:
-    owner: str
+    """One stack's block; the stack is the key it is filed under."""
+
     functions: tuple[tuple[str, str, str], ...]  # (address, vendor:device, class)
 
 
@@ -524,7 +525,7 @@ def parse_blocks(content: str | None) -> dict[str, Block]:
     blocks: dict[str, Block] = {}
     for match in _BLOCK.finditer(content or ""):
         functions = tuple(m.groups() for m in (_FUNCTION_LINE.match(line) for line in match.group("body").splitlines()) if m)
-        blocks[match.group("owner")] = Block(match.group("owner"), functions)  # type: ignore[arg-type]
+        blocks[match.group("owner")] = Block(functions)  # type: ignore[arg-type]
     return blocks
 
 
@@ -848,7 +849,7 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         want(MODULES_LOAD_FILE, modules_load_content(facts.kernel_version), f"load the VFIO modules at boot ({virqfd}; running {facts.kernel_release})",
              "already loads the VFIO modules")
         blocks = dict(vfio_blocks)
-        blocks[owner] = Block(owner, tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
+        blocks[owner] = Block(tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
         ids = ",".join(sorted({fn.vendor_device for fn in functions}))
         want(VFIO_FILE, render_vfio_file(blocks), f"bind {ids} to vfio-pci (every function of {', '.join(g.address for g in inputs.gpus)})",
              f"already binds {ids} to vfio-pci")

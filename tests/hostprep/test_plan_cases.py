@@ -340,7 +340,7 @@ REFUSED = [
         "proxmox-talos-gpu:gpus[1].id: '10de:2000', but 0000:af:00.0 is 10de:20b5 (3D controller); set the id lspci -nn shows"],
      [CONSOLE_NOTE.format(address="0000:3b:00.0")]),
     ("a GPU another stack passes through (of two others)", T4_INPUTS, lambda: host(**ACTIVE, files={VFIO_FILE: render_vfio_file({
-        "p/a": Block("p/a", (("0000:af:00.0", "10de:20b5", "0x030200"),)), "p/b": Block("p/b", (("0000:3b:00.0", "10de:1eb8", "0x030200"),))})}), [
+        "p/a": Block((("0000:af:00.0", "10de:20b5", "0x030200"),)), "p/b": Block((("0000:3b:00.0", "10de:1eb8", "0x030200"),))})}), [
         "proxmox-talos-gpu:gpus[0].address: '0000:3b:00.0' is already passed through by stack p/b; one GPU can go to one VM"], []),
     ("groups unreadable for two functions, and a second GPU in another group", HostPrepInputs(gpus=(
         GpuSpec("0000:3b:00.0", index=0), GpuSpec("0000:af:00.0", iommu_group=5, index=1))),
@@ -747,7 +747,7 @@ SHARED_CARDS = {"p/a": (("0000:3b:00.0", "10de:1eb8", "0x030200"), ("0000:3b:00.
 
 
 def blocks_of(functions: dict[str, tuple[tuple[str, str, str], ...]]) -> dict[str, Block]:
-    return {owner: Block(owner, listed) for owner, listed in functions.items()}
+    return {owner: Block(listed) for owner, listed in functions.items()}
 
 
 def with_vfio(facts: HostFacts, **functions: tuple[tuple[str, str, str], ...]) -> HostFacts:
@@ -862,8 +862,8 @@ UNDOS = [
          "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
          "ok: the kernel command line, blacklist and module list stay: stack(s) p/b, p/c still pass GPUs through",
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (), (),
-        {VFIO_FILE: render_vfio_file({"p/b": Block("p/b", (("0000:af:00.0", "10de:20b5", "0x030200"),)),
-                                      "p/c": Block("p/c", (("0000:d8:00.0", "10de:2236", "0x030200"),))})})),
+        {VFIO_FILE: render_vfio_file({"p/b": Block((("0000:af:00.0", "10de:20b5", "0x030200"),)),
+                                      "p/c": Block((("0000:d8:00.0", "10de:2236", "0x030200"),))})})),
     ("a hand edit among the blocks of others: refused, the shared models still named", lambda: with_files(
         with_vfio(two_stacks(), **SHARED_CARDS), vfio=render_vfio_file(blocks_of(SHARED_CARDS)) + "options vfio-pci disable_vga=1\n"), "p/a", {}, (
         ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf was edited by hand since proxmox-talos-gpu wrote it (`+options vfio-pci disable_vga=1`); "
