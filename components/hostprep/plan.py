@@ -99,7 +99,7 @@ class HostPrepInputs:
                              iommu_group=None if g.get("iommu_group") is None else int(g["iommu_group"]),
                              index=None if g.get("index") is None else int(g["index"])) for g in data["gpus"])
         return cls(gpus=gpus, intel_iommu=data.get("intel_iommu", "auto"), iommu_passthrough=bool(data.get("iommu_passthrough", True)),
-                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy", False)),
+                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy")),
                    running_guests=data.get("running_guests") or "refuse", own_vmids=tuple(int(v) for v in data.get("own_vmids") or ()),
                    node_name=data.get("node_name") or None, hand_edits=data.get("hand_edits") or "refuse")
 
@@ -211,7 +211,7 @@ class HostPlan:
     wanted_cmdline: tuple[str, ...] = ()  # must be on /proc/cmdline after boot
     functions: tuple[str, ...] = ()  # must be bound to vfio-pci after boot
     check_isolation_after_boot: bool = False
-    allow_reboot: bool = True
+    allow_reboot: bool = True  # False: the reboot is left to the admin (read only when the plan reboots)
     impact: RebootImpact | None = None  # set when a reboot is planned
     running_guests: str = "refuse"
 
@@ -235,7 +235,7 @@ class HostPlan:
             verb = "create" if change.before is None else "delete" if change.after is None else "update"
             out.append(f"{verb} {change.path}: {change.reason}")
             if diffs:
-                out.extend("    " + line for line in change.diff().rstrip("\n").splitlines())
+                out.extend("    " + line for line in change.diff().splitlines())
         for path in self.cleanup:
             out.append(f"remove {path}: temp file left by an interrupted run")
         for command in self.commands:
@@ -563,7 +563,7 @@ def _written_by_us(path: str, line: str) -> bool:
     if path == BLACKLIST_FILE:
         return line in blacklist_content().splitlines()
     if path == MODULES_LOAD_FILE:
-        return line in modules_load_content((5, 0)).splitlines()
+        return line in modules_load_content((6, 1)).splitlines()  # the newest kernel still given vfio_virqfd: the longest list
     if path == VFIO_FILE:
         return (line in _VFIO_HEADER or bool(re.fullmatch(r"# (BEGIN|END) \S+", line)) or bool(_FUNCTION_LINE.match(line))
                 or bool(re.fullmatch(r"options vfio-pci ids=[0-9a-f]{4}:[0-9a-f]{4}(,[0-9a-f]{4}:[0-9a-f]{4})*", line))
@@ -854,11 +854,10 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         want(VFIO_FILE, render_vfio_file(blocks), f"bind {ids} to vfio-pci (every function of {', '.join(g.address for g in inputs.gpus)})",
              f"already binds {ids} to vfio-pci")
     if refusals:
-        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=inputs.allow_reboot,
-                        running_guests=inputs.running_guests)
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
 
     if new_cmdline_file is not None and new_cmdline_file != current_cmdline_file:
-        value = _cmdline_of(path, current_cmdline_file or "") or ""
+        value = _cmdline_of(path, current_cmdline_file) or ""  # type: ignore[arg-type]  # the edit above read it
         added = [t for t in tokens if t not in value.split()]
         where = "" if path in (GRUB_DEFAULT, KERNEL_CMDLINE) else f" (this file decides GRUB_CMDLINE_LINUX_DEFAULT: update-grub reads it after {GRUB_DEFAULT})"
         files.append(FileChange(path, current_cmdline_file, new_cmdline_file,
@@ -1057,7 +1056,7 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     owned_present = {p for p in OWNED_FILES if facts.files.get(p) is not None}
 
     def rewrite(path: str, after: str | None, reason: str, action: str) -> None:
-        edits = hand_edits(path, facts) if path in OWNED_FILES else []
+        edits = hand_edits(path, facts)
         if edits and hand_edits_policy == "refuse":
             refusals.append(_hand_edit_refusal(path, edits, action))
             return
@@ -1105,7 +1104,7 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 forget.append(path)
                 files.append(FileChange(path, current, original, "restore the original, byte for byte"))
     if refusals:
-        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=allow_reboot)
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
     commands = _commands(files, facts)
     changed = bool(files)
     reboot = changed and reboot_on_destroy and allow_reboot
@@ -1118,5 +1117,5 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     return HostPlan(owner=owner, files=tuple(files), commands=tuple(commands), reboot=reboot,
                     reboot_reason="host.rebootOnDestroy is true" if reboot else "", noops=tuple(noops), notes=tuple(notes),
                     cleanup=facts.stale_temps, forget_originals=tuple(forget), archive_originals=tuple(archive), records=tuple(records),
-                    allow_reboot=allow_reboot, impact=reboot_impact(policy_inputs, facts) if reboot else None,
+                    impact=reboot_impact(policy_inputs, facts) if reboot else None,
                     running_guests=policy_inputs.running_guests)
