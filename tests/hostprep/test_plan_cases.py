@@ -312,6 +312,14 @@ REFUSED = [
     ("a same-model device stays with the host, no id given", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", index=0),)),
      lambda: host(others=[NIC, SECOND_T4]),
      [SAME_MODEL.format(key="address")], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):], CONSOLE_NOTE.format(address="0000:af:00.0")]),
+    ("of two GPUs, the second has a same-model device that stays with the host: its key is named",
+     HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", index=0), GpuSpec("0000:af:00.0", "10de:20b5", index=1))),
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(), A100], others=[NIC, BRIDGE, dataclasses.replace(A100, address="0000:d8:00.0", iommu_group=81)]), [
+        "proxmox-talos-gpu:gpus[1].id: 0000:d8:00.0 is the same model (10de:20b5) as 0000:af:00.0 and stays with the host; `options vfio-pci ids=` "
+        "binds by model, so it would take that device from the host too. Pass both through (list both in gpus), or bind per device (driver_override), "
+        "which this program does not do."],
+     ["0000:d8:00.0 (10de:20b5 3D controller) stays with the host and loses driver nouveau at the next boot (blacklisted); "
+      "the host console falls back to the firmware framebuffer"]),
     ("a host device on the proprietary driver", T4_INPUTS,
      lambda: host(others=[NIC, PciFunction("0000:af:00.0", "10de:1c82", "0x030000", "1043:85d2", "nvidia", None)]), [
         "0000:af:00.0 (10de:1c82 VGA controller) stays with the host and uses the proprietary driver nvidia; blacklisting nouveau, nvidia, "
