@@ -710,6 +710,15 @@ def test_undo_gives_back_the_original_or_takes_out_only_its_own_parameters(curre
     assert (result.content, result.reason, result.exact, result.notes) == restored
 
 
+def test_undo_without_a_record_of_a_grub_d_file_that_never_set_it_keeps_the_line():
+    # The planner adds a missing line only to /etc/default/grub: in a grub.d file it came from someone else.
+    cfg = f"{GRUB_D}/50-local.cfg"
+    result = restore_cmdline(cfg, 'x=1\nGRUB_CMDLINE_LINUX_DEFAULT="iommu=pt"\n', "x=1\n")
+    assert (result.content, result.reason, result.exact, result.notes) == ('x=1\nGRUB_CMDLINE_LINUX_DEFAULT=""\n', TAKE_OUT.format("iommu=pt"), False, (
+        f"{cfg} changed by hand since proxmox-talos-gpu edited it, so it is not restored byte for byte; the original is kept at "
+        f"/var/lib/proxmox-talos-gpu/kept{cfg}",))
+
+
 def test_undo_of_kernel_cmdline_without_a_record_is_exact_when_it_is_what_the_edit_gives():
     result = restore_cmdline(KERNEL_CMDLINE, "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n", ZFS_CMDLINE)
     assert (result.content, result.reason, result.exact, result.notes) == (ZFS_CMDLINE, EXACT, True, ())
