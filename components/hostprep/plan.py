@@ -857,7 +857,7 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
 
     if new_cmdline_file is not None and new_cmdline_file != current_cmdline_file:
-        value = _cmdline_of(path, current_cmdline_file) or ""  # type: ignore[arg-type]  # the edit above read it
+        value = _cmdline_of(path, current_cmdline_file) or ""  # type: ignore[arg-type]  # never None: the edit above read it
         added = [t for t in tokens if t not in value.split()]
         where = "" if path in (GRUB_DEFAULT, KERNEL_CMDLINE) else f" (this file decides GRUB_CMDLINE_LINUX_DEFAULT: update-grub reads it after {GRUB_DEFAULT})"
         files.append(FileChange(path, current_cmdline_file, new_cmdline_file,
