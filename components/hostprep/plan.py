@@ -99,7 +99,7 @@ class HostPrepInputs:
                              iommu_group=None if g.get("iommu_group") is None else int(g["iommu_group"]),
                              index=None if g.get("index") is None else int(g["index"])) for g in data["gpus"])
         return cls(gpus=gpus, intel_iommu=data.get("intel_iommu", "auto"), iommu_passthrough=bool(data.get("iommu_passthrough", True)),
-                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy", False)),
+                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy")),
                    running_guests=data.get("running_guests") or "refuse", own_vmids=tuple(int(v) for v in data.get("own_vmids") or ()),
                    node_name=data.get("node_name") or None, hand_edits=data.get("hand_edits") or "refuse")
 
@@ -211,7 +211,7 @@ class HostPlan:
     wanted_cmdline: tuple[str, ...] = ()  # must be on /proc/cmdline after boot
     functions: tuple[str, ...] = ()  # must be bound to vfio-pci after boot
     check_isolation_after_boot: bool = False
-    allow_reboot: bool = True
+    allow_reboot: bool = True  # False: the reboot is left to the admin (read only when the plan reboots)
     impact: RebootImpact | None = None  # set when a reboot is planned
     running_guests: str = "refuse"
 
@@ -235,7 +235,7 @@ class HostPlan:
             verb = "create" if change.before is None else "delete" if change.after is None else "update"
             out.append(f"{verb} {change.path}: {change.reason}")
             if diffs:
-                out.extend("    " + line for line in change.diff().rstrip("\n").splitlines())
+                out.extend("    " + line for line in change.diff().splitlines())
         for path in self.cleanup:
             out.append(f"remove {path}: temp file left by an interrupted run")
         for command in self.commands:
@@ -275,7 +275,7 @@ class HostPlan:
 
 
 def _key(token: str) -> str:
-    return token.split("=", 1)[0]
+    return token.partition("=")[0]
 
 
 def edit_tokens(value: str, wanted: list[str]) -> str:
@@ -351,8 +351,8 @@ def _grub_assignment(path: str, index: int, line: str) -> GrubAssignment | None:
     kind, value = "plain", inner
     if "$" in inner:
         append, prepend = _APPEND.match(inner), _PREPEND.match(inner)
-        if append and "$" not in (append.group("x") or ""):
-            kind, value = "append", append.group("x") or ""
+        if append and "$" not in (added := append.group("x") or ""):
+            kind, value = "append", added
         elif prepend and "$" not in prepend.group("x"):
             kind, value = "prepend", prepend.group("x")
         else:
@@ -362,9 +362,7 @@ def _grub_assignment(path: str, index: int, line: str) -> GrubAssignment | None:
 
 def grub_assignments(path: str, content: str) -> list[GrubAssignment]:
     found = []
-    for index, line in enumerate(content.splitlines()):
-        if line.lstrip().startswith("#"):
-            continue
+    for index, line in enumerate(content.splitlines()):  # a comment matches neither pattern: both begin at the first word
         assignment = _grub_assignment(path, index, line)
         if assignment:
             found.append(assignment)
@@ -395,12 +393,13 @@ class GrubCmdline:
 
 
 def grub_cmdline(files: dict[str, str | None]) -> GrubCmdline:
-    order = [GRUB_DEFAULT] + sorted((p for p, c in files.items() if p.startswith(GRUB_D + "/") and p.endswith(".cfg") and c is not None),
-                                    key=lambda p: p.encode())
+    # Sorting names sorts their UTF-8 bytes (the shell's glob order), and /etc/default/grub
+    # sorts before every /etc/default/grub.d/ name, as update-grub sources it first.
+    order = sorted((p, c) for p, c in files.items() if c is not None and is_grub_file(p))
     base: GrubAssignment | None = None
     additions: list[GrubAssignment] = []
-    for path in order:
-        for assignment in grub_assignments(path, files.get(path) or ""):
+    for path, content in order:
+        for assignment in grub_assignments(path, content):
             if assignment.kind == "plain":
                 base, additions = assignment, []
             else:
@@ -491,12 +490,13 @@ def _set_cmdline(path: str, content: str, value: str) -> str:
     return _set_grub_value(content, plain[-1], value)
 
 
-def _edit(path: str, content: str, wanted: list[str]) -> str:
+def _edit(path: str, content: str, wanted: list[str]) -> str | None:
+    """``content`` as the planner's edit leaves it; None where the planner would not edit that file."""
     if path == KERNEL_CMDLINE:
         return edit_kernel_cmdline(content, wanted)
     current = _cmdline_of(path, content)
-    if current is None:
-        raise PlanError(f"{path} does not set GRUB_CMDLINE_LINUX_DEFAULT")
+    if current is None:  # never set: the planner adds the line to /etc/default/grub, and edits no other such file
+        return edit_grub(content, wanted) if path == GRUB_DEFAULT else None
     return _set_cmdline(path, content, edit_tokens(current, wanted))
 
 
@@ -507,7 +507,8 @@ def _edit(path: str, content: str, wanted: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Block:
-    owner: str
+    """One stack's block; the stack is the key it is filed under."""
+
     functions: tuple[tuple[str, str, str], ...]  # (address, vendor:device, class)
 
 
@@ -524,7 +525,7 @@ def parse_blocks(content: str | None) -> dict[str, Block]:
     blocks: dict[str, Block] = {}
     for match in _BLOCK.finditer(content or ""):
         functions = tuple(m.groups() for m in (_FUNCTION_LINE.match(line) for line in match.group("body").splitlines()) if m)
-        blocks[match.group("owner")] = Block(match.group("owner"), functions)  # type: ignore[arg-type]
+        blocks[match.group("owner")] = Block(functions)  # type: ignore[arg-type]
     return blocks
 
 
@@ -562,7 +563,7 @@ def _written_by_us(path: str, line: str) -> bool:
     if path == BLACKLIST_FILE:
         return line in blacklist_content().splitlines()
     if path == MODULES_LOAD_FILE:
-        return line in modules_load_content((5, 0)).splitlines()
+        return line in modules_load_content((6, 1)).splitlines()  # the newest kernel still given vfio_virqfd: the longest list
     if path == VFIO_FILE:
         return (line in _VFIO_HEADER or bool(re.fullmatch(r"# (BEGIN|END) \S+", line)) or bool(_FUNCTION_LINE.match(line))
                 or bool(re.fullmatch(r"options vfio-pci ids=[0-9a-f]{4}:[0-9a-f]{4}(,[0-9a-f]{4}:[0-9a-f]{4})*", line))
@@ -671,13 +672,14 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
             notes.append(f"IOMMU is not active yet: expected on Intel with kernel {facts.kernel_release} without intel_iommu=on; "
                          "this plan turns it on, and IOMMU group isolation is checked right after the reboot")
         else:
-            why = {"amd": "AMD CPUs have it on by default", "intel": "Intel CPUs have it on by default from kernel 6.8" if kernel >= (6, 8) else "intel_iommu=on is already on the command line"}
+            why = ("AMD CPUs have it on by default" if facts.cpu_vendor == "amd"  # the facts know no other vendor than these two
+                   else "Intel CPUs have it on by default from kernel 6.8" if kernel >= (6, 8) else "intel_iommu=on is already on the command line")
             refusals.append(Refusal(None, (
-                f"the IOMMU is not active although it should be ({why.get(facts.cpu_vendor, 'the kernel should enable it')}): "
+                f"the IOMMU is not active although it should be ({why}): "
                 "it is switched off in the firmware. Enable VT-d (Intel) or AMD-Vi/IOMMU and SVM (AMD) in the BIOS/UEFI setup, boot, and re-run. Nothing was written.")))
 
     claimed_other: set[str] = {address for o, block in blocks.items() if o != owner for address, _, _ in block.functions}
-    ours: list[PciFunction] = []
+    ours: list[tuple[GpuSpec, PciFunction]] = []  # each function passed through, with the GPU it is a function of
     for gpu in inputs.gpus:
         functions = facts.slot_functions(gpu.address)
         first = facts.functions.get(gpu.address)
@@ -685,7 +687,7 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
             found = ", ".join(f"{a} ({d.vendor_device} {d.kind})" for a, d in facts.devices.items() if d.vendor_device.startswith("10de:") and not d.is_bridge)
             refusals.append(Refusal(gpu.key("address"), f"{gpu.address!r}: no such PCI device on the host" + (f"; NVIDIA devices present: {found}" if found else "")))
             continue
-        ours.extend(functions)
+        ours.extend((gpu, fn) for fn in functions)
         if gpu.id and gpu.id != first.vendor_device:
             refusals.append(Refusal(gpu.key("id"), f"{gpu.id!r}, but {gpu.address} is {first.vendor_device} ({first.kind}); set the id lspci -nn shows"))
         if gpu.subsystem_id and first.subsystem_id and gpu.subsystem_id != first.subsystem_id:
@@ -707,11 +709,10 @@ def _refusals(inputs: HostPrepInputs, facts: HostFacts, owner: str, blocks: dict
                 refusals.append(Refusal(gpu.key("address"), problem))
 
     # `ids=` binds by model: a same-model device that stays with the host would be taken too.
-    claimed = {fn.address for fn in ours} | claimed_other
-    for fn in ours:
+    claimed = {fn.address for _, fn in ours} | claimed_other
+    for gpu, fn in ours:
         for other in facts.devices.values():
             if other.vendor_device == fn.vendor_device and other.address not in claimed:
-                gpu = next(g for g in inputs.gpus if g.address.rsplit(".", 1)[0] == fn.address.rsplit(".", 1)[0])
                 refusals.append(Refusal(gpu.key("id" if gpu.id else "address"), (
                     f"{other.address} is the same model ({fn.vendor_device}) as {fn.address} and stays with the host; "
                     "`options vfio-pci ids=` binds by model, so it would take that device from the host too. "
@@ -848,16 +849,15 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         want(MODULES_LOAD_FILE, modules_load_content(facts.kernel_version), f"load the VFIO modules at boot ({virqfd}; running {facts.kernel_release})",
              "already loads the VFIO modules")
         blocks = dict(vfio_blocks)
-        blocks[owner] = Block(owner, tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
+        blocks[owner] = Block(tuple((fn.address, fn.vendor_device, fn.class_code) for fn in functions))
         ids = ",".join(sorted({fn.vendor_device for fn in functions}))
         want(VFIO_FILE, render_vfio_file(blocks), f"bind {ids} to vfio-pci (every function of {', '.join(g.address for g in inputs.gpus)})",
              f"already binds {ids} to vfio-pci")
     if refusals:
-        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=inputs.allow_reboot,
-                        running_guests=inputs.running_guests)
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
 
     if new_cmdline_file is not None and new_cmdline_file != current_cmdline_file:
-        value = _cmdline_of(path, current_cmdline_file or "") or ""
+        value = _cmdline_of(path, current_cmdline_file) or ""  # type: ignore[arg-type]  # never None: the edit above read it
         added = [t for t in tokens if t not in value.split()]
         where = "" if path in (GRUB_DEFAULT, KERNEL_CMDLINE) else f" (this file decides GRUB_CMDLINE_LINUX_DEFAULT: update-grub reads it after {GRUB_DEFAULT})"
         files.append(FileChange(path, current_cmdline_file, new_cmdline_file,
@@ -1056,7 +1056,7 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     owned_present = {p for p in OWNED_FILES if facts.files.get(p) is not None}
 
     def rewrite(path: str, after: str | None, reason: str, action: str) -> None:
-        edits = hand_edits(path, facts) if path in OWNED_FILES else []
+        edits = hand_edits(path, facts)
         if edits and hand_edits_policy == "refuse":
             refusals.append(_hand_edit_refusal(path, edits, action))
             return
@@ -1104,7 +1104,7 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                 forget.append(path)
                 files.append(FileChange(path, current, original, "restore the original, byte for byte"))
     if refusals:
-        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes), allow_reboot=allow_reboot)
+        return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
     commands = _commands(files, facts)
     changed = bool(files)
     reboot = changed and reboot_on_destroy and allow_reboot
@@ -1117,5 +1117,5 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
     return HostPlan(owner=owner, files=tuple(files), commands=tuple(commands), reboot=reboot,
                     reboot_reason="host.rebootOnDestroy is true" if reboot else "", noops=tuple(noops), notes=tuple(notes),
                     cleanup=facts.stale_temps, forget_originals=tuple(forget), archive_originals=tuple(archive), records=tuple(records),
-                    allow_reboot=allow_reboot, impact=reboot_impact(policy_inputs, facts) if reboot else None,
+                    impact=reboot_impact(policy_inputs, facts) if reboot else None,
                     running_guests=policy_inputs.running_guests)

@@ -312,6 +312,14 @@ REFUSED = [
     ("a same-model device stays with the host, no id given", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", index=0),)),
      lambda: host(others=[NIC, SECOND_T4]),
      [SAME_MODEL.format(key="address")], [DEFER.format(kernel="6.5.13-5-pve")[len("note: "):], CONSOLE_NOTE.format(address="0000:af:00.0")]),
+    ("of two GPUs, the second has a same-model device that stays with the host: its key is named",
+     HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", index=0), GpuSpec("0000:af:00.0", "10de:20b5", index=1))),
+     lambda: host(kernel=K68, iommu=True, gpu=[t4(), A100], others=[NIC, BRIDGE, dataclasses.replace(A100, address="0000:d8:00.0", iommu_group=81)]), [
+        "proxmox-talos-gpu:gpus[1].id: 0000:d8:00.0 is the same model (10de:20b5) as 0000:af:00.0 and stays with the host; `options vfio-pci ids=` "
+        "binds by model, so it would take that device from the host too. Pass both through (list both in gpus), or bind per device (driver_override), "
+        "which this program does not do."],
+     ["0000:d8:00.0 (10de:20b5 3D controller) stays with the host and loses driver nouveau at the next boot (blacklisted); "
+      "the host console falls back to the firmware framebuffer"]),
     ("a host device on the proprietary driver", T4_INPUTS,
      lambda: host(others=[NIC, PciFunction("0000:af:00.0", "10de:1c82", "0x030000", "1043:85d2", "nvidia", None)]), [
         "0000:af:00.0 (10de:1c82 VGA controller) stays with the host and uses the proprietary driver nvidia; blacklisting nouveau, nvidia, "
@@ -340,7 +348,7 @@ REFUSED = [
         "proxmox-talos-gpu:gpus[1].id: '10de:2000', but 0000:af:00.0 is 10de:20b5 (3D controller); set the id lspci -nn shows"],
      [CONSOLE_NOTE.format(address="0000:3b:00.0")]),
     ("a GPU another stack passes through (of two others)", T4_INPUTS, lambda: host(**ACTIVE, files={VFIO_FILE: render_vfio_file({
-        "p/a": Block("p/a", (("0000:af:00.0", "10de:20b5", "0x030200"),)), "p/b": Block("p/b", (("0000:3b:00.0", "10de:1eb8", "0x030200"),))})}), [
+        "p/a": Block((("0000:af:00.0", "10de:20b5", "0x030200"),)), "p/b": Block((("0000:3b:00.0", "10de:1eb8", "0x030200"),))})}), [
         "proxmox-talos-gpu:gpus[0].address: '0000:3b:00.0' is already passed through by stack p/b; one GPU can go to one VM"], []),
     ("groups unreadable for two functions, and a second GPU in another group", HostPrepInputs(gpus=(
         GpuSpec("0000:3b:00.0", index=0), GpuSpec("0000:af:00.0", iommu_group=5, index=1))),
@@ -688,6 +696,8 @@ RESTORES = [
     ("shell it cannot read any more", 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', OURS, GRUB, ('GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', "", False, (
         '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
         f"program will not rewrite): left as it is; {KEPT}",))),
+    ("no record, an original that never set it: the line its edit added comes out", 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"\n',
+     None, "GRUB_TIMEOUT=5\n", ("GRUB_TIMEOUT=5\n", EXACT, True, ())),
     ("no record, and an original it could not have edited", OURS, None, 'GRUB_CMDLINE_LINUX_DEFAULT="$(x)"\n', (OURS, "", False, (
         '/etc/default/grub cannot be read any more (/etc/default/grub line 1 (GRUB_CMDLINE_LINUX_DEFAULT="$(x)") uses shell expansion this '
         f"program will not rewrite): left as it is; {KEPT}",))),
@@ -698,6 +708,15 @@ RESTORES = [
 def test_undo_gives_back_the_original_or_takes_out_only_its_own_parameters(current, record, original, restored):
     result = restore_cmdline(GRUB_DEFAULT, current, original, record)
     assert (result.content, result.reason, result.exact, result.notes) == restored
+
+
+def test_undo_without_a_record_of_a_grub_d_file_that_never_set_it_keeps_the_line():
+    # The planner adds a missing line only to /etc/default/grub: in a grub.d file it came from someone else.
+    cfg = f"{GRUB_D}/50-local.cfg"
+    result = restore_cmdline(cfg, 'x=1\nGRUB_CMDLINE_LINUX_DEFAULT="iommu=pt"\n', "x=1\n")
+    assert (result.content, result.reason, result.exact, result.notes) == ('x=1\nGRUB_CMDLINE_LINUX_DEFAULT=""\n', TAKE_OUT.format("iommu=pt"), False, (
+        f"{cfg} changed by hand since proxmox-talos-gpu edited it, so it is not restored byte for byte; the original is kept at "
+        f"/var/lib/proxmox-talos-gpu/kept{cfg}",))
 
 
 def test_undo_of_kernel_cmdline_without_a_record_is_exact_when_it_is_what_the_edit_gives():
@@ -745,7 +764,7 @@ SHARED_CARDS = {"p/a": (("0000:3b:00.0", "10de:1eb8", "0x030200"), ("0000:3b:00.
 
 
 def blocks_of(functions: dict[str, tuple[tuple[str, str, str], ...]]) -> dict[str, Block]:
-    return {owner: Block(owner, listed) for owner, listed in functions.items()}
+    return {owner: Block(listed) for owner, listed in functions.items()}
 
 
 def with_vfio(facts: HostFacts, **functions: tuple[tuple[str, str, str], ...]) -> HostFacts:
@@ -860,8 +879,8 @@ UNDOS = [
          "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
          "ok: the kernel command line, blacklist and module list stay: stack(s) p/b, p/c still pass GPUs through",
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (), (),
-        {VFIO_FILE: render_vfio_file({"p/b": Block("p/b", (("0000:af:00.0", "10de:20b5", "0x030200"),)),
-                                      "p/c": Block("p/c", (("0000:d8:00.0", "10de:2236", "0x030200"),))})})),
+        {VFIO_FILE: render_vfio_file({"p/b": Block((("0000:af:00.0", "10de:20b5", "0x030200"),)),
+                                      "p/c": Block((("0000:d8:00.0", "10de:2236", "0x030200"),))})})),
     ("a hand edit among the blocks of others: refused, the shared models still named", lambda: with_files(
         with_vfio(two_stacks(), **SHARED_CARDS), vfio=render_vfio_file(blocks_of(SHARED_CARDS)) + "options vfio-pci disable_vga=1\n"), "p/a", {}, (
         ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf was edited by hand since proxmox-talos-gpu wrote it (`+options vfio-pci disable_vga=1`); "
@@ -890,6 +909,8 @@ def test_undo_plans_every_file_and_record(make, owner, options, outcome):
     assert plan.to_json()["owner"] == owner
     assert (plan.to_json()["reboot_reason"], plan.impact is None) == (("host.rebootOnDestroy is true", False) if plan.reboot else ("", True))
     assert [path for path, _ in plan.records] == list(outcome[3])  # in this order
+    restored = {change.path: written(facts, plan).files[change.path] for change in plan.files if change.reason == EXACT}
+    assert restored == {path: facts.originals[path] for path in restored}, "each original comes back byte for byte"
     if plan.changes_host and not plan.refused:
         assert not plan_undo(written(facts, plan), owner, **options).files, "undo once more writes nothing"
 
