@@ -68,6 +68,14 @@ def copy_repository(target: Path, module: str, settings: dict) -> None:
     (target / "pyproject.toml").write_text(text)
 
 
+class ModuleFailed(Exception):
+    """mutmut could not run a module: its own output says why."""
+
+
+def _tail(done: subprocess.CompletedProcess, lines: int = 20) -> str:
+    return "\n".join((done.stdout + done.stderr).splitlines()[-lines:])
+
+
 def widen_test_selection(stats_file: Path, module: str) -> None:
     """mutmut runs, for a mutant, the tests that called its function while
     it collected stats. A call made while a module- or session-scoped
@@ -76,7 +84,7 @@ def widen_test_selection(stats_file: Path, module: str) -> None:
     mutant. Give each function of ``module`` every test of each test file
     that reached it."""
     if not stats_file.exists():
-        raise SystemExit(f"mutmut collected no stats for {module} (see {stats_file.parent})")
+        raise ModuleFailed(f"mutmut collected no stats for {module}")
     stats = json.loads(stats_file.read_text())
     by_file: dict[str, set[str]] = {}
     for test in stats["duration_by_test"]:
@@ -98,14 +106,17 @@ def run_module(module: str, settings: dict, jobs: int, equivalent: dict[str, str
         started = time.monotonic()
         # Phase 1: mutants and coverage stats only (a filter that matches no
         # mutant stops mutmut right after it has saved its stats).
-        subprocess.run([*mutmut, "run", "--max-children", str(jobs), "collect.stats.only"], cwd=workdir, capture_output=True, text=True)
-        widen_test_selection(workdir / "mutants" / "mutmut-stats.json", module)
+        collected = subprocess.run([*mutmut, "run", "--max-children", str(jobs), "collect.stats.only"], cwd=workdir, capture_output=True, text=True)
+        try:
+            widen_test_selection(workdir / "mutants" / "mutmut-stats.json", module)
+        except ModuleFailed as error:
+            # Most often a listed test fails on the unmutated code: mutmut needs them all green.
+            raise ModuleFailed(f"{error}:\n{_tail(collected)}") from None
         # Phase 2: every mutant against the tests chosen for its function.
         done = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *names], cwd=workdir, capture_output=True, text=True)
         elapsed = time.monotonic() - started
         if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise SystemExit(f"mutmut failed on {module} (exit {done.returncode}); work folder {workdir}:\n{tail}")
+            raise ModuleFailed(f"mutmut failed on {module} (exit {done.returncode}):\n{_tail(done)}")
         listed = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, capture_output=True, text=True, check=True).stdout
         statuses = dict(re.findall(r"^\s+(\S+): (.+)$", listed, re.MULTILINE))
         if names:
@@ -133,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diffs", type=int, default=60, help="print the diffs of at most this many survivors per module (default 60)")
     args = parser.parse_args(argv)
     equivalent = equivalent_mutants()
-    results = []
+    results, failed = [], []
     for module in args.modules:
-        result = run_module(module, modules_config.get(module, {}), args.jobs, equivalent, args.keep, args.diffs)
+        try:
+            result = run_module(module, modules_config.get(module, {}), args.jobs, equivalent, args.keep, args.diffs)
+        except ModuleFailed as error:
+            print(f"{module}: not measured: {error}", flush=True)
+            failed.append(module)
+            continue
         results.append(result)
         counts = result["counts"]
         killed = sum(counts[status] for status in KILLED)
@@ -147,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  survived: {name}" + "".join(f"\n    {line}" for line in diff.strip().splitlines()[1:]), flush=True)
     killed = sum(sum(result["counts"][status] for status in KILLED) for result in results)
     judged = sum(result["total"] - len(result["equivalent"]) for result in results)
-    print(f"all: {100 * killed / judged if judged else 100.0:.1f}% killed ({killed} of {judged} non-equivalent mutants)")
-    return 0
+    print(f"all: {100 * killed / judged if judged else 100.0:.1f}% killed ({killed} of {judged} non-equivalent mutants)"
+          + (f"; not measured: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
