@@ -302,6 +302,34 @@ def test_cross_field_rules_hold_at_their_boundaries(homelab, mutate, keys):
     assert [key for key, _value, _allowed in _issues(homelab)] == keys
 
 
+def _set_gpu(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: raw["gpus"][0].update(values)
+
+
+def _set_gpu_stack(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: raw["gpuStack"].update(values)
+
+
+@pytest.mark.parametrize(("mutate", "issue"), [
+    (_set_gpu(address="0000:3b:00.1", allFunctions=True),
+     ("gpus[0].address", "0000:3b:00.1", "with gpus[0].allFunctions: true the address must be the card's function 0 (e.g. 0000:3b:00.0): "
+                                         "Proxmox maps the whole device and checks it against function 0")),
+    (_set_gpu_stack(mode="devicePlugin"),
+     ("gpuStack.mode", "devicePlugin", "the nvidia-device-plugin chart is not supported on Talos v1.13.9: from v1.13 the NVIDIA toolkit works "
+                                       "through CDI and Talos documents only the GPU Operator; use gpuStack.mode: operator (the program removes "
+                                       "the device plugin and RuntimeClass nvidia before the upgrade to 1.13)")),
+    (lambda raw: raw["gpuStack"]["flux"].update(objects="git"),
+     ("gpuStack.flux.objects", "git", "only with gpuStack.delivery: flux (the Flux objects come from Git); with delivery helm leave it at pulumi")),
+    (_set_gpu_stack(ownsClusterObjects=False, prometheusOperator=True),
+     ("gpuStack.prometheusOperator", True, "only the stack that owns the cluster objects (gpuStack.ownsClusterObjects: true) sets this: it is "
+                                           "a value of the GPU Operator / device plugin release, which this stack does not install; set it in "
+                                           "the owner's stack file and remove it here")),
+], ids=["whole device not at function 0", "device plugin on Talos 1.13", "objects from Git without Flux", "owner-only key in a non-owner"])
+def test_each_newer_cross_field_rule_names_key_value_and_remedy_whole(homelab, mutate, issue):
+    mutate(homelab)
+    assert _issues(homelab) == [issue]
+
+
 def test_raw_passthrough_needs_root_pam_with_a_password(homelab):
     homelab["gpus"][0]["passthrough"] = "raw"
     refusal = ("a raw PCI id may only be set by root@pam with password auth (Proxmox refuses API tokens, even root@pam!x); "
