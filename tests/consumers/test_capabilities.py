@@ -11,9 +11,13 @@ from components.consumers.capabilities import (
     CAPABILITIES,
     GENERATIONS,
     JELLYFIN_CODECS,
+    GenerationCaps,
+    chip_capabilities,
     combined_capabilities,
     decode_codecs_for,
     encode_codecs_for,
+    generation_issues,
+    gpu_capabilities,
     jellyfin_config_issues,
 )
 from components.consumers.jellyfin import encoding_wanted
@@ -282,3 +286,49 @@ def test_an_encoder_is_allowed_exactly_where_the_gpu_has_it(generation, fields, 
 
     issues = jellyfin_config_issues(with_generation(with_jellyfin(homelab_cfg(), **fields), generation))
     assert issues == ([] if issue is None else [ConfigIssue(issue[0], True, issue[1])])
+
+
+OLD_DECODERS = frozenset({"h264", "hevc", "mpeg2video", "mpeg4", "vc1", "vp9"})
+
+
+@pytest.mark.parametrize(("model", "row"), [
+    ("ga100", GenerationCaps("ampere (ga100)", OLD_DECODERS | {"vp8"}, frozenset(), frozenset(), True, True,
+                             "GA100 (A100, A30) has no NVENC and no AV1 decoding; AV1 decoding needs Ampere GA10x, Ada or Blackwell")),
+    ("ga10x", GenerationCaps("ampere (ga10x)", OLD_DECODERS | {"vp8", "av1"}, frozenset(), frozenset({"h264", "hevc"}), True, True, "")),
+    ("gp108", GenerationCaps("pascal (gp108)", OLD_DECODERS, frozenset({"vp8"}), frozenset(), True, False,
+                             "GP108 has no NVENC; AV1 decoding needs Ampere GA10x, Ada or Blackwell")),
+])
+def test_a_chips_row_is_its_generations_decoders_with_its_own_av1_and_nvenc(model, row):
+    assert chip_capabilities(model) == row
+
+
+def test_an_unknown_chip_names_every_known_one():
+    with pytest.raises(ValueError) as raised:
+        chip_capabilities("gx999")
+    assert str(raised.value) == "unknown GPU model 'gx999'; known: gp108, gp10x, ga100, ga10x, gh100, gb100, gb20x"
+
+
+def test_a_gpu_without_generation_or_model_has_no_capabilities():
+    gpu = with_generation(homelab_cfg(), None).gpus[0]
+    with pytest.raises(ValueError) as raised:
+        gpu_capabilities(gpu)
+    assert str(raised.value) == "the GPU has neither generation nor model"
+
+
+def test_the_chip_question_lists_each_chip_with_its_nvenc_whole():
+    _rows, issues = generation_issues(with_generation(homelab_cfg(), "ampere"))
+    assert [(issue.key, issue.value, issue.allowed) for issue in issues] == [(
+        "gpus[0].model", None,
+        "required when jellyfin.enabled is true and gpus[0].generation is ampere: its chips differ in NVENC, and Jellyfin told to "
+        "encode on a chip without it fails every transcode. `lspci -nn -s 0000:3b:00.0` on the Proxmox host names the chip. One of: "
+        "ga100: GA100 (A100, A30), NVENC none; ga10x: GA102, GA103, GA104, GA106, GA107 (GeForce RTX 30, A2, A10, A16, A40, "
+        "RTX A-series), NVENC h264, hevc")]
+
+
+def test_an_encoder_refusal_names_every_gpus_model():
+    cfg = with_jellyfin(homelab_cfg(), allow_hevc_encoding=True)
+    first = cfg.gpus[0].model_copy(update={"generation": "ampere", "model": "ga100"})
+    second = first.model_copy(update={"address": "0000:af:00.0", "generation": "hopper", "model": "gh100"})
+    (issue,) = jellyfin_config_issues(cfg.model_copy(update={"gpus": [first, second]}))
+    assert issue.key == "jellyfin.allowHevcEncoding"
+    assert "GPU (gpus[0], gpus[1]) (gpus[0].model=ga100, gpus[1].model=gh100) cannot encode HEVC" in issue.allowed
