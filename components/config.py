@@ -63,6 +63,12 @@ def normalise_pci_address(value: str) -> str:
     raise ValueError("expected a PCI address like 0000:3b:00.0 or 3b:00.0 (domain:bus:device.function)")
 
 
+def pci_device(address: str) -> str:
+    """The device part of a normalised PCI function address:
+    ``0000:3b:00.1`` -> ``0000:3b:00`` (every function of one card shares it)."""
+    return address.rsplit(".", 1)[0]
+
+
 def _vendor_device(value: str) -> str:
     if not _VENDOR_DEVICE.match(str(value)):
         raise ValueError("expected a PCI vendor:device id like 10de:1eb8 (two groups of 4 hex digits)")
@@ -275,7 +281,7 @@ class GpuConfig(_Model):
     def device_path(self) -> str:
         """What the mapping's ``path`` (or the raw ``id``) holds: the function's
         address, or the device's (no ``.function``) with ``allFunctions``."""
-        return self.address.rsplit(".", 1)[0] if self.all_functions else self.address
+        return pci_device(self.address) if self.all_functions else self.address
 
 
 class DiskConfig(_Model):
@@ -617,7 +623,7 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
         if gpu.all_functions and not gpu.address.endswith(".0"):
             issues.append(ConfigIssue(
                 f"gpus[{index}].address", gpu.address,
-                f"with gpus[{index}].allFunctions: true the address must be the card's function 0 (e.g. {gpu.address.rsplit('.', 1)[0]}.0): "
+                f"with gpus[{index}].allFunctions: true the address must be the card's function 0 (e.g. {pci_device(gpu.address)}.0): "
                 "Proxmox maps the whole device and checks it against function 0",
             ))
         if gpu.passthrough == "mapping" and not cfg.host.enabled:

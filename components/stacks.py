@@ -33,7 +33,7 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from components.cli import add_project_dir
-from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, read_stack_file
+from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, pci_device, read_stack_file
 
 STACK_GLOB = "Pulumi.*.yaml"
 
@@ -151,13 +151,14 @@ def conflicts(stacks: Mapping[str, StackConfig], *, clusters_by_endpoint: bool =
                          "each node needs its own key in the shared ConfigMap")
     found += _duplicates({name: cfg.node_name for name, cfg in stacks.items()}, "node name",
                          f"{_key('vm.name')} {{value!r}} (the Kubernetes node) is used by {{stacks}}")
-    mappings = {(name, index): (_cluster(cfg, clusters_by_endpoint), cfg.mapping_name(index))
-                for name, cfg in stacks.items() for index, gpu in enumerate(cfg.gpus) if gpu.passthrough == "mapping"}
-    by_mapping: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for (name, index), key in mappings.items():
-        by_mapping[key].append(f"{name} (gpus[{index}])")
-    found += [Conflict("mappingName", f"PCI mapping {mapping!r} ({_key('gpus[].mappingName')}) is used by {_listed(owners_)} on {cluster}")
-              for (cluster, mapping), owners_ in by_mapping.items() if len({o.split(' ')[0] for o in owners_}) > 1]
+    users: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cluster, mapping) -> (stack, gpus[] index)
+    for name, cfg in stacks.items():
+        for index, gpu in enumerate(cfg.gpus):
+            if gpu.passthrough == "mapping":
+                users[(_cluster(cfg, clusters_by_endpoint), cfg.mapping_name(index))].append((name, index))
+    found += [Conflict("mappingName", f"PCI mapping {mapping!r} ({_key('gpus[].mappingName')}) is used by "
+                                      f"{_listed(f'{name} (gpus[{index}])' for name, index in used_by)} on {cluster}")
+              for (cluster, mapping), used_by in users.items() if len({name for name, _ in used_by}) > 1]
     return found
 
 
@@ -171,7 +172,7 @@ def _gpu_claims(stacks: Mapping[str, StackConfig], by_endpoint: bool) -> list[Co
         for other, other_index, other_host, other_gpu in claims[position + 1:]:
             if other == name or other_host != host:
                 continue
-            same_device = gpu.address.rsplit(".", 1)[0] == other_gpu.address.rsplit(".", 1)[0]
+            same_device = pci_device(gpu.address) == pci_device(other_gpu.address)
             if gpu.address == other_gpu.address or (same_device and (gpu.all_functions or other_gpu.all_functions)):
                 found.append(Conflict(
                     "gpu", f"{name} ({_key(f'gpus[{index}].address')} {gpu.device_path}) and {other} "

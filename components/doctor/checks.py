@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from components import cluster
-from components.config import StackConfig
+from components.config import StackConfig, pci_device
 from components.doctor import remedies
 from components.doctor.model import (
     CheckResult,
@@ -69,10 +69,6 @@ def _parsed(output: Output, parse: Callable[[str], T], fail: Callable[[str, str]
         return fail(f"{unparseable}: {error}" if unparseable else str(error), str(error))
 
 
-def _slot_of(address: str) -> str:
-    return address.rsplit(".", 1)[0]
-
-
 # -- host -------------------------------------------------------------------
 
 
@@ -89,7 +85,7 @@ def check_host(obs: HostObservation, cfg: StackConfig) -> list[CheckResult]:
             found = ", ".join(f"{address} ({ident})" for address, ident in sorted(obs.nvidia_devices.items())) or "none"
             results.append(_fail("host", name, f"no PCI device at {gpu.address}; NVIDIA functions on the host: {found}", remedies.wrong_address(cfg, index)))
             continue
-        functions = {address: state for address, state in sorted(obs.functions.items()) if _slot_of(address) == _slot_of(gpu.address)}
+        functions = {address: state for address, state in sorted(obs.functions.items()) if pci_device(address) == pci_device(gpu.address)}
         wrong = {address: state for address, state in functions.items() if state.driver != "vfio-pci"}
         if not wrong:
             results.append(_pass("host", name, f"{', '.join(functions)} on vfio-pci"))

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.config import normalise_pci_address
+from components.config import normalise_pci_address, pci_device
 
 
 class ParseError(ValueError):
@@ -461,7 +461,7 @@ class HostpciEntry:
 
     def covers(self, address: str) -> bool:
         address = normalise_pci_address(address)
-        return any(address == entry or address.rsplit(".", 1)[0] == entry for entry in self.addresses)
+        return any(address == entry or pci_device(address) == entry for entry in self.addresses)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import StackConfig
+from components.config import StackConfig, pci_device
 from components.doctor import checks
 from components.doctor.model import (
     LAYERS,
@@ -154,7 +154,7 @@ def host_observation_from_facts(facts: Any, host: str, kernel_modules: Mapping[s
 
 def lspci_command(cfg: StackConfig) -> str:
     """The guide's `lspci -nnk -s <slot>` for every configured GPU slot (all functions)."""
-    slots = sorted({gpu.address.rsplit(".", 1)[0] for gpu in cfg.gpus})
+    slots = sorted({pci_device(gpu.address) for gpu in cfg.gpus})
     return "; ".join(f"lspci -nnk -D -s {shlex.quote(slot)}" for slot in slots)
 
 
