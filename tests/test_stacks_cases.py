@@ -56,6 +56,10 @@ CASES = [
     ("one VMID on one endpoint host, told apart by endpoint", two(vm__vmId=1105, proxmox__endpoint="https://pve5.lan:8006/api"), True,
      ["vmId: proxmox-talos-gpu:vm.vmId 1105 is used by homelab, two on the Proxmox cluster at pve5.lan (VMIDs are cluster-wide)"]),
     ("one GPU on one node", two(**ON_PVE5, gpu__address="0000:3b:00.0"), False, [SAME_T4]),
+    ("a stack on another node in between does not hide the claim", lambda: {
+        "homelab": homelab(), "three": edited(second_node(), proxmox__node="pve6", vm__vmId=1107, vm__name="three",
+                                              gpuStack__configKey="three", gpu__mappingName="three-gpu0"),
+        "two": edited(second_node(), **ON_PVE5, gpu__address="0000:3b:00.0")}, False, [SAME_T4]),
     ("another function of the same card is free", two(**ON_PVE5, gpu__address="0000:3b:00.1"), False, []),
     ("unless a stack maps the whole device", lambda: {"homelab": edited(homelab(), gpu__allFunctions=True),
                                                       "two": edited(second_node(), **ON_PVE5, gpu__address="0000:3b:00.1")}, False,
@@ -103,6 +107,24 @@ def test_owner_only_keys_of_a_non_owner_become_conflicts_and_other_problems_stay
     assert [problem.kind for problem in problems] == ["Pulumi.three.yaml"]
     assert problems[0].message.startswith("invalid stack configuration (2 problem(s)):\n  - proxmox-talos-gpu:gpus[0].address = '0000:af:00.1'")
     assert "\n  - proxmox-talos-gpu:gpuStack.prometheusOperator = True: only the stack that owns" in problems[0].message
+
+
+def test_a_non_owner_without_its_owner_only_keys_is_exactly_the_stack_it_would_be(tmp_path: Path):
+    """Only the refused keys go: the stack keeps being a non-owner with its
+    own settings, so the other checks judge what the user wrote."""
+    write(tmp_path, {"homelab": homelab(), "two": edited(second_node(), gpuStack__nfd=False, gpuStack__prometheusOperator=True)})
+    stacks, owner_only, problems = load_stacks(tmp_path)
+    assert stacks["two"] == parse_stack_config(second_node()) and stacks["two"].gpu_stack.owns_cluster_objects is False
+    assert [conflict.message.split(": only")[0] for conflict in owner_only] == [
+        "two: proxmox-talos-gpu:gpuStack.prometheusOperator = True", "two: proxmox-talos-gpu:gpuStack.nfd = False"]
+    assert problems == [] and conflicts(stacks) == []
+
+
+def test_by_default_every_stack_is_on_one_proxmox_cluster():
+    stacks = {"homelab": parse_stack_config(homelab()),
+              "two": parse_stack_config(edited(second_node(), vm__vmId=1105, proxmox__endpoint="https://pve6.lan:8006/api"))}
+    assert [str(conflict) for conflict in conflicts(stacks)] == [
+        "vmId: proxmox-talos-gpu:vm.vmId 1105 is used by homelab, two on the Proxmox cluster (VMIDs are cluster-wide)"]
 
 
 def test_a_conflict_reads_as_kind_and_message_and_a_stack_is_named_by_its_file():
