@@ -239,6 +239,8 @@ def with_block(content: str, version: str) -> str:
         raise AdoptError(
             f"{where} already sets default_runtime_name = {existing!r}; this program would make it \"nvidia\". "
             "Remove that line on the node, or set proxmox-talos-gpu:talos.nvidiaDefaultRuntime: false")
+    if existing == "nvidia":
+        return base  # the node's own line already does it; a second one would be a duplicate key
     header = _table_header(version)
     lines = base.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
