@@ -458,7 +458,7 @@ def _without_owned(documents: list[dict[str, Any]], label_keys: Iterable[str]) -
                     continue  # a file holding only this program's lines is owned whole
             kept.append(entry)
         machine["files"] = kept
-    for path in _CONTAINERS:
+    for path in reversed(_CONTAINERS):  # kernel.modules before kernel: a kernel left empty goes too
         parent_path, _, key = path.rpartition(".")
         parent = _get(machine, parent_path) if parent_path else machine
         if isinstance(parent, dict) and parent.get(key) in ({}, []):
