@@ -421,3 +421,188 @@ def test_a_node_that_already_makes_nvidia_the_default_runtime_keeps_its_file_as_
     assert not any(change.path.startswith(CRI) for change in merged.changes)
     back = restore(merged.documents, merged.originals, owned("v1.12.11"))
     assert back.documents == documents and back.conflicts == []
+
+
+# -- what the node had: the Originals record --------------------------------
+
+
+def test_originals_record_what_a_hand_set_up_node_had_at_every_owned_path() -> None:
+    machine = load_documents(as_text(with_node_gpu_bits("v1.12.11")))[0]["machine"]
+    record = Originals()
+    record.record(machine, owned("v1.12.11"))
+    assert record.to_dict() == {
+        "install": {"image": "ghcr.io/siderolabs/installer:v1.12.11", "wipe": False}, "modules": ["nvidia", "nvidia_uvm"],
+        "sysctls": {"net.core.bpf_jit_harden": "2"}, "nodeLabels": {"drmoo.io/gpu": "none", "drmoo.io/role": None},
+        "criFile": {"entry": None}, "absent": []}
+    assert Originals.from_dict(record.to_dict()) == record
+
+
+def test_originals_already_recorded_are_kept_and_new_label_keys_are_added() -> None:
+    record = Originals(install={"image": "ghcr.io/siderolabs/installer:v1.10.6"}, modules=["nvidia"],
+                       sysctls={"net.core.bpf_jit_harden": None}, node_labels={"drmoo.io/gpu": None},
+                       cri_file={"entry": None}, absent=["nodeLabels"])
+    machine = load_documents(as_text(with_own_cri_file("v1.12.11")))[0]["machine"]
+    machine["nodeLabels"] = {"drmoo.io/gpu": "nvidia-t4", "drmoo.io/role": "gpu"}
+    record.record(machine, owned("v1.12.11"))
+    assert record.to_dict() == {
+        "install": {"image": "ghcr.io/siderolabs/installer:v1.10.6", "wipe": False}, "modules": ["nvidia"],
+        "sysctls": {"net.core.bpf_jit_harden": None}, "nodeLabels": {"drmoo.io/gpu": None, "drmoo.io/role": "gpu"},
+        "criFile": {"entry": None}, "absent": ["nodeLabels"]}
+
+
+def test_the_nodes_own_cri_file_entry_is_recorded_as_a_copy() -> None:
+    machine = load_documents(as_text(with_own_cri_file("v1.12.11", METRICS)))[0]["machine"]
+    record = Originals()
+    record.record(machine, owned("v1.12.11"))
+    assert record.cri_file == {"entry": {"op": "create", "path": CRI_CUSTOMIZATION_PATH, "permissions": 0o644, "content": METRICS}}
+    machine["files"][-1]["content"] = "changed"
+    assert record.cri_file["entry"]["content"] == METRICS
+
+
+def test_originals_from_nothing_are_empty() -> None:
+    assert Originals.from_dict(None) == Originals()
+    assert Originals.from_dict({}).to_dict() == {"install": {}, "modules": None, "sysctls": {}, "nodeLabels": {}, "criFile": None, "absent": None}
+
+
+# -- the guard ----------------------------------------------------------------
+
+
+def adopted(documents: list[dict[str, Any]], version: str = "v1.12.11") -> list[dict[str, Any]]:
+    return merge(load_documents(as_text(documents)), owned(version)).documents
+
+
+def test_guard_refuses_a_different_number_of_documents() -> None:
+    before = load_documents(as_text(multi_document()))
+    with pytest.raises(AdoptError) as error:
+        guard(before, adopted(multi_document())[:-1], LABELS)
+    assert str(error.value) == "refusing: the merged config has 5 documents, the node's has 6"
+
+
+@pytest.mark.parametrize(("tamper", "paths"), [
+    (lambda d: d[0]["machine"]["install"].update(disk="/dev/sdb"), ["document 0: machine.install.disk"]),
+    (lambda d: d[0]["machine"]["kernel"]["modules"][0].update(parameters=["nbds_max=4"]), ["document 0: machine.kernel.modules[0].parameters"]),
+    (lambda d: d[0]["machine"]["kernel"]["modules"].append({"name": "nvidia", "parameters": ["x"]}),
+     ["document 0: machine.kernel.modules[] (1 -> 2 items)"]),
+    (lambda d: d[0]["machine"]["sysctls"].update({"vm.nr_hugepages": 1024}), ["document 0: machine.sysctls.vm.nr_hugepages"]),
+    (lambda d: d[0]["machine"]["nodeLabels"].update(team="gpu"), ["document 0: machine.nodeLabels"]),
+    (lambda d: d[0]["machine"]["files"][0].update(permissions=0o600), ["document 0: machine.files[0].permissions"]),
+    (lambda d: d[0]["machine"]["files"][-1].update(content="# mine\n" + BLOCK_1_8), ["document 0: machine.files[] (1 -> 2 items)"]),
+    (lambda d: d[0]["machine"]["files"].pop(0), ["document 0: machine.files"]),
+    (lambda d: d[0]["machine"].pop("kubelet"), ["document 0: machine.kubelet"]),
+    (lambda d: d[0].update(persist=True), ["document 0: persist"]),
+    (lambda d: d[4]["provisioning"].update(minSize="1GiB"), ["document 4: provisioning.minSize"]),
+    (lambda d: d.__setitem__(2, {"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": []}),
+     ["document 2: nameservers[] (2 -> 0 items)"]),
+], ids=["install disk", "module parameter", "NVIDIA module with parameters", "sysctl type", "label on a node without labels", "mode of the node's file",
+        "lines outside the block", "foreign file dropped", "kubelet dropped", "top-level key", "other document", "resolvers emptied"])
+def test_guard_names_every_path_outside_the_owned_ones(tamper: Any, paths: list[str]) -> None:
+    before = load_documents(as_text(multi_document("v1.13.9")))
+    after = merge(before, owned("v1.13.9", nvidia_default_runtime=True)).documents
+    guard(before, after, LABELS)
+    tamper(after)
+    with pytest.raises(AdoptError) as error:
+        guard(before, after, LABELS)
+    assert str(error.value) == "refusing: the merged config would change paths this program does not own: " + "; ".join(paths)
+
+
+def test_guard_names_at_most_twenty_paths() -> None:
+    before = [{"version": "v1alpha1", "cluster": {f"key{index:02}": index for index in range(25)}}]
+    after = [{"version": "v1alpha1", "cluster": {f"key{index:02}": -index for index in range(25)}}]
+    with pytest.raises(AdoptError) as error:
+        guard(before, after, [])
+    assert str(error.value).endswith("; ".join(f"document 0: cluster.key{index:02}" for index in range(1, 21)))
+    assert "key21" not in str(error.value) and "key00" not in str(error.value)
+
+
+def test_guard_lets_owned_values_appear_in_empty_or_absent_sections() -> None:
+    before = [{"version": "v1alpha1", "machine": {"kernel": {}, "files": [], "install": {}}}]
+    after = [{"version": "v1alpha1", "machine": {
+        "install": {"image": "x", "wipe": False}, "kernel": {"modules": [{"name": "nvidia"}]}, "sysctls": {"net.core.bpf_jit_harden": "1"},
+        "nodeLabels": {"drmoo.io/gpu": "nvidia-t4"}, "files": [cri_entry(BLOCK_1_8)]}}]
+    guard(before, after, ["drmoo.io/gpu"])
+    with pytest.raises(AdoptError, match=r"paths this program does not own: document 0: machine.nodeLabels$"):
+        guard(before, after, [])
+    guard([{"version": "v1alpha1", "machine": "odd"}], [{"version": "v1alpha1", "machine": "odd"}], [])
+
+
+@pytest.mark.parametrize(("before", "after", "paths"), [
+    ({"a": 1, "b": [1, 2], "c": {"d": 1}}, {"a": 1.0, "b": [1], "e": 2, "c": {"d": 2}}, ["a", "b[] (2 -> 1 items)", "c.d", "e"]),
+    ({"a": 1, "gone": 2}, {"a": 1}, ["gone"]),
+    ([{"a": 1}, {"a": 2}], [{"a": 1}, {"a": 3}], ["[1].a"]),
+    (1, 2, ["(document)"]),
+    ({"a": True}, {"a": 1}, ["a"]),
+    ({"a": {"b": {}}}, {"a": {"b": []}}, ["a.b"]),
+    ({"a": [1]}, {"a": [1]}, []),
+])
+def test_leaf_differences_are_named_by_path(before: Any, after: Any, paths: list[str]) -> None:
+    assert leaf_differences(before, after) == paths
+
+
+# -- reboots ------------------------------------------------------------------
+
+
+def with_edits(documents: list[dict[str, Any]], edit: Any) -> list[dict[str, Any]]:
+    out = copy.deepcopy(documents)
+    edit(out)
+    return out
+
+
+FEATURES = {"kubePrism": {"enabled": True}, "hostDNS": {"enabled": True}, "rbac": True}
+
+
+@pytest.mark.parametrize(("edit", "version", "paths"), [
+    (lambda d: None, "v1.12.11", []),
+    (lambda d: d[0]["machine"]["install"].update(image="x"), "v1.12.11", []),
+    (lambda d: d[0]["machine"].update(files=[], kernel={"modules": []}, sysctls={"a": "1"}, nodeLabels={"a": "b"}), "v1.12.11", [".machine.files"]),
+    (lambda d: d[0].update(debug=True, cluster={}, persist=True), "v1.12.11", [".persist"]),
+    (lambda d: d[0]["machine"].update(type="controlplane", disks=[]), "v1.12.11", [".machine.disks", ".machine.type"]),
+    (lambda d: d[0]["machine"]["features"].update(hostDNS={"enabled": False}, kubePrism={"enabled": False}), "v1.12.11", []),
+    (lambda d: d[0]["machine"]["features"].update(hostDNS={"enabled": False}), "v1.8.4", [".machine.features.hostDNS"]),
+    (lambda d: d[0]["machine"]["features"].update(hostDNS={"enabled": False}), "v1.7.6", [".machine.features.hostDNS"]),
+    (lambda d: d[0]["machine"]["features"].update(hostDNS={"enabled": False}), "v1.9.0", []),
+    (lambda d: d[0]["machine"]["features"].update(rbac=False, stableHostname=True), "v1.12.11",
+     [".machine.features.rbac", ".machine.features.stableHostname"]),
+    (lambda d: d[0]["machine"].pop("features"), "v1.12.11", [".machine.features.rbac"]),
+    (lambda d: d[1].update(hostname="other"), "v1.12.11", []),
+    (lambda d: d[0].pop("machine"), "v1.12.11", [".machine.features.rbac", ".machine.type"]),
+], ids=["nothing", "install", "the owned sections", "top-level keys", "machine keys", "free features", "hostDNS on 1.8",
+        "before the oldest list", "hostDNS on 1.9", "other features", "features removed", "other documents", "machine removed"])
+def test_which_v1alpha1_changes_make_talos_reboot(edit: Any, version: str, paths: list[str]) -> None:
+    before = [{"version": "v1alpha1", "debug": False, "machine": {"type": "worker", "features": FEATURES, "install": {"image": "a"}},
+               "cluster": {"clusterName": "homelab"}}, {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "moody-good"}]
+    before[0], before[1] = before[1], before[0]
+    before.reverse()
+    assert reboot_paths(before, with_edits(before, edit), version) == paths
+    assert reboot_paths([before[1], before[0]], [*reversed(with_edits(before, edit))], version) == paths, "wherever v1alpha1 is"
+
+
+# -- the preview diff ---------------------------------------------------------
+
+
+def test_the_preview_diff_of_the_small_node_is_whole() -> None:
+    assert diff_lines(SMALL, SMALL_ADOPTED) == [
+        "--- machine config (node)", "+++ machine config (wanted)",
+        "@@ -7 +7 @@", "-    image: ghcr.io/siderolabs/installer:v1.12.11", f"+    image: {image('v1.12.11')}",
+        "@@ -10,0 +11,20 @@", *("+" + line for line in SMALL_ADOPTED.splitlines()[10:30])]
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("  token: abcdef.0123456789abcdef", "  token: ***"),
+    ("    - key: LS0tLS1CRUdJTiBFQyBQUklWQVRF", "    - key: ***"),
+    ('  "password" = "hunter2hunter2"', '  "password" = ***'),
+    ("  secretboxEncryptionSecret: c2VjcmV0Ym94", "  secretboxEncryptionSecret: ***"),
+    ("  token: short", "  token: short"),
+    ("  tokens: abcdef.0123456789abcdef", "  tokens: abcdef.0123456789abcdef"),
+    ("  hostname: abcdef.0123456789abcdef", "  hostname: abcdef.0123456789abcdef"),
+])
+def test_the_diff_masks_values_of_secret_looking_keys(line: str, shown: str) -> None:
+    assert diff_lines("a: 1\n", f"a: 1\n{line}\n", name="config") == ["--- config (node)", "+++ config (wanted)", "@@ -1,0 +2 @@", f"+{shown}"]
+    assert diff_lines(f"{line}\n", "", name="config")[-1] == f"-{shown}"
+
+
+def test_a_node_with_an_empty_kernel_section_is_adopted() -> None:
+    text = "version: v1alpha1\nmachine:\n  type: worker\n  kernel: {}\n  files: []\n"
+    plan = plan_adoption(NodeState("v1.13.9", None, text, text), owned("v1.13.9"), upgrade_follows=False)
+    assert plan.merged.documents[0]["machine"]["kernel"] == {"modules": [{"name": name} for name in ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")]}
+    back = restore(plan.merged.documents, plan.merged.originals, owned("v1.13.9"))
+    assert back.text() == text
