@@ -606,3 +606,161 @@ def test_a_node_with_an_empty_kernel_section_is_adopted() -> None:
     assert plan.merged.documents[0]["machine"]["kernel"] == {"modules": [{"name": name} for name in ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")]}
     back = restore(plan.merged.documents, plan.merged.originals, owned("v1.13.9"))
     assert back.text() == text
+
+
+# -- restore ------------------------------------------------------------------
+
+
+def gpu_node_adopted() -> tuple[list[dict[str, Any]], Any]:
+    before = load_documents(as_text(with_node_gpu_bits("v1.12.11")))
+    merged = merge(before, owned("v1.12.11"))
+    return before, merged
+
+
+def test_restore_leaves_every_owned_path_someone_else_edited_and_names_it() -> None:
+    before, merged = gpu_node_adopted()
+    edited = copy.deepcopy(merged.documents)
+    machine = edited[0]["machine"]
+    machine["install"].update(image="ghcr.io/me/installer:v1", wipe=True)
+    machine["sysctls"]["net.core.bpf_jit_harden"] = "0"
+    machine["nodeLabels"]["drmoo.io/role"] = "storage"
+    machine["files"][-1]["content"] = BLOCK_1_8.replace('"nvidia"', '"runc"')
+    back = restore(edited, merged.originals, owned("v1.12.11"))
+    assert back.conflicts == [
+        "machine.install.image is 'ghcr.io/me/installer:v1', neither this program's image nor the original",
+        'machine.sysctls[net.core.bpf_jit_harden] is \'0\', neither "1" nor the original',
+        "machine.nodeLabels[drmoo.io/role] is 'storage', neither 'worker' nor the original",
+        f"{CRI}: the lines between the program's markers were edited"]
+    assert [change.line() for change in back.changes] == [
+        "machine.kernel.modules[name=nvidia_drm]: remove {'name': 'nvidia_drm'}",
+        "machine.kernel.modules[name=nvidia_modeset]: remove {'name': 'nvidia_modeset'}",
+        "machine.nodeLabels[drmoo.io/gpu]: 'nvidia-t4' -> 'none'"]
+    expected = copy.deepcopy(edited)
+    expected[0]["machine"]["kernel"]["modules"] = before[0]["machine"]["kernel"]["modules"]
+    expected[0]["machine"]["nodeLabels"]["drmoo.io/gpu"] = "none"
+    assert back.documents == expected
+
+
+def test_restore_after_partial_changes_puts_back_only_what_is_still_the_programs() -> None:
+    before, merged = gpu_node_adopted()
+    partial = copy.deepcopy(merged.documents)
+    machine = partial[0]["machine"]
+    machine["kernel"]["modules"] = [item for item in machine["kernel"]["modules"] if item["name"] != "nvidia_drm"]
+    machine["kernel"]["modules"].append({"name": "nvidia_modeset", "parameters": ["x=1"]})
+    machine["sysctls"]["net.core.bpf_jit_harden"] = "2"
+    machine["nodeLabels"]["drmoo.io/gpu"] = "none"
+    del machine["nodeLabels"]["drmoo.io/role"]
+    machine["files"].pop()
+    back = restore(partial, merged.originals, owned("v1.12.11"))
+    assert back.conflicts == []
+    assert [change.line() for change in back.changes] == [
+        f"machine.install.image: '{image('v1.12.11')}' -> 'ghcr.io/siderolabs/installer:v1.12.11'",
+        "machine.kernel.modules[name=nvidia_modeset]: remove {'name': 'nvidia_modeset'}"]
+    expected = copy.deepcopy(before)
+    expected[0]["machine"]["kernel"]["modules"].append({"name": "nvidia_modeset", "parameters": ["x=1"]})
+    assert back.documents == expected
+
+
+@pytest.mark.parametrize(("running_image", "restored"), [
+    (image("v1.12.11"), "ghcr.io/siderolabs/installer:v1.12.11"),
+    (image("v1.13.9"), "ghcr.io/siderolabs/installer:v1.12.11"),
+    (f"factory.talos.dev/installer/{SID}:v1.13.9", "ghcr.io/siderolabs/installer:v1.12.11"),
+    ("ghcr.io/siderolabs/installer:v1.12.11", "ghcr.io/siderolabs/installer:v1.12.11"),
+], ids=["this program's image", "a later step's image", "same schematic, other platform", "already the original"])
+def test_restore_puts_the_original_image_back_over_any_image_of_this_programs_schematic(running_image: str, restored: str) -> None:
+    _, merged = gpu_node_adopted()
+    documents = copy.deepcopy(merged.documents)
+    documents[0]["machine"]["install"]["image"] = running_image
+    back = restore(documents, merged.originals, owned("v1.12.11"))
+    assert back.conflicts == []
+    assert back.documents[0]["machine"]["install"] == {"disk": "/dev/sda", "image": restored, "wipe": False}
+
+
+@pytest.mark.parametrize("running_image", [
+    f"factory.talos.dev/metal-installer/{'0' * 64}:v1.12.11",
+    f"factory.talos.dev/metal-installer/{SID}:v1.12.11-custom",
+    f"example.com/metal-installer/{SID}:v1.12.11",
+    f"factory.talos.dev/metal_x-installer/{SID}:v1.12.11",
+])
+def test_an_image_of_another_schematic_is_a_conflict(running_image: str) -> None:
+    _, merged = gpu_node_adopted()
+    documents = copy.deepcopy(merged.documents)
+    documents[0]["machine"]["install"]["image"] = running_image
+    back = restore(documents, merged.originals, owned("v1.12.11"))
+    assert back.conflicts[0] == f"machine.install.image is {running_image!r}, neither this program's image nor the original"
+    assert back.documents[0]["machine"]["install"]["image"] == running_image
+
+
+def test_an_owned_image_that_is_not_from_the_factory_is_ours_only_when_equal() -> None:
+    plain = OwnedValues(version="v1.12.11", image="registry.local/installer:v1.12.11", node_labels={}, bpf_jit_harden=False, default_runtime=False)
+    originals = Originals(install={"image": "ghcr.io/siderolabs/installer:v1.12.11", "wipe": None})
+    ours = [{"version": "v1alpha1", "machine": {"install": {"image": "registry.local/installer:v1.12.11", "wipe": False}}}]
+    assert restore(ours, originals, plain).documents == [
+        {"version": "v1alpha1", "machine": {"install": {"image": "ghcr.io/siderolabs/installer:v1.12.11"}}}]
+    other = [{"version": "v1alpha1", "machine": {"install": {"image": f"factory.talos.dev/metal-installer/{SID}:v1.12.11", "wipe": True}}}]
+    back = restore(other, originals, plain)
+    assert back.documents == other and back.changes == [] and len(back.conflicts) == 1
+
+
+def test_restore_without_records_changes_nothing_the_node_had() -> None:
+    documents = load_documents(as_text(with_node_gpu_bits("v1.12.11")))
+    back = restore(documents, Originals(modules=["nvidia", "nvidia_uvm"]), owned("v1.12.11"))
+    assert back.documents == documents and back.changes == [] and back.conflicts == []
+
+
+def test_restore_gives_the_nodes_own_cri_file_back_byte_for_byte() -> None:
+    for content in (METRICS, METRICS.rstrip("\n"), HEADER + '  snapshotter = "overlayfs"'):
+        before = load_documents(as_text(with_own_cri_file("v1.12.11", content)))
+        merged = merge(before, owned("v1.12.11"))
+        back = restore(merged.documents, merged.originals, owned("v1.12.11"))
+        assert back.documents[0]["machine"]["files"][-1]["content"] == content
+        assert back.changes[-1] == Change(f"{CRI}.content", merged.documents[0]["machine"]["files"][-1]["content"], content)
+
+
+def test_restore_keeps_what_the_node_added_to_its_cri_file_after_adoption() -> None:
+    before = load_documents(as_text(with_own_cri_file("v1.12.11", METRICS)))
+    merged = merge(before, owned("v1.12.11"))
+    edited = copy.deepcopy(merged.documents)
+    edited[0]["machine"]["files"][-1]["content"] += "[debug]\n  level = \"info\"\n"
+    back = restore(edited, merged.originals, owned("v1.12.11"))
+    assert back.documents[0]["machine"]["files"][-1]["content"] == METRICS + "[debug]\n  level = \"info\"\n"
+
+
+def test_restore_removes_a_cri_file_the_program_created_even_when_the_block_was_taken_out() -> None:
+    _, merged = gpu_node_adopted()
+    edited = copy.deepcopy(merged.documents)
+    edited[0]["machine"]["files"][-1]["content"] = ""
+    back = restore(edited, merged.originals, owned("v1.12.11"))
+    assert not any(entry["path"] == CRI_CUSTOMIZATION_PATH for entry in back.documents[0]["machine"]["files"])
+    assert Change(CRI, "", back.changes[-1].after) == back.changes[-1]
+
+
+def test_restore_leaves_a_cri_file_without_the_block_alone() -> None:
+    before = load_documents(as_text(with_own_cri_file("v1.12.11", METRICS)))
+    back = restore(before, Originals(cri_file={"entry": None}), owned("v1.12.11"))
+    assert back.documents == before and back.changes == []
+
+
+def test_restore_accepts_the_block_inside_the_nodes_containerd_table() -> None:
+    content = HEADER + '  snapshotter = "overlayfs"\n'
+    before = load_documents(as_text(with_own_cri_file("v1.7.6", content)))
+    merged = merge(before, owned("v1.12.11"))
+    assert merged.documents[0]["machine"]["files"][-1]["content"] == HEADER + INNER_LINE + '  snapshotter = "overlayfs"\n'
+    back = restore(merged.documents, merged.originals, owned("v1.7.6"))
+    assert back.conflicts == [] and back.documents[0]["machine"]["files"][-1]["content"] == content
+
+
+@pytest.mark.parametrize(("absent", "machine", "left"), [
+    (["files", "nodeLabels"], {"files": [], "nodeLabels": {}, "sysctls": {}}, {"sysctls": {}}),
+    (["kernel", "kernel.modules"], {"kernel": {"modules": []}}, {}),
+    (["kernel.modules"], {"kernel": {"modules": []}}, {"kernel": {}}),
+    (["kernel", "kernel.modules"], {"kernel": {"modules": [{"name": "nbd"}]}}, {"kernel": {"modules": [{"name": "nbd"}]}}),
+    (["nodeLabels"], {"nodeLabels": None}, {}),
+    (["sysctls"], {"sysctls": {"a": "1"}}, {"sysctls": {"a": "1"}}),
+    (["kernel.modules"], {"kernel": None}, {"kernel": None}),
+], ids=["absent and empty", "nested", "only the inner one was absent", "not empty", "null", "holds a value", "parent not a mapping"])
+def test_restore_drops_only_empty_sections_the_node_did_not_have(absent: list[str], machine: dict[str, Any], left: dict[str, Any]) -> None:
+    originals = Originals(absent=absent)
+    back = restore([{"version": "v1alpha1", "machine": machine}], originals,
+                   OwnedValues(version="v1.12.11", image="x", node_labels={}, bpf_jit_harden=False, default_runtime=False))
+    assert back.documents == [{"version": "v1alpha1", "machine": {"install": {}, **left}}], "install is not absent: it stays"
