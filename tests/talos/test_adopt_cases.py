@@ -764,3 +764,75 @@ def test_restore_drops_only_empty_sections_the_node_did_not_have(absent: list[st
     back = restore([{"version": "v1alpha1", "machine": machine}], originals,
                    OwnedValues(version="v1.12.11", image="x", node_labels={}, bpf_jit_harden=False, default_runtime=False))
     assert back.documents == [{"version": "v1alpha1", "machine": {"install": {}, **left}}], "install is not absent: it stays"
+
+
+# -- the plan -----------------------------------------------------------------
+
+ADDED_1_13 = [*MODULES_ADDED, "machine.nodeLabels[drmoo.io/gpu]: add 'nvidia-t4'", "machine.nodeLabels[drmoo.io/role]: add 'worker'"]
+
+
+def test_a_plan_before_an_upgrade_stages_the_config_and_says_why() -> None:
+    text = as_text(worker_documents("v1.12.11"))
+    plan = plan_adoption(NodeState("v1.12.11", None, text, text), owned("v1.13.9"), upgrade_follows=True)
+    assert (plan.mode, plan.reboot_paths, plan.changed) == ("staged", [], True)
+    assert plan.lines() == [
+        f"machine.install.image: 'ghcr.io/siderolabs/installer:v1.12.11' -> '{image('v1.13.9')}'", *ADDED_1_13,
+        "apply with --mode=staged: the node runs Talos v1.12.11 and is upgraded to v1.13.9 next; "
+        "the upgrade's reboot applies it (no reboot of its own)"]
+    assert plan.diff == diff_lines(text, plan.merged.text())
+    assert plan.owned == owned("v1.13.9")
+
+
+def test_a_plan_without_an_upgrade_applies_at_once_without_a_reboot() -> None:
+    text = as_text(worker_documents("v1.13.9"))
+    plan = plan_adoption(NodeState("v1.13.9", SID, text, text), owned("v1.13.9"), upgrade_follows=False)
+    assert (plan.mode, plan.reboot_paths, plan.reason) == ("auto", [], "the node already runs Talos v1.13.9 from the wanted image")
+    assert plan.lines() == [
+        f"machine.install.image: 'ghcr.io/siderolabs/installer:v1.13.9' -> '{image('v1.13.9')}'", *ADDED_1_13,
+        "apply with --mode=auto: Talos applies these without a reboot"]
+
+
+def test_a_plan_that_adds_the_cri_file_says_talos_reboots_for_it() -> None:
+    plan = plan_adoption(NodeState("v1.12.11", SID, SMALL, SMALL), owned("v1.12.11"), upgrade_follows=False)
+    assert plan.merged.text() == SMALL_ADOPTED
+    assert plan.diff == diff_lines(SMALL, SMALL_ADOPTED)
+    assert plan.lines()[-1] == "apply with --mode=auto: Talos reboots the node, because it cannot apply .machine.files without a reboot"
+    assert len(plan.lines()) == 10
+
+
+def test_a_plan_for_an_adopted_node_does_nothing_and_says_whether_a_config_is_staged() -> None:
+    plan = plan_adoption(NodeState("v1.12.11", SID, SMALL_ADOPTED, SMALL_ADOPTED), owned("v1.12.11"), upgrade_follows=True)
+    assert (plan.mode, plan.reboot_paths, plan.diff, plan.changed) == ("none", [], [], False)
+    assert plan.lines() == ["nothing to do because the node's config already holds every owned value for Talos v1.12.11"]
+    staged = plan_adoption(NodeState("v1.12.11", SID, SMALL_ADOPTED, SMALL), owned("v1.12.11"), upgrade_follows=False)
+    assert staged.lines() == ["nothing to do because the node's config already holds every owned value for Talos v1.12.11 "
+                              "(a staged config is waiting for the next reboot)"]
+    assert staged.merged.originals == merge(load_documents(SMALL), owned("v1.12.11")).originals, "recorded from the running config"
+
+
+def test_a_plan_counts_reboots_against_the_running_config() -> None:
+    stored = with_edits(load_documents(SMALL), lambda d: d[0]["machine"].update(sysfs={"a": "1"}, disks=[{"device": "/dev/sdb"}]))
+    plan = plan_adoption(NodeState("v1.12.11", SID, as_text(stored), SMALL), owned("v1.12.11"), upgrade_follows=False)
+    assert plan.reboot_paths == [".machine.disks", ".machine.files"]
+
+
+def test_a_plan_takes_back_a_label_the_program_no_longer_sets() -> None:
+    merged = merge(load_documents(SMALL), owned("v1.12.11"))
+    text = merged.text()
+    fewer = owned("v1.12.11", node_labels={"drmoo.io/gpu": "nvidia-t4"})
+    plan = plan_adoption(NodeState("v1.12.11", SID, text, text), fewer, upgrade_follows=False, originals=merged.originals)
+    assert plan.lines() == ["machine.nodeLabels[drmoo.io/role]: remove 'worker'", "apply with --mode=auto: Talos applies these without a reboot"]
+    assert plan.merged.originals.node_labels == {"drmoo.io/gpu": None}
+    assert merged.originals.node_labels == {"drmoo.io/gpu": None, "drmoo.io/role": None}, "the caller's record is not changed"
+
+
+def test_a_plan_refuses_a_stored_config_that_is_not_yaml() -> None:
+    with pytest.raises(AdoptError, match="^the machine config is empty$"):
+        plan_adoption(NodeState("v1.12.11", SID, "", SMALL), owned("v1.12.11"), upgrade_follows=False)
+
+
+def test_a_plan_without_a_machine_in_the_running_config_records_every_path_as_absent() -> None:
+    running = "version: v1alpha1\ncluster:\n  clusterName: homelab\n"
+    plan = plan_adoption(NodeState("v1.12.11", SID, SMALL, running), owned("v1.12.11"), upgrade_follows=True)
+    assert plan.merged.originals.absent == ["install", "kernel", "kernel.modules", "sysctls", "nodeLabels", "files"]
+    assert plan.merged.originals.install == {"image": None, "wipe": None}
