@@ -592,6 +592,8 @@ def test_the_preview_diff_of_the_small_node_is_whole() -> None:
     ('  "password" = "hunter2hunter2"', '  "password" = ***'),
     ("  secretboxEncryptionSecret: c2VjcmV0Ym94", "  secretboxEncryptionSecret: ***"),
     ("  token: short", "  token: short"),
+    ("  id: 12345678", "  id: ***"),
+    ("  id: 1234567", "  id: 1234567"),
     ("  tokens: abcdef.0123456789abcdef", "  tokens: abcdef.0123456789abcdef"),
     ("  hostname: abcdef.0123456789abcdef", "  hostname: abcdef.0123456789abcdef"),
 ])
@@ -836,3 +838,12 @@ def test_a_plan_without_a_machine_in_the_running_config_records_every_path_as_ab
     plan = plan_adoption(NodeState("v1.12.11", SID, SMALL, running), owned("v1.12.11"), upgrade_follows=True)
     assert plan.merged.originals.absent == ["install", "kernel", "kernel.modules", "sysctls", "nodeLabels", "files"]
     assert plan.merged.originals.install == {"image": None, "wipe": None}
+
+
+def test_a_node_without_a_kernel_section_is_adopted() -> None:
+    # `talosctl gen config` writes no machine.kernel; the guard must not take
+    # the kernel section the merge adds for the modules as a foreign change.
+    documents = load_documents(SMALL)
+    after = merge(documents, owned("v1.13.9")).documents
+    guard(documents, after, LABELS)
+    assert after[0]["machine"]["kernel"] == {"modules": [{"name": name} for name in ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")]}
