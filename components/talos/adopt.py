@@ -71,7 +71,7 @@ def _construct_plain(loader: TalosLoader, node: yaml.ScalarNode) -> Any:
         return value
     if kind == "float":
         return float(text.replace("_", "").lower().replace(".inf", "inf").replace(".nan", "nan"))
-    return value if kind in ("null", "bool") else text
+    return value  # None, a bool, or the text itself (a string, a timestamp kept as text)
 
 
 TalosLoader.add_constructor("tag:yaml.org,2002:str", _construct_plain)
