@@ -847,3 +847,51 @@ def test_a_node_without_a_kernel_section_is_adopted() -> None:
     after = merge(documents, owned("v1.13.9")).documents
     guard(documents, after, LABELS)
     assert after[0]["machine"]["kernel"] == {"modules": [{"name": name} for name in ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")]}
+
+
+def test_every_differing_list_item_is_named() -> None:
+    assert leaf_differences([{"a": 1}, {"a": 2}], [{"a": 3}, {"a": 4}], "modules") == ["modules[0].a", "modules[1].a"]
+
+
+def test_a_float_that_only_yaml_v3_reads_as_a_number_is_quoted() -> None:
+    # PyYAML's own (YAML 1.1) rules read 1e3 as a string and would leave it bare.
+    assert dump_documents([{"value": "1e3"}]) == "value: '1e3'\n"
+
+
+def test_a_line_longer_than_64_kib_is_folded() -> None:
+    # Talos reads folded plain scalars back as the same string.
+    long = " ".join(["word"] * 20000)
+    text = dump_documents([{"value": long}])
+    assert len(text.splitlines()) == 2
+    assert load_documents(text) == [{"value": long}]
+
+
+def test_a_node_without_wipe_gets_wipe_false_and_says_so() -> None:
+    merged = merge([{"version": "v1alpha1", "machine": {"install": {"disk": "/dev/sda", "wipe": True}}}], owned("v1.13.9"))
+    assert [change.line() for change in merged.changes][:2] == [
+        f"machine.install.image: add '{image('v1.13.9')}'", "machine.install.wipe: True -> False"]
+
+
+def test_the_nodes_own_empty_cri_file_stays_when_the_default_runtime_is_no_longer_wanted() -> None:
+    documents = load_documents(as_text(with_own_cri_file("v1.12.11", "")))
+    on_1_12 = merge(documents, owned("v1.12.11"))
+    off = merge(on_1_12.documents, owned("v1.12.11", nvidia_default_runtime=False), on_1_12.originals)
+    assert off.documents[0]["machine"]["files"] == documents[0]["machine"]["files"]
+    assert off.changes == [Change(f"{CRI}.content", BLOCK_1_8, "")]
+
+
+def test_a_cri_file_without_content_that_the_node_did_not_have_is_removed() -> None:
+    documents = worker_documents("v1.12.11")
+    documents[0]["machine"]["files"].append({"op": "create", "path": CRI_CUSTOMIZATION_PATH, "permissions": 0o644})
+    off = merge(documents, owned("v1.12.11", nvidia_default_runtime=False), Originals(cri_file={"entry": None}))
+    assert off.documents[0]["machine"]["files"] == worker_documents("v1.12.11")[0]["machine"]["files"]
+    assert off.changes[-1].line() == f"{CRI}: remove ''"
+
+
+@pytest.mark.parametrize("content", ["[metrics]\n  address = 1\n  ", "\n[metrics]\n  address = 1"],
+                         ids=["trailing spaces", "leading blank line"])
+def test_restore_gives_back_a_cri_file_with_odd_whitespace_byte_for_byte(content: str) -> None:
+    documents = load_documents(as_text(with_own_cri_file("v1.12.11", content)))
+    merged = merge(documents, owned("v1.12.11"))
+    back = restore(merged.documents, merged.originals, owned("v1.12.11"))
+    assert back.documents[0]["machine"]["files"][-1]["content"] == content
