@@ -71,7 +71,7 @@ def _construct_plain(loader: TalosLoader, node: yaml.ScalarNode) -> Any:
         return value
     if kind == "float":
         return float(text.replace("_", "").lower().replace(".inf", "inf").replace(".nan", "nan"))
-    return value if kind in ("null", "bool") else text
+    return value  # None, a bool, or the text itself (a string, a timestamp kept as text)
 
 
 TalosLoader.add_constructor("tag:yaml.org,2002:str", _construct_plain)
@@ -239,6 +239,8 @@ def with_block(content: str, version: str) -> str:
         raise AdoptError(
             f"{where} already sets default_runtime_name = {existing!r}; this program would make it \"nvidia\". "
             "Remove that line on the node, or set proxmox-talos-gpu:talos.nvidiaDefaultRuntime: false")
+    if existing == "nvidia":
+        return base  # the node's own line already does it; a second one would be a duplicate key
     header = _table_header(version)
     lines = base.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -456,7 +458,7 @@ def _without_owned(documents: list[dict[str, Any]], label_keys: Iterable[str]) -
                     continue  # a file holding only this program's lines is owned whole
             kept.append(entry)
         machine["files"] = kept
-    for path in _CONTAINERS:
+    for path in reversed(_CONTAINERS):  # kernel.modules before kernel: a kernel left empty goes too
         parent_path, _, key = path.rpartition(".")
         parent = _get(machine, parent_path) if parent_path else machine
         if isinstance(parent, dict) and parent.get(key) in ({}, []):
