@@ -241,36 +241,3 @@ def test_generic_installer_form_is_refused_from_talos_1_10(homelab, version: str
     assert patch_problems(gpu_patch(cfg, image), cfg) == (expected if caught else [])
 
 
-def test_patch_yaml_is_written_for_people_to_review(homelab) -> None:
-    """`pulumi preview` and `render` show this text: block style, the patch's
-    own key order, the containerd TOML as a literal block (on Talos 1.12,
-    whose NVIDIA guide sets the sysctl and the default runtime)."""
-    assert gpu_patch_yaml(make_cfg(homelab, version="v1.12.11"), "IMAGE") == """\
-machine:
-  install:
-    disk: /dev/sda
-    image: IMAGE
-    wipe: false
-  kernel:
-    modules:
-    - name: nvidia
-    - name: nvidia_uvm
-    - name: nvidia_drm
-    - name: nvidia_modeset
-  sysctls:
-    net.core.bpf_jit_harden: '1'
-  nodeLabels:
-    drmoo.io/role: worker
-    drmoo.io/zone: pve5
-    drmoo.io/storage: rook-osd-node
-    drmoo.io/gpu: nvidia-t4
-  files:
-  - op: create
-    path: /etc/cri/conf.d/20-customization.part
-    permissions: 420
-    content: |
-      [plugins]
-        [plugins."io.containerd.cri.v1.runtime"]
-          [plugins."io.containerd.cri.v1.runtime".containerd]
-            default_runtime_name = "nvidia"
-"""
