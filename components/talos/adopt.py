@@ -67,11 +67,9 @@ def _construct_plain(loader: TalosLoader, node: yaml.ScalarNode) -> Any:
     if node.style is not None:
         return text
     kind, value = _resolve_plain(text)
-    if kind == "int":
-        return value
     if kind == "float":
         return float(text.replace("_", "").lower().replace(".inf", "inf").replace(".nan", "nan"))
-    return value  # None, a bool, or the text itself (a string, a timestamp kept as text)
+    return value  # None, a bool, an int, or the text itself (a string, a timestamp kept as text)
 
 
 TalosLoader.add_constructor("tag:yaml.org,2002:str", _construct_plain)
@@ -168,8 +166,7 @@ class Originals:
         for key in owned.node_labels:
             self.node_labels.setdefault(key, labels.get(key))
         if self.cri_file is None:
-            entry = _cri_entry(machine)
-            self.cri_file = {"entry": copy.deepcopy(entry) if entry is not None else None}
+            self.cri_file = {"entry": _cri_entry(machine)}
 
 
 def _get(data: Mapping[str, Any], dotted: str) -> Any:
@@ -186,11 +183,18 @@ def _module_names(machine: Mapping[str, Any]) -> list[str]:
     return [str(item.get("name")) for item in modules if isinstance(item, Mapping)]
 
 
+def _cri_position(files: list[Any]) -> int | None:
+    """Where the CRI customization file is in ``machine.files``: the first
+    entry with its path, the one merge, record and restore all work on."""
+    return next((index for index, entry in enumerate(files) if isinstance(entry, Mapping) and entry.get("path") == CRI_CUSTOMIZATION_PATH), None)
+
+
 def _cri_entry(machine: Mapping[str, Any]) -> dict[str, Any] | None:
-    for entry in machine.get("files") or []:
-        if isinstance(entry, Mapping) and entry.get("path") == CRI_CUSTOMIZATION_PATH:
-            return dict(entry)
-    return None
+    """A copy of the node's CRI customization file entry (its values are
+    scalars), or None."""
+    files = machine.get("files")
+    position = _cri_position(files) if isinstance(files, list) else None
+    return dict(files[position]) if position is not None else None
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +203,8 @@ def _cri_entry(machine: Mapping[str, Any]) -> dict[str, Any] | None:
 
 BLOCK_BEGIN = "# BEGIN proxmox-talos-gpu: nvidia as containerd's default runtime"
 BLOCK_END = "# END proxmox-talos-gpu"
+# The marked line alone, as it goes into the node's own containerd table.
+_INNER_BLOCK = f'{BLOCK_BEGIN}\n  default_runtime_name = "nvidia"\n{BLOCK_END}\n'
 _BLOCK = re.compile(rf"^{re.escape(BLOCK_BEGIN)}\n.*?^{re.escape(BLOCK_END)}\n", re.MULTILINE | re.DOTALL)
 
 
@@ -222,6 +228,22 @@ def _toml(content: str, what: str) -> dict[str, Any]:
         raise AdoptError(f"{what} is not valid TOML ({error}); fix it on the node or set proxmox-talos-gpu:talos.nvidiaDefaultRuntime: false") from None
 
 
+def _runtime_settings(parsed: dict[str, Any], version: str, where: str) -> dict[str, Any]:
+    """The node's ``[plugins."<cri>".containerd]`` table, or {} when it has
+    none. A key on the way that is not a table cannot take the line."""
+    table = parsed
+    keys = _runtime_table(version)
+    for depth, key in enumerate(keys):
+        table = table.get(key)
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            dotted = ".".join(f'"{part}"' if "." in part else part for part in keys[:depth + 1])
+            raise AdoptError(f"{where}: {dotted} is {table!r}, not a table, so default_runtime_name cannot go under it; "
+                             "fix it on the node or set proxmox-talos-gpu:talos.nvidiaDefaultRuntime: false")
+    return table
+
+
 def with_block(content: str, version: str) -> str:
     """The node's file content with this program's default-runtime line
     merged in: inside the node's own ``[...containerd]`` table when it has
@@ -231,10 +253,7 @@ def with_block(content: str, version: str) -> str:
     where = f"machine.files[path={CRI_CUSTOMIZATION_PATH}].content"
     base = strip_block(content)
     parsed = _toml(base, where)
-    table: Any = parsed
-    for key in _runtime_table(version):
-        table = table.get(key, {}) if isinstance(table, dict) else {}
-    existing = table.get("default_runtime_name") if isinstance(table, dict) else None
+    existing = _runtime_settings(parsed, version, where).get("default_runtime_name")
     if existing is not None and existing != "nvidia":
         raise AdoptError(
             f"{where} already sets default_runtime_name = {existing!r}; this program would make it \"nvidia\". "
@@ -247,12 +266,11 @@ def with_block(content: str, version: str) -> str:
         lines[-1] += "\n"
     at = next((index for index, line in enumerate(lines) if line.strip() == header), None)
     if at is not None:
-        block = f'{BLOCK_BEGIN}\n  default_runtime_name = "nvidia"\n{BLOCK_END}\n'
-        merged = "".join(lines[:at + 1]) + block + "".join(lines[at + 1:])
+        merged = "".join(lines[:at + 1]) + _INNER_BLOCK + "".join(lines[at + 1:])
     else:
         block = f'{BLOCK_BEGIN}\n{header}\n  default_runtime_name = "nvidia"\n{BLOCK_END}\n'
         merged = "".join(lines) + block
-    expected = copy.deepcopy(parsed)
+    expected = parsed  # not read again: the key goes in place
     target = expected
     for key in _runtime_table(version):
         target = target.setdefault(key, {})
@@ -289,8 +307,7 @@ class Change:
 
 
 class _Absent:
-    def __repr__(self) -> str:
-        return "(absent)"
+    """A path with no value (a Change's before or after)."""
 
 
 _ABSENT = _Absent()
@@ -389,7 +406,7 @@ def merge(documents: list[dict[str, Any]], owned: OwnedValues, originals: Origin
 
 def _merge_cri_file(machine: dict[str, Any], owned: OwnedValues, record: Originals, changes: list[Change]) -> None:
     files = machine.setdefault("files", [])
-    position = next((i for i, entry in enumerate(files) if isinstance(entry, Mapping) and entry.get("path") == CRI_CUSTOMIZATION_PATH), None)
+    position = _cri_position(files)
     path = f"machine.files[path={CRI_CUSTOMIZATION_PATH}]"
     if owned.default_runtime:
         if position is None:
@@ -421,8 +438,8 @@ def _without_block(content: str, original: Mapping[str, Any] | None) -> str:
     """``content`` without this program's lines: the original bytes where
     only a final line break was added to them."""
     stripped = strip_block(content)
-    before = str((original or {}).get("content") or "")
-    return before if stripped.rstrip("\n") == before.rstrip("\n") else stripped
+    before = (original or {}).get("content")
+    return before if isinstance(before, str) and stripped.rstrip("\n") == before.rstrip("\n") else stripped
 
 
 # --------------------------------------------------------------------------
@@ -582,14 +599,18 @@ def restore(documents: list[dict[str, Any]], originals: Originals, owned: OwnedV
     whose value is neither what this program sets nor the original was
     edited by someone else: it is left alone and named in ``conflicts``."""
     out = copy.deepcopy(documents)
-    machine = out[v1alpha1_index(out)].setdefault("machine", {})
+    machine = out[v1alpha1_index(out)].get("machine")
+    if not isinstance(machine, dict):
+        return Restored(out, [], [])  # nothing of this program's is left to take out
     changes: list[Change] = []
     conflicts: list[str] = []
     schematic = _FACTORY_IMAGE.match(owned.image)
 
-    install = machine.setdefault("install", {})
+    # A section the node no longer has is read as empty and not created:
+    # only a value of this program's is ever put back, and that needs its section.
+    install = machine.get("install") if isinstance(machine.get("install"), dict) else {}
     image = install.get("image")
-    ours = image == owned.image or (schematic and (m := _FACTORY_IMAGE.match(str(image or ""))) and m["id"] == schematic["id"])
+    ours = image == owned.image or (schematic and isinstance(image, str) and (m := _FACTORY_IMAGE.match(image)) and m["id"] == schematic["id"])
     if "image" in originals.install:
         if ours:
             _put_back(install, "image", originals.install["image"], "machine.install.image", changes)
@@ -623,24 +644,30 @@ def restore(documents: list[dict[str, Any]], originals: Originals, owned: OwnedV
             conflicts.append(f"machine.nodeLabels[{key}] is {current!r}, neither {owned.node_labels.get(key)!r} nor the original")
 
     files = machine.get("files") if isinstance(machine.get("files"), list) else []
-    for position, entry in enumerate(list(files)):
-        if not (isinstance(entry, dict) and entry.get("path") == CRI_CUSTOMIZATION_PATH):
-            continue
-        content = str(entry.get("content") or "")
-        block = _BLOCK.search(content)
-        if block and block.group(0) not in (with_block("", owned.version), f'{BLOCK_BEGIN}\n  default_runtime_name = "nvidia"\n{BLOCK_END}\n'):
-            conflicts.append(f"machine.files[path={CRI_CUSTOMIZATION_PATH}]: the lines between the program's markers were edited")
-            continue
-        original = (originals.cri_file or {}).get("entry")
-        if original is None and strip_block(content) == "":
-            files.remove(entry)
-            changes.append(Change(f"machine.files[path={CRI_CUSTOMIZATION_PATH}]", content, _ABSENT))
-        elif block:
-            after = _without_block(content, original)
-            files[position] = {**entry, "content": after}
-            changes.append(Change(f"machine.files[path={CRI_CUSTOMIZATION_PATH}].content", content, after))
+    position = _cri_position(files)
+    if position is not None:
+        _restore_cri_file(files, position, originals, owned, changes, conflicts)
     _drop_empty(machine, originals.absent or [])
     return Restored(out, changes, conflicts)
+
+
+def _restore_cri_file(files: list[Any], position: int, originals: Originals, owned: OwnedValues,
+                      changes: list[Change], conflicts: list[str]) -> None:
+    entry = files[position]
+    path = f"machine.files[path={CRI_CUSTOMIZATION_PATH}]"
+    content = str(entry.get("content") or "")
+    block = _BLOCK.search(content)
+    if block and block.group(0) not in (with_block("", owned.version), _INNER_BLOCK):
+        conflicts.append(f"{path}: the lines between the program's markers were edited")
+        return
+    original = (originals.cri_file or {}).get("entry")
+    if original is None and strip_block(content) == "":
+        del files[position]
+        changes.append(Change(path, content, _ABSENT))
+    elif block:
+        after = _without_block(content, original)
+        files[position] = {**entry, "content": after}
+        changes.append(Change(f"{path}.content", content, after))
 
 
 # --------------------------------------------------------------------------

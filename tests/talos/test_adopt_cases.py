@@ -364,6 +364,11 @@ DISABLE = "set proxmox-talos-gpu:talos.nvidiaDefaultRuntime: false"
      f"(the merge changes other keys); add default_runtime_name = \"nvidia\" there by hand, or {DISABLE}"),
     ("[metrics\naddress = 1\n",
      f"{WHERE} is not valid TOML (Expected ']' at the end of a table declaration (at line 1, column 9)); fix it on the node or {DISABLE}"),
+    ('plugins = "none"\n',
+     f"{WHERE}: plugins is 'none', not a table, so default_runtime_name cannot go under it; fix it on the node or {DISABLE}"),
+    ('[[plugins."io.containerd.cri.v1.runtime".containerd]]\n  snapshotter = "overlayfs"\n',
+     f'{WHERE}: plugins."io.containerd.cri.v1.runtime".containerd is [{{\'snapshotter\': \'overlayfs\'}}], not a table, '
+     f"so default_runtime_name cannot go under it; fix it on the node or {DISABLE}"),
 ])
 def test_a_cri_file_the_line_cannot_go_into_is_refused_whole(content: str, message: str) -> None:
     with pytest.raises(AdoptError) as error:
@@ -765,7 +770,7 @@ def test_restore_drops_only_empty_sections_the_node_did_not_have(absent: list[st
     originals = Originals(absent=absent)
     back = restore([{"version": "v1alpha1", "machine": machine}], originals,
                    OwnedValues(version="v1.12.11", image="x", node_labels={}, bpf_jit_harden=False, default_runtime=False))
-    assert back.documents == [{"version": "v1alpha1", "machine": {"install": {}, **left}}], "install is not absent: it stays"
+    assert back.documents == [{"version": "v1alpha1", "machine": left}], "restore creates no section, not even install"
 
 
 # -- the plan -----------------------------------------------------------------
@@ -895,3 +900,124 @@ def test_restore_gives_back_a_cri_file_with_odd_whitespace_byte_for_byte(content
     merged = merge(documents, owned("v1.12.11"))
     back = restore(merged.documents, merged.originals, owned("v1.12.11"))
     assert back.documents[0]["machine"]["files"][-1]["content"] == content
+
+
+# A comment ending in X without a final line break: the restored bytes must
+# be the node's, not the node's with trailing X's or line breaks trimmed.
+ENDS_IN_X = METRICS + "# reviewed by MAX"
+
+
+def test_a_cri_file_ending_without_a_line_break_comes_back_byte_for_byte_from_restore_and_from_merge() -> None:
+    documents = load_documents(as_text(with_own_cri_file("v1.12.11", ENDS_IN_X)))
+    merged = merge(documents, owned("v1.12.11"))
+    assert merged.documents[0]["machine"]["files"][-1]["content"] == ENDS_IN_X + "\n" + BLOCK_1_8
+    back = restore(merged.documents, merged.originals, owned("v1.12.11"))
+    assert back.documents == documents
+    off = merge(merged.documents, owned("v1.12.11", nvidia_default_runtime=False), merged.originals)
+    assert off.documents[0]["machine"]["files"] == documents[0]["machine"]["files"]
+    assert off.changes == [Change(f"{CRI}.content", ENDS_IN_X + "\n" + BLOCK_1_8, ENDS_IN_X)]
+
+
+def own_cri_node_adopted(content: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    before = load_documents(as_text(with_own_cri_file("v1.12.11", content)))
+    after = merge(before, owned("v1.12.11")).documents
+    guard(before, after, LABELS)
+    return before, after
+
+
+@pytest.mark.parametrize(("content", "edited"), [
+    (METRICS, METRICS.replace("\n", "  \n")),
+    (METRICS, "\n" + METRICS),
+    (ENDS_IN_X, ENDS_IN_X[:-1]),
+], ids=["trailing spaces added", "leading blank line added", "last character taken"])
+def test_guard_refuses_an_edit_of_the_nodes_own_lines_in_its_cri_file(content: str, edited: str) -> None:
+    before, after = own_cri_node_adopted(content)
+    files = after[0]["machine"]["files"]
+    files[-1]["content"] = files[-1]["content"].replace(content.rstrip("\n"), edited.rstrip("\n"), 1)
+    with pytest.raises(AdoptError) as error:
+        guard(before, after, LABELS)
+    assert str(error.value) == "refusing: the merged config would change paths this program does not own: document 0: machine.files[1].content"
+
+
+def test_guard_adopts_a_cri_file_without_a_final_line_break_that_starts_with_a_blank_line() -> None:
+    content = "\n" + METRICS.rstrip("\n")
+    text = as_text(with_own_cri_file("v1.12.11", content))
+    plan = plan_adoption(NodeState("v1.12.11", SID, text, text), owned("v1.12.11"), upgrade_follows=False)
+    assert plan.merged.documents[0]["machine"]["files"][-1]["content"] == content + "\n" + BLOCK_1_8
+
+
+def test_guard_refuses_a_trailing_line_break_added_to_a_file_the_program_does_not_own() -> None:
+    before, after = own_cri_node_adopted(METRICS)
+    after[0]["machine"]["files"][0]["content"] += "\n"
+    with pytest.raises(AdoptError) as error:
+        guard(before, after, LABELS)
+    assert str(error.value) == "refusing: the merged config would change paths this program does not own: document 0: machine.files[0].content"
+
+
+def test_guard_compares_the_files_after_a_cri_file_holding_only_the_block() -> None:
+    before = load_documents(as_text(worker_documents("v1.12.11")))
+    after = merge(before, owned("v1.12.11")).documents
+    before[0]["machine"]["files"].append({"op": "create", "path": "/var/etc/motd", "permissions": 0o600, "content": "moody-good\n"})
+    after[0]["machine"]["files"].append({"op": "create", "path": "/var/etc/motd", "permissions": 0o600, "content": "other\n"})
+    assert [entry["path"] for entry in after[0]["machine"]["files"]] == ["/etc/nfsmount.conf", CRI_CUSTOMIZATION_PATH, "/var/etc/motd"]
+    with pytest.raises(AdoptError) as error:
+        guard(before, after, LABELS)
+    assert str(error.value) == "refusing: the merged config would change paths this program does not own: document 0: machine.files[1].content"
+
+
+def test_a_plan_leaves_the_callers_originals_as_they_were() -> None:
+    partial = Originals(install={"image": "ghcr.io/siderolabs/installer:v1.12.11"})
+    kept = copy.deepcopy(partial)
+    plan = plan_adoption(NodeState("v1.12.11", SID, SMALL, SMALL), owned("v1.12.11"), upgrade_follows=False, originals=partial)
+    assert partial == kept
+    assert plan.merged.originals.install == {"image": "ghcr.io/siderolabs/installer:v1.12.11", "wipe": False}
+
+
+def test_a_plan_that_changes_nothing_still_carries_the_owned_values() -> None:
+    plan = plan_adoption(NodeState("v1.12.11", SID, SMALL_ADOPTED, SMALL_ADOPTED), owned("v1.12.11"), upgrade_follows=False)
+    assert plan.owned == owned("v1.12.11") and plan.mode == "none"
+
+
+def test_a_plan_names_every_path_talos_reboots_for() -> None:
+    stored = with_edits(load_documents(SMALL), lambda d: d[0]["machine"].update(disks=[{"device": "/dev/sdb"}], features={"rbac": True}))
+    plan = plan_adoption(NodeState("v1.12.11", SID, as_text(stored), SMALL), owned("v1.12.11"), upgrade_follows=False)
+    assert plan.reboot_paths == [".machine.disks", ".machine.features.rbac", ".machine.files"]
+    assert plan.lines()[-1] == ("apply with --mode=auto: Talos reboots the node, because it cannot apply "
+                                ".machine.disks, .machine.features.rbac, .machine.files without a reboot")
+
+
+def test_restore_of_a_node_whose_labels_were_all_removed_by_hand() -> None:
+    _, merged = gpu_node_adopted()
+    edited = copy.deepcopy(merged.documents)
+    del edited[0]["machine"]["nodeLabels"]
+    back = restore(edited, merged.originals, owned("v1.12.11"))
+    assert "nodeLabels" not in back.documents[0]["machine"]
+    assert back.conflicts == ["machine.nodeLabels[drmoo.io/gpu] is None, neither 'nvidia-t4' nor the original"]
+    fresh = merge(load_documents(SMALL), owned("v1.12.11"))
+    edited = copy.deepcopy(fresh.documents)
+    del edited[0]["machine"]["nodeLabels"]
+    back = restore(edited, fresh.originals, owned("v1.12.11"))
+    assert back.conflicts == [] and back.text() == SMALL, "labels the node never had are simply gone"
+
+
+def test_restore_of_a_config_without_a_machine_section_changes_nothing() -> None:
+    documents = [{"version": "v1alpha1", "cluster": {"clusterName": "homelab"}}]
+    _, merged = gpu_node_adopted()
+    back = restore(documents, merged.originals, owned("v1.12.11"))
+    assert (back.documents, back.changes, back.conflicts) == (documents, [], [])
+
+
+def test_restore_works_on_the_first_cri_file_entry_only_as_merge_does() -> None:
+    documents = load_documents(as_text(with_own_cri_file("v1.12.11", METRICS)))
+    merged = merge(documents, owned("v1.12.11"))
+    twice = copy.deepcopy(merged.documents)
+    second = {**twice[0]["machine"]["files"][-1], "op": "append"}
+    marker = {"op": "create", "path": "/var/etc/flag", "permissions": 0o644, "content": ""}
+    twice[0]["machine"]["files"] += [second, marker]
+    back = restore(twice, merged.originals, owned("v1.12.11"))
+    assert back.documents[0]["machine"]["files"] == [*documents[0]["machine"]["files"], second, marker]
+    edited = copy.deepcopy(twice)
+    edited[0]["machine"]["files"][1]["content"] = edited[0]["machine"]["files"][1]["content"].replace('"nvidia"', '"runc"')
+    back = restore(edited, merged.originals, owned("v1.12.11"))
+    assert back.conflicts == [f"{CRI}: the lines between the program's markers were edited"]
+    assert back.documents[0]["machine"]["files"] == edited[0]["machine"]["files"]
