@@ -926,10 +926,10 @@ def own_cri_node_adopted(content: str) -> tuple[list[dict[str, Any]], list[dict[
 
 
 @pytest.mark.parametrize(("content", "edited"), [
-    (METRICS, METRICS.replace("\n", "  \n")),
+    (METRICS, METRICS.rstrip("\n") + "  \n"),
     (METRICS, "\n" + METRICS),
     (ENDS_IN_X, ENDS_IN_X[:-1]),
-], ids=["trailing spaces added", "leading blank line added", "last character taken"])
+], ids=["trailing spaces at the end", "leading blank line added", "last character taken"])
 def test_guard_refuses_an_edit_of_the_nodes_own_lines_in_its_cri_file(content: str, edited: str) -> None:
     before, after = own_cri_node_adopted(content)
     files = after[0]["machine"]["files"]
