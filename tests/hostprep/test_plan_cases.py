@@ -719,6 +719,13 @@ def test_undo_without_a_record_of_a_grub_d_file_that_never_set_it_keeps_the_line
         f"/var/lib/proxmox-talos-gpu/kept{cfg}",))
 
 
+def test_undo_without_a_record_of_a_grub_d_file_that_set_it_is_exact_when_it_is_what_the_edit_gives():
+    # The planner edits the value where a grub.d file decides it, so that file's edit is recognised too.
+    cfg = f"{GRUB_D}/50-local.cfg"
+    result = restore_cmdline(cfg, 'x=1\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n', 'x=1\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    assert (result.content, result.reason, result.exact, result.notes) == ('x=1\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', EXACT, True, ())
+
+
 def test_undo_of_kernel_cmdline_without_a_record_is_exact_when_it_is_what_the_edit_gives():
     result = restore_cmdline(KERNEL_CMDLINE, "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n", ZFS_CMDLINE)
     assert (result.content, result.reason, result.exact, result.notes) == (ZFS_CMDLINE, EXACT, True, ())
