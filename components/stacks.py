@@ -68,9 +68,8 @@ def _parse(raw: dict) -> tuple[StackConfig, list[Conflict]]:
         owner_only = [issue for issue in error.issues if issue.key in _OWNER_ONLY_PATHS]
         if not owner_only or len(owner_only) != len(error.issues):
             raise
-    stack = dict(raw.get("gpuStack") or {})
-    for issue in owner_only:
-        stack.pop(issue.key.split(".", 1)[1], None)
+    flagged = {issue.key for issue in owner_only}
+    stack = {key: value for key, value in (raw.get("gpuStack") or {}).items() if f"gpuStack.{key}" not in flagged}
     found = [Conflict("owner-only key", f"{issue}") for issue in owner_only]
     return parse_stack_config({**raw, "gpuStack": stack}), found
 
@@ -117,7 +116,8 @@ def _duplicates(values: Mapping[str, object], kind: str, describe: str) -> list[
             for value, stacks in seen.items() if len(stacks) > 1]
 
 
-def _shared_values(cfg: StackConfig) -> dict[str, object]:
+def _shared_values(cfg: StackConfig) -> dict[str, str]:
+    """The SHARED_KEYS values of one stack: every one of them is a string."""
     stack = cfg.gpu_stack
     return {key: getattr(stack, name) for name, field in type(stack).model_fields.items()
             for key in [field.alias or name] if key in SHARED_KEYS}
@@ -136,11 +136,11 @@ def conflicts(stacks: Mapping[str, StackConfig], *, clusters_by_endpoint: bool =
 
     shared = {name: _shared_values(cfg) for name, cfg in stacks.items()}
     for key in SHARED_KEYS:
-        values: dict[object, list[str]] = defaultdict(list)
+        values: dict[str, list[str]] = defaultdict(list)
         for name, keys in shared.items():
             values[keys[key]].append(name)
         if len(values) > 1:
-            shown = "; ".join(f"{value!s} in {_listed(names)}" for value, names in sorted(values.items(), key=lambda item: str(item[0])))
+            shown = "; ".join(f"{value!s} in {_listed(names)}" for value, names in sorted(values.items()))
             found.append(Conflict("must match", f"{_key('gpuStack.' + key)} differs: {shown}"))
 
     found += _duplicates({name: (_cluster(cfg, clusters_by_endpoint), cfg.vm.vm_id) for name, cfg in stacks.items()},
