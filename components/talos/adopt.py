@@ -203,6 +203,8 @@ def _cri_entry(machine: Mapping[str, Any]) -> dict[str, Any] | None:
 
 BLOCK_BEGIN = "# BEGIN proxmox-talos-gpu: nvidia as containerd's default runtime"
 BLOCK_END = "# END proxmox-talos-gpu"
+# How changes and refusals name the CRI customization file entry.
+_CRI_FILE = f"machine.files[path={CRI_CUSTOMIZATION_PATH}]"
 # The marked line alone, as it goes into the node's own containerd table.
 _INNER_BLOCK = f'{BLOCK_BEGIN}\n  default_runtime_name = "nvidia"\n{BLOCK_END}\n'
 _BLOCK = re.compile(rf"^{re.escape(BLOCK_BEGIN)}\n.*?^{re.escape(BLOCK_END)}\n", re.MULTILINE | re.DOTALL)
@@ -250,7 +252,7 @@ def with_block(content: str, version: str) -> str:
     one, otherwise as a table of its own at the end. Refused when the node
     sets another default runtime or the result would not be the same TOML
     plus this one key."""
-    where = f"machine.files[path={CRI_CUSTOMIZATION_PATH}].content"
+    where = f"{_CRI_FILE}.content"
     base = strip_block(content)
     parsed = _toml(base, where)
     existing = _runtime_settings(parsed, version, where).get("default_runtime_name")
@@ -407,31 +409,37 @@ def merge(documents: list[dict[str, Any]], owned: OwnedValues, originals: Origin
 def _merge_cri_file(machine: dict[str, Any], owned: OwnedValues, record: Originals, changes: list[Change]) -> None:
     files = machine.setdefault("files", [])
     position = _cri_position(files)
-    path = f"machine.files[path={CRI_CUSTOMIZATION_PATH}]"
     if owned.default_runtime:
         if position is None:
             entry = {"content": with_block("", owned.version), "permissions": 0o644, "path": CRI_CUSTOMIZATION_PATH, "op": "create"}
             files.append(entry)
-            changes.append(Change(path, _ABSENT, entry["content"]))
+            changes.append(Change(_CRI_FILE, _ABSENT, entry["content"]))
             return
         entry = files[position]
         before = str(entry.get("content") or "")
         after = with_block(before, owned.version)
         if after != before:
             entry["content"] = after
-            changes.append(Change(f"{path}.content", before, after))
+            changes.append(Change(f"{_CRI_FILE}.content", before, after))
         return
-    if position is None:
-        return
-    original = (record.cri_file or {}).get("entry")
+    if position is not None:
+        _take_out_block(files, position, (record.cri_file or {}).get("entry"), changes)
+
+
+def _take_out_block(files: list[Any], position: int, original: Mapping[str, Any] | None, changes: list[Change]) -> None:
+    """Take this program's lines out of the CRI file entry at ``position``
+    (merge when the default runtime is no longer wanted, and restore): the
+    whole entry goes when the node had none (``original``) and nothing else
+    is left in it; otherwise its content loses the marked lines."""
     entry = files[position]
-    before = str(entry.get("content") or "")
-    if original is None and strip_block(before) == "":
-        changes.append(Change(path, before, _ABSENT))
+    content = str(entry.get("content") or "")
+    if original is None and strip_block(content) == "":
         del files[position]
-    elif strip_block(before) != before:
-        entry["content"] = _without_block(before, original)
-        changes.append(Change(f"{path}.content", before, entry["content"]))
+        changes.append(Change(_CRI_FILE, content, _ABSENT))
+    elif strip_block(content) != content:
+        after = _without_block(content, original)
+        files[position] = {**entry, "content": after}
+        changes.append(Change(f"{_CRI_FILE}.content", content, after))
 
 
 def _without_block(content: str, original: Mapping[str, Any] | None) -> str:
@@ -653,21 +661,11 @@ def restore(documents: list[dict[str, Any]], originals: Originals, owned: OwnedV
 
 def _restore_cri_file(files: list[Any], position: int, originals: Originals, owned: OwnedValues,
                       changes: list[Change], conflicts: list[str]) -> None:
-    entry = files[position]
-    path = f"machine.files[path={CRI_CUSTOMIZATION_PATH}]"
-    content = str(entry.get("content") or "")
-    block = _BLOCK.search(content)
+    block = _BLOCK.search(str(files[position].get("content") or ""))
     if block and block.group(0) not in (with_block("", owned.version), _INNER_BLOCK):
-        conflicts.append(f"{path}: the lines between the program's markers were edited")
+        conflicts.append(f"{_CRI_FILE}: the lines between the program's markers were edited")
         return
-    original = (originals.cri_file or {}).get("entry")
-    if original is None and strip_block(content) == "":
-        del files[position]
-        changes.append(Change(path, content, _ABSENT))
-    elif block:
-        after = _without_block(content, original)
-        files[position] = {**entry, "content": after}
-        changes.append(Change(f"{path}.content", content, after))
+    _take_out_block(files, position, (originals.cri_file or {}).get("entry"), changes)
 
 
 # --------------------------------------------------------------------------
