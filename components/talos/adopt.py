@@ -661,7 +661,8 @@ def restore(documents: list[dict[str, Any]], originals: Originals, owned: OwnedV
 
 def _restore_cri_file(files: list[Any], position: int, originals: Originals, owned: OwnedValues,
                       changes: list[Change], conflicts: list[str]) -> None:
-    block = _BLOCK.search(str(files[position].get("content") or ""))
+    content = files[position].get("content")
+    block = _BLOCK.search(content) if isinstance(content, str) else None
     if block and block.group(0) not in (with_block("", owned.version), _INNER_BLOCK):
         conflicts.append(f"{_CRI_FILE}: the lines between the program's markers were edited")
         return
