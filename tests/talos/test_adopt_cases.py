@@ -1021,3 +1021,11 @@ def test_restore_works_on_the_first_cri_file_entry_only_as_merge_does() -> None:
     back = restore(edited, merged.originals, owned("v1.12.11"))
     assert back.conflicts == [f"{CRI}: the lines between the program's markers were edited"]
     assert back.documents[0]["machine"]["files"] == edited[0]["machine"]["files"]
+
+
+def test_restore_leaves_the_nodes_own_cri_file_without_content_alone() -> None:
+    documents = worker_documents("v1.12.11")
+    entry = {"op": "create", "path": CRI_CUSTOMIZATION_PATH, "permissions": 0o644}
+    documents[0]["machine"]["files"].append(entry)
+    back = restore(documents, Originals(cri_file={"entry": dict(entry)}), owned("v1.12.11"))
+    assert (back.documents, back.changes, back.conflicts) == (documents, [], [])
