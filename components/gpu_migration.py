@@ -488,10 +488,12 @@ def _wait_uninstalled(removal: Removal, kubeconfig: str | None, *, timeout: floa
         if not left:
             _say(f"{removal.ref.line()} is gone, its chart uninstalled ({waited:.0f} s)")
             return
-        if waited >= timeout:
-            raise UninstallTimedOut(_not_uninstalled(removal.ref, left, timeout, kubeconfig))
+        # The progress line comes before the bound is checked, so even a
+        # slow first poll that already exceeds the bound says what it saw.
         _say(f"waiting for helm-controller to uninstall {removal.ref.line()}: {', '.join(ref.line() for ref in left)} still there "
              f"({waited:.0f} s of at most {timeout:g} s)")
+        if waited >= timeout:
+            raise UninstallTimedOut(_not_uninstalled(removal.ref, left, timeout, kubeconfig))
         time.sleep(poll)
 
 
