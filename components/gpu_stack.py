@@ -24,6 +24,7 @@ from components.config import StackConfig
 from components.flux.preflight import FluxPreflight
 from components.flux.resources import flux_helm_release
 from components.gpu_migration import OWNER_LABEL
+from components.monitoring.resources import monitoring_resources
 from components.options import child_options
 
 
@@ -98,6 +99,8 @@ class GpuStack(pulumi.ComponentResource):
                     timeout=900,
                     opts=child_options(self, opts, depends_on=waits_for),
                 )
+            # The GPU dashboard and alert rules (prometheusOperator: true only).
+            monitoring_resources(self, name, cfg, pulumi.get_stack(), namespace.metadata.name, opts, flux_checked)
             label_waits_for = [config_map]
         else:
             patch = k8s.core.v1.ConfigMapPatch(
