@@ -5,7 +5,9 @@ objects: the namespace, the shared time-slicing ConfigMap (with its own key),
 the Helm release and, in device-plugin mode, the RuntimeClass. Every stack,
 owner or not, labels its node with the config key it wants; non-owner stacks
 add their key to the shared ConfigMap by server-side apply with their own
-field manager, so no stack overwrites another's entry.
+field manager, so no stack overwrites another's entry. With
+gpuStack.prometheusOperator the owner also creates the GPU dashboard's
+ConfigMap and the alert rules (components.monitoring).
 
 With ``gpuStack.delivery: flux`` the release is a Flux HelmRepository +
 HelmRelease (components.flux) instead, created only after a read-only check
