@@ -89,7 +89,10 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
         "gfd": {"enabled": True},
         "dcgmExporter": {
             "enabled": True,
-            "serviceMonitor": {"enabled": stack.prometheus_operator},
+            # Its default counters have every metric the dashboard and rules read
+            # (components.monitoring.metrics), so no dcgmExporter.config.
+            "serviceMonitor": ({"enabled": True, "additionalLabels": dict(stack.monitoring.prometheus_labels)}
+                               if stack.prometheus_operator else {"enabled": False}),
         },
         "migManager": {"enabled": any(gpu.mig for gpu in cfg.gpus)},
         "nfd": {"enabled": stack.nfd},

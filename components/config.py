@@ -391,9 +391,25 @@ class FluxConfig(_Model):
     git_device_plugin: Literal["refuse", "suspend"] = "refuse"
 # Keys only the owner stack acts on (the Helm release's values): a non-owner
 # stack setting one would have it silently ignored, so it is refused.
-OWNER_ONLY_KEYS: tuple[str, ...] = ("prometheusOperator", "nfd")
+OWNER_ONLY_KEYS: tuple[str, ...] = ("prometheusOperator", "nfd", "monitoring")
 # Keys every node stack must set alike (python -m components.stacks check).
 SHARED_KEYS: tuple[str, ...] = ("mode", "delivery", "namespace", "configMapName", "operatorChartVersion", "devicePluginChartVersion")
+
+
+class MonitoringConfig(_Model):
+    """The GPU dashboard and alert rules (components.monitoring, docs/monitoring.md);
+    delivered only with ``gpuStack.prometheusOperator: true``."""
+
+    dashboard: bool = True
+    # Where Grafana's dashboard sidecar looks (kube-prometheus-stack: label
+    # grafana_dashboard="1", every namespace); None: the GPU stack's namespace.
+    dashboard_namespace: DnsLabel | None = None
+    dashboard_label: LabelKey = "grafana_dashboard"
+    dashboard_label_value: LabelValue = "1"
+    # Labels a Prometheus's ruleSelector / serviceMonitorSelector picks (the
+    # kube-prometheus-stack chart selects release=<its release name>).
+    prometheus_labels: dict[LabelKey, LabelValue] = {"release": "kube-prometheus-stack"}
+    gpu_temperature_celsius: Annotated[int, Field(ge=40, le=110)] = 85
 
 
 class GpuStackConfig(_Model):
@@ -410,6 +426,7 @@ class GpuStackConfig(_Model):
     config_key: ConfigMapKey | None = None
     time_slicing: TimeSlicingConfig = TimeSlicingConfig()
     prometheus_operator: bool = False
+    monitoring: MonitoringConfig = MonitoringConfig()
     nfd: bool = True
     # Also remove, before the node's upgrade to Talos 1.13, a RuntimeClass
     # `nvidia` or nvidia-device-plugin release this program did not create

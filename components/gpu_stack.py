@@ -5,7 +5,9 @@ objects: the namespace, the shared time-slicing ConfigMap (with its own key),
 the Helm release and, in device-plugin mode, the RuntimeClass. Every stack,
 owner or not, labels its node with the config key it wants; non-owner stacks
 add their key to the shared ConfigMap by server-side apply with their own
-field manager, so no stack overwrites another's entry.
+field manager, so no stack overwrites another's entry. With
+gpuStack.prometheusOperator the owner also creates the GPU dashboard's
+ConfigMap and the alert rules (components.monitoring).
 
 With ``gpuStack.delivery: flux`` the release is a Flux HelmRepository +
 HelmRelease (components.flux) instead, created only after a read-only check
@@ -24,6 +26,7 @@ from components.config import StackConfig
 from components.flux.preflight import FluxPreflight
 from components.flux.resources import flux_helm_release
 from components.gpu_migration import OWNER_LABEL
+from components.monitoring.resources import monitoring_resources
 from components.options import child_options
 
 
@@ -98,6 +101,8 @@ class GpuStack(pulumi.ComponentResource):
                     timeout=900,
                     opts=child_options(self, opts, depends_on=waits_for),
                 )
+            # The GPU dashboard and alert rules (prometheusOperator: true only).
+            monitoring_resources(self, name, cfg, pulumi.get_stack(), namespace.metadata.name, opts, flux_checked)
             label_waits_for = [config_map]
         else:
             patch = k8s.core.v1.ConfigMapPatch(

@@ -42,6 +42,7 @@ from components.flux.tree import render_flux
 from components.hostprep.engine import host_outputs
 from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
 from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
+from components.monitoring.artifacts import render_artifacts as monitoring_artifacts
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
@@ -232,6 +233,7 @@ def render(cfg: StackConfig, raw_config: dict[str, Any], *, stack: str = "homela
     artifacts.update(proxmox_artifacts(cfg, host_facts))
     for producer in PRODUCERS:
         artifacts.update(producer(cfg))
+    artifacts.update(monitoring_artifacts(cfg, stack, _yaml))
     if with_graph:
         artifacts["graph.mmd"] = graph_mermaid(raw_config)
     return artifacts

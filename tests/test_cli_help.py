@@ -42,7 +42,7 @@ def help_of(main, argv: list[str], capsys) -> str:
 
 @pytest.mark.parametrize(("main", "argv", "expected"), [
     (render_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--out DIR", "--host-facts FILE", "--json"}),
-    (doctor_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--layer {host,proxmox,talos,kubernetes,workload}", "--json",
+    (doctor_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--layer {host,proxmox,talos,kubernetes,workload,monitoring}", "--json",
                                "--identity KEY_FILE", "--known-hosts FILE", "--timeout SECONDS", "--verbose"}),
     (talos_main, ["schematic-id", "--help"], {"file"}),
     (talos_main, ["schematic", "--help"], {"stack"}),

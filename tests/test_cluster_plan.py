@@ -15,6 +15,8 @@ from tests.conftest import reference
 def _has_path(tree: dict, path: str) -> bool:
     node = tree
     for part in path.split("."):
+        if node == {}:
+            return True  # a free-form map the chart leaves empty (e.g. serviceMonitor.additionalLabels)
         if not isinstance(node, dict) or part not in node:
             return False
         node = node[part]
@@ -115,7 +117,7 @@ def test_operator_chart_is_ngcs_with_the_talos_values(homelab):
         "hostPaths": {"driverInstallDir": "/usr/local"},
         "devicePlugin": {"enabled": True, "config": {"name": "gpu-sharing", "default": "t4"}},
         "gfd": {"enabled": True},
-        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True}},
+        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "kube-prometheus-stack"}}},
         "migManager": {"enabled": True},
         "nfd": {"enabled": False},
     })

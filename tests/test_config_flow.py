@@ -200,6 +200,10 @@ def _flux(raw: dict[str, Any]) -> None:
     raw["gpuStack"]["delivery"] = "flux"
 
 
+def _monitoring(raw: dict[str, Any]) -> None:
+    raw["gpuStack"]["prometheusOperator"] = True
+
+
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "homelab": lambda raw: None,
     "jellyfin": _jellyfin,
@@ -212,6 +216,7 @@ BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "generated": _generated,
     "owner-defaults": _owner_defaults,
     "flux": _flux,
+    "monitoring": _monitoring,
 }
 SECRETS = {"password": {**FAKE_SECRETS, "proxmoxPassword": "hunter2"}}
 
@@ -376,6 +381,19 @@ CASES: dict[str, Case] = {
     "gpuStack.timeSlicing.failRequestsGreaterThanOne": Case(True, _time_slicing("failRequestsGreaterThanOne"), True),
     "gpuStack.prometheusOperator": Case(True, lambda s: s.values()["dcgmExporter"]["serviceMonitor"]["enabled"], True),
     "gpuStack.nfd": Case(False, lambda s: s.values()["nfd"]["enabled"], False),
+    "gpuStack.monitoring.dashboard": Case(False, lambda s: s.count(suffix="-gpu-dashboard"), 0, base="monitoring", baseline=1),
+    "gpuStack.monitoring.dashboardNamespace": Case("monitoring", lambda s: s.named("-gpu-dashboard")["metadata"]["namespace"], "monitoring",
+                                                   base="monitoring", baseline="gpu-operator"),
+    "gpuStack.monitoring.dashboardLabel": Case("grafana_dashboards", lambda s: s.named("-gpu-dashboard")["metadata"]["labels"],
+                                               {"grafana_dashboards": "1"}, base="monitoring", baseline={"grafana_dashboard": "1"}),
+    "gpuStack.monitoring.dashboardLabelValue": Case("gpu", lambda s: s.named("-gpu-dashboard")["metadata"]["labels"], {"grafana_dashboard": "gpu"},
+                                                    base="monitoring"),
+    "gpuStack.monitoring.prometheusLabels": Case({"prometheus": "homelab"}, lambda s: (
+        s.named("-gpu-alerts")["metadata"]["labels"], s.values()["dcgmExporter"]["serviceMonitor"]["additionalLabels"],
+        s.flux_files["app/gpu-alerts.yaml"]["metadata"]["labels"]), ({"prometheus": "homelab"},) * 3, base="monitoring"),
+    "gpuStack.monitoring.gpuTemperatureCelsius": Case(80, lambda s: [rule["expr"] for rule in s.named("-gpu-alerts")["spec"]["groups"][0]["rules"]
+                                                                     if rule["alert"] == "GpuTemperatureHigh"],
+                                                      ["DCGM_FI_DEV_GPU_TEMP >= 80"], base="monitoring", baseline=["DCGM_FI_DEV_GPU_TEMP >= 85"]),
     "jellyfin.enabled": Case(True, lambda s: s.count(suffix="-jellyfin-encoding"), 1),
     "jellyfin.url": Case("http://jellyfin.example:8096", lambda s: s.named("-jellyfin-encoding")["url"], "http://jellyfin.example:8096", base="jellyfin"),
     "jellyfin.namespace": Case("video", lambda s: s.doctor_kubectl[0][2:4], ["-n", "video"], base="jellyfin"),

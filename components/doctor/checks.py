@@ -18,6 +18,7 @@ from components.doctor.model import (
     TalosObservation,
     WorkloadObservation,
 )
+from components.doctor.monitoring import check_monitoring
 from components.doctor.parsers import (
     PRODUCT_LABEL,
     NodeInfo,
@@ -408,4 +409,5 @@ CHECKS: dict[Layer, Callable[..., list[CheckResult]]] = {
     "talos": check_talos,
     "kubernetes": check_kubernetes,
     "workload": check_workload,
+    "monitoring": check_monitoring,
 }

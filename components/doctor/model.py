@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 Status = Literal["pass", "fail", "skip"]
-Layer = Literal["host", "proxmox", "talos", "kubernetes", "workload"]
-LAYERS: tuple[Layer, ...] = ("host", "proxmox", "talos", "kubernetes", "workload")
+Layer = Literal["host", "proxmox", "talos", "kubernetes", "workload", "monitoring"]
+LAYERS: tuple[Layer, ...] = ("host", "proxmox", "talos", "kubernetes", "workload", "monitoring")
 
 
 @dataclass(frozen=True)
@@ -86,4 +86,12 @@ class WorkloadObservation:
     nvenc_probes: dict[str, Output] | None = None
 
 
-Observation = HostObservation | ProxmoxObservation | TalosObservation | KubernetesObservation | WorkloadObservation
+@dataclass(frozen=True)
+class MonitoringObservation:
+    pods: Output  # the exporter's pods on the node
+    scrape: Output | None = None  # one scrape of the chosen pod; None when there was none
+    rule: Output | None = None  # the PrometheusRule; None when gpuStack.prometheusOperator is false
+
+
+Observation = (HostObservation | ProxmoxObservation | TalosObservation | KubernetesObservation | WorkloadObservation
+               | MonitoringObservation)

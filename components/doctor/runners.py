@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from components.config import StackConfig, pci_device
-from components.doctor import checks
+from components.doctor import checks, monitoring
 from components.doctor.model import (
     LAYERS,
     CheckResult,
     HostObservation,
     KubernetesObservation,
     Layer,
+    MonitoringObservation,
     Observation,
     Output,
     PciFunctionState,
@@ -86,6 +87,7 @@ def describe(layer: Layer, cfg: StackConfig) -> str:
         "talos": f"talosctl to node {cfg.talos.node_address} (endpoint {cfg.talos.talosctl_endpoint}): driver, modules, extensions",
         "kubernetes": f"kubectl: node {cfg.node_name}, pods in {cfg.gpu_stack.namespace}",
         "workload": f"kubectl: the Jellyfin pod in {cfg.jellyfin.namespace} ({cfg.jellyfin.pod_selector})",
+        "monitoring": f"kubectl: one scrape of the DCGM exporter on {cfg.node_name} through the API server, the alert rules",
     }[layer]
 
 
@@ -103,6 +105,7 @@ def default_gatherers(creds: Credentials) -> dict[Layer, Gatherer]:
         "talos": lambda cfg: gather_talos(cfg, creds),
         "kubernetes": lambda cfg: gather_kubernetes(cfg, creds),
         "workload": lambda cfg: gather_workload(cfg, creds),
+        "monitoring": lambda cfg: gather_monitoring(cfg, creds),
     }
 
 
@@ -331,3 +334,22 @@ def gather_workload(cfg: StackConfig, creds: Credentials) -> WorkloadObservation
         )
     except _LayerUnreachable as error:
         return Unreachable(str(error))
+
+
+def gather_monitoring(cfg: StackConfig, creds: Credentials) -> MonitoringObservation | Unreachable:
+    """The exporter's pods on the node, one scrape of the running one through
+    the API server, and the PrometheusRule (with prometheusOperator only)."""
+    missing = _kube_precheck(creds)
+    if missing:
+        return missing
+    try:
+        pods = _kubectl(creds, monitoring.pods_command(cfg))
+        try:
+            pod = monitoring.select_exporter_pod(parse_pods(pods.text)) if pods.ok and pods.text is not None else None
+        except ParseError:
+            pod = None  # the check reports the unparseable output
+        scrape = _kubectl(creds, monitoring.scrape_command(cfg, pod.name)) if pod is not None else None
+        rule = _kubectl(creds, monitoring.rule_command(cfg)) if cfg.gpu_stack.prometheus_operator else None
+    except _LayerUnreachable as error:
+        return Unreachable(str(error))
+    return MonitoringObservation(pods=pods, scrape=scrape, rule=rule)

@@ -27,6 +27,7 @@ from typing import Any
 from components import cluster
 from components.config import ConfigError, ConfigIssue, StackConfig
 from components.consumers.workload import gpu_workload_spec
+from components.monitoring.artifacts import flux_resources as monitoring_resources
 
 HELM_RELEASE_API = "helm.toolkit.fluxcd.io/v2"
 HELM_REPOSITORY_API = "source.toolkit.fluxcd.io/v1"
@@ -135,7 +136,7 @@ def flux_kustomization(cfg: StackConfig) -> dict[str, Any]:
     }
 
 
-def _app_resources(cfg: StackConfig) -> dict[str, dict[str, Any]]:
+def _app_resources(cfg: StackConfig, stack: str) -> dict[str, dict[str, Any]]:
     """app/'s objects by file name, in the order app/kustomization.yaml lists them."""
     resources = {
         "namespace.yaml": cluster.namespace_manifest(cfg),
@@ -145,6 +146,7 @@ def _app_resources(cfg: StackConfig) -> dict[str, dict[str, Any]]:
     if cfg.gpu_stack.mode == "devicePlugin":
         resources["runtime-class.yaml"] = cluster.runtime_class_manifest()
     resources["helm-release.yaml"] = helm_release(cfg)
+    resources.update(monitoring_resources(cfg, stack))  # dashboard, alert rules
     return resources
 
 
@@ -188,7 +190,7 @@ def flux_tree(cfg: StackConfig, stack: str, entry_patches: Sequence[str] = ()) -
     if cfg.gpu_stack.owns_cluster_objects:
         tree["ks.yaml"] = (made + "# List this file in the kustomization.yaml of the folder above (the guide's apps/base/kustomization.yaml).\n",
                            flux_kustomization(cfg))
-        resources = _app_resources(cfg)
+        resources = _app_resources(cfg, stack)
         kustomization: dict[str, Any] = {"apiVersion": KUSTOMIZE_API, "kind": "Kustomization", "resources": list(resources)}
         others = sorted(name for name in entry_patches if is_entry_patch(name) and name != config_entry_patch_name(cfg))
         if others:

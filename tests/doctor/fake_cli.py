@@ -141,6 +141,15 @@ def parse_kubectl(argv):
             table, shorts = _flag_table({**KUBECTL_GLOBAL, **KUBECTL_VERBS[verb]})
             continue
         positional.append(arg)
+    # `get --raw PATH` (staging/src/k8s.io/kubectl/pkg/cmd/get/get.go, v1.32):
+    # Complete refuses arguments beside it before it asks for a resource type;
+    # Validate refuses -o with it.
+    if verb == "get" and "raw" in flags:
+        if positional:
+            raise Usage("error: arguments may not be passed when --raw is specified")
+        if "output" in flags:
+            raise Usage("error: --raw and --output are mutually exclusive\nSee 'kubectl get -h' for help and examples")
+        return verb, positional, flags, after
     if verb == "get" and not positional:
         raise Usage('You must specify the type of resource to get. Use "kubectl api-resources" for a complete list of supported resources.\n\n'
                     "error: Required resource not specified.\n"

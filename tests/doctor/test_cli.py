@@ -57,6 +57,10 @@ def kubectl_rules(node: dict | None = None, encoders: dict | None = None, probes
         rule(["get", "node", "moody-good", "-o", "json"], node or answer(data("node-moody-good.json"))),
         rule(["get", "pods", "-n", "gpu-operator", "-o", "json"], answer(data("pods-gpu-operator.json"))),
         rule(["get", "pods", "-n", "media", "-l", "app.kubernetes.io/name=jellyfin", "-o", "json"], answer(data("pods-jellyfin.json"))),
+        rule(["get", "pods", "-n", "gpu-operator", "-l", "app=nvidia-dcgm-exporter", "--field-selector", "spec.nodeName=moody-good",
+              "-o", "json"], answer(data("pods-dcgm-exporter.json"))),
+        rule(["get", "--raw", "/api/v1/namespaces/gpu-operator/pods/nvidia-dcgm-exporter-m8v4d:9400/proxy/metrics"],
+             answer(data("dcgm-exporter-metrics.txt"))),
         rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", "nvidia-smi"], answer(data("nvidia-smi.t4.txt"))),
         rule(["exec", "-n", "media", "jellyfin-6d7f8c9b4-p2q3r", "-c", "app", "--", FFMPEG, "-hide_banner", "-encoders"],
              encoders or answer(data("ffmpeg-encoders.txt"), stderr="ffmpeg version 7.1.2-Jellyfin Copyright (c) 2000-2025\n")),
@@ -98,8 +102,11 @@ def test_module_entry_point_on_a_healthy_node_exits_zero(fake: FakeCli) -> None:
     assert any(line.startswith("workload") and "nvenc encoders" in line and " pass " in line for line in lines)
     assert any(line.startswith("workload") and "nvenc encode " in line and " pass " in line and "h264_nvenc, hevc_nvenc encoded" in line
                for line in lines)
+    assert any(line.startswith("monitoring") and "exporter metrics" in line and " pass " in line for line in lines)
+    # The reference stack has no Prometheus Operator: no rules to look for.
+    assert any(line.startswith("monitoring") and "alert rules" in line and " skip " in line for line in lines)
     assert "Remedies" not in done.stdout
-    assert lines[-1] == "15 passed, 0 failed, 2 skipped"  # talos 4, kubernetes 6, workload 5
+    assert lines[-1] == "16 passed, 0 failed, 3 skipped"  # talos 4, kubernetes 6, workload 5, monitoring 1
 
 
 def test_talosconfig_reaches_talosctl_as_a_private_file(fake: FakeCli) -> None:

@@ -33,6 +33,8 @@ REFUSED = [
     (["exec", "-n", "media", "jellyfin-0"], "error: you must specify at least one command for the container"),
     (["exec", "--", "nvidia-smi"], "error: pod, type/name or --filename must be specified"),
     (["exec", "-n", "media", "jellyfin-0", "--selector", "app=jf", "--", "ls"], "Error: unknown flag: --selector"),
+    (["get", "pods", "--raw", "/metrics"], "error: arguments may not be passed when --raw is specified"),
+    (["get", "--raw", "/metrics", "-o", "json"], "error: --raw and --output are mutually exclusive"),
 ]
 
 
