@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     adopt.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
     add_project_dir(adopt)
     adopt.add_argument("--running", required=True, metavar="FILE",
-                       help="the node's current machine config, as `talosctl read /system/state/config.yaml` prints it "
+                       help="the node's current machine config, as `talosctl get machineconfig v1alpha1 -o jsonpath='{.spec}'` prints it "
                             "(one or more YAML documents; - reads stdin); required")
     adopt.add_argument("--out", metavar="OUT", help="write the resulting config here, mode 0600 (it holds the node's secrets); "
                                                     "required unless --diff")

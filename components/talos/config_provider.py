@@ -14,8 +14,9 @@ originals (they may hold the node's own secrets) are outputs only because
 delete needs them, and both are marked secret by the resource.
 
 ``check`` and ``diff`` only read the node (``talosctl version``, ``get
-extensions``, ``read /system/state/config.yaml``, ``get machineconfig``, and
-an ``apply-config --dry-run`` that Talos validates without applying).
+extensions``, ``get machineconfig`` as the node's version serves it, see
+components.talos.node_config, and an ``apply-config --dry-run`` that Talos
+validates without applying).
 """
 
 from __future__ import annotations
@@ -36,16 +37,32 @@ def _say(message: str) -> None:
 
 
 def read_node_state(node: str, endpoint: str, talosconfig: str):
-    """Four read-only talosctl calls: version and schematic, the stored and
-    the running machine config."""
+    """Read-only talosctl calls: version and schematic, the running machine
+    config and the one the node boots next (as its version serves them)."""
     from components.talos.adopt import NodeState
-    from components.talos.talosctl import parse_running_config, read_config_args, run_talosctl, running_config_args
+    from components.talos.node_config import read_configs
     from components.talos.upgrade_provider import read_node_facts
 
     facts = read_node_facts(node, endpoint, talosconfig)
-    stored = run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120)
-    running = parse_running_config(run_talosctl(running_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-    return NodeState(version=facts.version, schematic=facts.schematic, stored=stored, running=running)
+    configs = read_configs(node, endpoint, talosconfig, facts.version)
+    return NodeState(version=facts.version, schematic=facts.schematic, stored=configs.next_boot, running=configs.running)
+
+
+def unchanged_since(state, node: str, endpoint: str, talosconfig: str) -> None:
+    """Read the node again just before an apply and refuse when its configs
+    are no longer the ones the plan was made from: Talos has no
+    compare-and-swap, and an apply replaces the whole config."""
+    from components.talos.adopt import load_documents
+    from components.talos.node_config import how_to_read, read_configs
+
+    now = read_configs(node, endpoint, talosconfig, state.version)
+    changed = [name for name, before, after in (("running", state.running, now.running), ("next-boot", state.stored, now.next_boot))
+               if load_documents(before) != load_documents(after)]
+    if changed:
+        raise RuntimeError(
+            f"not applying: {node}'s {' and '.join(changed)} machine config changed since it was read a moment ago "
+            f"(someone else applied a config); nothing was applied. See what it is now with {how_to_read(state.version)} "
+            "and run `pulumi up` again to merge into it")
 
 
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
@@ -62,22 +79,26 @@ def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
                          originals=Originals.from_dict(originals) if originals else None)
 
 
-def apply_plan(plan, node: str, endpoint: str, talosconfig: str) -> str:
-    """Carry out an adoption plan: Talos checks the config first (dry run;
-    nothing is applied if it refuses), then it is applied in the plan's mode
-    and read back. Returns what Talos said ("" when nothing changed)."""
+def apply_plan(plan, state, node: str, endpoint: str, talosconfig: str) -> str:
+    """Carry out an adoption plan made from ``state``: Talos checks the
+    config first (dry run; nothing is applied if it refuses), the node is read
+    again (a change by someone else since ``state`` is refused), then the
+    config is applied in the plan's mode and read back as the node's version
+    serves it. Returns what Talos said ("" when nothing changed)."""
     from components.talos.adopt import load_documents
-    from components.talos.talosctl import apply_config, read_config_args, run_talosctl
+    from components.talos.node_config import how_to_read, read_configs
+    from components.talos.talosctl import apply_config
 
     if not plan.changed:
         return ""
     apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)
+    unchanged_since(state, node, endpoint, talosconfig)
     said = apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig).strip()
     _say(said)
-    stored = load_documents(run_talosctl(read_config_args(node, endpoint), talosconfig=talosconfig, timeout=120))
+    stored = load_documents(read_configs(node, endpoint, talosconfig, state.version).next_boot)
     if stored != plan.merged.documents:
-        raise RuntimeError(f"{node} accepted the config but does not store it as applied; read it with "
-                           "`talosctl read /system/state/config.yaml` and compare with `python -m components.talos config`")
+        raise RuntimeError(f"{node} accepted the config but does not hold it as applied for its next boot; read it with "
+                           f"{how_to_read(state.version)} and compare with `python -m components.talos config`")
     return said
 
 
@@ -164,6 +185,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         mode = "staged" if reboot_paths(load_documents(state.running), restored.documents, state.version) else "no-reboot"
         for change in restored.changes:
             _say(f"restore {change.line()}")
+        unchanged_since(state, node, endpoint, talosconfig)
         _say(apply_config(restored.text(), node, endpoint, mode=mode, talosconfig=talosconfig).strip())
 
     def _converge(self, props: dict[str, Any], originals: dict[str, Any] | None) -> dict[str, Any]:
@@ -172,7 +194,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         plan = plan_for(props, state, originals)
         for line in plan.lines():
             _say(line)
-        said = apply_plan(plan, node, endpoint, talosconfig)
+        said = apply_plan(plan, state, node, endpoint, talosconfig)
         outs = {key: value for key, value in props.items() if key not in _STATE and key != "pendingChanges"}
         outs.update(originals=plan.merged.originals.to_dict(), mode=plan.mode, rebootPaths=plan.reboot_paths,
                     lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)

@@ -127,30 +127,63 @@ def extensions_args(node: str, endpoint: str) -> list[str]:
     return ["get", "extensions", "--nodes", node, "--endpoints", endpoint, "--output", "yaml"]
 
 
-# The machine config on the node's STATE partition: what the node boots with
-# next (a config applied with --mode=staged is here before it runs).
+# The machine config file on the STATE partition. Only Talos before 1.10
+# serves it: from 1.10 STATE is mounted only while Talos itself reads or
+# writes it, from 1.12 never (siderolabs/talos commits d4aacb0d8, 9db6dc06c),
+# and `talosctl read` answers NotFound.
 STATE_CONFIG = "/system/state/config.yaml"
+# The MachineConfig resources (pkg/machinery/resources/config/machine_config.go):
+# "v1alpha1" is what runs; from Talos 1.10 "persistent" is what STATE holds
+# after an apply since the last boot (ahead of "v1alpha1" after --mode=staged).
+RUNNING_ID, PERSISTENT_ID = "v1alpha1", "persistent"
+PERSISTENT_FROM = (1, 10, 0)
 
 
 def read_config_args(node: str, endpoint: str) -> list[str]:
+    """``talosctl read /system/state/config.yaml`` (Talos before 1.10 only)."""
     return ["read", STATE_CONFIG, "--nodes", node, "--endpoints", endpoint]
 
 
+def machine_config_args(node: str, endpoint: str, resource_id: str = RUNNING_ID) -> list[str]:
+    """``talosctl get machineconfig <id> -o yaml``."""
+    return ["get", "machineconfig", resource_id, "--nodes", node, "--endpoints", endpoint, "--output", "yaml"]
+
+
 def running_config_args(node: str, endpoint: str) -> list[str]:
-    """The config the node runs now (the MachineConfig resource ``v1alpha1``,
-    Talos docs editing-machine-configuration)."""
-    return ["get", "machineconfig", "v1alpha1", "--nodes", node, "--endpoints", endpoint, "--output", "yaml"]
+    """The config the node runs now (the MachineConfig resource ``v1alpha1``)."""
+    return machine_config_args(node, endpoint, RUNNING_ID)
 
 
-def parse_running_config(output: str) -> str:
-    """The machine config text in ``talosctl get machineconfig -o yaml``
-    (the resource's spec is the config as a YAML string)."""
-    for document in yaml.safe_load_all(output):
-        if isinstance(document, dict) and (document.get("metadata") or {}).get("id") == "v1alpha1":
+def is_not_found(error: BaseException) -> bool:
+    """Whether talosctl's error is the node's gRPC NotFound (``rpc error:
+    code = NotFound desc = ...``, cmd/talosctl/cmd/talos/get.go, read.go)."""
+    return "code = NotFound" in str(error)
+
+
+def load_yaml_output(output: str, command: str) -> list:
+    """The YAML documents talosctl printed; output that is not YAML is an
+    error naming the command (exit 0 with garbage: a wrapper, a proxy page)."""
+    try:
+        return list(yaml.safe_load_all(output))
+    except yaml.YAMLError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "not YAML"
+        raise ValueError(f"`talosctl {command}` printed something that is not YAML ({first}): {output.strip()[:80]!r}") from None
+
+
+def parse_machine_config(output: str, resource_id: str = RUNNING_ID) -> str:
+    """The machine config text in ``talosctl get machineconfig <id> -o yaml``
+    (the resource's spec is the config as a YAML string, cmd/talosctl/cmd/talos/
+    output/yaml.go)."""
+    for document in load_yaml_output(output, f"get machineconfig {resource_id}"):
+        if isinstance(document, dict) and (document.get("metadata") or {}).get("id") == resource_id:
             spec = document.get("spec")
             if isinstance(spec, str):
                 return spec
-    raise ValueError("`talosctl get machineconfig` printed no v1alpha1 MachineConfig resource")
+    raise ValueError(f"`talosctl get machineconfig {resource_id}` printed no {resource_id} MachineConfig resource")
+
+
+def parse_running_config(output: str) -> str:
+    return parse_machine_config(output, RUNNING_ID)
 
 
 def parse_extension_names(output: str) -> list[str]:
@@ -158,7 +191,7 @@ def parse_extension_names(output: str) -> list[str]:
     yaml`` (the factory's ``schematic`` and ``modules.dep`` entries are not
     extensions and are left out)."""
     names = []
-    for document in yaml.safe_load_all(output):
+    for document in load_yaml_output(output, "get extensions"):
         if isinstance(document, dict):
             name = ((document.get("spec") or {}).get("metadata") or {}).get("name")
             if name and name not in ("schematic", "modules.dep"):
@@ -183,7 +216,7 @@ def parse_schematic(output: str) -> str | None:
     extension named ``schematic`` whose version is the ID (Talos
     ExtensionStatus; ImageFactorySchematicController). None when the node
     was not installed from a factory image."""
-    for document in yaml.safe_load_all(output):
+    for document in load_yaml_output(output, "get extensions"):
         if not isinstance(document, dict):
             continue
         metadata = ((document.get("spec") or {}).get("metadata") or {})

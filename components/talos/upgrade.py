@@ -35,7 +35,7 @@ class UpgradePlan:
 
 
 def plan_upgrade(facts: NodeFacts, *, image: str, version: str, schematic_id: str, node: str, endpoint: str,
-                 timeout_seconds: int = 1800) -> UpgradePlan:
+                 timeout_seconds: int = 1800, extra_flags: tuple[str, ...] = ()) -> UpgradePlan:
     """Decide one step from the node's facts. Raises :class:`UpgradeRefused`."""
     running, wanted = parse_version(facts.version), parse_version(version)
     if running == wanted and facts.schematic == schematic_id:
@@ -57,4 +57,5 @@ def plan_upgrade(facts: NodeFacts, *, image: str, version: str, schematic_id: st
             "--timeout", f"{timeout_seconds}s"]
     if running < (1, 8, 0):
         args.append("--preserve")
+    args += list(extra_flags)  # the route's (components.talos.upgrade_route)
     return UpgradePlan(True, f"upgrade to {image} because {why}", tuple(args))

@@ -30,7 +30,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.talos.talosctl import TalosctlError, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
+from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 
 # Inputs whose change means "the node must run something else".
@@ -133,23 +133,42 @@ class TalosUpgradeProvider(ResourceProvider):
             outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=False, stepsDone=[],
                         reason=f"nothing to do because {node} already runs Talos {before.version} from schematic {before.schematic}{where}")
             return outs
+        from components.talos.node_config import read_configs
+        from components.talos.upgrade_drain import WalkRefused, check_tools, drain_first, pending_reboot_hint, routes, uncordon_after
+
+        try:
+            check_tools(props)
+            configs = read_configs(node, endpoint, talosconfig, before.version)
+            planned = routes(props, before.version, steps, configs.running, configs.next_boot)
+        except WalkRefused as error:
+            raise StepFailed(f"{node}: {error}") from None
         say(f"{node} runs Talos {before.version}; steps: {' -> '.join(steps)}")
         facts, done = before, []
-        for index, step in enumerate(steps, 1):
+        for index, (step, route) in enumerate(zip(steps, planned, strict=True), 1):
             where = f"upgrade step {index} of {len(steps)}, Talos {facts.version} -> {step}"
             image = installer_image(str(props["schematicId"]), step, str(props["platform"]))
             if props.get("stage"):
                 self._stage(props, step, where, say)
             plan = plan_upgrade(facts, image=image, version=step, schematic_id=str(props["schematicId"]), node=node,
-                                endpoint=endpoint, timeout_seconds=timeout)
-            say(f"{where}: {plan.reason}")
+                                endpoint=endpoint, timeout_seconds=timeout, extra_flags=route.flags)
+            say(f"{where}: {plan.reason}; {route.line()}")
+            try:
+                drain_first(route, props, where, say)
+            except WalkRefused as error:
+                raise StepFailed(str(error)) from None
+            timed_out = False
             try:
                 run_talosctl(plan.args, talosconfig=talosconfig, timeout=timeout + 120)
             except TalosctlError as error:
+                hint = pending_reboot_hint(error, node)
+                if hint:
+                    raise StepFailed(f"{where}: {hint} ({_first_line(error)})") from None
                 if not any(marker in str(error) for marker in _STILL_REBOOTING):
                     raise StepFailed(f"{where}: talosctl upgrade failed: {error}") from None
+                timed_out = isinstance(error, TalosctlTimeout)
                 say(f"{where}: talosctl stopped waiting ({_first_line(error)}); waiting for the node myself")
-            facts = self._wait(props, step, where, say)
+            facts = self._wait(props, step, where, say, timed_out=timed_out)
+            uncordon_after(route, props, where, say)
             done.append(step)
         outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=True, stepsDone=done,
                     reason=f"upgraded {node} from Talos {before.version} to {facts.version}: {' -> '.join(done)}")
@@ -167,7 +186,7 @@ class TalosUpgradeProvider(ResourceProvider):
                              originals=Originals.from_dict(props.get("originals")) if props.get("originals") else None)
         for line in plan.lines():
             say(f"{where}: config: {line}")
-        apply_plan(plan, node, endpoint, talosconfig)
+        apply_plan(plan, state, node, endpoint, talosconfig)
 
     def _answer(self, props: dict[str, Any], where: str, say: Callable[[str], None]) -> NodeFacts:
         """The node's facts, once its Talos API answers (bounded, with a
@@ -188,7 +207,7 @@ class TalosUpgradeProvider(ResourceProvider):
                 say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
                 time.sleep(poll)
 
-    def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> NodeFacts:
+    def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None], *, timed_out: bool = False) -> NodeFacts:
         """Bounded wait until the node answers with ``step``, lists the
         extensions and (with a kubeconfig) is Ready."""
         from components.readiness.provider import fetch_node
@@ -198,6 +217,11 @@ class TalosUpgradeProvider(ResourceProvider):
         timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
         deadline = time.monotonic() + timeout
         facts = self._answer(props, where, say)
+        if facts.version != step and timed_out:
+            raise StepFailed(
+                f"{where}: `talosctl upgrade` did not answer in time and {node} still runs Talos {facts.version}: it is not "
+                f"known that the node got the upgrade request (no reboot to {step} was seen). Check `talosctl -n {node} dmesg` "
+                "and the network to the node, then run `pulumi up` again")
         if facts.version != step:
             raise StepFailed(
                 f"{where}: {node} came back on Talos {facts.version}, not {step}: the new image did not boot and Talos fell back "

@@ -54,8 +54,22 @@ def upgrade_steps(running: str, target: str, upgrade_path: Sequence[str] = ()) -
     """The releases to upgrade to, in order, ending with ``target``; empty
     when the node already runs it. Raises :class:`PathRefused`."""
     have, want = parse_version(running), parse_version(target)
+    first, last = min(LATEST_PATCH), max(LATEST_PATCH)
+    if want[:2] > last and want[0] == have[0] == 1 and want > have:
+        raise PathRefused(f"talos.version {target}: Talos v{want[0]}.{want[1]} is not in this program's version table "
+                          f"(LATEST_PATCH in components/talos/versions.py covers v{first[0]}.{first[1]} to v{last[0]}.{last[1]}); "
+                          f"set {PROJECT}:talos.version to v{last[0]}.{last[1]}.x or older. Supporting a new minor means adding "
+                          "its row to that table once the program writes what that release needs (Talos 1.14 moves "
+                          "machine.install, kernel, sysctls, files and nodeLabels into documents such as KernelModuleConfig)")
     if have == want:
         return []
+    if have > want and have[0] != 1:
+        raise PathRefused(f"the node runs Talos {running}, a major release this program does not support (it manages Talos "
+                          f"v1.x, its table covers v{first[0]}.{first[1]} to v{last[0]}.{last[1]}); it cannot manage this node")
+    if have > want and have[:2] > last:
+        raise PathRefused(f"the node runs Talos {running}, newer than every minor in this program's version table (LATEST_PATCH in "
+                          f"components/talos/versions.py, up to v{last[0]}.{last[1]}); this program does not downgrade to {PROJECT}:talos.version "
+                          f"{target} and cannot manage the node until that table has its minor")
     if have > want:
         raise PathRefused(f"the node runs Talos {running}, newer than talos.version {target}; this program does not downgrade. "
                           f"Set {PROJECT}:talos.version to {running} or newer")
@@ -66,7 +80,6 @@ def upgrade_steps(running: str, target: str, upgrade_path: Sequence[str] = ()) -
     for minor in range(have[1], want[1]):
         version = chosen.get((have[0], minor))
         if version is None:
-            first, last = min(LATEST_PATCH), max(LATEST_PATCH)
             raise PathRefused(f"no release of Talos v{have[0]}.{minor} is known to this program (its table covers "
                               f"v{first[0]}.{first[1]} to v{last[0]}.{last[1]}); add the latest v{have[0]}.{minor}.z to {PROJECT}:talos.upgradePath")
         if parse_version(version) > have:

@@ -20,6 +20,7 @@ from tests.talos.cluster_state import FakeKubectl, install_kubectl
 from tests.talos.running_configs import as_text, worker_documents
 
 HERE = Path(__file__).resolve().parent
+STAND_IN = HERE.parent / "stand_ins" / "talosctl.py"
 
 # Shaped like `talosctl gen secrets` output and a talosconfig; stand-in values.
 MACHINE_SECRETS = PLACEHOLDER_MACHINE_SECRETS
@@ -46,7 +47,7 @@ NVIDIA_EXTENSIONS = ["nonfree-kmod-nvidia-production", "nvidia-container-toolkit
 
 @dataclass
 class FakeTalosctl:
-    """Drives the stand-in talosctl's node (tests/talos/fake_talosctl.py)."""
+    """Drives the stand-in talosctl's node (tests/stand_ins/talosctl.py)."""
 
     state: Path
     bin_dir: Path
@@ -64,12 +65,31 @@ class FakeTalosctl:
         Factory image), with ``config`` as its running and stored machine
         config (default: the guide's worker config for that version)."""
         node = self._node()
-        node.update(version=version, schematic=schematic, maintenance=maintenance, down_calls=0,
+        node.pop("pending_image", None)
+        node.update(version=version, schematic=schematic, maintenance=maintenance, down_calls=0, drains=[],
                     extensions=list(extensions if extensions is not None else (NVIDIA_EXTENSIONS if schematic else [])))
         self._save(node)
         text = config if config is not None else as_text(worker_documents(version))
         for name in ("active.yaml", "config.yaml"):
             (self.state / name).write_text(text)
+        (self.state / "persistent.yaml").unlink(missing_ok=True)  # a node just booted from STATE
+
+    def stage(self, text: str) -> None:
+        """A config applied with --mode=staged (by someone, or an earlier run):
+        on STATE, and in the ``persistent`` resource from Talos 1.10."""
+        (self.state / "config.yaml").write_text(text)
+        if parse_version(self.get("version")) >= (1, 10, 0) and not (self.state / "serves-state-file").exists():
+            (self.state / "persistent.yaml").write_text(text)
+
+    def serve_old_state_file(self) -> None:
+        """The stand-in of before: every version serves /system/state/config.yaml
+        and only the MachineConfig ``v1alpha1`` exists (the opposite of Talos
+        from 1.10), to show which tests it lets pass."""
+        (self.state / "serves-state-file").write_text("")
+
+    def persistent_config(self) -> str | None:
+        path = self.state / "persistent.yaml"
+        return path.read_text() if path.exists() else None
 
     def publish(self, schematic: str, extensions: list[str] | None = None) -> None:
         """The Image Factory serves ``schematic`` (its installer images pull)."""
@@ -127,12 +147,17 @@ def install_talosctl(tmp_path: Path) -> FakeTalosctl:
     bin_dir.mkdir()
     state.mkdir()
     script = bin_dir / "talosctl"
-    script.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(HERE / 'fake_talosctl.py')!r}, run_name='__main__')\n")
+    script.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(STAND_IN)!r}, run_name='__main__')\n")
     script.chmod(0o755)
     fake = FakeTalosctl(state=state, bin_dir=bin_dir)
-    _, schematic, _ = planned_installer(parse_stack_config(stack_file_config("homelab")).talos)
+    talos = parse_stack_config(stack_file_config("homelab")).talos
+    _, schematic, _ = planned_installer(talos)
     fake.publish(schematic)
     fake.node("v1.13.9", schematic)
+    # The homelab's talos.endpoint is a control plane: its Talos API serves a kubeconfig.
+    fake.set(controlplanes=[talos.talosctl_endpoint] if talos.endpoint else [])
+    if os.environ.get("FAKE_TALOS_OLD_READ"):
+        fake.serve_old_state_file()
     return fake
 
 

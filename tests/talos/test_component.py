@@ -266,6 +266,7 @@ def test_same_version_other_schematic_is_upgraded_in_place(homelab, fake_talosct
     provider, props = upgrade_registration(homelab)
     fake_talosctl.node("v1.13.9", None)  # installed from a plain image: no extensions yet
     result = engine(provider, "create", {**props, "pollSeconds": 0.05}, fake_talosctl.env())
+    assert "ok" in result, result
     assert result["ok"]["outs"]["upgraded"] is True and result["ok"]["outs"]["stepsDone"] == ["v1.13.9"]
     assert "schematic (none: not an Image Factory image)" in result["stderr"]
     no_wipe(fake_talosctl.calls())

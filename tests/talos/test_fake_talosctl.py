@@ -69,23 +69,118 @@ def test_no_reboot_refuses_a_change_talos_cannot_apply_live_and_auto_reboots_for
     assert "Applied configuration with a reboot" in applied.stderr and fake_talosctl.reboots == 1
 
 
-def test_staged_config_waits_for_the_upgrades_reboot(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
-    documents = worker_documents("v1.12.11")
-    fake_talosctl.node("v1.12.11", None, config=as_text(documents))
+PERSISTENT_NOT_FOUND = ("1 error occurred:\n\t* rpc error: code = NotFound desc = resource "
+                        "MachineConfigs.config.talos.dev(config/persistent@undefined) doesn't exist")
+STATE_NOT_FOUND = "error reading: rpc error: code = NotFound desc = stat /system/state/config.yaml: no such file or directory"
+
+
+def spec_of(output: str, resource_id: str) -> str:
+    import yaml
+
+    return next(doc["spec"] for doc in yaml.safe_load_all(output) if doc["metadata"]["id"] == resource_id)
+
+
+@pytest.mark.parametrize(("version", "serves_file"), [("v1.9.6", True), ("v1.10.9", False), ("v1.11.6", False),
+                                                      ("v1.12.11", False), ("v1.13.9", False)])
+def test_each_version_serves_its_configs_as_talos_does(fake_talosctl: FakeTalosctl, tmp_path: Path, version, serves_file) -> None:
+    """v1alpha1 always; persistent from 1.10, only after an apply since the
+    boot; the STATE file only before 1.10 (machine_config.go, acquire.go,
+    commits d4aacb0d8 and 9db6dc06c)."""
+    documents = worker_documents(version)
+    fake_talosctl.node(version, None, config=as_text(documents))
+    running = talosctl(fake_talosctl, tmp_path, "get", "machineconfig", "v1alpha1", *NODE, "-o", "yaml")
+    assert running.returncode == 0 and spec_of(running.stdout, "v1alpha1") == as_text(documents)
+    assert running.stdout.startswith("node: 192.168.8.123\nmetadata:\n    namespace: config\n")
+    persistent = talosctl(fake_talosctl, tmp_path, "get", "machineconfig", "persistent", *NODE, "-o", "yaml")
+    assert persistent.returncode == 1 and PERSISTENT_NOT_FOUND in persistent.stderr, "a boot from STATE sets no persistent"
+    read = talosctl(fake_talosctl, tmp_path, "read", *NODE, "/system/state/config.yaml")
+    if serves_file:
+        assert read.returncode == 0 and read.stdout == as_text(documents)
+    else:
+        assert read.returncode == 1 and STATE_NOT_FOUND in read.stderr
     documents[0]["machine"]["nodeLabels"] = {"a": "b"}
     new = tmp_path / "new.yaml"
     new.write_text(as_text(documents))
     staged = talosctl(fake_talosctl, tmp_path, "apply-config", *NODE, "--file", str(new), "--mode", "staged")
     assert "Staged configuration to be applied after the next reboot" in staged.stderr
-    assert fake_talosctl.stored_config() == new.read_text() and fake_talosctl.running_config() != new.read_text()
-    read = talosctl(fake_talosctl, tmp_path, "read", *NODE, "/system/state/config.yaml")
-    assert read.stdout == new.read_text()
+    running = talosctl(fake_talosctl, tmp_path, "get", "machineconfig", "v1alpha1", *NODE, "-o", "yaml")
+    assert spec_of(running.stdout, "v1alpha1") != new.read_text(), "a staged config does not run before the reboot"
+    listed = talosctl(fake_talosctl, tmp_path, "get", "machineconfig", *NODE, "-o", "yaml").stdout
+    if serves_file:
+        assert talosctl(fake_talosctl, tmp_path, "read", *NODE, "/system/state/config.yaml").stdout == new.read_text()
+        assert "persistent" not in listed
+    else:
+        persistent = talosctl(fake_talosctl, tmp_path, "get", "machineconfig", "persistent", *NODE, "-o", "yaml")
+        assert persistent.returncode == 0 and spec_of(persistent.stdout, "persistent") == new.read_text()
+        assert spec_of(listed, "persistent") == new.read_text() and spec_of(listed, "v1alpha1") != new.read_text()
+
+
+def test_the_staged_config_runs_after_the_upgrades_reboot_and_persistent_is_gone(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    documents = worker_documents("v1.12.11")
+    fake_talosctl.node("v1.12.11", None, config=as_text(documents))
+    documents[0]["machine"]["nodeLabels"] = {"a": "b"}
+    new = tmp_path / "new.yaml"
+    new.write_text(as_text(documents))
+    talosctl(fake_talosctl, tmp_path, "apply-config", *NODE, "--file", str(new), "--mode", "staged")
+    assert fake_talosctl.persistent_config() == new.read_text()
     schematic = next(iter(__import__("json").loads((fake_talosctl.state / "catalog.json").read_text())["schematics"]))
     image = f"factory.talos.dev/metal-installer/{schematic}:v1.13.9"
     done = talosctl(fake_talosctl, tmp_path, "upgrade", *NODE, "--image", image, "--wait", "--timeout", "1800s")
     assert done.returncode == 0, done.stderr
+    assert "New upgrade API is not available, falling back to legacy" in done.stderr
     assert fake_talosctl.reboots == 1 and fake_talosctl.get("version") == "v1.13.9"
-    assert fake_talosctl.running_config() == new.read_text()
+    assert fake_talosctl.running_config() == new.read_text() and fake_talosctl.persistent_config() is None
+    assert fake_talosctl.get("drains") == [{"by": "talos-node", "reboot": 1}], "the legacy upgrade sequence drains on the node"
+
+
+def test_the_old_stand_in_serves_the_file_on_every_version(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    fake_talosctl.node("v1.13.9", None)
+    fake_talosctl.serve_old_state_file()
+    assert talosctl(fake_talosctl, tmp_path, "read", *NODE, "/system/state/config.yaml").returncode == 0
+    assert talosctl(fake_talosctl, tmp_path, "get", "machineconfig", "persistent", *NODE, "-o", "yaml").returncode == 1
+
+
+def _upgrade_113(fake: FakeTalosctl, tmp_path: Path, *flags: str, endpoint: str = "192.168.8.99", extra_args=None, uki=None,
+                 bootloader: str = "grub") -> subprocess.CompletedProcess[str]:
+    documents = worker_documents("v1.13.4")
+    if extra_args is not None:
+        documents[0]["machine"]["install"]["extraKernelArgs"] = extra_args
+    if uki is not None:
+        documents[0]["machine"]["install"]["grubUseUKICmdline"] = uki
+    schematic = next(iter(__import__("json").loads((fake.state / "catalog.json").read_text())["schematics"]))
+    fake.node("v1.13.4", schematic, config=as_text(documents))
+    fake.set(controlplanes=["192.168.8.99"], bootloader=bootloader)
+    image = f"factory.talos.dev/metal-installer/{schematic}:v1.13.9"
+    return talosctl(fake, tmp_path, "upgrade", "--nodes", "192.168.8.123", "--endpoints", endpoint, "--image", image, *flags)
+
+
+def test_lifecycle_upgrade_drains_with_the_endpoints_kubeconfig(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    done = _upgrade_113(fake_talosctl, tmp_path)
+    assert done.returncode == 0 and "falling back" not in done.stderr, done.stderr
+    assert fake_talosctl.get("drains") == [{"by": "talosctl", "reboot": 1}] and fake_talosctl.reboots == 1
+
+
+def test_lifecycle_drain_through_a_worker_endpoint_fails_after_the_image_is_written(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    done = _upgrade_113(fake_talosctl, tmp_path, endpoint="192.168.8.123")
+    assert done.returncode == 1 and "kubeconfig is only available on control plane nodes" in done.stderr
+    assert fake_talosctl.reboots == 0 and fake_talosctl.get("pending_image").endswith(":v1.13.9")
+    assert fake_talosctl.get("version") == "v1.13.4"
+
+
+def test_lifecycle_without_drain_reboots_undrained(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:
+    done = _upgrade_113(fake_talosctl, tmp_path, "--drain=false", endpoint="192.168.8.123")
+    assert done.returncode == 0 and fake_talosctl.reboots == 1 and not fake_talosctl.get("drains")
+
+
+@pytest.mark.parametrize(("flags", "uki", "bootloader", "kept"), [
+    ((), None, "grub", False), (("--legacy",), None, "grub", True), ((), True, "grub", True), ((), None, "sd-boot", True)])
+def test_lifecycle_upgrade_drops_extra_kernel_args_on_grub_without_the_uki_cmdline(fake_talosctl: FakeTalosctl, tmp_path: Path,
+                                                                                    flags, uki, bootloader, kept) -> None:
+    done = _upgrade_113(fake_talosctl, tmp_path, *flags, extra_args=["pcie_aspm=off"], uki=uki, bootloader=bootloader)
+    assert done.returncode == 0, done.stderr
+    assert (fake_talosctl.get("kernel_args") == ["pcie_aspm=off"]) is kept
+    if flags:
+        assert "Forcing use of legacy upgrade method" in done.stderr and fake_talosctl.get("drains") == [{"by": "talos-node", "reboot": 1}]
 
 
 def test_an_image_the_factory_does_not_serve_fails_to_pull(fake_talosctl: FakeTalosctl, tmp_path: Path) -> None:

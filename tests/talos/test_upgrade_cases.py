@@ -110,7 +110,13 @@ PATH_REFUSALS = [
                             "Set proxmox-talos-gpu:talos.version to v1.13.10 or newer"),
     ("v1.9.6", "v2.1.0", "the node runs Talos v1.9.6; v2.1.0 is another major release, which Talos has no tested upgrade to"),
     ("v1.6.7", "v1.8.4", f"no release of Talos v1.6 is known to this program ({TABLE}); add the latest v1.6.z to proxmox-talos-gpu:talos.upgradePath"),
-    ("v1.13.9", "v1.15.0", f"no release of Talos v1.14 is known to this program ({TABLE}); add the latest v1.14.z to proxmox-talos-gpu:talos.upgradePath"),
+    ("v1.13.9", "v1.14.0", "talos.version v1.14.0: Talos v1.14 is not in this program's version table (LATEST_PATCH in "
+                           "components/talos/versions.py covers v1.8 to v1.13); set proxmox-talos-gpu:talos.version to v1.13.x or "
+                           "older. Supporting a new minor means adding its row to that table once the program writes what that "
+                           "release needs (Talos 1.14 moves machine.install, kernel, sysctls, files and nodeLabels into documents "
+                           "such as KernelModuleConfig)"),
+    ("v2.0.0", "v1.13.9", "the node runs Talos v2.0.0, a major release this program does not support (it manages Talos v1.x, its "
+                          "table covers v1.8 to v1.13); it cannot manage this node"),
 ]
 
 
