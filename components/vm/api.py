@@ -55,6 +55,10 @@ def connect(target: ApiTarget) -> ProxmoxVmApi:
     import requests
     from proxmoxer import AuthenticationError, ProxmoxAPI
 
+    if target.insecure:  # asked for (proxmox.insecure): say it once in the docs, not on every request
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     url = urlparse(target.endpoint)
     if url.scheme != "https" or not url.hostname:
         raise ProxmoxUnreachable(f"proxmox.endpoint {target.endpoint!r} is not an https:// URL")
