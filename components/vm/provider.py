@@ -100,11 +100,12 @@ class VmAdoptProvider(ResourceProvider):
         return DiffResult(changes=bool(changed) or not plan.is_noop or bool(olds.get("pending")))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        result = _engine(props).apply(None)
+        engine = _engine(props)
+        result = engine.apply(None)
         for warning in result.warnings:
             _say(f"warning: {warning}")
-        spec = props["spec"]
-        return CreateResult(id_=f"{spec['node']}/{spec['vm_id']}", outs=self._outs(props, result, None))
+        spec = engine.spec  # typed: the engine sends numbers as floats (1105.0)
+        return CreateResult(id_=f"{spec.node}/{spec.vm_id}", outs=self._outs(props, result, None))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         engine = _engine(news)
