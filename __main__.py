@@ -20,6 +20,7 @@ providers = make_providers(cfg, secrets)
 host = HostVfioPrep(cfg.proxmox.node, cfg, secrets.ssh_private_key, kubeconfig=secrets.kubeconfig)
 vm = GpuVm(
     cfg.vm.name, cfg, iommu_groups=host.iommu_groups, subsystem_ids=host.subsystem_ids,
+    api_token=secrets.proxmox_api_token, password=secrets.proxmox_password, kubeconfig=secrets.kubeconfig,
     opts=pulumi.ResourceOptions(providers=[providers.proxmox], depends_on=[host]),
 )
 node = TalosGpuNode(

@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.vm_config import RestartMode, VmSource, vm_issues
+
 PROJECT = "proxmox-talos-gpu"
 
 # --------------------------------------------------------------------------
@@ -308,14 +310,35 @@ class VmConfig(_Model):
     memory_mib: Annotated[int, Field(ge=1024, alias="memoryMiB")] = 8192
     machine: Literal["q35", "pc"] = "q35"
     bios: Literal["seabios", "ovmf"] = "seabios"
-    disk: DiskConfig
+    # Adopt the VM that exists or create it, and who restarts it: components/vm_config.py, docs/vm.md.
+    source: VmSource = "existing"
+    restart: RestartMode = "drained"
+    restart_timeout_seconds: Annotated[int, Field(ge=60, le=7200)] = 900
+    drain_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 300
+    disk: DiskConfig | None = None
+    disks: list[DiskConfig] = []
     network: NetworkConfig = NetworkConfig()
+    networks: list[NetworkConfig] = []
     boot_iso: str | None = None
     on_boot: bool = True
     start_timeout_seconds: Annotated[int, Field(ge=60, le=7200)] | None = None
     # `pulumi destroy` leaves the VM and its disks in place (they may hold
     # Ceph OSDs); set false to let destroy delete a VM this stack created.
     retain_on_destroy: bool = True
+
+    @property
+    def network_set(self) -> bool:
+        return "network" in self.model_fields_set
+
+    @property
+    def all_disks(self) -> list[DiskConfig]:
+        """The disks of ``create`` mode: vm.disks[], else the single vm.disk."""
+        return list(self.disks) or ([self.disk] if self.disk is not None else [])
+
+    @property
+    def all_networks(self) -> list[NetworkConfig]:
+        """The NICs of ``create`` mode: vm.networks[], else the single vm.network."""
+        return list(self.networks) or [self.network]
 
     @property
     def start_timeout(self) -> int:
@@ -611,7 +634,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
 
 def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
     """Rules that span more than one key. Each names the key to change."""
-    issues: list[ConfigIssue] = []
+    issues: list[ConfigIssue] = [ConfigIssue(key, value, allowed) for key, value, allowed in vm_issues(cfg.vm)]
     talos = parse_version(cfg.talos.version)
 
     seen_slots: dict[str, int] = {}

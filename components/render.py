@@ -46,6 +46,7 @@ from components.monitoring.artifacts import render_artifacts as monitoring_artif
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
 from components.vm import pci_mappings, vm_args
+from components.vm.adopt import owned_keys
 
 Artifacts = dict[str, str]
 
@@ -90,7 +91,9 @@ def proxmox_artifacts(cfg: StackConfig, facts: HostFacts | None = None) -> Artif
         header = ("# iommu_group / subsystem_id null: host.enabled is false, so nothing reads them from the host; set\n"
                   "# gpus[].iommuGroup and gpus[].subsystemId (Proxmox checks the mapping against the device at VM start;\n"
                   "# on the host: `lspci -nns <address>` and /sys/bus/pci/devices/<address>/iommu_group).\n")
-    return {"proxmox/vm.yaml": header + _yaml({"pciMappings": mappings, "vm": vm_args(cfg)})}
+    # vm.source: existing owns only these keys of the VM (docs/vm.md); create writes the whole VmLegacy.
+    vm = vm_args(cfg) if cfg.vm.source == "create" else owned_keys(cfg)
+    return {"proxmox/vm.yaml": header + _yaml({"pciMappings": mappings, "vm": vm})}
 
 
 def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:

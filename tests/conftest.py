@@ -26,6 +26,14 @@ def stack_file_config(stack: str = "homelab") -> dict[str, Any]:
     return read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
 
 
+def created_config(stack: str = "homelab") -> dict[str, Any]:
+    """The stack with ``vm.source: create``: the program creates the VM
+    (VmLegacy), for the tests of what it creates."""
+    raw = stack_file_config(stack)
+    raw["vm"]["source"] = "create"
+    return raw
+
+
 @pytest.fixture
 def homelab() -> dict[str, Any]:
     return copy.deepcopy(stack_file_config("homelab"))

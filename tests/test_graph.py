@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from components.mockengine import ProgramRun, Registration, is_secret, reveal
-from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
+from tests.conftest import FAKE_SECRETS, created_config, run_main
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"
@@ -24,14 +24,14 @@ RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
 
 
 def two_gpu_config() -> dict:
-    raw = copy.deepcopy(stack_file_config())
+    raw = copy.deepcopy(created_config())
     raw["gpus"].append({"address": "af:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "slot": "hostpci1", "generation": "turing"})
     return raw
 
 
 @pytest.fixture(scope="module")
 def homelab_run() -> ProgramRun:
-    return run_main(stack_file_config())
+    return run_main(created_config())
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,7 @@ def test_two_gpus_get_two_slots_and_two_mappings(two_gpu_run):
 
 
 def test_raw_id_passthrough_as_root_pam(homelab):
+    homelab["vm"]["source"] = "create"
     homelab["proxmox"].update(authMethod="password", username="root@pam")
     homelab["gpus"][0]["passthrough"] = "raw"
     from tests.conftest import FAKE_SECRETS
@@ -208,7 +209,7 @@ def _named(run: ProgramRun, suffix: str) -> Registration:
 
 @pytest.fixture(scope="module")
 def jellyfin_run() -> ProgramRun:
-    raw = stack_file_config()
+    raw = created_config()
     raw["jellyfin"]["enabled"] = True
     return run_main(raw)
 
@@ -248,7 +249,7 @@ def test_talos_credentials_stay_secret(homelab_run):
 
 
 def test_generated_config_keeps_client_config_and_machine_config_secret():
-    raw = copy.deepcopy(stack_file_config())
+    raw = copy.deepcopy(created_config())
     raw["talos"].update(configSource="generated", kubernetesVersion="v1.34.3")
     run = run_main(raw)
     apply = run.one("talos:machine/configurationApply:ConfigurationApply")
@@ -292,7 +293,7 @@ def _host_facts_mocks():
 
 
 def test_vm_waits_for_host_preparation_and_takes_its_iommu_group():
-    run = run_main(stack_file_config(), mocks=_host_facts_mocks())
+    run = run_main(created_config(), mocks=_host_facts_mocks())
     (prep,) = _children(run, HOST_PREP)
     vm, mapping = run.one(VM), run.one(PCI_MAPPING)
     assert run.depends_on(vm, prep) and run.depends_on(mapping, prep), vm.urn
@@ -326,6 +327,7 @@ def test_all_functions_maps_the_whole_device_and_keeps_the_hosts_facts(homelab):
 
 
 def test_all_functions_with_a_raw_id_passes_the_device_without_its_function(homelab):
+    homelab["vm"]["source"] = "create"
     homelab["gpus"][0].update(allFunctions=True, passthrough="raw")
     homelab["proxmox"].update(authMethod="password", username="root@pam")
     run = run_main(homelab, secrets={**FAKE_SECRETS, "proxmoxPassword": "pw"})

@@ -14,7 +14,7 @@ from components.config import SECRETS, parse_stack_config
 from components.mockengine import reveal
 from components.render import render
 from components.talos.machine_config import NodeSpec
-from tests.conftest import ROOT, run_main, stack_file_config
+from tests.conftest import ROOT, created_config, run_main, stack_file_config
 
 
 def _camel(value):
@@ -32,13 +32,13 @@ def _camel(value):
 
 @pytest.fixture(scope="module")
 def homelab_render():
-    raw = stack_file_config()
+    raw = created_config()
     return render(parse_stack_config(raw), raw)
 
 
 @pytest.fixture(scope="module")
 def homelab_run():
-    return run_main(stack_file_config())
+    return run_main(created_config())
 
 
 def test_render_cli_needs_no_credentials_and_no_engine(tmp_path):
@@ -80,6 +80,15 @@ def test_rendered_vm_matches_the_registered_vm(homelab_render, homelab_run):
     registered = reveal(vm.inputs)
     for key, value in rendered.items():
         assert registered.get(key) == value, f"{vm.urn}: {key} rendered {value!r}, registered {registered.get(key)!r}"
+
+
+def test_rendered_owned_keys_of_an_existing_vm_match_what_the_program_writes():
+    raw = stack_file_config()
+    rendered = yaml.safe_load(render(parse_stack_config(raw), raw)["proxmox/vm.yaml"])["vm"]
+    (slots,) = [reg for reg in run_main(raw).registrations if reg.name.endswith("-gpu-slots")]
+    spec = reveal(slots.inputs)["spec"]
+    assert rendered["owned_keys"] == {"hostpci0": "mapping=moody-good-gpu0,pcie=1", "balloon": "0"}, rendered
+    assert (rendered["vm_id"], rendered["node"]) == (spec["vm_id"], spec["node"]) == (1105, "pve5"), slots.urn
 
 
 def test_rendered_node_label_matches_the_registered_patch(homelab_render, homelab_run):

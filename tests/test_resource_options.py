@@ -13,7 +13,7 @@ import yaml
 
 from components.mockengine import ProgramRun, reveal
 from components.talos.adopt import load_documents
-from tests.conftest import FAKE_SECRETS, run_main, stack_file_config
+from tests.conftest import FAKE_SECRETS, created_config, run_main
 from tests.talos.conftest import install_talosctl
 from tests.talos.engine import engine, registration
 from tests.talos.running_configs import as_text, worker_documents
@@ -25,7 +25,7 @@ PROVIDERS = {"kubernetes:": "pulumi:providers:kubernetes", "proxmoxve:": "pulumi
 
 
 def _variant(name: str) -> tuple[dict, dict[str, str]]:
-    raw, secrets = copy.deepcopy(stack_file_config()), dict(FAKE_SECRETS)
+    raw, secrets = copy.deepcopy(created_config()), dict(FAKE_SECRETS)
     if name == "non-owner":
         raw["gpuStack"]["ownsClusterObjects"] = False
         raw["gpuStack"].pop("prometheusOperator")  # owner-only: refused in a non-owner stack
@@ -71,7 +71,7 @@ def test_every_kubernetes_and_proxmox_resource_uses_the_stacks_own_provider(vari
 
 @pytest.mark.parametrize("retain", [True, False])
 def test_vm_retention_follows_retain_on_destroy(retain):
-    raw = copy.deepcopy(stack_file_config())
+    raw = copy.deepcopy(created_config())
     raw["vm"]["retainOnDestroy"] = retain
     vm = run_main(raw).one(VM)
     if retain:
@@ -83,7 +83,7 @@ def test_vm_retention_follows_retain_on_destroy(retain):
 
 @pytest.mark.parametrize("retain", [True, False])
 def test_vm_never_deletes_disks_it_does_not_reference(retain):
-    raw = copy.deepcopy(stack_file_config())
+    raw = copy.deepcopy(created_config())
     raw["vm"]["retainOnDestroy"] = retain
     vm = run_main(raw).one(VM)
     inputs = reveal(vm.inputs)
@@ -113,7 +113,7 @@ def test_talos_apply_never_resets_the_node_with_the_adopted_config(tmp_path: Pat
     way the engine runs it (dill, a fresh process) against the stand-in
     talosctl's node: the config it applies keeps install.wipe false, and
     neither `up` nor destroy resets the node or reboots it to apply."""
-    run = run_main(stack_file_config())
+    run = run_main(created_config())
     assert run.by_type(APPLY) == [], "an adopted node's config is never replaced by a ConfigurationApply"
     provider, props = registration(run, ADOPT)
     fake = install_talosctl(tmp_path)

@@ -73,6 +73,14 @@ def run_node(homelab: dict[str, Any], mocks: FactoryMocks | None = None, preview
     return run_program(program, {}, mocks=mocks or FactoryMocks(), preview=preview), seen
 
 
+def _the_vm(run: ProgramRun):
+    """The VM's resource under GpuVm: VmLegacy (vm.source: create) or the
+    dynamic resource that owns an existing VM's GPU slots."""
+    [gpu_vm] = run.by_type("proxmox-talos-gpu:proxmox:GpuVm")
+    [vm] = [reg for reg in run.registrations if reg.parent == gpu_vm.urn and not reg.type.startswith("proxmoxve:hardware")]
+    return vm
+
+
 def final_upgrade(run: ProgramRun):
     """The walk that ends on talos.version (the other one stops before 1.13)."""
     [reg] = [reg for reg in run.by_type(UPGRADE) if reg.name.endswith("-talos-upgrade")]
@@ -105,7 +113,7 @@ def test_children_are_parented_and_upgrade_waits_for_the_config(homelab, talos, 
 def test_node_waits_for_the_vm_and_the_gpu_stack_waits_for_the_node(homelab, talos, config_type) -> None:
     run, _ = run_node(homelab, **talos)
     # The engine expands a component dependency to the component's resources.
-    vm = run.one("proxmoxve:index/vmLegacy:VmLegacy")
+    vm = _the_vm(run)
     for reg in [run.one(SCHEMATIC), run.one(config_type), *run.by_type(UPGRADE)]:
         assert run.depends_on(reg, vm), f"{reg.urn} must wait for the VM"
     for reg in run.registrations:
@@ -314,7 +322,7 @@ def test_apply_waits_for_the_upgrade_path_preflight(homelab) -> None:
     run, _ = run_node(homelab, **GENERATED)
     preflight, apply = run.one(PREFLIGHT), run.one(APPLY)
     assert run.depends_on(apply, preflight), "no config may reach the node before its upgrade path is checked"
-    assert run.depends_on(preflight, run.one("proxmoxve:index/vmLegacy:VmLegacy")), preflight.urn
+    assert run.depends_on(preflight, _the_vm(run)), preflight.urn
     assert is_secret(run.one(PREFLIGHT).inputs["talosconfig"]), preflight.urn
 
 

@@ -1,0 +1,131 @@
+"""Pulumi dynamic provider for ``vm.source: existing``: own the GPU slots and
+the balloon of a VM someone else made.
+
+The engine pickles the provider with dill, by reference to this module, and
+runs it in a separate process: no state on the object, no import-time side
+effects, the API client made inside each method, secrets only as inputs.
+``check`` and ``diff`` (which preview runs) only read; ``create``, ``update``
+and ``delete`` write. The values the owned keys held before are kept in the
+state (``previous``) so that ``delete`` restores them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value not known at preview
+OUTPUT_KEYS = ("previous", "written", "restarted", "pending")
+_REPLACE_KEYS = ("endpoint",)
+_UPDATE_KEYS = ("spec", "restart", "restart_timeout_seconds", "drain_timeout_seconds", "node_name", "insecure")
+
+
+def _say(message: str) -> None:
+    print(f"[gpu-vm] {message}", file=sys.stderr, flush=True)
+
+
+def _engine(props: dict[str, Any]):
+    from components.vm.adopt import AdoptSpec
+    from components.vm.api import ApiTarget, connect
+    from components.vm.engine import AdoptEngine
+    from components.vm.restart import RestartOptions
+
+    target = ApiTarget(endpoint=props["endpoint"], insecure=bool(props.get("insecure")), api_token=props.get("api_token") or None,
+                       username=props.get("username") or None, password=props.get("password") or None)
+    options = RestartOptions(node_name=props.get("node_name") or None, kubeconfig=props.get("kubeconfig") or None,
+                             drain_timeout=float(props.get("drain_timeout_seconds") or 300),
+                             timeout=float(props.get("restart_timeout_seconds") or 900), progress=_say)
+    return AdoptEngine(lambda: connect(target), AdoptSpec.from_dict(props["spec"]), props.get("restart", "drained"), options)
+
+
+def _known(value: Any) -> bool:
+    if value == UNKNOWN:
+        return False
+    if isinstance(value, dict):
+        return all(_known(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_known(v) for v in value)
+    return True
+
+
+def validate(props: dict[str, Any]) -> list[CheckFailure]:
+    failures = []
+    endpoint = props.get("endpoint")
+    if endpoint != UNKNOWN and (not isinstance(endpoint, str) or not endpoint.startswith("https://")):
+        failures.append(CheckFailure("endpoint", f"endpoint {endpoint!r} must be an https:// URL"))
+    if props.get("restart") not in ("drained", "never", UNKNOWN):
+        failures.append(CheckFailure("restart", f"restart {props.get('restart')!r} must be drained or never"))
+    spec = props.get("spec")
+    if spec != UNKNOWN and (not isinstance(spec, dict) or not spec.get("slots")):
+        failures.append(CheckFailure("spec", "spec must name the VM and at least one GPU slot"))
+    if not (props.get("api_token") or (props.get("username") and props.get("password"))):
+        failures.append(CheckFailure("api_token", "Proxmox credentials are required: proxmoxApiToken, or proxmox.username with proxmoxPassword"))
+    return failures
+
+
+class VmAdoptProvider(ResourceProvider):
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = validate(news)
+        if not failures and _known(news):
+            failures = self._preview(news, (olds or {}).get("previous"))
+        return CheckResult(news, failures)
+
+    def _preview(self, props: dict[str, Any], previous: dict[str, Any] | None) -> list[CheckFailure]:
+        from components.vm.api import ProxmoxApiError, ProxmoxUnreachable
+
+        try:
+            plan = _engine(props).plan(previous)
+        except ProxmoxUnreachable as error:
+            return [CheckFailure("endpoint", str(error))]
+        except ProxmoxApiError as error:
+            return [CheckFailure("spec", str(error))]
+        if plan.refused:
+            return [CheckFailure("spec", refusal) for refusal in plan.refusals]
+        if not plan.is_noop:
+            _say("planned VM changes:\n" + plan.render())
+        return []
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
+        if olds.get("spec", {}).get("vm_id") != news.get("spec", {}).get("vm_id") or olds.get("spec", {}).get("node") != news.get("spec", {}).get("node"):
+            replaces.append("spec")
+        if replaces:
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
+        changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)]
+        if not _known(news):
+            return DiffResult(changes=True if changed else None)
+        plan = _engine(news).plan(olds.get("previous"))  # drift: someone took a slot or the balloon back
+        return DiffResult(changes=bool(changed) or not plan.is_noop or bool(olds.get("pending")))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        engine = _engine(props)
+        result = engine.apply(None)
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
+        spec = engine.spec  # typed: the engine sends numbers as floats (1105.0)
+        return CreateResult(id_=f"{spec.node}/{spec.vm_id}", outs=self._outs(props, result, None))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        engine = _engine(news)
+        previous = dict(olds.get("previous") or {})
+        dropped = {k: v for k, v in (olds.get("written") or {}).items() if k not in engine.spec.owned}
+        if dropped:  # a slot no longer configured: put back what it held
+            engine.undo(previous, dropped, restart=False)
+        result = engine.apply({k: v for k, v in previous.items() if k in engine.spec.owned})
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
+        return UpdateResult(outs=self._outs(news, result, previous))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        result = _engine(props).undo(dict(props.get("previous") or {}), dict(props.get("written") or {}))
+        for note in result.plan.notes:
+            _say(note)
+
+    @staticmethod
+    def _outs(props: dict[str, Any], result: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
+        outs = {key: value for key, value in props.items() if key != "__provider"}
+        outs.update(previous=result.plan.previous or dict(previous or {}), written=result.plan.written,
+                    restarted=result.restarted, pending=result.pending)
+        return outs
