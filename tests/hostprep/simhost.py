@@ -21,6 +21,10 @@ documented to:
   ``<base>/guests.json`` and their configs under /etc/pve (pmxcfs layout:
   /etc/pve/local -> nodes/<node>).
 - ``systemctl is-system-running``: "stopping" while a reboot shuts down.
+- ``tee`` into /sys/bus/pci and ``modprobe``: PCI driver binding as the
+  kernel does it (driver_override, unbind, drivers_probe, boot_vga, a driver
+  that waits while its device is in use); see simsysfs.py, which names the
+  kernel and driver files each behaviour mirrors.
 - ``reboot`` really drops the connection: Proxmox stops every guest
   (pve-guests.service ExecStop: stopall), sshd and its sessions stop, the
   host "boots" and sshd comes back; guests with onboot=1 start again.
@@ -50,8 +54,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.hostprep import simsysfs
+
 SSHD = "/usr/sbin/sshd"
-TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct")
+TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct", "modprobe")
 REPO = Path(__file__).resolve().parents[2]
 
 GRUB_DEFAULT = """\
@@ -82,6 +88,7 @@ class SimDevice:
     subsystem: str | None = None
     driver: str | None = None  # the driver the host would bind without vfio
     group: int = 0
+    boot_vga: bool = False  # the firmware booted with this VGA device (boot_vga = 1)
 
 
 @dataclass
@@ -333,6 +340,14 @@ class SimHost:
             "fi",
             'echo "Unknown command verb $1." >&2; exit 1', ""]))
         (self.bin / "systemctl").chmod(0o755)
+        # tee into the simulated sysfs goes through the kernel's rules (simsysfs.py); anything else is coreutils' tee.
+        (self.bin / "tee").write_text("\n".join([
+            "#!/bin/sh",
+            f'case "$*" in {shlex.quote(str(self.root / "sys"))}/*)',
+            f"  exec {shlex.quote(sys.executable)} -c {shlex.quote(f'import sys; sys.path.insert(0, {str(REPO)!r}); from tests.hostprep.simsysfs import tee_main; sys.exit(tee_main({str(self.base)!r}, sys.argv[1:]))')} \"$@\";;",
+            "esac",
+            'exec /usr/bin/tee "$@"', ""]))
+        (self.bin / "tee").chmod(0o755)
         if not spec.enospc:
             return
         # base64 writing into a file whose path starts with root + spec.enospc (while
@@ -459,11 +474,14 @@ class SimHost:
         (self.root / "proc/cmdline").write_text(cmdline + "\n")
         (self.root / "proc/sys/kernel/random/boot_id").write_text(str(uuid.uuid4()) + "\n")
         sys_dir = self.root / "sys"
+        for proc in (self.root / "proc").glob("[0-9]*"):  # every process of the old boot is gone
+            shutil.rmtree(proc, ignore_errors=True)
         shutil.rmtree(sys_dir / "bus", ignore_errors=True)
         shutil.rmtree(sys_dir / "kernel", ignore_errors=True)
         devices = sys_dir / "bus/pci/devices"
         devices.mkdir(parents=True)
         (sys_dir / "kernel/iommu_groups").mkdir(parents=True)
+        running = {"vfio-pci"} if vfio_loaded else set()  # driver modules the boot loaded
         for device in spec.devices:
             path = devices / device.address
             path.mkdir()
@@ -483,6 +501,7 @@ class SimHost:
             else:
                 driver = None
             if driver:
+                running.add(driver)
                 (sys_dir / "bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
                 os.symlink(f"../../drivers/{driver}", path / "driver")
             if iommu:
@@ -490,6 +509,14 @@ class SimHost:
                 group.mkdir(parents=True, exist_ok=True)
                 os.symlink(f"../../../../bus/pci/devices/{device.address}", group / device.address)
                 os.symlink(f"../../../kernel/iommu_groups/{device.group}", path / "iommu_group")
+        simsysfs.populate(self.root, spec.devices, running)
+
+    def hold(self, pid: int, comm: str, device: str) -> None:
+        """A process on the host opens ``device`` (nvidia-persistenced /dev/nvidia0, QEMU /dev/vfio/30)."""
+        simsysfs.hold(self.root, pid, comm, device)
+
+    def release(self, pid: int) -> None:
+        simsysfs.release(self.root, pid)
 
     # -- sshd ------------------------------------------------------------------
 
@@ -670,6 +697,8 @@ def tool_main(base: str, tool: str, args: list[str]) -> int:
         return _pvesh(host, spec, args)
     if tool in ("qm", "pct"):
         return _guest_tool(host, spec, tool, args)
+    if tool == "modprobe":
+        return simsysfs.modprobe_main(base, args)
     if tool == "reboot":
         if spec.reboot_mode == "fail":
             print("Failed to connect to bus: No such file or directory", file=sys.stderr)
