@@ -54,7 +54,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.hostprep import simsysfs
+from tests.hostprep import simha, simsysfs
 
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct", "modprobe")
@@ -100,6 +100,7 @@ class SimGuest:
     onboot: bool = True
     node: str = ""  # "" = this node; another name = a guest elsewhere in the cluster
     starts: bool = True  # False: its start fails after a boot (it does not come back)
+    ha: str = ""  # a Proxmox HA resource with this requested state ("started", "stopped", "ignored"); "" = not HA-managed
 
 
 @dataclass
@@ -112,6 +113,7 @@ class SimSpec:
     devices: list[SimDevice] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # extra /etc files
     node: str = "pve5"
+    ha_peer: str = ""  # another cluster node HA can migrate guests to (ha: shutdown_policy=migrate)
     guests: list[SimGuest] = field(default_factory=list)
     guest_start_delay: float = 0.2  # after sshd is back, onboot guests start
     guest_stop_seconds: float = 0.0  # each guest's shutdown on the way down (sshd stays up meanwhile)
@@ -761,10 +763,13 @@ def _pvesh(host: SimHost, spec: SimSpec, args: list[str]) -> int:
     items = []
     if options.get("--type") in (None, "vm"):
         for guest in spec.guests:
-            node = guest.node or spec.node
+            home = guest.node or spec.node
+            node = simha.location(host.base, guest, home)  # HA may have migrated it
             items.append({"id": f"{guest.type}/{guest.vmid}", "type": guest.type, "vmid": guest.vmid, "name": guest.name, "node": node,
-                          "status": status.get(guest.vmid, guest.status) if node == spec.node else guest.status, "template": 0,
+                          "status": status.get(guest.vmid, guest.status) if home == spec.node else guest.status, "template": 0,
                           "maxmem": 2147483648, "maxcpu": 2, "uptime": 100 if status.get(guest.vmid) == "running" else 0})
+            if guest.ha:
+                items[-1]["hastate"] = simha.hastate(host.base, guest)
     if options.get("--type") in (None, "node"):
         items.append({"id": f"node/{spec.node}", "type": "node", "node": spec.node, "status": "online"})
     pretty = options.get("--output-format") == "json-pretty"
@@ -821,8 +826,9 @@ def reboot_helper(base: str) -> None:
     time.sleep(0.05)  # let `reboot` itself return, as systemctl does
     host.set_sysstate("stopping")
     spec = host.spec
+    simha.shutdown(host)  # the HA LRM, per ha: shutdown_policy
     for guest in host.local_guests():  # pve-guests.service ExecStop: pvesh create /nodes/localhost/stopall
-        if host.guest_status().get(guest.vmid) == "running":
+        if host.guest_status().get(guest.vmid) == "running" and not simha.managed(guest):
             time.sleep(spec.guest_stop_seconds)
             host.set_guest_status(guest.vmid, "stopped")
     host.stop_sshd()
@@ -835,7 +841,8 @@ def reboot_helper(base: str) -> None:
     host.set_sysstate("running")
     host.start_sshd()
     time.sleep(spec.guest_start_delay)
-    for guest in host.local_guests():  # pve-guests.service ExecStart: startall (onboot=1 only)
-        if host.onboot(guest) and guest.starts:
+    for guest in host.local_guests():  # pve-guests.service ExecStart: startall (onboot=1 only; HA-managed ones skipped)
+        if host.onboot(guest) and guest.starts and not simha.managed(guest):
             host.set_guest_status(guest.vmid, "running")
+    simha.after_boot(host)
     (host.base / "reboot-helper.pid").unlink(missing_ok=True)
