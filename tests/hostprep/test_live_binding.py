@@ -89,8 +89,8 @@ def test_nvidia_in_use_is_not_unbound_live_then_binds_live_once_released(make_si
     assert facts.holders == ((2210, "/dev/nvidia0", "nvidia-persistenced"),)
     assert plan.reboot and not plan.rebinds
     assert "driven by the nvidia driver and in use by nvidia-persistenced (pid 2210)" in plan.reboot_reason
-    with pytest.raises(RebootRequiredError, match="nvidia-persistenced"):
-        sim.engine(T4_SPEC, allow_reboot=False).apply()
+    with pytest.raises(RebootRequiredError, match="nvidia-persistenced"):  # bounded: an unbind would wait (simsysfs.py)
+        sim.engine(T4_SPEC, allow_reboot=False, options={"command_timeout": 15.0}).apply()
     assert sysfs_writes(sim) == [] and sim.host.driver(T4) == "nvidia"  # never unbound: the driver would wait forever
     sim.host.release(2210)  # the admin stops nvidia-persistenced
     result = sim.engine(T4_SPEC).apply()
