@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.hostprep import ha
+from components.hostprep.binding import BIND_FAILED, bind_script
 from components.hostprep.facts import STATE_DIR, FactsError, Guest, HostFacts, gather_facts, read_guests
 from components.hostprep.plan import (
     KEPT_DIR,
@@ -28,7 +30,6 @@ from components.hostprep.plan import (
     plan_host,
     plan_undo,
     reboot_impact,
-    static_tokens,
     verify_host,
 )
 from components.hostprep.transport import CommandTimeoutError, HostKeyError, SshTransport, TransportError, atomic_write_snippet
@@ -101,9 +102,18 @@ class RunResult:
     verified: list[str]
     reboot_wait_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # guests that did not come back, a node left cordoned, ...
+    rebound: list[str] = field(default_factory=list)  # functions moved between drivers live ("0000:3b:00.0 nouveau -> vfio-pci")
+    restarts: dict[str, Any] = field(default_factory=lambda: no_restarts())
 
     def outputs(self, gpu_addresses: list[str]) -> dict[str, Any]:
-        return host_outputs(self.facts, gpu_addresses) | {"rebooted": self.rebooted}
+        return host_outputs(self.facts, gpu_addresses) | {"rebooted": self.rebooted, "restarts": self.restarts}
+
+
+def no_restarts() -> dict[str, Any]:
+    """What a run restarted, machine-readable (the ``restarts`` output): host
+    reboots, the guests a reboot stopped (this stack's VM apart), what HA did
+    with its guests, and whether this stack's node was drained first."""
+    return {"host_reboots": 0, "guests_stopped": [], "own_vms_stopped": [], "ha_guests": [], "node": None, "drained_first": None}
 
 
 def host_outputs(facts: HostFacts, gpu_addresses: list[str]) -> dict[str, Any]:
@@ -309,6 +319,7 @@ class HostPrepEngine:
         self.owner = owner
         self.options = options or EngineOptions()
         self.round_trips = 0
+        self._rebound: list[str] = []
         self.addresses = [gpu.address for gpu in inputs.gpus]
         if inputs.node_name and not _NODE_NAME.match(inputs.node_name):
             raise HostPrepError(f"{inputs.node_name!r} is not a Kubernetes node name (lowercase letters, digits, '-' and '.')")
@@ -345,20 +356,21 @@ class HostPrepEngine:
             return plan
 
         plan, facts, wrote, ran = self._carry_out(decide, guests="auto")
-        rebooted, wait, warnings = False, 0.0, []
+        rebooted, wait, warnings, restarts = False, 0.0, [], no_restarts()
         if plan.reboot:
             if not self.inputs.allow_reboot:
                 raise RebootRequiredError(
                     f"the host needs a reboot ({plan.reboot_reason}) and host.allowReboot is false; "
                     "the files are in place: reboot the host when convenient, then run again to verify")
-            facts, wait, warnings = self._reboot(facts, plan.impact)
+            facts, wait, warnings, restarts = self._reboot(facts, plan.impact)
             rebooted = True
         else:
             warnings = self._finish_uncordon(facts)
-        report = verify_host(self.inputs, facts, self.owner)
+        report = verify_host(self.inputs, facts, self.owner, booted=rebooted)
         if not report.ok:
             raise VerifyError("the host is not ready for passthrough:\n" + "\n".join(f"  - {p}" for p in report.problems))
-        return RunResult(plan, facts, rebooted, self.round_trips, wrote, ran, list(report.checks), wait, warnings)
+        return RunResult(plan, facts, rebooted, self.round_trips, wrote, ran, list(report.checks), wait, warnings,
+                         self._rebound, restarts)
 
     def undo(self) -> RunResult:
         """Take this owner's changes back (restoring originals when it is the last)."""
@@ -369,11 +381,11 @@ class HostPrepEngine:
             return plan
 
         plan, facts, wrote, ran = self._carry_out(decide, guests="never")
-        rebooted, wait, warnings = False, 0.0, []
+        rebooted, wait, warnings, restarts = False, 0.0, [], no_restarts()
         if plan.reboot:
-            facts, wait, warnings = self._reboot(facts, plan.impact)
+            facts, wait, warnings, restarts = self._reboot(facts, plan.impact)
             rebooted = True
-        return RunResult(plan, facts, rebooted, self.round_trips, wrote, ran, [], wait, warnings)
+        return RunResult(plan, facts, rebooted, self.round_trips, wrote, ran, [], wait, warnings, self._rebound, restarts)
 
     def _undo_plan(self, facts: HostFacts) -> HostPlan:
         return plan_undo(facts, self.owner, allow_reboot=self.inputs.allow_reboot, reboot_on_destroy=self.inputs.reboot_on_destroy,
@@ -387,6 +399,8 @@ class HostPrepEngine:
             facts = self._facts(transport, guests)
             plan = decide(facts)
             wrote, ran = self._execute(transport, plan, facts)
+            if self._rebound:  # the running state changed: read it back rather than assume it
+                return plan, self._facts(transport), wrote, ran
         finally:
             self.round_trips += transport.round_trips
             transport.close()
@@ -398,7 +412,7 @@ class HostPrepEngine:
         return self._connect(timeout or self.options.connect_timeout)
 
     def _facts(self, transport: SshTransport, guests: str = "never") -> HostFacts:
-        return gather_facts(transport, self.addresses, root=self.options.root, guests=guests, want_tokens=static_tokens(self.inputs))
+        return gather_facts(transport, self.addresses, root=self.options.root, guests=guests)
 
     def _script(self, script: str, label: str, timeout: float = 60) -> str:
         """Run a short script on a fresh connection; its stdout."""
@@ -469,7 +483,31 @@ class HostPrepEngine:
                 raise HostPrepError(f"`{shown}` failed (rc={result.rc}): {(result.stderr or result.stdout).strip()[-800:]}\n"
                                     "The files are written and the step is marked pending on the host; fix the cause and re-run.")
             ran.append(shown)
+        if plan.rebinds:
+            self._rebind(transport, plan)
         return wrote, ran
+
+    def _rebind(self, transport: SshTransport, plan: HostPlan) -> None:
+        """Move functions between drivers on the running host (after the files, so the next boot agrees)."""
+        opts = self.options
+        moving = [r for r in plan.rebinds if not r.forget]
+        if moving:
+            opts.progress("binding live: " + "; ".join(f"{r.address} {r.current or 'no driver'} -> {r.target or 'no driver'}" for r in moving))
+        script = bind_script(plan.rebinds, root=opts.root, lock=lock_lines("bind GPU functions", opts.lock_timeout))
+        try:
+            result = transport.run_script(script, label="bind GPU functions", timeout=opts.command_timeout)
+        except CommandTimeoutError:
+            raise HostPrepError(f"binding the GPU's functions did not finish within {opts.command_timeout:.0f} s: a driver waits for its "
+                                "device to be released (a process still uses it: `fuser -v /dev/nvidia* /dev/vfio/*`). The files are "
+                                "written; stop that process and re-run, or reboot the host.") from None
+        self._notes(result.stdout)
+        self._rebound = [f"{parts[1]} {parts[2]} -> {parts[3]}" for parts in (line.split() for line in result.stdout.splitlines())
+                         if len(parts) == 4 and parts[0] == "ptg-bound"]
+        if result.rc == 75:
+            raise HostPrepError(f"the GPU's functions were not rebound: {result.stderr.strip()}")
+        if result.rc == BIND_FAILED or not result.ok:
+            raise HostPrepError(f"binding the GPU's functions live failed (rc={result.rc}): {result.stderr.strip()[:500]}. "
+                                "The files are written, so the next boot binds them; re-run, or reboot the host.")
 
     def _stop_hung(self, transport: SshTransport, shown: str, token: str, error: CommandTimeoutError) -> str:
         """The client gave up on a command: stop it on the host, say what happened."""
@@ -486,7 +524,7 @@ class HostPrepEngine:
 
     # -- the reboot ------------------------------------------------------------
 
-    def _reboot(self, facts: HostFacts, impact: RebootImpact | None) -> tuple[HostFacts, float, list[str]]:
+    def _reboot(self, facts: HostFacts, impact: RebootImpact | None) -> tuple[HostFacts, float, list[str], dict[str, Any]]:
         """With consent for the guests it stops and this stack's node drained:
         reboot, wait for the new boot, the guests and the node."""
         if impact is None or (not impact.guests_known and not facts.guests_problem):
@@ -508,7 +546,16 @@ class HostPrepEngine:
         new_facts = self._reboot_and_wait(facts)
         wait = self.options.clock() - started
         warnings += self._after_boot(impact, drained, new_facts)
-        return new_facts, wait, warnings
+        restarts = no_restarts() | {
+            "host_reboots": 1,
+            "guests_stopped": [g.vmid for g in impact.others],
+            "own_vms_stopped": [g.vmid for g in impact.own],
+            "ha_guests": [{"vmid": g.vmid, "hastate": g.hastate, "policy": impact.ha_policy, "moved": g in impact.moved}
+                          for g in (*impact.stops, *impact.moved) if ha.ha_managed(g)],
+            "node": impact.drain_node,
+            "drained_first": None if not impact.drain_node else drained is not None,
+        }
+        return new_facts, wait, warnings, restarts
 
     def _drain(self, impact: RebootImpact, warnings: list[str]) -> _Drained | None:
         """Cordon and drain this stack's node before the reboot stops its VM."""
@@ -629,12 +676,13 @@ class HostPrepEngine:
             delay = min(delay * 2, opts.poll_cap)
 
     def _read_guests_now(self) -> tuple[Guest, ...] | None:
+        """Every guest of the cluster (HA may have moved one to another node)."""
         try:
             transport = self._open()
         except TransportError:
             return None
         try:
-            guests, _, _ = read_guests(transport, root=self.options.root)
+            guests, _, _ = read_guests(transport, root=self.options.root, everywhere=True)
             return guests
         except TransportError:
             return None
@@ -648,7 +696,9 @@ class HostPrepEngine:
         opts = self.options
         warnings: list[str] = []
         deadline = opts.clock() + opts.guest_timeout
-        expected = [g for g in impact.stops if g.onboot]
+        policy = impact.ha_policy
+        # pve-guests starts the onboot ones; HA starts its own (wherever it put them), onboot or not.
+        expected = [g for g in (*impact.stops, *impact.moved) if (ha.comes_back(g, policy) if ha.ha_managed(g) else g.onboot)]
         not_back = list(expected)
         delay = opts.poll_initial
         while not_back:
@@ -658,14 +708,21 @@ class HostPrepEngine:
                 not_back = [g for g in expected if g.vmid not in running]
             if not not_back or opts.clock() >= deadline:
                 break
-            opts.progress(f"waiting for guests with onboot=1 to start again: {', '.join(g.label for g in not_back)}")
+            opts.progress(f"waiting for guests to start again (onboot=1, or HA): {', '.join(g.label for g in not_back)}")
             opts.sleep(delay)
             delay = min(delay * 2, opts.poll_cap)
         for guest in not_back:
+            if ha.ha_managed(guest):
+                warnings.append(f"{guest.label} is HA-managed (ha: shutdown_policy={policy}) and HA has not started it again "
+                                f"{opts.guest_timeout:.0f} s after the host came back: check `ha-manager status`")
+                continue
             warnings.append(f"{guest.label} was running before the reboot and has onboot=1, but is not running {opts.guest_timeout:.0f} s "
                             f"after the host came back: check it (`{guest.tool} status {guest.vmid}`, `{guest.tool} start {guest.vmid}`)")
         for guest in impact.stops:
-            if not guest.onboot:
+            if ha.ha_managed(guest):
+                if not ha.comes_back(guest, policy):
+                    warnings.append(f"{guest.label} is HA-managed with requested state {guest.hastate}: HA keeps it stopped after the reboot")
+            elif not guest.onboot:
                 warnings.append(f"{guest.label} was running before the reboot and has no onboot, so Proxmox did not start it again: "
                                 f"`{guest.tool} start {guest.vmid}`")
         if drained and drained.cordoned_by_us:

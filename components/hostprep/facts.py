@@ -73,6 +73,8 @@ class PciFunction:
     driver: str | None
     iommu_group: int | None
     group_members: tuple[str, ...] = ()  # other devices in the same IOMMU group
+    boot_vga: bool = False  # sysfs boot_vga is 1: the firmware booted with this VGA device (the host's console)
+    driver_override: str = ""  # sysfs driver_override ("" when the kernel prints "(null)")
 
     @property
     def is_bridge(self) -> bool:
@@ -99,6 +101,8 @@ class Guest:
     type: str  # "qemu" | "lxc"
     status: str  # "running", "stopped", ...
     onboot: bool = False  # `onboot: 1` in its config: Proxmox starts it at boot
+    hastate: str = ""  # /cluster/resources `hastate`: the HA manager's state of a HA resource ("" = not HA-managed)
+    node: str = ""  # the node it is on (set when guests are read cluster-wide)
 
     @property
     def running(self) -> bool:
@@ -137,6 +141,10 @@ class HostFacts:
     pve_node: str = ""  # this Proxmox node's name (/etc/pve/local)
     system_state: str = ""  # `systemctl is-system-running`: "stopping" while a reboot shuts down
     cordoned: tuple[str, ...] = ()  # Kubernetes nodes an earlier run cordoned and has not uncordoned yet
+    holders: tuple[tuple[int, str, str], ...] = ()  # (pid, device, command) of processes holding /dev/nvidia* or /dev/vfio/* open
+    bound: dict[str, str] = field(default_factory=dict)  # function -> its driver before this program bound it to vfio-pci live
+    ha_policy: str = "conditional"  # datacenter.cfg `ha: shutdown_policy` (pve-cluster's default: conditional)
+    ha_policy_note: str = ""  # the setting could not be used as it is (pve-ha-manager then falls back to conditional)
 
     @property
     def kernel_version(self) -> tuple[int, int]:
@@ -171,6 +179,7 @@ def facts_from_json(data: dict[str, Any]) -> HostFacts:
     values["devices"] = {a: fn(item) for a, item in data.get("devices", {}).items()}
     for key in ("pending", "stale_temps", "cordoned"):
         values[key] = tuple(data.get(key, ()))
+    values["holders"] = tuple(tuple(item) for item in data.get("holders", ()))
     values["foreign_vfio_options"] = tuple(tuple(item) for item in data.get("foreign_vfio_options", ()))
     if data.get("guests") is not None:
         values["guests"] = tuple(Guest(**item) for item in data["guests"])
@@ -211,6 +220,9 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         '*) printf "@@ptg %s %s present\\n" "$1" "$p"; base64 -w0 < "$f"; echo;; esac; done; }',
         "vfio_options() { for f in \"$R\"/etc/modprobe.d/*.conf; do [ -f \"$f\" ] || continue; "
         "grep -a -H -E '^[[:space:]]*options[[:space:]]+vfio[-_]pci' \"$f\"; done; return 0; }",
+        # Processes holding a GPU (/dev/nvidia*) or a passed-through group (/dev/vfio/N) open: one find, not a fork per fd.
+        "holders() { find \"$R\"/proc/[0-9]*/fd -maxdepth 1 \\( -lname '/dev/nvidia*' -o -lname '/dev/vfio/*' \\) -printf '%h %l\\n' "
+        "2>/dev/null | while read -r d l; do p=${d%/fd}; printf '%s %s %s\\n' \"${p##*/}\" \"$l\" \"$(cat \"$p/comm\" 2>/dev/null)\"; done; return 0; }",
         "onboot() { for f in \"$R\"/etc/pve/qemu-server/*.conf \"$R\"/etc/pve/lxc/*.conf; do [ -f \"$f\" ] || continue; "
         "awk -v f=\"$f\" '/^\\[/{exit} /^onboot:/{print f \": \" $0}' \"$f\"; done; return 0; }",
         "raw cpuinfo grep -a -m1 -E '^vendor_id' \"$R/proc/cpuinfo\"",
@@ -223,10 +235,13 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
         "sec efibootmgr efibootmgr -v",
         "sec iommu_groups sh -c 'ls -1 \"$1/sys/kernel/iommu_groups\" 2>/dev/null | wc -l' sh \"$R\"",
         'D="$R/sys/bus/pci/devices"',
-        'raw pci_ids grep -a -H . "$D"/*/vendor "$D"/*/device "$D"/*/class "$D"/*/subsystem_vendor "$D"/*/subsystem_device',
+        'raw pci_ids grep -a -H . "$D"/*/vendor "$D"/*/device "$D"/*/class "$D"/*/subsystem_vendor "$D"/*/subsystem_device '
+        '"$D"/*/boot_vga "$D"/*/driver_override',
         # The links' targets name the driver and the group; one find, no fork per device.
         "sec pci_links find \"$D\"/*/driver \"$D\"/*/iommu_group -maxdepth 0 -printf '%p %l\\n'",
         "sec vfio_options vfio_options",
+        "sec holders holders",
+        "sec datacenter cat \"$R/etc/pve/datacenter.cfg\"",
         "sec pending sh -c 'ls -1 \"$1/pending\" 2>/dev/null' sh \"$S\"",
         "sec cordoned sh -c 'ls -1 \"$1/cordoned\" 2>/dev/null' sh \"$S\"",
         "sec temps sh -c 'for d in \"$@\"; do [ -d \"$d\" ] && find \"$d\" -name \"*" + TEMP_MARK + "*\" -type f; done' sh "
@@ -237,6 +252,7 @@ def facts_script(root: str = "/", *, slots: tuple[str, ...] = (), want_tokens: t
     lines.append(f'for f in "$R"{q(GRUB_D)}/*.cfg; do fil file "$f" "${{f#"$R"}}"; done')
     lines.append("rec original originals")
     lines.append("rec written written")
+    lines.append("rec bound bound")
     lines.append(f"G={q(guests)}")
     lines.append("need=0")
     if guests == "auto":
@@ -268,7 +284,7 @@ def guests_script(root: str = "/") -> str:
     return "\n".join([head, *_GUEST_LINES, "exit 0"]) + "\n"
 
 
-def read_guests(transport: Runner, *, root: str = "/") -> tuple[tuple[Guest, ...] | None, str, str]:
+def read_guests(transport: Runner, *, root: str = "/", everywhere: bool = False) -> tuple[tuple[Guest, ...] | None, str, str]:
     """(guests, problem, node name) in one round trip."""
     result = transport.run_script(guests_script(root), label="read guests (pvesh)", timeout=120)
     if not result.ok:
@@ -282,7 +298,7 @@ def read_guests(transport: Runner, *, root: str = "/") -> tuple[tuple[Guest, ...
     def body(name: str) -> str:
         return named[name].body if name in named else ""
 
-    return parse_guests(rc("pve_node"), body("pve_node"), rc("guests"), body("guests"), body("onboot"), root)
+    return parse_guests(rc("pve_node"), body("pve_node"), rc("guests"), body("guests"), body("onboot"), root, everywhere=everywhere)
 
 
 def gather_facts(transport: Runner, gpu_addresses: list[str], *, root: str = "/", guests: str = "never",
@@ -482,6 +498,64 @@ def parse_pci(ids_text: str, links_text: str) -> dict[str, PciFunction]:
     return devices
 
 
+_BINDING_LINE = re.compile(rf"/devices/({_ADDRESS})/(boot_vga|driver_override):(.*)$")
+
+
+def parse_binding_attrs(ids_text: str, devices: dict[str, PciFunction]) -> dict[str, PciFunction]:
+    """``boot_vga`` (VGA-class devices only: ``0`` or ``1``) and
+    ``driver_override`` (``(null)`` when unset) from the same ``grep -H``
+    output, as drivers/pci/pci-sysfs.c prints them; anything else is refused."""
+    out = dict(devices)
+    for line in ids_text.splitlines():
+        match = _BINDING_LINE.search(line)
+        if not match or match.group(1) not in out:
+            continue
+        address, attr, value = match.groups()
+        if attr == "boot_vga":
+            if value not in ("0", "1"):
+                raise FactsError(f"sysfs {address}/boot_vga holds {shown(value)!r}, not 0 or 1; refusing to use it (nothing was written)")
+            out[address] = dataclasses.replace(out[address], boot_vga=value == "1")
+        elif value != "(null)":
+            if not _DRIVER_NAME.fullmatch(value):
+                raise FactsError(f"sysfs {address}/driver_override holds {shown(value)!r}, not a driver name; refusing to use it")
+            out[address] = dataclasses.replace(out[address], driver_override=value)
+    return out
+
+
+def parse_holders(text: str) -> tuple[tuple[int, str, str], ...]:
+    """``<pid> <device> <comm>`` lines -> (pid, device, command); other lines are ignored."""
+    found = []
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\d{1,10}) (/dev/(?:nvidia[A-Za-z0-9-]*|vfio/[0-9a-z]+)) ?(.*)", line)
+        if match:
+            found.append((int(match.group(1)), match.group(2), shown(match.group(3).strip(), 32)))
+    return tuple(sorted(set(found)))
+
+
+HA_POLICIES = ("freeze", "failover", "conditional", "migrate")  # pve-cluster src/PVE/DataCenterConfig.pm pve-ha-shutdown-policy
+
+
+def parse_ha_policy(rc: int, text: str) -> tuple[str, str]:
+    """(policy, note) from /etc/pve/datacenter.cfg's ``ha: shutdown_policy=…``
+    (a property string, pve-cluster DataCenterConfig.pm). No file or no
+    setting: ``conditional``, the schema's default; an unknown value: pve-ha-manager's
+    LRM.pm logs an error and falls back to ``conditional`` too."""
+    if rc != 0:
+        return "conditional", ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "ha":
+            settings = dict(item.partition("=")[::2] for item in value.strip().split(",") if item)
+            policy = settings.get("shutdown_policy", "").strip()
+            if not policy:
+                return "conditional", ""
+            if policy not in HA_POLICIES:
+                return "conditional", (f"/etc/pve/datacenter.cfg sets ha: shutdown_policy={shown(policy, 30)}, which pve-ha-manager does not know; "
+                                       "it falls back to conditional")
+            return policy, ""
+    return "conditional", ""
+
+
 def parse_vfio_options(text: str, root: str = "/") -> tuple[tuple[str, str], ...]:
     """``grep -H`` lines ``<file>:options vfio-pci ...`` -> (file, line), root
     stripped. Only lines naming a /etc/modprobe.d/*.conf file count."""
@@ -498,10 +572,12 @@ def parse_vfio_options(text: str, root: str = "/") -> tuple[tuple[str, str], ...
 _GUEST_TYPES = ("qemu", "lxc")
 
 
-def parse_guests(node_rc: int, node_text: str, rc: int, text: str, onboot_text: str, root: str = "/") -> tuple[tuple[Guest, ...] | None, str, str]:
+def parse_guests(node_rc: int, node_text: str, rc: int, text: str, onboot_text: str, root: str = "/",
+                 *, everywhere: bool = False) -> tuple[tuple[Guest, ...] | None, str, str]:
     """(guests on this node, problem, node name) from ``readlink /etc/pve/local``
     (``nodes/<name>``, pmxcfs), ``pvesh get /cluster/resources --type vm
-    --output-format json`` and the ``onboot:`` lines of the guests' configs."""
+    --output-format json`` and the ``onboot:`` lines of the guests' configs.
+    ``everywhere``: the guests of every node (where HA moved one to)."""
     node = node_text.strip().rstrip("/").rsplit("/", 1)[-1] if node_rc == 0 else ""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", node):
         return None, f"cannot tell this node's name (/etc/pve/local: {shown(node_text.strip())!r}); is this a Proxmox VE host?", ""
@@ -521,7 +597,7 @@ def parse_guests(node_rc: int, node_text: str, rc: int, text: str, onboot_text: 
             onboot.add(("qemu" if match.group(1) == "qemu-server" else "lxc", int(match.group(2))))
     guests = []
     for item in data:
-        if not isinstance(item, dict) or item.get("type") not in _GUEST_TYPES or item.get("node") != node:
+        if not isinstance(item, dict) or item.get("type") not in _GUEST_TYPES or (item.get("node") != node and not everywhere):
             continue
         if item.get("template") in (1, True, "1"):
             continue  # a template never runs
@@ -533,7 +609,11 @@ def parse_guests(node_rc: int, node_text: str, rc: int, text: str, onboot_text: 
         status, name = item.get("status"), item.get("name", "")
         if not isinstance(status, str) or not re.fullmatch(r"[a-z]{1,20}", status) or not isinstance(name, str):
             return None, f"`pvesh get /cluster/resources` lists guest {vmid} with status {shown(str(status))!r}", node
-        guests.append(Guest(vmid, shown(name, 64), item["type"], status, (item["type"], vmid) in onboot))
+        hastate = item.get("hastate", "")
+        if not isinstance(hastate, str) or not re.fullmatch(r"[a-z_]{0,30}", hastate):
+            return None, f"`pvesh get /cluster/resources` lists guest {vmid} with hastate {shown(str(hastate))!r}", node
+        guests.append(Guest(vmid, shown(name, 64), item["type"], status, (item["type"], vmid) in onboot, hastate,
+                            shown(str(item.get("node", "")), 64)))
     return tuple(sorted(guests, key=lambda g: g.vmid)), "", node
 
 
@@ -545,11 +625,14 @@ def parse_facts(output: str, gpu_addresses: list[str], *, root: str = "/") -> Ho
     files: dict[str, str | None] = dict.fromkeys(READ_FILES)
     originals: dict[str, str | None] = {}
     written: dict[str, str] = {}
+    bound_records: dict[str, str] = {}
     for section in sections:
         if section.name == "file":
             files[" ".join(section.args[:-1])] = section.body
         elif section.name == "original":
             originals[" ".join(section.args[:-1])] = section.body if section.args[-1] == "present" else None
+        elif section.name == "bound":
+            bound_records[" ".join(section.args[:-1]).lstrip("/")] = section.body.strip() if section.args[-1] == "present" else ""
         elif section.name == "written":
             if section.args[-1] == "present":
                 written[" ".join(section.args[:-1])] = section.body
@@ -573,7 +656,10 @@ def parse_facts(output: str, gpu_addresses: list[str], *, root: str = "/") -> Ho
         efibootmgr_rc=rc("efibootmgr"), efibootmgr_out=body("efibootmgr"),
         pbt_rc=rc("pbt"), pbt_out=body("pbt"),
     )
-    devices = parse_pci(body("pci_ids"), body("pci_links"))
+    devices = parse_binding_attrs(body("pci_ids"), parse_pci(body("pci_ids"), body("pci_links")))
+    bound = {address: driver for address, driver in bound_records.items()
+             if re.fullmatch(_ADDRESS, address) and (driver == "" or _DRIVER_NAME.fullmatch(driver))}
+    ha_policy, ha_note = parse_ha_policy(rc("datacenter"), body("datacenter"))
     slots = {address.rsplit(".", 1)[0] for address in gpu_addresses}
     functions = {address: fn for address, fn in devices.items() if address.rsplit(".", 1)[0] in slots}
     temps = tuple(sorted(path[len(prefix):] if prefix else path for path in body("temps").splitlines() if path.strip()))
@@ -604,4 +690,8 @@ def parse_facts(output: str, gpu_addresses: list[str], *, root: str = "/") -> Ho
         pve_node=node,
         system_state=body("sysstate").strip().splitlines()[0] if body("sysstate").strip() else "",
         cordoned=tuple(sorted(line.strip() for line in body("cordoned").splitlines() if line.strip())),
+        holders=parse_holders(body("holders")),
+        bound=bound,
+        ha_policy=ha_policy,
+        ha_policy_note=ha_note,
     )

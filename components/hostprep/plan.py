@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from components.hostprep import ha
+from components.hostprep.binding import Rebind, plan_live_binding, plan_unbinding
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     ETC_MODULES,
@@ -167,6 +169,8 @@ class RebootImpact:
     blocked: str = ""  # non-empty: host.runningGuests is refuse and the reboot waits for consent
     drain_node: str | None = None  # this stack's Kubernetes node: drained before, uncordoned after
     notes: tuple[str, ...] = ()
+    ha_policy: str = "conditional"  # datacenter.cfg ha: shutdown_policy: what HA does with its guests
+    moved: tuple[Guest, ...] = ()  # running HA guests HA migrates away before the reboot (not stopped)
 
     @property
     def others(self) -> tuple[Guest, ...]:
@@ -181,11 +185,13 @@ class RebootImpact:
         if self.stops:
             out.append("the reboot stops these running guests (Proxmox shuts them down; those with onboot=1 start again):")
             for guest in self.stops:
-                onboot = ", onboot" if guest.onboot else ", no onboot: stays off"
+                onboot = f", {ha.fate(guest, self.ha_policy)}" if ha.ha_managed(guest) else ", onboot" if guest.onboot else ", no onboot: stays off"
                 own = ", this stack's VM" if guest in self.own else ""
                 out.append(f"  - {guest.label}{onboot}{own}")
         else:
             out.append("the reboot stops no running guest")
+        for guest in self.moved:
+            out.append(f"  - {guest.label} is not stopped: {ha.fate(guest, self.ha_policy)}")
         if self.drain_node:
             out.append(f"before the reboot: cordon and drain Kubernetes node {self.drain_node}; uncordon it once it is Ready again")
         if self.blocked:
@@ -214,6 +220,7 @@ class HostPlan:
     allow_reboot: bool = True  # False: the reboot is left to the admin (read only when the plan reboots)
     impact: RebootImpact | None = None  # set when a reboot is planned
     running_guests: str = "refuse"
+    rebinds: tuple[Rebind, ...] = ()  # functions moved between drivers on the running host (no reboot)
 
     @property
     def refused(self) -> bool:
@@ -221,7 +228,8 @@ class HostPlan:
 
     @property
     def changes_host(self) -> bool:
-        return bool(self.files or self.commands or self.cleanup or self.forget_originals or self.archive_originals or self.records)
+        return bool(self.files or self.commands or self.cleanup or self.forget_originals or self.archive_originals or self.records
+                    or self.rebinds)
 
     @property
     def is_noop(self) -> bool:
@@ -240,6 +248,7 @@ class HostPlan:
             out.append(f"remove {path}: temp file left by an interrupted run")
         for command in self.commands:
             out.append(f"run `{' '.join(command.argv)}`: {command.reason}")
+        out.extend(rebind.line() for rebind in self.rebinds)
         if self.reboot:
             out.append(f"reboot: {self.reboot_reason}" + ("" if self.allow_reboot else " (host.allowReboot is false: reboot by hand)"))
             if self.impact is not None:
@@ -259,9 +268,13 @@ class HostPlan:
                        "reason": c.reason, "diff": c.diff()} for c in self.files],
             "cleanup": list(self.cleanup),
             "commands": [{"command": list(c.argv), "reason": c.reason} for c in self.commands],
+            "rebinds": [{"address": r.address, "from": r.current, "to": r.target, "reason": r.reason, "forget_only": r.forget}
+                        for r in self.rebinds],
             "reboot": self.reboot, "reboot_reason": self.reboot_reason,
             "reboot_stops": None if impact is None or not impact.guests_known else
-            [{"vmid": g.vmid, "name": g.name, "type": g.type, "onboot": g.onboot, "own": g in impact.own} for g in impact.stops],
+            [{"vmid": g.vmid, "name": g.name, "type": g.type, "onboot": g.onboot, "own": g in impact.own, "hastate": g.hastate,
+              "ha": ha.fate(g, impact.ha_policy) if ha.ha_managed(g) else None} for g in impact.stops],
+            "reboot_moves": [] if impact is None else [{"vmid": g.vmid, "name": g.name, "ha": ha.fate(g, impact.ha_policy)} for g in impact.moved],
             "reboot_withheld": impact.blocked if impact else "",
             "drain_node": impact.drain_node if impact else None,
             "noops": list(self.noops), "notes": list(self.notes),
@@ -769,7 +782,8 @@ def reboot_impact(inputs: HostPrepInputs, facts: HostFacts) -> RebootImpact:
         notes = (f"note: the guests could not be read ({facts.guests_problem}); host.runningGuests is stop, so the reboot goes ahead",) \
             if facts.guests_problem else ()
         return RebootImpact(False, notes=notes)
-    stops = tuple(g for g in facts.guests if g.running)
+    moved = tuple(g for g in facts.guests if ha.moves_away(g, facts.ha_policy))
+    stops = tuple(g for g in facts.guests if g.running and g not in moved)
     own = tuple(g for g in stops if g.vmid in inputs.own_vmids)
     others = tuple(g for g in stops if g not in own)
     notes: list[str] = []
@@ -779,8 +793,10 @@ def reboot_impact(inputs: HostPrepInputs, facts: HostFacts) -> RebootImpact:
             drain = inputs.node_name
         else:
             notes.append(f"note: this stack's VM {own[0].vmid} runs, but no Kubernetes node name is known (--node-name): it is not drained first")
+    if facts.ha_policy_note:
+        notes.append(f"note: {facts.ha_policy_note}")
     for guest in own:
-        if not guest.onboot:
+        if not guest.onboot and not ha.ha_managed(guest):
             notes.append(f"note: this stack's VM {guest.label} has no onboot: it stays off after the reboot (`qm set {guest.vmid} --onboot 1`, or start it by hand)")
     blocked = ""
     if others and inputs.running_guests == "refuse":
@@ -792,7 +808,7 @@ def reboot_impact(inputs: HostPrepInputs, facts: HostFacts) -> RebootImpact:
             + ", ".join(f"`{g.tool} shutdown {g.vmid}`" for g in others)
             + ") and re-run, or re-run with host.runningGuests: stop (CLI: --running-guests stop): Proxmox then shuts every guest "
             "down gracefully and starts the ones with onboot=1 again.")
-    return RebootImpact(True, stops, own, blocked, drain, tuple(notes))
+    return RebootImpact(True, stops, own, blocked, drain, tuple(notes), facts.ha_policy, moved)
 
 
 def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
@@ -872,9 +888,11 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
     commands = _commands(files, facts)
     if not commands:
         noops.append("no initramfs or bootloader refresh: none of their inputs changed")
-    reboot_reasons = _reboot_reasons(tokens, functions, facts)
-    if not reboot_reasons:
-        noops.append(f"no reboot: the running kernel has {' '.join(tokens) or 'what it needs'} and every function is bound to vfio-pci")
+    live = plan_live_binding([facts.slot_functions(gpu.address) for gpu in inputs.gpus], facts, tokens)
+    reboot_reasons = list(live.reboot_reasons)
+    notes.extend(live.notes)
+    if not reboot_reasons and not live.rebinds:
+        noops.append("no reboot and no rebind: the IOMMU is on and every function is bound to vfio-pci")
     modules_file = facts.files.get(ETC_MODULES) or ""
     if facts.kernel_version >= (6, 2) and re.search(r"^\s*vfio_virqfd\b", modules_file, re.M):
         notes.append(f"{ETC_MODULES} lists vfio_virqfd, which kernel {facts.kernel_release} no longer has ('Failed to find module'); you may remove that line")
@@ -884,7 +902,7 @@ def plan_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> HostPlan:
         records=tuple((c.path, c.after) for c in files),
         wanted_cmdline=tuple(tokens), functions=tuple(fn.address for fn in functions),
         check_isolation_after_boot=defer_isolation, allow_reboot=inputs.allow_reboot,
-        impact=reboot_impact(inputs, facts) if reboot_reasons else None, running_guests=inputs.running_guests,
+        impact=reboot_impact(inputs, facts) if reboot_reasons else None, running_guests=inputs.running_guests, rebinds=live.rebinds,
     )
 
 
@@ -909,20 +927,6 @@ def _commands(files: list[FileChange], facts: HostFacts) -> list[Command]:
     return commands
 
 
-def _reboot_reasons(tokens: list[str], functions: list[PciFunction], facts: HostFacts) -> list[str]:
-    running = facts.cmdline.split()
-    reasons = []
-    missing = [t for t in tokens if t not in running]
-    if missing:
-        reasons.append(f"the running kernel lacks {' '.join(missing)}")
-    if not facts.iommu_active:
-        reasons.append("the IOMMU is not active yet")
-    unbound = [f"{fn.address} ({fn.driver or 'no driver'})" for fn in functions if fn.driver != "vfio-pci"]
-    if unbound:
-        reasons.append(f"not bound to vfio-pci yet: {', '.join(unbound)}")
-    return reasons
-
-
 # --------------------------------------------------------------------------
 # Verification (pure): is the running host what the plan wanted?
 # --------------------------------------------------------------------------
@@ -938,9 +942,11 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> VerifyReport:
+def verify_host(inputs: HostPrepInputs, facts: HostFacts, owner: str, *, booted: bool = False) -> VerifyReport:
     """Running-state checks: IOMMU on, groups isolated, every function on
-    vfio-pci, the command line holds what was planned, nothing left to write."""
+    vfio-pci, nothing left to write. The planned kernel parameters must be on
+    /proc/cmdline after a reboot (``booted``); without one they wait in the
+    boot configuration for the next boot."""
     problems, checks = [], []
     if not facts.iommu_active:
         problems.append("the IOMMU is not active: enable VT-d (Intel) or AMD-Vi (AMD) in the firmware, and check the kernel command line")
@@ -966,8 +972,10 @@ def verify_host(inputs: HostPrepInputs, facts: HostFacts, owner: str) -> VerifyR
                                 "(check `lspci -nnk -s " + fn.address + "` and `dmesg | grep -i vfio`)")
     tokens, _ = wanted_cmdline_tokens(inputs, facts)
     missing = [t for t in tokens if t not in facts.cmdline.split()]
-    if missing:
+    if missing and (booted or not facts.iommu_active):
         problems.append(f"/proc/cmdline lacks {' '.join(missing)} (running: {facts.cmdline})")
+    elif missing:
+        checks.append(f"{' '.join(missing)}: in the boot configuration, applies at the next boot")
     elif tokens:
         checks.append(f"/proc/cmdline has {' '.join(tokens)}")
     try:
@@ -1107,9 +1115,16 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
         return HostPlan(owner=owner, refusals=tuple(refusals), notes=tuple(notes))
     commands = _commands(files, facts)
     changed = bool(files)
-    reboot = changed and reboot_on_destroy and allow_reboot
-    if changed and not reboot:
+    mine = {address for address, _, _ in ours.functions} if ours is not None else None
+    back = plan_unbinding(facts, mine) if ours is not None or not blocks else plan_unbinding(facts, set())
+    notes.extend(back.notes)
+    given = {r.address for r in back.rebinds if not r.forget}
+    left = None if mine is None else [a for a in sorted(mine) if a not in given and (d := facts.devices.get(a)) and d.driver == "vfio-pci"]
+    reboot = changed and reboot_on_destroy and allow_reboot and left != []
+    if changed and not reboot and left != []:
         notes.append("the running host keeps the GPU on vfio-pci until its next reboot" + ("" if reboot_on_destroy else " (host.rebootOnDestroy is false)"))
+    if given:
+        notes.append(f"{', '.join(sorted(given))} go back to their host drivers now (no reboot needed)")
     records = [(c.path, c.after if c.path == VFIO_FILE and c.after is not None else None) for c in files]
     records += [(path, None) for path in (*forget, *archive)
                 if (path in facts.written or path + ".prev" in facts.written) and path not in {c.path for c in files}]
@@ -1118,4 +1133,4 @@ def plan_undo(facts: HostFacts, owner: str, *, allow_reboot: bool = True, reboot
                     reboot_reason="host.rebootOnDestroy is true" if reboot else "", noops=tuple(noops), notes=tuple(notes),
                     cleanup=facts.stale_temps, forget_originals=tuple(forget), archive_originals=tuple(archive), records=tuple(records),
                     impact=reboot_impact(policy_inputs, facts) if reboot else None,
-                    running_guests=policy_inputs.running_guests)
+                    running_guests=policy_inputs.running_guests, rebinds=back.rebinds)

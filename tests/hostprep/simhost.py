@@ -21,6 +21,10 @@ documented to:
   ``<base>/guests.json`` and their configs under /etc/pve (pmxcfs layout:
   /etc/pve/local -> nodes/<node>).
 - ``systemctl is-system-running``: "stopping" while a reboot shuts down.
+- ``tee`` into /sys/bus/pci and ``modprobe``: PCI driver binding as the
+  kernel does it (driver_override, unbind, drivers_probe, boot_vga, a driver
+  that waits while its device is in use); see simsysfs.py, which names the
+  kernel and driver files each behaviour mirrors.
 - ``reboot`` really drops the connection: Proxmox stops every guest
   (pve-guests.service ExecStop: stopall), sshd and its sessions stop, the
   host "boots" and sshd comes back; guests with onboot=1 start again.
@@ -50,8 +54,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.hostprep import simha, simsysfs
+
 SSHD = "/usr/sbin/sshd"
-TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct")
+TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct", "modprobe")
 REPO = Path(__file__).resolve().parents[2]
 
 GRUB_DEFAULT = """\
@@ -82,6 +88,7 @@ class SimDevice:
     subsystem: str | None = None
     driver: str | None = None  # the driver the host would bind without vfio
     group: int = 0
+    boot_vga: bool = False  # the firmware booted with this VGA device (boot_vga = 1)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class SimGuest:
     onboot: bool = True
     node: str = ""  # "" = this node; another name = a guest elsewhere in the cluster
     starts: bool = True  # False: its start fails after a boot (it does not come back)
+    ha: str = ""  # a Proxmox HA resource with this requested state ("started", "stopped", "ignored"); "" = not HA-managed
 
 
 @dataclass
@@ -105,6 +113,7 @@ class SimSpec:
     devices: list[SimDevice] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # extra /etc files
     node: str = "pve5"
+    ha_peer: str = ""  # another cluster node HA can migrate guests to (ha: shutdown_policy=migrate)
     guests: list[SimGuest] = field(default_factory=list)
     guest_start_delay: float = 0.2  # after sshd is back, onboot guests start
     guest_stop_seconds: float = 0.0  # each guest's shutdown on the way down (sshd stays up meanwhile)
@@ -333,6 +342,14 @@ class SimHost:
             "fi",
             'echo "Unknown command verb $1." >&2; exit 1', ""]))
         (self.bin / "systemctl").chmod(0o755)
+        # tee into the simulated sysfs goes through the kernel's rules (simsysfs.py); anything else is coreutils' tee.
+        (self.bin / "tee").write_text("\n".join([
+            "#!/bin/sh",
+            f'case "$*" in {shlex.quote(str(self.root / "sys"))}/*)',
+            f"  exec {shlex.quote(sys.executable)} -c {shlex.quote(f'import sys; sys.path.insert(0, {str(REPO)!r}); from tests.hostprep.simsysfs import tee_main; sys.exit(tee_main({str(self.base)!r}, sys.argv[1:]))')} \"$@\";;",
+            "esac",
+            'exec /usr/bin/tee "$@"', ""]))
+        (self.bin / "tee").chmod(0o755)
         if not spec.enospc:
             return
         # base64 writing into a file whose path starts with root + spec.enospc (while
@@ -459,11 +476,14 @@ class SimHost:
         (self.root / "proc/cmdline").write_text(cmdline + "\n")
         (self.root / "proc/sys/kernel/random/boot_id").write_text(str(uuid.uuid4()) + "\n")
         sys_dir = self.root / "sys"
+        for proc in (self.root / "proc").glob("[0-9]*"):  # every process of the old boot is gone
+            shutil.rmtree(proc, ignore_errors=True)
         shutil.rmtree(sys_dir / "bus", ignore_errors=True)
         shutil.rmtree(sys_dir / "kernel", ignore_errors=True)
         devices = sys_dir / "bus/pci/devices"
         devices.mkdir(parents=True)
         (sys_dir / "kernel/iommu_groups").mkdir(parents=True)
+        running = {"vfio-pci"} if vfio_loaded else set()  # driver modules the boot loaded
         for device in spec.devices:
             path = devices / device.address
             path.mkdir()
@@ -483,6 +503,7 @@ class SimHost:
             else:
                 driver = None
             if driver:
+                running.add(driver)
                 (sys_dir / "bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
                 os.symlink(f"../../drivers/{driver}", path / "driver")
             if iommu:
@@ -490,6 +511,14 @@ class SimHost:
                 group.mkdir(parents=True, exist_ok=True)
                 os.symlink(f"../../../../bus/pci/devices/{device.address}", group / device.address)
                 os.symlink(f"../../../kernel/iommu_groups/{device.group}", path / "iommu_group")
+        simsysfs.populate(self.root, spec.devices, running)
+
+    def hold(self, pid: int, comm: str, device: str) -> None:
+        """A process on the host opens ``device`` (nvidia-persistenced /dev/nvidia0, QEMU /dev/vfio/30)."""
+        simsysfs.hold(self.root, pid, comm, device)
+
+    def release(self, pid: int) -> None:
+        simsysfs.release(self.root, pid)
 
     # -- sshd ------------------------------------------------------------------
 
@@ -670,6 +699,8 @@ def tool_main(base: str, tool: str, args: list[str]) -> int:
         return _pvesh(host, spec, args)
     if tool in ("qm", "pct"):
         return _guest_tool(host, spec, tool, args)
+    if tool == "modprobe":
+        return simsysfs.modprobe_main(base, args)
     if tool == "reboot":
         if spec.reboot_mode == "fail":
             print("Failed to connect to bus: No such file or directory", file=sys.stderr)
@@ -732,10 +763,13 @@ def _pvesh(host: SimHost, spec: SimSpec, args: list[str]) -> int:
     items = []
     if options.get("--type") in (None, "vm"):
         for guest in spec.guests:
-            node = guest.node or spec.node
+            home = guest.node or spec.node
+            node = simha.location(host.base, guest, home)  # HA may have migrated it
             items.append({"id": f"{guest.type}/{guest.vmid}", "type": guest.type, "vmid": guest.vmid, "name": guest.name, "node": node,
-                          "status": status.get(guest.vmid, guest.status) if node == spec.node else guest.status, "template": 0,
+                          "status": status.get(guest.vmid, guest.status) if home == spec.node else guest.status, "template": 0,
                           "maxmem": 2147483648, "maxcpu": 2, "uptime": 100 if status.get(guest.vmid) == "running" else 0})
+            if guest.ha:
+                items[-1]["hastate"] = simha.hastate(host.base, guest)
     if options.get("--type") in (None, "node"):
         items.append({"id": f"node/{spec.node}", "type": "node", "node": spec.node, "status": "online"})
     pretty = options.get("--output-format") == "json-pretty"
@@ -792,8 +826,9 @@ def reboot_helper(base: str) -> None:
     time.sleep(0.05)  # let `reboot` itself return, as systemctl does
     host.set_sysstate("stopping")
     spec = host.spec
+    simha.shutdown(host)  # the HA LRM, per ha: shutdown_policy
     for guest in host.local_guests():  # pve-guests.service ExecStop: pvesh create /nodes/localhost/stopall
-        if host.guest_status().get(guest.vmid) == "running":
+        if host.guest_status().get(guest.vmid) == "running" and not simha.managed(guest):
             time.sleep(spec.guest_stop_seconds)
             host.set_guest_status(guest.vmid, "stopped")
     host.stop_sshd()
@@ -806,7 +841,8 @@ def reboot_helper(base: str) -> None:
     host.set_sysstate("running")
     host.start_sshd()
     time.sleep(spec.guest_start_delay)
-    for guest in host.local_guests():  # pve-guests.service ExecStart: startall (onboot=1 only)
-        if host.onboot(guest) and guest.starts:
+    for guest in host.local_guests():  # pve-guests.service ExecStart: startall (onboot=1 only; HA-managed ones skipped)
+        if host.onboot(guest) and guest.starts and not simha.managed(guest):
             host.set_guest_status(guest.vmid, "running")
+    simha.after_boot(host)
     (host.base / "reboot-helper.pid").unlink(missing_ok=True)

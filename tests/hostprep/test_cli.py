@@ -86,8 +86,10 @@ def test_facts_plan_and_verify_show_the_guests_and_apply_exits_6_when_others_run
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(200, "nas", type="lxc", onboot=False)]))
     facts = json.loads(cli(sim, tmp_path, "facts", "--json").stdout)
-    assert facts["guests"] == [{"vmid": 200, "name": "nas", "type": "lxc", "status": "running", "onboot": False},
-                               {"vmid": 1105, "name": "moody-good", "type": "qemu", "status": "running", "onboot": True}]
+    assert facts["guests"] == [{"vmid": 200, "name": "nas", "type": "lxc", "status": "running", "onboot": False, "hastate": "", "node": "pve5"},
+                               {"vmid": 1105, "name": "moody-good", "type": "qemu", "status": "running", "onboot": True, "hastate": "",
+                                "node": "pve5"}]
+    assert facts["ha_policy"] == "conditional"  # no datacenter.cfg: pve-cluster's default
     assert facts["pve_node"] == "pve5"
     for action in ("facts", "plan", "verify"):
         shown = cli(sim, tmp_path, action, "--own-vmid", "1105").stdout

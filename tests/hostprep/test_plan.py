@@ -314,9 +314,17 @@ def test_undo_restores_originals_byte_for_byte_and_is_then_a_noop():
 
 
 def test_undo_reboots_only_when_config_allows():
-    applied = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    booted = host(iommu=True, gpu=[t4(driver="vfio-pci")])  # prepared and rebooted: vfio-pci took it at boot
+    applied = written(booted, plan_host(T4_INPUTS, booted, OWNER))
     assert plan_undo(applied, OWNER, reboot_on_destroy=True).reboot
     assert not plan_undo(applied, OWNER, reboot_on_destroy=True, allow_reboot=False).reboot
+
+
+def test_undo_does_not_reboot_for_a_gpu_that_is_not_on_vfio_pci():
+    """rebootOnDestroy gives the GPU back to the host; a GPU still on its host driver needs no reboot for that."""
+    applied = written(host(), plan_host(T4_INPUTS, host(), OWNER))
+    undo = plan_undo(applied, OWNER, reboot_on_destroy=True)
+    assert undo.files and not undo.reboot
 
 
 def test_undo_keeps_edits_made_by_others_since():
@@ -345,10 +353,20 @@ def test_verify_reports_a_function_not_on_vfio_and_a_missing_parameter():
     facts = host()
     after = booted(facts, plan_host(T4_INPUTS, facts, OWNER))
     broken = dataclasses.replace(after, cmdline="ro quiet iommu=pt", functions={"0000:3b:00.0": t4(driver="nouveau")})
-    report = verify_host(T4_INPUTS, broken, OWNER)
+    report = verify_host(T4_INPUTS, broken, OWNER, booted=True)
     assert not report.ok
     assert any("bound to nouveau, not vfio-pci" in p for p in report.problems)
     assert any("lacks intel_iommu=on" in p for p in report.problems)
+
+
+def test_verify_without_a_reboot_leaves_the_parameters_to_the_next_boot():
+    """Bound live with the IOMMU on: iommu=pt waits in the boot configuration, which is no problem."""
+    facts = host(kernel="6.8.12-4-pve", iommu=True)
+    plan = plan_host(T4_INPUTS, facts, OWNER)
+    live = dataclasses.replace(written(facts, plan), functions={"0000:3b:00.0": t4(driver="vfio-pci")})
+    report = verify_host(T4_INPUTS, live, OWNER)
+    assert report.ok and "iommu=pt: in the boot configuration, applies at the next boot" in report.checks
+    assert not verify_host(T4_INPUTS, live, OWNER, booted=True).ok, "after a reboot the parameter must be running"
 
 
 def test_verify_checks_isolation_after_the_first_boot():

@@ -74,11 +74,26 @@ NO_REFRESH = "ok: no initramfs or bootloader refresh: none of their inputs chang
 def applied_ok(path: str, tokens: str, ids: str = "10de:1eb8") -> list[str]:
     """The plan of a prepared and rebooted host: every line a no-op."""
     return [*OK_SHARED, f"ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds {ids} to vfio-pci", f"ok: {path} already has {tokens}",
-            NO_REFRESH, f"ok: no reboot: the running kernel has {tokens} and every function is bound to vfio-pci"]
+            NO_REFRESH, APPLIED_NOOP]
 
 
-REBOOT_T4 = "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)"
-REBOOT_65 = ["reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD]
+REBOOT_OFF = "reboot: the IOMMU is not active yet: intel_iommu=on turns it on only at boot, and vfio-pci needs it to take the GPU"
+REBOOT_65 = [REBOOT_OFF, UNREAD]
+APPLIED_NOOP = "ok: no reboot and no rebind: the IOMMU is on and every function is bound to vfio-pci"
+LIVE_WHY = ("the IOMMU is on, so vfio-pci takes it without a reboot (driver_override, unbind, drivers_probe); "
+            "the files bind it at every boot from now on")
+LIVE_OK = "note: no host reboot: every function is bound to vfio-pci live and the written files do the same at the next boot"
+
+
+def bind_live(*functions: str, address: str = "0000:3b:00.0") -> list[str]:
+    """The rebind lines of a host whose IOMMU is on: one per function (address, driver)."""
+    pairs = [f.split(" ", 1) for f in functions] or [[address, "nouveau"]]
+    return [f"bind {a} to vfio-pci now ({d} -> vfio-pci): {LIVE_WHY}" for a, d in pairs]
+
+
+def later(tokens: str) -> str:
+    return (f"note: {tokens} is written to the boot configuration and applies at the next boot; "
+            "the IOMMU is already on, so it does not need a reboot now")
 WRITES_ON_ACTIVE_T4 = [BLACKLIST, MODULES.format(kernel=K68), BIND_T4, f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
                        INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed"]
 
@@ -95,10 +110,10 @@ FRESH_AND_APPLIED = [
         f"need it before kernel 6.8 (running 6.5.13-5-pve); {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        REBOOT_OFF,
         UNREAD, DEFER.format(kernel="6.5.13-5-pve"),
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("GRUB, Intel, kernel 5.15: vfio_virqfd too", T4_INPUTS, lambda: host(kernel="5.15.158-2-pve"), [
         BLACKLIST,
         "create /etc/modules-load.d/proxmox-talos-gpu-vfio.conf: load the VFIO modules at boot (kernel older than 6.2 also needs vfio_virqfd; "
@@ -108,29 +123,28 @@ FRESH_AND_APPLIED = [
         f"need it before kernel 6.8 (running 5.15.158-2-pve); {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        REBOOT_OFF,
         UNREAD, DEFER.format(kernel="5.15.158-2-pve"),
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("GRUB, Intel, kernel 6.8 with intel_iommu=off: turned on", T4_INPUTS, lambda: host(kernel=K68, cmdline="ro quiet intel_iommu=off"), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because the command line turns the IOMMU off; {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks intel_iommu=on iommu=pt; the IOMMU is not active yet; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
+        REBOOT_OFF,
         UNREAD, DEFER.format(kernel=K68),
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=on iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has intel_iommu=on iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("systemd-boot, AMD, host.intelIommu on: never intel_iommu on AMD", dataclasses.replace(T4_INPUTS, intel_iommu="on"),
      lambda: host(**AMD_SYSTEMD, cmdline="initrd=x root=ZFS=rpool/ROOT/pve-1 boot=zfs"), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/kernel/cmdline: kernel command line (systemd-boot): add iommu=pt; {PT}",
         INITRAMFS,
         "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: /etc/kernel/cmdline changed; proxmox-boot-tool copies the new initramfs to the ESP(s)",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD, "note: host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD",
+        *bind_live(), "note: host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD", later("iommu=pt"), LIVE_OK,
     ], [*OK_SHARED, OK_T4, "ok: /etc/kernel/cmdline already has iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci",
+        APPLIED_NOOP,
         "note: host.intelIommu is on but the CPU is AMD: intel_iommu is never added on AMD"]),
     ("GRUB on ESPs proxmox-boot-tool manages: it refreshes them", T4_INPUTS,
      lambda: dataclasses.replace(host(**ACTIVE, bootloader="grub-uefi"), boot_tool_managed=True), [
@@ -138,18 +152,16 @@ FRESH_AND_APPLIED = [
         f"update /etc/default/grub: kernel command line (grub-uefi): add iommu=pt; {PT}",
         INITRAMFS,
         "run `proxmox-boot-tool refresh`: grub-uefi boot configuration: /etc/default/grub changed; proxmox-boot-tool copies the new initramfs to the ESP(s)",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD,
+        *bind_live(), later("iommu=pt"), LIVE_OK,
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("no kernel parameter wanted", dataclasses.replace(T4_INPUTS, iommu_passthrough=False), lambda: host(**ACTIVE), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         INITRAMFS,
-        "reboot: not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD,
-        "ok: /etc/default/grub: no kernel parameter needed (intel CPU, kernel 6.8.12-4-pve, iommu=pt not asked)",
+        *bind_live(),
+        "ok: /etc/default/grub: no kernel parameter needed (intel CPU, kernel 6.8.12-4-pve, iommu=pt not asked)", LIVE_OK,
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub: no kernel parameter needed (intel CPU, kernel 6.8.12-4-pve, iommu=pt not asked)", NO_REFRESH,
-        "ok: no reboot: the running kernel has what it needs and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("a grub.d file decides the command line", T4_INPUTS,
      lambda: host(**ACTIVE, files={GRUB_D + "/zz-local.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n'}), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
@@ -157,10 +169,9 @@ FRESH_AND_APPLIED = [
         f"reads it after /etc/default/grub): add iommu=pt; {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub.d/zz-local.cfg changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD,
+        *bind_live(), later("iommu=pt"), LIVE_OK,
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub.d/zz-local.cfg already has iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("every function of the card, each model once", T4_INPUTS,
      lambda: host(kernel=K68, iommu=True, gpu=[t4(members=("0000:3a:00.0", "0000:3b:00.1", "0000:3b:00.2", "0000:3b:00.3")), AUDIO, USB, UCSI]), [
         BLACKLIST, MODULES.format(kernel=K68),
@@ -168,28 +179,26 @@ FRESH_AND_APPLIED = [
         f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau), 0000:3b:00.1 (snd_hda_intel), "
-        "0000:3b:00.2 (xhci_hcd), 0000:3b:00.3 (nvidia-gpu)",
-        UNREAD,
+        *bind_live("0000:3b:00.0 nouveau", "0000:3b:00.1 snd_hda_intel", "0000:3b:00.2 xhci_hcd", "0000:3b:00.3 nvidia-gpu"),
+        later("iommu=pt"), LIVE_OK,
     ], [*OK_SHARED, "ok: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf already binds 10de:10f8,10de:1ad8,10de:1ad9,10de:1eb8 to vfio-pci",
         "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci"]),
+        APPLIED_NOOP]),
     ("/etc/modules still lists vfio_virqfd on kernel 6.8", T4_INPUTS, lambda: host(**ACTIVE, files={"/etc/modules": "vfio\n  vfio_virqfd\n"}), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD,
+        *bind_live(), later("iommu=pt"), LIVE_OK,
         "note: /etc/modules lists vfio_virqfd, which kernel 6.8.12-4-pve no longer has ('Failed to find module'); you may remove that line",
     ], [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has iommu=pt", NO_REFRESH,
-        "ok: no reboot: the running kernel has iommu=pt and every function is bound to vfio-pci",
+        APPLIED_NOOP,
         "note: /etc/modules lists vfio_virqfd, which kernel 6.8.12-4-pve no longer has ('Failed to find module'); you may remove that line"]),
     ("Intel 6.8 with host.intelIommu on", dataclasses.replace(T4_INPUTS, intel_iommu="on"), lambda: host(**ACTIVE), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/default/grub: kernel command line (grub-bios): add intel_iommu=on iommu=pt; intel_iommu=on because host.intelIommu is on; {PT}",
         INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks intel_iommu=on iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)", UNREAD,
+        *bind_live(), later("intel_iommu=on iommu=pt"), LIVE_OK,
     ], applied_ok("/etc/default/grub", "intel_iommu=on iommu=pt")),
     ("two GPUs of one stack", HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", index=0), GpuSpec("0000:af:00.0", "10de:20b5", index=1))),
      lambda: host(kernel=K68, iommu=True, gpu=[t4(), A100], others=[NIC, BRIDGE]), [
@@ -197,7 +206,7 @@ FRESH_AND_APPLIED = [
         "create /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: bind 10de:1eb8,10de:20b5 to vfio-pci (every function of 0000:3b:00.0, 0000:af:00.0)",
         f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
         INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau), 0000:af:00.0 (nouveau)", UNREAD,
+        *bind_live("0000:3b:00.0 nouveau", "0000:af:00.0 nouveau"), later("iommu=pt"), LIVE_OK,
     ], applied_ok("/etc/default/grub", "iommu=pt", ids="10de:1eb8,10de:20b5")),
     ("one parameter there already: only the other is added", T4_INPUTS,
      lambda: host(files={GRUB_DEFAULT: GRUB.replace('"quiet"', '"quiet intel_iommu=on"')}), [
@@ -219,7 +228,7 @@ FRESH_AND_APPLIED = [
      lambda: host(**AMD_SYSTEMD, files={KERNEL_CMDLINE: "root=ZFS=rpool/ROOT/pve-1  boot=zfs iommu=pt \n"}), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4, INITRAMFS,
         "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: proxmox-boot-tool copies the new initramfs to the ESP(s)",
-        REBOOT_T4, UNREAD, "ok: /etc/kernel/cmdline already has iommu=pt",
+        *bind_live(), "ok: /etc/kernel/cmdline already has iommu=pt", later("iommu=pt"), LIVE_OK,
     ], applied_ok("/etc/kernel/cmdline", "iommu=pt")),
     ("kernel 6.2: vfio_virqfd is part of vfio, /etc/modules still lists it", T4_INPUTS,
      lambda: host(kernel="6.2.16-3-pve", files={"/etc/modules": "vfio_virqfd\n"}), [
@@ -231,22 +240,21 @@ FRESH_AND_APPLIED = [
     ], [*applied_ok("/etc/default/grub", "intel_iommu=on iommu=pt"),
         "note: /etc/modules lists vfio_virqfd, which kernel 6.2.16-3-pve no longer has ('Failed to find module'); you may remove that line"]),
     ("a function no driver has claimed", T4_INPUTS, lambda: host(**dict(ACTIVE, gpu=[t4(driver=None)])), [
-        *WRITES_ON_ACTIVE_T4, "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (no driver)", UNREAD,
+        *WRITES_ON_ACTIVE_T4, *bind_live("0000:3b:00.0 no driver"), later("iommu=pt"), LIVE_OK,
     ], applied_ok("/etc/default/grub", "iommu=pt")),
     ("a host console on nvidiafb loses it", T4_INPUTS, lambda: host(**ACTIVE, others=[NIC, BRIDGE, dataclasses.replace(CONSOLE, driver="nvidiafb")]), [
-        *WRITES_ON_ACTIVE_T4, REBOOT_T4, UNREAD,
+        *WRITES_ON_ACTIVE_T4, *bind_live(),
         "note: 0000:af:00.0 (10de:1c82 VGA controller) stays with the host and loses driver nvidiafb at the next boot (blacklisted); "
-        "the host console falls back to the firmware framebuffer",
+        "the host console falls back to the firmware framebuffer", later("iommu=pt"), LIVE_OK,
     ], None),
     ("a host console on nouveau loses it", T4_INPUTS, lambda: host(**ACTIVE, others=[NIC, BRIDGE, CONSOLE]), [
         BLACKLIST, MODULES.format(kernel=K68), BIND_T4,
         f"update /etc/default/grub: kernel command line (grub-bios): add iommu=pt; {PT}",
         INITRAMFS,
         "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:3b:00.0 (nouveau)",
-        UNREAD,
+        *bind_live(),
         "note: 0000:af:00.0 (10de:1c82 VGA controller) stays with the host and loses driver nouveau at the next boot (blacklisted); "
-        "the host console falls back to the firmware framebuffer",
+        "the host console falls back to the firmware framebuffer", later("iommu=pt"), LIVE_OK,
     ], None),
 ]
 
@@ -409,6 +417,12 @@ STOPPED = Guest(300, "old", "qemu", "stopped", True)
 MINE = dataclasses.replace(T4_INPUTS, own_vmids=(1105,), node_name="moody-good")
 STOP = dataclasses.replace(MINE, running_guests="stop")
 
+# The IOMMU is on, but the T4 is on the nvidia driver and nvidia-persistenced holds it open: only a reboot binds it.
+HELD = {"kernel": K68, "iommu": True, "gpu": [t4(driver="nvidia")], "holders": ((2210, "/dev/nvidia0", "nvidia-persistenced"),)}
+REBOOT_HELD = ("reboot: 0000:3b:00.0 is driven by the nvidia driver and in use by nvidia-persistenced (pid 2210): the driver's unbind waits "
+               "until every user closes the device (nv-pci.c nv_pci_remove), so it is not released live; stop them "
+               "(e.g. `systemctl stop nvidia-persistenced`) and re-run to bind it without a reboot, or let the reboot bind it")
+
 # (case, inputs, facts: (guests, guests_problem), the impact's lines in the plan, blocked, drain node)
 IMPACTS = [
     ("not read (read before any reboot)", MINE, (None, ""), [UNREAD], "", None),
@@ -447,9 +461,9 @@ IMPACTS = [
 
 @pytest.mark.parametrize(("inputs", "guests", "shown", "blocked", "drain"), [case[1:] for case in IMPACTS], ids=[case[0] for case in IMPACTS])
 def test_the_plan_says_what_its_reboot_stops_and_whether_it_may(inputs, guests, shown, blocked, drain):
-    facts = host(**ACTIVE, guests=guests[0], guests_problem=guests[1])
+    facts = host(**HELD, guests=guests[0], guests_problem=guests[1])
     plan = plan_host(inputs, facts, OWNER)
-    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, REBOOT_T4, *shown]
+    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, REBOOT_HELD, *shown, later("iommu=pt")]
     assert (plan.impact.blocked, plan.impact.drain_node) == (blocked, drain)
     assert (plan.to_json()["reboot_withheld"], plan.to_json()["drain_node"]) == (blocked, drain)
     # Once written and rebooted (the guests as they were), nothing is stopped: no impact at all.
@@ -458,8 +472,8 @@ def test_the_plan_says_what_its_reboot_stops_and_whether_it_may(inputs, guests, 
 
 
 def test_a_reboot_the_config_does_not_allow_is_left_to_the_admin():
-    plan = plan_host(dataclasses.replace(T4_INPUTS, allow_reboot=False), host(**ACTIVE), OWNER)
-    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, f"{REBOOT_T4} (host.allowReboot is false: reboot by hand)", UNREAD]
+    plan = plan_host(dataclasses.replace(T4_INPUTS, allow_reboot=False), host(**HELD), OWNER)
+    assert lines(plan) == [*WRITES_ON_ACTIVE_T4, f"{REBOOT_HELD} (host.allowReboot is false: reboot by hand)", UNREAD, later("iommu=pt")]
     assert plan.reboot and not plan.allow_reboot
 
 
@@ -479,8 +493,23 @@ def second_stack_host() -> HostFacts:
                                stale_temps=("/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1",))
 
 
-def test_a_second_stack_adds_its_block_and_says_so_in_text_and_json():
+def test_a_second_stack_on_a_host_with_the_iommu_on_binds_its_gpu_live_and_stops_no_guest():
     plan = plan_host(SECOND_STACK, second_stack_host(), "proxmox-talos-gpu/b")
+    assert not plan.reboot and plan.impact is None and plan.to_json()["reboot_stops"] is None
+    assert plan.to_json()["rebinds"] == [{"address": "0000:af:00.0", "from": "nouveau", "to": "vfio-pci", "reason": LIVE_WHY, "forget_only": False}]
+    assert plan.to_json()["notes"] == [later("iommu=pt")[len("note: "):], LIVE_OK[len("note: "):]]
+
+
+def held_a100(facts: HostFacts) -> HostFacts:
+    """The second GPU on the nvidia driver, held open by nvidia-persistenced: it cannot be released live."""
+    a100 = dataclasses.replace(facts.functions["0000:af:00.0"], driver="nvidia")
+    return dataclasses.replace(facts, functions={**facts.functions, a100.address: a100}, devices={**facts.devices, a100.address: a100},
+                               holders=((2210, "/dev/nvidia1", "nvidia-persistenced"),))
+
+
+def test_a_second_stack_adds_its_block_and_says_so_in_text_and_json():
+    plan = plan_host(SECOND_STACK, held_a100(second_stack_host()), "proxmox-talos-gpu/b")
+    held = REBOOT_HELD[len("reboot: "):].replace("0000:3b:00.0", "0000:af:00.0")
     withheld = WITHHELD.format(count=2, mine=" besides this stack's VM 1106", labels="101 k8s-cp-1 (qemu), 200 nas (lxc)",
                                shutdowns="`qm shutdown 101`, `pct shutdown 200`")
     assert plan.render().splitlines() == [
@@ -488,24 +517,24 @@ def test_a_second_stack_adds_its_block_and_says_so_in_text_and_json():
         *("    " + line for line in VFIO_DIFF.splitlines()),
         "remove /etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1: temp file left by an interrupted run",
         "run `update-initramfs -u -k all`: the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed",
-        "reboot: the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:af:00.0 (nouveau)",
+        f"reboot: {held}",
         STOPS, "  - 1106 big-gpu (qemu), no onboot: stays off, this stack's VM", "  - 101 k8s-cp-1 (qemu), onboot", "  - 200 nas (lxc), no onboot: stays off",
         "before the reboot: cordon and drain Kubernetes node big-gpu; uncordon it once it is Ready again",
         f"reboot withheld (host.runningGuests: refuse): {withheld}",
         "note: this stack's VM 1106 big-gpu (qemu) has no onboot: it stays off after the reboot (`qm set 1106 --onboot 1`, or start it by hand)",
-        *OK_SHARED, "ok: /etc/default/grub already has iommu=pt"]
+        *OK_SHARED, "ok: /etc/default/grub already has iommu=pt", later("iommu=pt")]
     assert plan.to_json() == {
         "owner": "proxmox-talos-gpu/b", "refusals": [],
         "files": [{"path": VFIO_FILE, "action": "update", "reason": "bind 10de:20b5 to vfio-pci (every function of 0000:af:00.0)", "diff": VFIO_DIFF}],
         "cleanup": ["/etc/modprobe.d/.proxmox-talos-gpu-vfio.conf.ptg-tmp-1"],
         "commands": [{"command": ["update-initramfs", "-u", "-k", "all"],
                       "reason": "the initramfs loads vfio-pci early; /etc/modprobe.d/proxmox-talos-gpu-vfio.conf changed"}],
-        "reboot": True, "reboot_reason": "the running kernel lacks iommu=pt; not bound to vfio-pci yet: 0000:af:00.0 (nouveau)",
-        "reboot_stops": [{"vmid": 1106, "name": "big-gpu", "type": "qemu", "onboot": False, "own": True},
-                         {"vmid": 101, "name": "k8s-cp-1", "type": "qemu", "onboot": True, "own": False},
-                         {"vmid": 200, "name": "nas", "type": "lxc", "onboot": False, "own": False}],
-        "reboot_withheld": withheld, "drain_node": "big-gpu",
-        "noops": [line[len("ok: "):] for line in OK_SHARED] + ["/etc/default/grub already has iommu=pt"], "notes": [],
+        "rebinds": [], "reboot": True, "reboot_reason": held,
+        "reboot_stops": [{"vmid": 1106, "name": "big-gpu", "type": "qemu", "onboot": False, "own": True, "hastate": "", "ha": None},
+                         {"vmid": 101, "name": "k8s-cp-1", "type": "qemu", "onboot": True, "own": False, "hastate": "", "ha": None},
+                         {"vmid": 200, "name": "nas", "type": "lxc", "onboot": False, "own": False, "hastate": "", "ha": None}],
+        "reboot_moves": [], "reboot_withheld": withheld, "drain_node": "big-gpu",
+        "noops": [line[len("ok: "):] for line in OK_SHARED] + ["/etc/default/grub already has iommu=pt"], "notes": [later("iommu=pt")[len("note: "):]],
         "wanted_cmdline": ["iommu=pt"], "functions": ["0000:af:00.0"]}
     assert plan.records == ((VFIO_FILE, plan.files[0].after),) and plan.files[0].after.endswith("options vfio-pci ids=10de:1eb8,10de:20b5\n")
 
@@ -514,7 +543,8 @@ def test_a_refused_plan_as_json_names_the_config_key():
     plan = plan_host(HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", iommu_group=7, index=0),)), host(**ACTIVE), OWNER)
     assert plan.to_json() == {
         "owner": OWNER, "refusals": [{"key": "proxmox-talos-gpu:gpus[0].iommuGroup", "message": "7, but 0000:3b:00.0 is in IOMMU group 30"}],
-        "files": [], "cleanup": [], "commands": [], "reboot": False, "reboot_reason": "", "reboot_stops": None, "reboot_withheld": "",
+        "files": [], "cleanup": [], "commands": [], "rebinds": [], "reboot": False, "reboot_reason": "", "reboot_stops": None,
+        "reboot_moves": [], "reboot_withheld": "",
         "drain_node": None, "noops": [], "notes": [], "wanted_cmdline": [], "functions": []}
     cli = plan_host(HostPrepInputs(gpus=(GpuSpec("0000:3c:00.0"),)), host(**ACTIVE), OWNER)
     assert cli.to_json()["refusals"] == [{"key": None, "message": "'0000:3c:00.0': no such PCI device on the host; NVIDIA devices present: "
@@ -538,7 +568,7 @@ OK_GRUB_65 = [*OK_SHARED, OK_T4, "ok: /etc/default/grub already has intel_iommu=
                             *REBOOT_65, *OK_GRUB_65, DEFER.format(kernel="6.5.13-5-pve")]),
     (AMD_SYSTEMD, ("proxmox-boot-tool-refresh",), [
         "run `proxmox-boot-tool refresh`: systemd-boot boot configuration: an interrupted run left it pending",
-        REBOOT_T4, UNREAD, *OK_SHARED, OK_T4, "ok: /etc/kernel/cmdline already has iommu=pt"]),
+        *bind_live(), *OK_SHARED, OK_T4, "ok: /etc/kernel/cmdline already has iommu=pt", later("iommu=pt"), LIVE_OK]),
 ], ids=["update-initramfs", "update-grub", "proxmox-boot-tool refresh"])
 def test_a_command_an_interrupted_run_left_pending_is_run_again(facts, pending, shown):
     plan = plan_host(T4_INPUTS, dataclasses.replace(applied_host(**facts), pending=pending), OWNER)
@@ -763,7 +793,14 @@ def with_files(facts: HostFacts, **changes) -> HostFacts:
 
 def two_stacks() -> HostFacts:
     first = written(two_gpu_host(), plan_host(T4_INPUTS, two_gpu_host(), "p/a"))
-    return written(first, plan_host(HostPrepInputs(gpus=(GpuSpec("0000:af:00.0", index=0),)), first, "p/b"))
+    second = plan_host(HostPrepInputs(gpus=(GpuSpec("0000:af:00.0", index=0),)), first, "p/b")
+    return booted(written(first, second), second)
+
+
+def prepared_host(**facts) -> HostFacts:
+    """A host this program prepared and rebooted: its GPU on vfio-pci since boot (no record of a live binding)."""
+    fresh = host(**facts)
+    return booted(fresh, plan_host(T4_INPUTS, fresh, OWNER))
 
 
 SHARED_CARDS = {"p/a": (("0000:3b:00.0", "10de:1eb8", "0x030200"), ("0000:3b:00.1", "10de:10f8", "0x040300")),
@@ -786,20 +823,20 @@ def same_model_stacks() -> HostFacts:
 
 
 HAND_EDITED_BLACKLIST = lambda: dataclasses.replace(  # noqa: E731
-    with_files(applied_host(), blacklist=applied_host().files[BLACKLIST_FILE] + "blacklist radeon\n"), stale_temps=("/etc/default/.grub.ptg-tmp-1",))
+    with_files(prepared_host(), blacklist=prepared_host().files[BLACKLIST_FILE] + "blacklist radeon\n"), stale_temps=("/etc/default/.grub.ptg-tmp-1",))
 
 # (case, facts, owner, options) -> (lines, originals forgotten, originals set aside, records: path -> what was last written)
 UNDOS = [
-    ("the last stack out restores every original", applied_host, OWNER, {}, (
+    ("the last stack out restores every original", prepared_host, OWNER, {}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH,
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
-    ("undo once more: nothing left", lambda: written(applied_host(), plan_undo(applied_host(), OWNER)), OWNER, {}, (
+    ("undo once more: nothing left", lambda: written(prepared_host(), plan_undo(prepared_host(), OWNER)), OWNER, {}, (
         ["ok: nothing to undo because proxmox-talos-gpu left nothing on this host for proxmox-talos-gpu/homelab"], (), (), {})),
-    ("reboot on destroy, guests stopped as host.runningGuests says", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER,
+    ("reboot on destroy, guests stopped as host.runningGuests says", lambda: dataclasses.replace(prepared_host(), guests=(CP,)), OWNER,
      {"reboot_on_destroy": True, "inputs": STOP}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, "reboot: host.rebootOnDestroy is true",
          STOPS, "  - 101 k8s-cp-1 (qemu), onboot"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
-    ("reboot on destroy, but no reboot allowed", applied_host, OWNER, {"reboot_on_destroy": True, "allow_reboot": False}, (
+    ("reboot on destroy, but no reboot allowed", prepared_host, OWNER, {"reboot_on_destroy": True, "allow_reboot": False}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, KEEPS_VFIO], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
     ("one of two stacks: only its block goes", two_stacks, "p/a", {}, (
         ["update /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: remove the block of p/a; 1 other stack(s) keep theirs",
@@ -825,58 +862,58 @@ UNDOS = [
          "(+blacklist radeon) as host.handEdits is overwrite", *REMOVED_OWN[1:],
          "remove /etc/default/.grub.ptg-tmp-1: temp file left by an interrupted run", *UNDO_REFRESH,
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
-    ("a file of its own without a recorded original", lambda: dataclasses.replace(applied_host(), originals={
-        path: original for path, original in applied_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
+    ("a file of its own without a recorded original", lambda: dataclasses.replace(prepared_host(), originals={
+        path: original for path, original in prepared_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
         ["update /etc/default/grub: restore the original, byte for byte", REMOVED_OWN[0],
          "delete /etc/modprobe.d/proxmox-talos-gpu-vfio.conf: a proxmox-talos-gpu file without a recorded original: remove it",
          REMOVED_OWN[2], *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
         ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
-    ("a file already back to its original", lambda: with_files(applied_host(), grub=GRUB), OWNER, {}, (
+    ("a file already back to its original", lambda: with_files(prepared_host(), grub=GRUB), OWNER, {}, (
         [*REMOVED_OWN, INITRAMFS, "ok: /etc/default/grub is already as it was before proxmox-talos-gpu",
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
     ("the command line changed by hand: its parameters come out, the original is set aside",
-     lambda: with_files(applied_host(), grub=OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3")), OWNER, {}, (
+     lambda: with_files(prepared_host(), grub=OURS.replace("GRUB_TIMEOUT=5", "GRUB_TIMEOUT=3")), OWNER, {}, (
         [f"update /etc/default/grub: {TAKE_OUT.format('intel_iommu=on iommu=pt')}", *REMOVED_OWN, *UNDO_REFRESH,
          f"note: {BY_HAND}", f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,), dict.fromkeys(ALL_FOUR))),
-    ("the command line changed by hand and its parameters already gone", lambda: with_files(applied_host(), grub=TIMEOUT_3), OWNER, {}, (
+    ("the command line changed by hand and its parameters already gone", lambda: with_files(prepared_host(), grub=TIMEOUT_3), OWNER, {}, (
         [*REMOVED_OWN, INITRAMFS, f"note: {BY_HAND}", f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], OWNED, (GRUB_DEFAULT,),
         dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
     ("a host that also has an /etc/kernel/cmdline of its own: both come back", lambda: dataclasses.replace(
-        applied_host(), originals={**applied_host().originals, KERNEL_CMDLINE: ZFS_CMDLINE},
-        files={**applied_host().files, KERNEL_CMDLINE: ZFS_CMDLINE.replace("\n", " iommu=pt\n")}), OWNER, {}, (
+        prepared_host(), originals={**prepared_host().originals, KERNEL_CMDLINE: ZFS_CMDLINE},
+        files={**prepared_host().files, KERNEL_CMDLINE: ZFS_CMDLINE.replace("\n", " iommu=pt\n")}), OWNER, {}, (
         ["update /etc/default/grub: restore the original, byte for byte", "update /etc/kernel/cmdline: restore the original, byte for byte",
          *REMOVED_OWN, INITRAMFS, "run `update-grub`: grub-bios boot configuration: /etc/default/grub, /etc/kernel/cmdline changed",
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], (GRUB_DEFAULT, KERNEL_CMDLINE, *OWNED), (),
         dict.fromkeys((GRUB_DEFAULT, KERNEL_CMDLINE, *OWNED)))),
     ("a hand edit in a file without a recorded original: refused", lambda: dataclasses.replace(
-        with_files(applied_host(), vfio=applied_host().files[VFIO_FILE] + "options vfio-pci disable_vga=1\n"),
-        originals={path: original for path, original in applied_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
+        with_files(prepared_host(), vfio=prepared_host().files[VFIO_FILE] + "options vfio-pci disable_vga=1\n"),
+        originals={path: original for path, original in prepared_host().originals.items() if path != VFIO_FILE}), OWNER, {}, (
         ["REFUSED: /etc/modprobe.d/proxmox-talos-gpu-vfio.conf was edited by hand since proxmox-talos-gpu wrote it (`+options vfio-pci disable_vga=1`); "
          "removing it would drop that. Move your lines to a file of your own in the same folder and re-run, or let this run replace them: "
          "set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written."], (), (), {})),
-    ("the command line file deleted since: its original comes back", lambda: with_files(applied_host(), grub=None), OWNER, {}, (
+    ("the command line file deleted since: its original comes back", lambda: with_files(prepared_host(), grub=None), OWNER, {}, (
         ["create /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
         ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
     ("an earlier copy of its own file saved as the original (state lost since): removed all the same", lambda: dataclasses.replace(
-        applied_host(), originals={**applied_host().originals, BLACKLIST_FILE: "# Managed by proxmox-talos-gpu: an earlier version\n"}), OWNER, {}, (
+        prepared_host(), originals={**prepared_host().originals, BLACKLIST_FILE: "# Managed by proxmox-talos-gpu: an earlier version\n"}), OWNER, {}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH,
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
     ("back to the original, its record left as .prev by an interrupted run", lambda: dataclasses.replace(
-        with_files(applied_host(), grub=GRUB), written={**{path: text for path, text in applied_host().written.items() if path != GRUB_DEFAULT},
+        with_files(prepared_host(), grub=GRUB), written={**{path: text for path, text in prepared_host().written.items() if path != GRUB_DEFAULT},
                                                         GRUB_DEFAULT + ".prev": OURS}), OWNER, {}, (
         [*REMOVED_OWN, INITRAMFS, "ok: /etc/default/grub is already as it was before proxmox-talos-gpu",
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys((*OWNED, GRUB_DEFAULT)))),
-    ("reboot on destroy withheld while other guests run", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER,
+    ("reboot on destroy withheld while other guests run", lambda: dataclasses.replace(prepared_host(), guests=(CP,)), OWNER,
      {"reboot_on_destroy": True, "inputs": MINE}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, "reboot: host.rebootOnDestroy is true",
          STOPS, "  - 101 k8s-cp-1 (qemu), onboot",
          "reboot withheld (host.runningGuests: refuse): " + WITHHELD.format(count=1, mine=" besides this stack's VM 1105", labels="101 k8s-cp-1 (qemu)",
                                                                               shutdowns="`qm shutdown 101`")], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
-    ("no reboot on destroy: no guest is stopped", lambda: dataclasses.replace(applied_host(), guests=(CP,)), OWNER, {"inputs": MINE}, (
+    ("no reboot on destroy: no guest is stopped", lambda: dataclasses.replace(prepared_host(), guests=(CP,)), OWNER, {"inputs": MINE}, (
         ["update /etc/default/grub: restore the original, byte for byte", *REMOVED_OWN, *UNDO_REFRESH, f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
         ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
     ("changed by hand since: the record says which parameters were its own", lambda: dataclasses.replace(
-        with_files(applied_host(), grub=grub_value("quiet intel_iommu=on iommu=pt", TIMEOUT_3)), written={**applied_host().written, GRUB_DEFAULT: AMD_OURS}),
+        with_files(prepared_host(), grub=grub_value("quiet intel_iommu=on iommu=pt", TIMEOUT_3)), written={**prepared_host().written, GRUB_DEFAULT: AMD_OURS}),
      OWNER, {}, (
         [f"update /etc/default/grub: {TAKE_OUT.format('iommu=pt')}", *REMOVED_OWN, *UNDO_REFRESH,
          "note: /etc/default/grub: kept intel_iommu=on: changed by hand since proxmox-talos-gpu set intel_iommu", f"note: {BY_HAND}",
@@ -895,13 +932,13 @@ UNDOS = [
          "them: set host.handEdits: overwrite (CLI: --hand-edits overwrite). Nothing was written.",
          "note: 10de:10f8, 10de:1eb8 stay bound to vfio-pci: another stack passes through the same model"], (), (), {})),
     ("hand edits dropped: every one named", lambda: with_files(
-        applied_host(), blacklist=applied_host().files[BLACKLIST_FILE] + f"blacklist radeon\n{LONG_LINE}\n"), OWNER, {"hand_edits_policy": "overwrite"}, (
+        prepared_host(), blacklist=prepared_host().files[BLACKLIST_FILE] + f"blacklist radeon\n{LONG_LINE}\n"), OWNER, {"hand_edits_policy": "overwrite"}, (
         ["update /etc/default/grub: restore the original, byte for byte",
          f"delete /etc/modprobe.d/proxmox-talos-gpu-blacklist.conf: created by proxmox-talos-gpu: remove it; drops the hand edits (+blacklist radeon; "
          f"+{LONG_LINE[:99]}...) as host.handEdits is overwrite", *REMOVED_OWN[1:], *UNDO_REFRESH,
          f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"], ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),
     ("its own files deleted by hand: the command line still comes back", lambda: dataclasses.replace(
-        applied_host(), files={**applied_host().files, **dict.fromkeys(OWNED)}), OWNER, {}, (
+        prepared_host(), files={**prepared_host().files, **dict.fromkeys(OWNED)}), OWNER, {}, (
         ["update /etc/default/grub: restore the original, byte for byte", "run `update-grub`: grub-bios boot configuration: /etc/default/grub changed",
          *(f"ok: {path} is already as it was before proxmox-talos-gpu" for path in OWNED), f"{KEEPS_VFIO} (host.rebootOnDestroy is false)"],
         ALL_FOUR, (), dict.fromkeys(ALL_FOUR))),

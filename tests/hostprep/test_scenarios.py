@@ -42,7 +42,9 @@ def test_grub_intel_kernel_6_5_prepares_reboots_and_verifies(make_sim):
     assert (sim.host.boot_dir / "dmesg").read_text() == ""  # no "Failed to find module"
     assert sim.host.tool_calls("update-initramfs") == [["-u", "-k", "all"]] and sim.host.tool_calls("update-grub") == [[]]
     assert sim.host.tool_calls("reboot") == [[]]
-    assert result.outputs([T4]) == {"drivers": {T4: "vfio-pci"}, "iommu_groups": {T4: 30}, "subsystem_ids": {T4: "10de:12a2"}, "rebooted": True}
+    assert result.outputs([T4]) == {"drivers": {T4: "vfio-pci"}, "iommu_groups": {T4: 30}, "subsystem_ids": {T4: "10de:12a2"}, "rebooted": True,
+                                    "restarts": {"host_reboots": 1, "guests_stopped": [], "own_vms_stopped": [], "ha_guests": [],
+                                                 "node": None, "drained_first": None}}
     assert any("waiting for the host to come back" in line for line in progress) and any("is back" in line for line in progress)
     assert_converged(sim, T4_SPEC)
 
@@ -51,10 +53,11 @@ def test_systemd_boot_amd_kernel_6_8_uses_kernel_cmdline_and_boot_tool(make_sim)
     sim = make_sim(SimSpec(cpu="amd", kernel="6.8.12-4-pve", bootloader="systemd-boot", devices=t4()))
     result = sim.engine(T4_SPEC, intel_iommu="on").apply()
     assert sim.host.read(KERNEL_CMDLINE) == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"
-    assert "intel_iommu" not in sim.host.cmdline() and "iommu=pt" in sim.host.cmdline()
     assert sim.host.tool_calls("update-grub") == []
     assert sim.host.tool_calls("proxmox-boot-tool").count(["refresh"]) == 1
-    assert result.rebooted and sim.host.driver(T4) == "vfio-pci"
+    # The IOMMU is on (AMD): bound live, iommu=pt waits for the next boot.
+    assert not result.rebooted and sim.host.tool_calls("reboot") == [] and sim.host.driver(T4) == "vfio-pci"
+    assert "iommu=pt" not in sim.host.cmdline() and "iommu=pt" in (sim.host.boot_dir / "esp/cmdline").read_text()
     assert sim.host.read(GRUB_DEFAULT) == SIM_GRUB  # untouched: GRUB is not in use
     assert_converged(sim, T4_SPEC, intel_iommu="on")
 
@@ -188,11 +191,13 @@ def test_two_stacks_share_a_host_and_undo_only_their_own_gpu(make_sim):
     sim.engine(["0000:af:00.0"], owner="proxmox-talos-gpu/b").apply()
     assert sim.host.driver(T4) == "vfio-pci" and sim.host.driver("0000:af:00.0") == "vfio-pci"
     assert sim.host.read(VFIO_FILE).count("options vfio-pci ids=") == 1
-    sim.engine([T4], owner="proxmox-talos-gpu/a", reboot_on_destroy=True).undo()
-    assert sim.host.driver("0000:af:00.0") == "vfio-pci" and sim.host.driver(T4) is None  # blacklisted, no longer vfio
-    assert "iommu=pt" in sim.host.cmdline()
+    undo = sim.engine([T4], owner="proxmox-talos-gpu/a", reboot_on_destroy=True).undo()
+    # Both were bound live (AMD: the IOMMU is on), so undo gives stack a's GPU back live: no reboot needed.
+    assert not undo.rebooted and undo.rebound == [f"{T4} vfio-pci -> nouveau"]
+    assert sim.host.driver("0000:af:00.0") == "vfio-pci" and sim.host.driver(T4) == "nouveau"
     sim.engine(["0000:af:00.0"], owner="proxmox-talos-gpu/b").undo()
-    assert sim.host.snapshot() == before
+    assert sim.host.snapshot() == before and sim.host.driver("0000:af:00.0") == "nouveau"
+    assert sim.host.tool_calls("reboot") == [] and not list((sim.host.root / "var/lib/proxmox-talos-gpu/bound").iterdir())
 
 
 def test_no_reboot_allowed_writes_files_and_says_to_reboot(make_sim):
