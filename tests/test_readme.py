@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from components.config import SECRETS
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 from tests.readme_config import documented_keys, model_keys
 
 README = (ROOT / "README.md").read_text()
@@ -46,7 +46,9 @@ def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
     import sys
 
     copy = tmp_path / "repo"
-    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__"))
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__",
+                                                                             "Pulumi.*.yaml"))
+    shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the checkout's own stack files are the user's
     (copy / ".venv").symlink_to(sys.prefix, target_is_directory=True)
     before = sorted(path.name for path in ROOT.iterdir())
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "PROXMOX_", "KUBECONFIG", "TALOSCONFIG"))}

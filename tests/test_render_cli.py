@@ -17,9 +17,9 @@ import yaml
 from components.config import load_stack_file
 from components.hostprep.facts import facts_to_json
 from components.render import MARKER, assumed_host_facts, main
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 
-HOMELAB = ROOT / "Pulumi.homelab.yaml"
+HOMELAB = HOMELAB_STACK
 
 
 def render(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -92,7 +92,7 @@ def test_each_host_facts_problem_is_one_message(tmp_path, capsys, facts_json, co
         path.write_bytes(b"\xff\xfe{}")
     elif content is not None:
         path.write_text(content)
-    code, stdout, err = in_process(capsys, "--out", str(tmp_path / "out"), "--host-facts", str(path))
+    code, stdout, err = in_process(capsys, "--stack", "homelab", "--out", str(tmp_path / "out"), "--host-facts", str(path))
     assert code == 2 and stdout == "", err
     assert err.startswith(f"render: --host-facts {path}") and expected in err, err
     assert not (tmp_path / "out").exists()

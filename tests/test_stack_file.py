@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, load_stack_file, read_stack_file, stack_file
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK
 
-HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
+HOMELAB = HOMELAB_STACK.read_text()
 SECRET_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----b3BlbnNzaC1rZXktdjE"
 
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from components.cli import add_project_dir
-from components.config import ConfigError, load_stack_file, stack_file
+from components.cli import add_project_dir, add_stack, stack_from_args
+from components.config import ConfigError, load_stack_file
 from components.doctor.model import LAYERS, CheckResult, Layer
 from components.doctor.report import render_json, render_table
 from components.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                "Exit codes: 0 at least one check passed and none failed; 1 a check failed; 2 a config or usage error; "
                "3 nothing could be verified (every check skipped).",
     )
-    parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+    add_stack(parser)
     add_project_dir(parser)
     parser.add_argument("--layer", action="append", choices=LAYERS,
                         help="check only this layer; repeat for more (default: every layer, in the graph's order)")
@@ -79,8 +79,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[Layer, Gatherer] | None) -> int:
+    stack = stack_from_args(args, "doctor", err)
+    if stack is None:
+        return EXIT_USAGE
     try:
-        cfg = load_stack_file(stack_file(args.project_dir, args.stack))
+        cfg = load_stack_file(stack.path)
     except ConfigError as error:
         print(f"doctor: {error}", file=err)
         return EXIT_USAGE
