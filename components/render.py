@@ -72,11 +72,14 @@ def proxmox_artifacts(cfg: StackConfig, facts: HostFacts | None = None) -> Artif
     comment says where each empty one comes from."""
     mappings = pci_mappings(cfg)
     found = host_outputs(facts, [gpu.address for gpu in cfg.gpus]) if facts is not None and cfg.host.enabled else None
-    for mapping in mappings:
+    mapped = [gpu for gpu in cfg.gpus if gpu.passthrough == "mapping"]
+    for mapping, gpu in zip(mappings, mapped, strict=True):
         for entry in mapping["maps"]:
             if found is not None:
-                entry["iommu_group"] = found["iommu_groups"].get(entry["path"], entry["iommu_group"])
-                entry["subsystem_id"] = found["subsystem_ids"].get(entry["path"], entry["subsystem_id"])
+                # Keyed by the GPU function's address, as GpuVm looks them up: with
+                # allFunctions the mapping's path is the device without a function.
+                entry["iommu_group"] = found["iommu_groups"].get(gpu.address, entry["iommu_group"])
+                entry["subsystem_id"] = found["subsystem_ids"].get(gpu.address, entry["subsystem_id"])
     empty = any(entry["iommu_group"] is None or entry["subsystem_id"] is None for mapping in mappings for entry in mapping["maps"])
     if not empty:
         header = "# iommu_group and subsystem_id: " + ("from --host-facts (`pulumi up` reads them from the host the same way)\n"

@@ -50,6 +50,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def kubeconfig_problem(value: str | None) -> str | None:
+    """What is wrong with ``$KUBECONFIG``, as kubectl would meet it, or None.
+
+    KUBECONFIG is a list of files (``:``-separated). kubectl skips the ones
+    that do not exist and fails on one it cannot read, such as a folder
+    (kubernetes/client-go tools/clientcmd/loader.go,
+    ``ClientConfigLoadingRules.Load``: "skip missing files", else "Error
+    loading config file"); when none exists it falls back to an empty config
+    and talks to localhost:8080. Both are named here, as TALOSCONFIG is."""
+    if not value:
+        return None
+    paths = [part for part in value.split(os.pathsep) if part]
+    for part in paths:
+        path = Path(part).expanduser()
+        if path.is_dir():
+            return f"cannot read KUBECONFIG {part}: is a folder, not a kubeconfig file"
+        if path.exists():
+            try:
+                path.read_bytes()
+            except OSError as error:
+                return f"cannot read KUBECONFIG {part}: {error.strerror or error}"
+    if paths and not any(Path(part).expanduser().exists() for part in paths):
+        shown = value if len(paths) == 1 else f"{value} (none of its {len(paths)} files)"
+        return (f"cannot read KUBECONFIG {shown}: No such file or directory (kubectl would ignore it and try "
+                "localhost:8080); point KUBECONFIG at your cluster's kubeconfig, e.g. the one `talosctl kubeconfig` writes")
+    return None
+
+
 def exit_code(results: Sequence[CheckResult]) -> int:
     """0 only when something was verified and nothing failed."""
     if any(result.status == "fail" for result in results):
@@ -100,6 +128,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[
         texts["TALOSCONFIG"] = Path(talosconfig).read_text() if talosconfig else None
     except (OSError, UnicodeDecodeError) as error:
         print(f"doctor: cannot read TALOSCONFIG {talosconfig}: {getattr(error, 'strerror', None) or 'not a text file'}", file=err)
+        return EXIT_USAGE
+    problem = kubeconfig_problem(os.environ.get("KUBECONFIG"))
+    if problem:
+        print(f"doctor: {problem}", file=err)
         return EXIT_USAGE
     creds = Credentials(identity=texts["--identity"], known_hosts=texts["--known-hosts"], talosconfig=texts["TALOSCONFIG"], timeout=args.timeout)
     runners = {**default_gatherers(creds), **(gatherers or {})}
