@@ -25,11 +25,14 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+
+from components.gpu_chips import chip_row
 
 PROJECT = "proxmox-talos-gpu"
 
@@ -270,7 +273,9 @@ class GpuConfig(_Model):
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
     # The chip, where chips of one generation differ in their video engines
     # (components.consumers.capabilities.CHIPS): GA100 and GH100 have no NVENC.
-    model: Literal["gp108", "gp10x", "ga100", "ga10x", "gh100", "gb100", "gb20x"] | None = None
+    # lspci's chip names (GA106, TU104GL) are read as their row (components/gpu_chips.py).
+    model: Annotated[Literal["gp108", "gp10x", "gv100", "tu10x", "tu11x", "ga100", "ga10x", "ad10x", "gh100", "gb100", "gb20x"],
+                     BeforeValidator(chip_row)] | None = None
     mig: bool = False
     # Pass every function of the card (GPU, HDMI audio, USB-C ...): the PCI
     # mapping's path (or the raw id) leaves the function off, which Proxmox
