@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.gpu_chips import chip_row
+from components.proxmox_limits import MEMORY_MIB_MAX, check_config_id, check_cpu_type, check_username
 
 PROJECT = "proxmox-talos-gpu"
 
@@ -52,7 +53,6 @@ _HOSTPCI_SLOT = re.compile(r"^hostpci([0-9]|1[0-5])$")
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$")
-_MAPPING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 _EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9][a-z0-9._-]*$")
 
 
@@ -231,7 +231,7 @@ class ProxmoxConfig(_Model):
     # apiToken: PROXMOX_VE_API_TOKEN / proxmoxApiToken. password: root@pam
     # with PROXMOX_VE_PASSWORD / proxmoxPassword (needed for raw-id hostpci).
     auth_method: Literal["apiToken", "password"] = "apiToken"
-    username: str | None = None
+    username: Annotated[str, AfterValidator(check_username)] | None = None
     insecure: bool = False
 
 
@@ -266,7 +266,7 @@ class GpuConfig(_Model):
     iommu_group: Annotated[int, Field(ge=0)] | None = None
     slot: HostpciSlot | None = None
     passthrough: Literal["mapping", "raw"] = "mapping"
-    mapping_name: Annotated[str, Field(pattern=_MAPPING_NAME.pattern)] | None = None
+    mapping_name: Annotated[str, AfterValidator(check_config_id)] | None = None
     pcie: bool = True
     rombar: bool = True
     xvga: bool = False
@@ -309,8 +309,8 @@ class VmConfig(_Model):
     tags: list[Annotated[str, Field(pattern=r"^[a-z0-9_][a-z0-9_.+-]*$")]] = []
     cores: Annotated[int, Field(ge=1, le=512)] = 4
     sockets: Annotated[int, Field(ge=1, le=8)] = 1
-    cpu_type: str = "host"
-    memory_mib: Annotated[int, Field(ge=1024, alias="memoryMiB")] = 8192
+    cpu_type: Annotated[str, AfterValidator(check_cpu_type)] = "host"
+    memory_mib: Annotated[int, Field(ge=1024, le=MEMORY_MIB_MAX, alias="memoryMiB")] = 8192
     machine: Literal["q35", "pc"] = "q35"
     bios: Literal["seabios", "ovmf"] = "seabios"
     disk: DiskConfig
@@ -363,6 +363,9 @@ class TalosConfig(_Model):
     # Bound for each version step: talosctl upgrade, then the wait for the
     # node to answer with the new version, list its extensions and be Ready.
     upgrade_timeout_seconds: Annotated[int, Field(ge=300, le=7200)] = 1800
+    # talos.version newer than the releases components/talos/versions.py
+    # lists: accepted only when set (the user checked that it exists).
+    allow_unlisted_version: bool = False
 
     @property
     def talosctl_endpoint(self) -> str:
@@ -750,7 +753,9 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     except ValidationError as error:
         issues += [_issue_from_pydantic(item, StackConfig) for item in error.errors()]
         raise ConfigError(issues) from None
-    issues += cross_field_issues(cfg)
+    from components.config_rules import rule_issues  # its tables import this module
+
+    issues += cross_field_issues(cfg) + rule_issues(cfg)
     if issues:
         raise ConfigError(issues)
     return cfg

@@ -321,8 +321,11 @@ CASES: dict[str, Case] = {
     "vm.onBoot": Case(False, _vm("onBoot"), False),
     "vm.startTimeoutSeconds": Case(1200, _vm("timeoutStartVm"), 1200),
     "vm.retainOnDestroy": Case(False, lambda s: bool(s.run.one(VM).retain_on_delete), False),
-    "talos.version": Case("v1.13.10", lambda s: (s.named("-talos-upgrade")["version"], s.named("-talos-upgrade")["image"].rsplit(":", 1)[1],
-                                                 s.spec()["targetVersion"]), ("v1.13.10", "v1.13.10", "v1.13.10")),
+    # A release newer than the table: refused without the key (test_config_limits.py), planned with it.
+    "talos.allowUnlistedVersion": Case(True, lambda s: s.named("-talos-upgrade")["version"], "v1.13.10",
+                                       with_value={"talos.version": "v1.13.10"}),
+    "talos.version": Case("v1.13.2", lambda s: (s.named("-talos-upgrade")["version"], s.named("-talos-upgrade")["image"].rsplit(":", 1)[1],
+                                                 s.spec()["targetVersion"]), ("v1.13.2", "v1.13.2", "v1.13.2")),
     "talos.upgradePath": Case(["v1.12.9"], lambda s: (s.named("-talos-preflight")["upgradePath"], s.named("-talos-upgrade")["upgradePath"],
                                                        s.named("-talos-config")["upgradePath"]), (["v1.12.9"],) * 3),
     "talos.upgradeTimeoutSeconds": Case(3600, lambda s: (s.named("-talos-upgrade")["timeoutSeconds"], s.named("-talos-upgrade-before-1.13")["timeoutSeconds"]),
