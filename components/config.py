@@ -978,7 +978,29 @@ def _read_stack_document(path: Path) -> _StackDocument:
             continue
         raw[name] = value
         entries[name] = (name, key_node, value_node)
+        issues += _nested_duplicates(value_node, name)
     return _StackDocument(raw, issues, list(entries.values()))
+
+
+def _nested_duplicates(node: Any, path: str) -> list[ConfigIssue]:
+    """A key set twice inside one mapping (``cores: 6`` then ``cores: 8``):
+    PyYAML keeps the last silently; both lines are named instead."""
+    import yaml
+
+    found: list[ConfigIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                found.append(ConfigIssue(f"{path}.{key}", _NOT_SHOWN, f"defined twice, at line {seen[key]} and line {line}; "
+                                         "YAML would keep only the last: remove one", line))
+            seen.setdefault(key, line)
+            found += _nested_duplicates(value_node, f"{path}.{key}")
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _nested_duplicates(item, f"{path}[{index}]")
+    return found
 
 
 def _near_project(namespace: str) -> bool:
