@@ -8,11 +8,13 @@ from components.config import load_secrets, load_stack_config
 from components.consumers.component import JellyfinTranscoding
 from components.gpu_stack import GpuStack
 from components.hostprep.component import HostVfioPrep
+from components.program import require_engine
 from components.providers import make_providers
 from components.readiness.component import GpuReadiness
 from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
 
+require_engine()  # `python __main__.py` by hand: one line saying what to run instead
 cfg = load_stack_config()
 secrets = load_secrets(cfg)
 providers = make_providers(cfg, secrets)

@@ -5,22 +5,36 @@
 # there. Otherwise it installs the Pulumi CLI if missing, selects (or creates)
 # the stack in the local state backend that Pulumi.yaml names (./state;
 # PULUMI_BACKEND_URL overrides it), and runs `pulumi preview` (the default)
-# or `pulumi up`.
+# or `pulumi up`. STACK is a name (Pulumi.STACK.yaml here) or that file's
+# path; without it, the folder's only Pulumi.<name>.yaml is used.
 set -euo pipefail
 cd "$(dirname "$0")"
-stack="${1:-homelab}"
-action="${2:-preview}"
+usage="usage: ./setup.sh [STACK] [render|preview|up]
+  STACK   the stack: Pulumi.STACK.yaml in this folder, or that file's path (default: the only
+          Pulumi.<name>.yaml here; with several, required)
+  render  write render/STACK/ offline and stop (no Pulumi CLI, no credentials)
+  preview install the Pulumi CLI if missing and run pulumi preview (the default)
+  up      the same, then pulumi up"
+stack_arg="" action="preview"
+case "${1:-}" in
+  -h|--help) echo "$usage"; exit 0 ;;
+  -*) echo "setup.sh: unknown option $1" >&2; echo "$usage" >&2; exit 2 ;;
+  render|preview|up) action="$1"; [ $# -le 1 ] || { echo "$usage" >&2; exit 2; } ;;
+  "") ;;
+  *) stack_arg="$1"; action="${2:-preview}"; [ $# -le 2 ] || { echo "$usage" >&2; exit 2; } ;;
+esac
 case "$action" in
   render|preview|up) ;;
-  *) echo "usage: ./setup.sh [STACK] [render|preview|up]" >&2; exit 2 ;;
+  *) echo "setup.sh: $action is not render, preview or up" >&2; echo "$usage" >&2; exit 2 ;;
 esac
-if [ ! -f "Pulumi.$stack.yaml" ]; then
-  echo "no Pulumi.$stack.yaml here: copy Pulumi.homelab.yaml to Pulumi.$stack.yaml and describe your node" >&2
-  exit 2
-fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-.venv/bin/python -m components.render --stack "$stack" --out "render/$stack" >/dev/null
+stack="$(.venv/bin/python -m components.stacks which --project-dir . ${stack_arg:+--stack "$stack_arg"})" || exit 2
+if [ ! -f "Pulumi.$stack.yaml" ]; then
+  echo "setup.sh: Pulumi reads a stack's settings from Pulumi.$stack.yaml in this folder ($PWD): copy $stack_arg here" >&2
+  exit 2
+fi
+.venv/bin/python -m components.render --project-dir . --stack "$stack" --out "render/$stack" >/dev/null
 [ "$action" = render ] && exit 0
 if ! command -v pulumi >/dev/null 2>&1; then
   if [ ! -x "$HOME/.pulumi/bin/pulumi" ]; then

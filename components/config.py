@@ -25,12 +25,15 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
 
+from components.gpu_chips import chip_row
+from components.proxmox_limits import MEMORY_MIB_MAX, check_config_id, check_cpu_type, check_username
 from components.vm_config import RestartMode, VmSource, vm_issues
 
 PROJECT = "proxmox-talos-gpu"
@@ -51,7 +54,6 @@ _HOSTPCI_SLOT = re.compile(r"^hostpci([0-9]|1[0-5])$")
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$")
-_MAPPING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 _EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9][a-z0-9._-]*$")
 
 
@@ -230,7 +232,7 @@ class ProxmoxConfig(_Model):
     # apiToken: PROXMOX_VE_API_TOKEN / proxmoxApiToken. password: root@pam
     # with PROXMOX_VE_PASSWORD / proxmoxPassword (needed for raw-id hostpci).
     auth_method: Literal["apiToken", "password"] = "apiToken"
-    username: str | None = None
+    username: Annotated[str, AfterValidator(check_username)] | None = None
     insecure: bool = False
 
 
@@ -265,14 +267,16 @@ class GpuConfig(_Model):
     iommu_group: Annotated[int, Field(ge=0)] | None = None
     slot: HostpciSlot | None = None
     passthrough: Literal["mapping", "raw"] = "mapping"
-    mapping_name: Annotated[str, Field(pattern=_MAPPING_NAME.pattern)] | None = None
+    mapping_name: Annotated[str, AfterValidator(check_config_id)] | None = None
     pcie: bool = True
     rombar: bool = True
     xvga: bool = False
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
     # The chip, where chips of one generation differ in their video engines
     # (components.consumers.capabilities.CHIPS): GA100 and GH100 have no NVENC.
-    model: Literal["gp108", "gp10x", "ga100", "ga10x", "gh100", "gb100", "gb20x"] | None = None
+    # lspci's chip names (GA106, TU104GL) are read as their row (components/gpu_chips.py).
+    model: Annotated[Literal["gp108", "gp10x", "gv100", "tu10x", "tu11x", "ga100", "ga10x", "ad10x", "gh100", "gb100", "gb20x"],
+                     BeforeValidator(chip_row)] | None = None
     mig: bool = False
     # Pass every function of the card (GPU, HDMI audio, USB-C ...): the PCI
     # mapping's path (or the raw id) leaves the function off, which Proxmox
@@ -306,8 +310,8 @@ class VmConfig(_Model):
     tags: list[Annotated[str, Field(pattern=r"^[a-z0-9_][a-z0-9_.+-]*$")]] = []
     cores: Annotated[int, Field(ge=1, le=512)] = 4
     sockets: Annotated[int, Field(ge=1, le=8)] = 1
-    cpu_type: str = "host"
-    memory_mib: Annotated[int, Field(ge=1024, alias="memoryMiB")] = 8192
+    cpu_type: Annotated[str, AfterValidator(check_cpu_type)] = "host"
+    memory_mib: Annotated[int, Field(ge=1024, le=MEMORY_MIB_MAX, alias="memoryMiB")] = 8192
     machine: Literal["q35", "pc"] = "q35"
     bios: Literal["seabios", "ovmf"] = "seabios"
     # Adopt the VM that exists or create it, and who restarts it: components/vm_config.py, docs/vm.md.
@@ -381,6 +385,9 @@ class TalosConfig(_Model):
     # Bound for each version step: talosctl upgrade, then the wait for the
     # node to answer with the new version, list its extensions and be Ready.
     upgrade_timeout_seconds: Annotated[int, Field(ge=300, le=7200)] = 1800
+    # talos.version newer than the releases components/talos/versions.py
+    # lists: accepted only when set (the user checked that it exists).
+    allow_unlisted_version: bool = False
 
     @property
     def talosctl_endpoint(self) -> str:
@@ -785,7 +792,9 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     except ValidationError as error:
         issues += [_issue_from_pydantic(item, StackConfig) for item in error.errors()]
         raise ConfigError(issues) from None
-    issues += cross_field_issues(cfg)
+    from components.config_rules import rule_issues  # its tables import this module
+
+    issues += cross_field_issues(cfg) + rule_issues(cfg)
     if issues:
         raise ConfigError(issues)
     return cfg
@@ -1008,7 +1017,29 @@ def _read_stack_document(path: Path) -> _StackDocument:
             continue
         raw[name] = value
         entries[name] = (name, key_node, value_node)
+        issues += _nested_duplicates(value_node, name)
     return _StackDocument(raw, issues, list(entries.values()))
+
+
+def _nested_duplicates(node: Any, path: str) -> list[ConfigIssue]:
+    """A key set twice inside one mapping (``cores: 6`` then ``cores: 8``):
+    PyYAML keeps the last silently; both lines are named instead."""
+    import yaml
+
+    found: list[ConfigIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                found.append(ConfigIssue(f"{path}.{key}", _NOT_SHOWN, f"defined twice, at line {seen[key]} and line {line}; "
+                                         "YAML would keep only the last: remove one", line))
+            seen.setdefault(key, line)
+            found += _nested_duplicates(value_node, f"{path}.{key}")
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _nested_duplicates(item, f"{path}[{index}]")
+    return found
 
 
 def _near_project(namespace: str) -> bool:

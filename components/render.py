@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.cli import PROJECT_ROOT, add_project_dir
-from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file, stack_file
+from components.cli import PROJECT_ROOT, add_project_dir, add_stack, stack_from_args
+from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
 from components.flux.tree import render_flux
@@ -74,11 +74,14 @@ def proxmox_artifacts(cfg: StackConfig, facts: HostFacts | None = None) -> Artif
     comment says where each empty one comes from."""
     mappings = pci_mappings(cfg)
     found = host_outputs(facts, [gpu.address for gpu in cfg.gpus]) if facts is not None and cfg.host.enabled else None
-    for mapping in mappings:
+    mapped = [gpu for gpu in cfg.gpus if gpu.passthrough == "mapping"]
+    for mapping, gpu in zip(mappings, mapped, strict=True):
         for entry in mapping["maps"]:
             if found is not None:
-                entry["iommu_group"] = found["iommu_groups"].get(entry["path"], entry["iommu_group"])
-                entry["subsystem_id"] = found["subsystem_ids"].get(entry["path"], entry["subsystem_id"])
+                # Keyed by the GPU function's address, as GpuVm looks them up: with
+                # allFunctions the mapping's path is the device without a function.
+                entry["iommu_group"] = found["iommu_groups"].get(gpu.address, entry["iommu_group"])
+                entry["subsystem_id"] = found["subsystem_ids"].get(gpu.address, entry["subsystem_id"])
     empty = any(entry["iommu_group"] is None or entry["subsystem_id"] is None for mapping in mappings for entry in mapping["maps"])
     if not empty:
         header = "# iommu_group and subsystem_id: " + ("from --host-facts (`pulumi up` reads them from the host the same way)\n"
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m components.render", description=__doc__.split("\n\n")[0],
         epilog="Exit codes: 0 rendered; 1 rendered, but the host plan is refused (see host/plan.txt); "
                "2 a bad stack file, --host-facts or --out (nothing written).")
-    parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+    add_stack(parser)
     add_project_dir(parser)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--out", type=Path, metavar="DIR",
@@ -348,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: none; they are planned for an assumed fresh Proxmox VE 8 host on Intel)")
     parser.add_argument("--json", action="store_true", help="print the written files as a JSON list instead of one per line (default: off)")
     args = parser.parse_args(argv)
+    chosen = stack_from_args(args, "render")
+    if chosen is None:
+        return 2
+    args.stack = chosen.name
     try:
-        path = stack_file(args.project_dir, args.stack)
+        path = chosen.path
         cfg = load_stack_file(path)
         raw = read_stack_file(path)
     except ConfigError as error:

@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
-from components.cli import add_project_dir
+from components.cli import STACK_GLOB, Stack, StackChoiceError, add_project_dir, add_stack, choose_stack, stack_files, stack_from_args, stack_name
 from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, pci_device, read_stack_file
-
-STACK_GLOB = "Pulumi.*.yaml"
 
 
 @dataclass(frozen=True)
@@ -48,11 +46,6 @@ class Conflict:
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
-
-
-def stack_name(path: Path) -> str:
-    """``Pulumi.homelab.yaml`` -> ``homelab``."""
-    return path.name[len("Pulumi."):-len(".yaml")]
 
 
 _OWNER_ONLY_PATHS = {f"gpuStack.{key}" for key in OWNER_ONLY_KEYS}
@@ -74,15 +67,17 @@ def _parse(raw: dict) -> tuple[StackConfig, list[Conflict]]:
     return parse_stack_config({**raw, "gpuStack": stack}), found
 
 
-def load_stacks(directory: Path) -> tuple[dict[str, StackConfig], list[Conflict], list[Conflict]]:
-    """Every ``Pulumi.<stack>.yaml`` in ``directory``, validated as the program
-    validates it; the owner-only keys set in non-owner stacks (named per
-    stack); the files that fail otherwise, each with one message."""
+def load_stacks(directory: Path, chosen: Sequence[Stack] | None = None) -> tuple[dict[str, StackConfig], list[Conflict], list[Conflict]]:
+    """Every ``Pulumi.<stack>.yaml`` in ``directory`` (or only the ``chosen``
+    stacks), validated as the program validates it; the owner-only keys set
+    in non-owner stacks (named per stack); the files that fail otherwise,
+    each with one message."""
     stacks: dict[str, StackConfig] = {}
     owner_only: list[Conflict] = []
     problems: list[Conflict] = []
-    for path in sorted(directory.glob(STACK_GLOB)):
-        name = stack_name(path)
+    named = [(stack.name, stack.path) for stack in chosen] if chosen is not None else \
+        [(stack_name(path), path) for path in stack_files(directory)]
+    for name, path in named:
         try:
             stacks[name], found = _parse(read_stack_file(path))
             owner_only += [Conflict(conflict.kind, f"{name}: {conflict.message}") for conflict in found]
@@ -189,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = sub.add_parser(
         "check",
-        help="read every Pulumi.<stack>.yaml and name each conflict",
-        description="Read every Pulumi.<stack>.yaml in the project folder, validate each as the program does, and name "
+        help="read every Pulumi.<stack>.yaml (or the --stack ones) and name each conflict",
+        description="Read every Pulumi.<stack>.yaml in the project folder (or only the stacks given with --stack), validate each as the program does, and name "
                     "each conflict between them: not exactly one owner of the cluster objects; owner-only keys "
                     f"({', '.join(OWNER_ONLY_KEYS)}) in a non-owner stack; gpuStack keys that must match "
                     f"({', '.join(SHARED_KEYS)}) differing; a VMID used twice on one Proxmox cluster; two stacks "
@@ -199,21 +194,57 @@ def _parser() -> argparse.ArgumentParser:
                "validated, or no stack file in the folder.",
     )
     add_project_dir(check)
+    check.add_argument("--stack", action="append", metavar="STACK",
+                       help="check only this stack: a name (Pulumi.<STACK>.yaml in the project folder) or a path to a "
+                            "Pulumi.<name>.yaml file; repeat for more, e.g. the stacks of one cluster "
+                            "(default: every Pulumi.<name>.yaml in the project folder)")
     check.add_argument("--clusters-by-endpoint", action="store_true",
                        help="treat stacks whose proxmox.endpoint names different hosts as different Proxmox clusters "
                             "(default: off, every stack is on one Proxmox cluster, so VMIDs and PCI mapping names "
                             "must be unique across all of them)")
+    which = sub.add_parser(
+        "which", help="print the name of the stack --stack chooses (or the folder's only stack file)",
+        description="Print the name of the stack a tool would work on: --stack (a name or a Pulumi.<name>.yaml path), or, "
+                    "without it, the folder's only Pulumi.<name>.yaml. setup.sh uses it.",
+        epilog="Exit codes: 0 printed; 2 no stack file, several without --stack, or the named file is not there.",
+    )
+    add_project_dir(which)
+    add_stack(which)
     return parser
+
+
+def print_which(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    stack = stack_from_args(args, "stacks", err)
+    if stack is None:
+        return 2
+    if not stack.path.is_file():
+        print(f"stacks: no {stack.path}: copy Pulumi.homelab.yaml to {stack.path.name} and describe your node "
+              "(README, Quick start)", file=err)
+        return 2
+    print(stack.name, file=out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
+    if args.command == "which":
+        return print_which(args, out, err)
     directory: Path = args.project_dir
-    if not directory.is_dir():
+    chosen = None
+    if args.stack:
+        try:
+            chosen = [choose_stack(directory, name) for name in args.stack]
+        except StackChoiceError as error:
+            print(f"stacks: {error}", file=err)
+            return 2
+        if len({stack.name for stack in chosen}) < len(chosen):
+            print(f"stacks: a stack is given twice ({', '.join(args.stack)})", file=err)
+            return 2
+    elif not directory.is_dir():
         print(f"stacks: {directory} is not a folder", file=err)
         return 2
-    stacks, owner_only, problems = load_stacks(directory)
+    stacks, owner_only, problems = load_stacks(directory, chosen)
     if not stacks and not problems:
         print(f"stacks: no {STACK_GLOB} in {directory}", file=err)
         return 2

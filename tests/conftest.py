@@ -4,12 +4,14 @@ the whole program (__main__.py)."""
 from __future__ import annotations
 
 import copy
+import os
 import runpy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components.cli import PROJECT_DIR_ENV
 from components.config import read_stack_file
 from components.mockengine import PLACEHOLDER_SECRETS, ProgramRun, run_program
 
@@ -17,13 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # Upstream files vendored into the repository (tests/data/upstream/README.md
 # lists source, version and licence of each).
 REFERENCE = ROOT / "tests" / "data" / "upstream"
+# The tests' own stack files. The project folder's Pulumi.*.yaml belong to the
+# user (rename, edit, delete, add): no test reads them.
+STACKS = ROOT / "tests" / "data" / "stacks"
+HOMELAB_STACK = STACKS / "Pulumi.homelab.yaml"
+# Every tool run by a test, in this process or a child, looks for stack files
+# there unless the test names another folder with --project-dir.
+os.environ[PROJECT_DIR_ENV] = str(STACKS)
 
 FAKE_SECRETS = PLACEHOLDER_SECRETS
 
 
 def stack_file_config(stack: str = "homelab") -> dict[str, Any]:
-    """Top-level config of Pulumi.<stack>.yaml, namespace stripped."""
-    return read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    """Top-level config of the tests' tests/data/stacks/Pulumi.<stack>.yaml, namespace stripped."""
+    return read_stack_file(STACKS / f"Pulumi.{stack}.yaml")
 
 
 def created_config(stack: str = "homelab") -> dict[str, Any]:

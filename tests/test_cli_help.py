@@ -45,8 +45,8 @@ def help_of(main, argv: list[str], capsys) -> str:
     (doctor_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--layer {host,proxmox,talos,kubernetes,workload,monitoring}", "--json",
                                "--identity KEY_FILE", "--known-hosts FILE", "--timeout SECONDS", "--verbose"}),
     (talos_main, ["schematic-id", "--help"], {"file"}),
-    (talos_main, ["schematic", "--help"], {"stack"}),
-    (talos_main, ["patch", "--help"], {"stack"}),
+    (talos_main, ["schematic", "--help"], {"--stack STACK", "STACK", "--project-dir DIR"}),
+    (talos_main, ["patch", "--help"], {"--stack STACK", "STACK", "--project-dir DIR"}),
 ], ids=["render", "doctor", "talos schematic-id", "talos schematic", "talos patch"])
 def test_every_option_says_what_it_is_and_its_default(main, argv, expected, capsys):
     found = entries(help_of(main, argv, capsys))

@@ -31,10 +31,10 @@ from typing import Any
 import paramiko
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 from tests.hostile import banner_only_port, closed_port, http_port, silent_port
 
-HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
+HOMELAB = HOMELAB_STACK.read_text()
 # A valid ed25519 public key that is no host's here.
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 TIMEOUT = "2"  # --timeout / --connect-timeout for the endpoint cases

@@ -282,8 +282,8 @@ def _issues(raw: dict[str, Any]) -> list[tuple[str, Any, str]]:
     # The device plugin up to the last 1.12, refused from 1.13.0 (CDI toolkit).
     (_both(_set("talos.version", "v1.12.11"), _set("gpuStack.mode", "devicePlugin")), []),
     (_both(_set("talos.version", "v1.13.0"), _set("gpuStack.mode", "devicePlugin")), ["gpuStack.mode"]),
-    (_both(_set("talos.version", "v1.8.9"), _set("gpuStack.mode", "devicePlugin")), ["talos.version"]),
-    (_both(_set("talos.version", "v1.8.9"), _set("gpuStack.mode", "devicePlugin"), _set("gpuStack.operatorChartVersion", "v25.10.1")), ["talos.version"]),
+    (_both(_set("talos.version", "v1.8.4"), _set("gpuStack.mode", "devicePlugin")), ["talos.version"]),
+    (_both(_set("talos.version", "v1.8.4"), _set("gpuStack.mode", "devicePlugin"), _set("gpuStack.operatorChartVersion", "v25.10.1")), ["talos.version"]),
     (_set("proxmox", {"endpoint": "https://pve5.lan:8006/", "node": "pve5", "authMethod": "password"}), ["proxmox.username"]),
     (_set("host.address", None), ["host.address"]),
     (_set("host.hostKey", None), ["host.hostKey"]),
@@ -378,10 +378,10 @@ def test_cross_field_messages_name_the_remedy(homelab):
 
 def test_more_cross_field_messages_name_the_remedy(homelab):
     homelab["host"].pop("address")
-    homelab["talos"]["version"] = "v1.8.9"
+    homelab["talos"]["version"] = "v1.8.4"
     homelab["gpuStack"].update(mode="devicePlugin", timeSlicing={"replicas": 65})
     assert _issues(homelab) == [
         ("host.address", None, "required when host.enabled is true: the Proxmox host's SSH address"),
-        ("talos.version", "v1.8.9", "device-plugin mode needs Talos v1.9 or newer"),
+        ("talos.version", "v1.8.4", "device-plugin mode needs Talos v1.9 or newer"),
         ("gpuStack.timeSlicing.replicas", 65, "at most 64 replicas per GPU"),
     ]

@@ -29,7 +29,7 @@ from components.flux.objects import flux_tree
 from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, reveal
 from components.render import render
 from components.talos.machine_config import NodeSpec
-from tests.conftest import FAKE_SECRETS, ROOT, run_main, stack_file_config
+from tests.conftest import FAKE_SECRETS, ROOT, created_config, run_main
 from tests.readme_config import documented_keys
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
@@ -204,8 +204,24 @@ def _monitoring(raw: dict[str, Any]) -> None:
     raw["gpuStack"]["prometheusOperator"] = True
 
 
+def _adopted(raw: dict[str, Any]) -> None:
+    # The reference stack as it is: vm.source existing (every other base creates the VM).
+    raw["vm"]["source"] = "existing"
+
+
+def _disks(raw: dict[str, Any]) -> None:
+    raw["vm"]["disks"] = [raw["vm"].pop("disk"), {"datastoreId": "ceph-osd", "sizeGiB": 900, "interface": "scsi1"}]
+
+
+def _networks(raw: dict[str, Any]) -> None:
+    raw["vm"]["networks"] = [raw["vm"].pop("network"), {"bridge": "vmbr1", "vlanId": 30}]
+
+
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "homelab": lambda raw: None,
+    "adopted": _adopted,
+    "disks": _disks,
+    "networks": _networks,
     "jellyfin": _jellyfin,
     "jellyfin-ada": _jellyfin_ada,
     "jellyfin-ampere": _jellyfin_ampere,
@@ -306,6 +322,19 @@ CASES: dict[str, Case] = {
     "gpus[].mig": Case(True, lambda s: (s.values()["migManager"]["enabled"], s.plugin_config()["flags"]["migStrategy"]), (True, "single")),
     "vm.vmId": Case(1200, lambda s: (_vm("vmId")(s), s.run.outputs["vmId"]), (1200, 1200)),
     "vm.name": Case("moody-bad", lambda s: (_vm("name")(s), s.inputs(NODE_PATCH)["metadata"]["name"]), ("moody-bad", "moody-bad")),
+    "vm.source": Case("existing", lambda s: (s.count(VM), s.count(suffix="-gpu-slots")), (0, 1), baseline=(1, 0)),
+    "vm.restart": Case("never", lambda s: s.named("-gpu-slots")["restart"], "never", base="adopted", baseline="drained"),
+    "vm.restartTimeoutSeconds": Case(1200, lambda s: s.named("-gpu-slots")["restart_timeout_seconds"], 1200, base="adopted", baseline=900),
+    "vm.drainTimeoutSeconds": Case(600, lambda s: s.named("-gpu-slots")["drain_timeout_seconds"], 600, base="adopted", baseline=300),
+    "vm.disks[].datastoreId": Case("local-zfs", _vm("disks.0.datastoreId"), "local-zfs", base="disks", baseline="disk3"),
+    "vm.disks[].sizeGiB": Case(120, _vm("disks.0.size"), 120, base="disks", baseline=450),
+    "vm.disks[].interface": Case("virtio0", lambda s: [d["interface"] for d in _vm("disks")(s)], ["virtio0", "scsi1"], base="disks",
+                                 baseline=["scsi0", "scsi1"]),
+    "vm.networks[].bridge": Case("vmbr9", lambda s: [n["bridge"] for n in _vm("networkDevices")(s)], ["vmbr9", "vmbr1"], base="networks",
+                                 baseline=["vmbr0", "vmbr1"]),
+    "vm.networks[].vlanId": Case(40, _vm("networkDevices.0.vlanId"), 40, base="networks", baseline=2),
+    "vm.networks[].macAddress": Case("BC:24:11:00:00:02", _vm("networkDevices.0.macAddress"), "bc:24:11:00:00:02", base="networks"),
+    "vm.networks[].model": Case("e1000", _vm("networkDevices.0.model"), "e1000", base="networks"),
     "vm.description": Case("a second GPU worker", _vm("description"), "a second GPU worker"),
     "vm.tags": Case(["gpu", "lab"], _vm("tags"), ["gpu", "lab"]),
     "vm.cores": Case(12, _vm("cpu.cores"), 12),
@@ -326,8 +355,11 @@ CASES: dict[str, Case] = {
     "vm.onBoot": Case(False, _vm("onBoot"), False),
     "vm.startTimeoutSeconds": Case(1200, _vm("timeoutStartVm"), 1200),
     "vm.retainOnDestroy": Case(False, lambda s: bool(s.run.one(VM).retain_on_delete), False),
-    "talos.version": Case("v1.13.10", lambda s: (s.named("-talos-upgrade")["version"], s.named("-talos-upgrade")["image"].rsplit(":", 1)[1],
-                                                 s.spec()["targetVersion"]), ("v1.13.10", "v1.13.10", "v1.13.10")),
+    # A release newer than the table: refused without the key (test_config_limits.py), planned with it.
+    "talos.allowUnlistedVersion": Case(True, lambda s: s.named("-talos-upgrade")["version"], "v1.13.10",
+                                       with_value={"talos.version": "v1.13.10"}),
+    "talos.version": Case("v1.13.2", lambda s: (s.named("-talos-upgrade")["version"], s.named("-talos-upgrade")["image"].rsplit(":", 1)[1],
+                                                 s.spec()["targetVersion"]), ("v1.13.2", "v1.13.2", "v1.13.2")),
     "talos.upgradePath": Case(["v1.12.9"], lambda s: (s.named("-talos-preflight")["upgradePath"], s.named("-talos-upgrade")["upgradePath"],
                                                        s.named("-talos-config")["upgradePath"]), (["v1.12.9"],) * 3),
     "talos.upgradeTimeoutSeconds": Case(3600, lambda s: (s.named("-talos-upgrade")["timeoutSeconds"], s.named("-talos-upgrade-before-1.13")["timeoutSeconds"]),
@@ -428,7 +460,9 @@ _BASELINES: dict[str, Stack] = {}
 def stack(base: str, changes: dict[str, Any] | None = None) -> Stack:
     if not changes and base in _BASELINES:
         return _BASELINES[base]
-    raw = copy.deepcopy(stack_file_config())
+    # The VM keys are observed on the VmLegacy of create mode; the base
+    # "adopted" keeps the reference stack's vm.source: existing.
+    raw = created_config()
     BASES[base](raw)
     for key, value in (changes or {}).items():
         set_key(raw, key, value)

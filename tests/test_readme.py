@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from components.config import SECRETS
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 from tests.readme_config import documented_keys, model_keys
 
 README = (ROOT / "README.md").read_text()
@@ -46,7 +46,9 @@ def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
     import sys
 
     copy = tmp_path / "repo"
-    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__"))
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__",
+                                                                             "Pulumi.*.yaml"))
+    shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the checkout's own stack files are the user's
     (copy / ".venv").symlink_to(sys.prefix, target_is_directory=True)
     before = sorted(path.name for path in ROOT.iterdir())
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "PROXMOX_", "KUBECONFIG", "TALOSCONFIG"))}
@@ -57,3 +59,29 @@ def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
     assert (copy / "render" / "homelab" / "host" / "plan.txt").exists()
     assert "installing the Pulumi CLI" not in result.stdout
     assert sorted(path.name for path in ROOT.iterdir()) == before, "setup.sh wrote into the checkout"
+
+
+def test_readme_starts_with_contents_that_link_every_section():
+    contents = README.split("## Contents\n", 1)[1].split("\n## ", 1)[0]
+    titles = re.findall(r"(?m)^## (.+)$", README)
+    for title in titles:
+        if title != "Contents":
+            assert f"[{title}]" in contents, f"the Contents list has no entry for {title!r}"
+
+
+def test_the_readmes_minimal_stack_validates_and_renders(tmp_path):
+    """The minimal stack for a new node, as the README prints it."""
+    from components.config import load_stack_file
+
+    text = README.split("## A minimal stack for a new node", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "Pulumi.gpu-node.yaml"
+    path.write_text(text)
+    cfg = load_stack_file(path)
+    assert cfg.gpus[0].model == "ga10x" and cfg.gpus[0].all_functions
+
+
+def test_readme_moved_docs_exist_and_step_1_says_what_to_do_with_the_reference_stack():
+    for link in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (ROOT / link).is_file(), link
+    step = README.split("## Quick start", 1)[1].split("\n2. ", 1)[0]
+    assert "rename it" in step and "second node" in step and "Pulumi.homelab.yaml" in step

@@ -14,7 +14,7 @@ from components.config import SECRETS, parse_stack_config
 from components.mockengine import reveal
 from components.render import render
 from components.talos.machine_config import NodeSpec
-from tests.conftest import ROOT, created_config, run_main, stack_file_config
+from tests.conftest import HOMELAB_STACK, ROOT, created_config, run_main, stack_file_config
 
 
 def _camel(value):
@@ -52,7 +52,7 @@ def test_render_cli_needs_no_credentials_and_no_engine(tmp_path):
 
 
 def test_render_cli_reports_bad_config_without_traceback(tmp_path):
-    bad = (ROOT / "Pulumi.homelab.yaml").read_text().replace("vmId: 1105", "vmId: 5")
+    bad = HOMELAB_STACK.read_text().replace("vmId: 1105", "vmId: 5")
     (tmp_path / "Pulumi.render-bad-test.yaml").write_text(bad)
     result = subprocess.run([sys.executable, "-m", "components.render", "--stack", "render-bad-test", "--project-dir", str(tmp_path),
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -17,9 +17,9 @@ import yaml
 from components.config import load_stack_file
 from components.hostprep.facts import facts_to_json
 from components.render import MARKER, assumed_host_facts, main
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 
-HOMELAB = ROOT / "Pulumi.homelab.yaml"
+HOMELAB = HOMELAB_STACK
 
 
 def render(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -92,7 +92,7 @@ def test_each_host_facts_problem_is_one_message(tmp_path, capsys, facts_json, co
         path.write_bytes(b"\xff\xfe{}")
     elif content is not None:
         path.write_text(content)
-    code, stdout, err = in_process(capsys, "--out", str(tmp_path / "out"), "--host-facts", str(path))
+    code, stdout, err = in_process(capsys, "--stack", "homelab", "--out", str(tmp_path / "out"), "--host-facts", str(path))
     assert code == 2 and stdout == "", err
     assert err.startswith(f"render: --host-facts {path}") and expected in err, err
     assert not (tmp_path / "out").exists()
@@ -148,3 +148,21 @@ def test_the_config_map_data_is_unchanged_by_the_block_style(tmp_path, capsys):
     assert in_process(capsys, "--out", str(tmp_path))[0] == 0
     data = yaml.safe_load((tmp_path / "kubernetes" / "time-slicing-configmap.yaml").read_text())["data"]
     assert data == {cfg.config_key: cluster.device_plugin_config_yaml(cfg)}
+
+
+def test_host_facts_fill_the_mapping_of_a_whole_device_with_all_functions(tmp_path, capsys, facts_json):
+    """With allFunctions the mapping's path is the device (0000:3b:00); the
+    facts are keyed by the GPU function (0000:3b:00.0), as GpuVm reads them."""
+    text = HOMELAB.read_text().replace('      subsystemId: "10de:12a2"\n', "      allFunctions: true\n")
+    assert "allFunctions: true" in text
+    (tmp_path / "Pulumi.whole.yaml").write_text(text)
+    facts = json.loads(json.dumps(facts_json))
+    facts["functions"]["0000:3b:00.0"].update(iommu_group=17, subsystem_id="10de:1234")
+    facts["devices"]["0000:3b:00.0"].update(iommu_group=17, subsystem_id="10de:1234")
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(facts))
+    code, _, err = in_process(capsys, "--project-dir", str(tmp_path), "--stack", "whole", "--out", str(tmp_path / "out"),
+                              "--host-facts", str(path))
+    assert code == 0, err
+    entry = yaml.safe_load((tmp_path / "out" / "proxmox" / "vm.yaml").read_text())["pciMappings"][0]["maps"][0]
+    assert (entry["path"], entry["iommu_group"], entry["subsystem_id"]) == ("0000:3b:00", 17, "10de:1234")

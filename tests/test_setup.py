@@ -13,15 +13,16 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK, ROOT
 
 
 def project_copy(tmp_path: Path) -> Path:
     """The files setup.sh uses, copied; .venv points at this checkout's."""
     copy = tmp_path / "clone"
     copy.mkdir()
-    for name in ("setup.sh", "requirements.txt", "Pulumi.yaml", "Pulumi.homelab.yaml", "__main__.py"):
+    for name in ("setup.sh", "requirements.txt", "Pulumi.yaml", "__main__.py"):
         shutil.copy2(ROOT / name, copy / name)
+    shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the tests' copy: the checkout's stack files are the user's
     shutil.copytree(ROOT / "components", copy / "components", ignore=shutil.ignore_patterns("__pycache__"))
     (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
     return copy

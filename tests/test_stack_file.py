@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, load_stack_file, read_stack_file, stack_file
-from tests.conftest import ROOT
+from tests.conftest import HOMELAB_STACK
 
-HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
+HOMELAB = HOMELAB_STACK.read_text()
 SECRET_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----b3BlbnNzaC1rZXktdjE"
 
 
@@ -117,3 +117,15 @@ def test_a_stack_name_is_not_a_path(tmp_path):
     for bad in ("../etc/passwd", "", "a/b", "-x"):
         with pytest.raises(ConfigError, match="is not a stack name"):
             stack_file(tmp_path, bad)
+
+
+def test_a_key_set_twice_inside_a_section_names_both_lines(tmp_path):
+    from components.config import read_stack_file
+
+    text = HOMELAB.replace("    vmId: 1105\n", "    vmId: 1105\n    cores: 6\n    cores: 8\n", 1)
+    path = tmp_path / "Pulumi.twice.yaml"
+    path.write_text(text)
+    first = text.splitlines().index("    cores: 6") + 1
+    with pytest.raises(ConfigError) as raised:
+        read_stack_file(path)
+    assert f"proxmox-talos-gpu:vm.cores: defined twice, at line {first} and line {first + 1}" in str(raised.value)

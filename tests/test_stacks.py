@@ -16,7 +16,7 @@ import yaml
 
 from components.config import PROJECT
 from components.stacks import main
-from tests.conftest import ROOT, stack_file_config
+from tests.conftest import ROOT, STACKS, stack_file_config
 
 
 def homelab() -> dict[str, Any]:
@@ -58,9 +58,29 @@ def test_owner_and_a_second_node_agree(tmp_path: Path) -> None:
     assert out.strip() == "2 stack(s) checked (gpu-two, homelab), 0 conflict(s), 0 unreadable file(s)"
 
 
-def test_the_projects_own_stack_files_agree() -> None:
-    code, out, err = check(ROOT)
+def test_the_tests_own_stack_files_agree() -> None:
+    code, out, err = check(STACKS)
     assert code == 0, out + err
+
+
+def test_check_takes_a_chosen_set_of_stacks_by_name_or_path(tmp_path: Path) -> None:
+    """A copy of the reference stack renamed to the user's node is a second
+    owner: the whole folder conflicts, the stacks of one cluster agree."""
+    write(tmp_path, {"homelab": homelab(), "gpu-two": second_node(), "mynode": homelab()})
+    assert check(tmp_path)[0] == 1
+    code, out, err = check(tmp_path, "--stack", "homelab", "--stack", str(tmp_path / "Pulumi.gpu-two.yaml"))
+    assert (code, err) == (0, ""), out + err
+    assert out.strip() == "2 stack(s) checked (gpu-two, homelab), 0 conflict(s), 0 unreadable file(s)"
+    code, out, _ = check(tmp_path, "--stack", "mynode", "--stack", "gpu-two")
+    assert (code, conflicts(out)) == (0, []), out
+
+
+def test_check_of_a_chosen_stack_that_is_not_there_names_its_file(tmp_path: Path) -> None:
+    write(tmp_path, {"homelab": homelab()})
+    code, out, err = check(tmp_path, "--stack", "homelab", "--stack", "absent")
+    assert code == 2
+    assert "Pulumi.absent.yaml" in err and "no such file" in err, err
+    assert check(tmp_path, "--stack", "homelab", "--stack", "homelab")[0] == 2
 
 
 @pytest.mark.parametrize("owners", [0, 2])
@@ -182,7 +202,7 @@ def test_module_entry_point_help_names_every_option_and_default() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
-    assert "--project-dir DIR" in text and "(default: this project" in text
+    assert "--project-dir DIR" in text and "else this project" in text
     assert "--clusters-by-endpoint" in text and "(default: off" in text
     assert "Exit codes: 0" in text and "prometheusOperator, nfd" in text
 

@@ -134,10 +134,20 @@ CHIPS: dict[str, Chip] = {chip.model: chip for chip in (
     Chip("gp108", "pascal", "GP108", "GeForce GT 1030", frozenset(), False, _MATRIX, "GP108 has no NVENC"),
     Chip("gp10x", "pascal", "GP100, GP102, GP104, GP106, GP107", "Tesla P4/P40/P100, GeForce GTX 10 (not the GT 1030)",
          frozenset({"h264", "hevc"}), False, f"{_NVENC} (Pascal column); {_MATRIX}"),
+    # Generations whose chips agree: a row per chip family all the same, so
+    # the name lspci prints (components/gpu_chips.py) always finds its row.
+    Chip("gv100", "volta", "GV100", "Tesla V100, Titan V, Quadro GV100", frozenset({"h264", "hevc"}), False,
+         f"{_NVDEC} (Volta column); {_NVENC} (Volta column)"),
+    Chip("tu10x", "turing", "TU102, TU104, TU106", "Tesla T4, GeForce RTX 20, Quadro RTX", frozenset({"h264", "hevc"}), False,
+         f"{_NVDEC} (Turing column); {_NVENC} (Turing column)"),
+    Chip("tu11x", "turing", "TU116, TU117", "GeForce GTX 16, T400/T600/T1000", frozenset({"h264", "hevc"}), False,
+         f"{_NVDEC} (Turing column); {_NVENC} (Turing column; TU117 has the Volta encoder, same codecs)"),
     Chip("ga100", "ampere", "GA100", "A100, A30", frozenset(), False, f"{_MATRIX}; {_NVDEC} (footnote 3: GA100 is not GA10x)",
          "GA100 (A100, A30) has no NVENC and no AV1 decoding"),
     Chip("ga10x", "ampere", "GA102, GA103, GA104, GA106, GA107", "GeForce RTX 30, A2, A10, A16, A40, RTX A-series",
          frozenset({"h264", "hevc"}), True, f"{_NVDEC} (GA10x column); {_NVENC} (Ampere column)"),
+    Chip("ad10x", "ada", "AD102, AD103, AD104, AD106, AD107", "GeForce RTX 40, L4, L40, RTX Ada", frozenset({"h264", "hevc", "av1"}), True,
+         f"{_NVDEC} (Ada column); {_NVENC} (Ada column)"),
     Chip("gh100", "hopper", "GH100", "H100, H200", frozenset(), False,
          f"{_MATRIX}; measured on an H200 (NV_ENC_ERR_UNSUPPORTED_DEVICE)", "GH100 (H100, H200) has no NVENC"),
     # No source found for the datacenter Blackwell chips' NVENC: treated like

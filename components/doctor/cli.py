@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from components.cli import add_project_dir
-from components.config import ConfigError, load_stack_file, stack_file
+from components.cli import add_project_dir, add_stack, stack_from_args
+from components.config import ConfigError, load_stack_file
 from components.doctor.model import LAYERS, CheckResult, Layer
 from components.doctor.report import render_json, render_table
 from components.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                "Exit codes: 0 at least one check passed and none failed; 1 a check failed; 2 a config or usage error; "
                "3 nothing could be verified (every check skipped).",
     )
-    parser.add_argument("--stack", default="homelab", help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+    add_stack(parser)
     add_project_dir(parser)
     parser.add_argument("--layer", action="append", choices=LAYERS,
                         help="check only this layer; repeat for more (default: every layer, in the graph's order)")
@@ -48,6 +48,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="also log each tool's full error output and the SSH library's messages to stderr (default: off)")
     return parser
+
+
+def kubeconfig_problem(value: str | None) -> str | None:
+    """What is wrong with ``$KUBECONFIG``, as kubectl would meet it, or None.
+
+    KUBECONFIG is a list of files (``:``-separated). kubectl skips the ones
+    that do not exist and fails on one it cannot read, such as a folder
+    (kubernetes/client-go tools/clientcmd/loader.go,
+    ``ClientConfigLoadingRules.Load``: "skip missing files", else "Error
+    loading config file"); when none exists it falls back to an empty config
+    and talks to localhost:8080. Both are named here, as TALOSCONFIG is."""
+    if not value:
+        return None
+    paths = [part for part in value.split(os.pathsep) if part]
+    for part in paths:
+        path = Path(part).expanduser()
+        if path.is_dir():
+            return f"cannot read KUBECONFIG {part}: is a folder, not a kubeconfig file"
+        if path.exists():
+            try:
+                path.read_bytes()
+            except OSError as error:
+                return f"cannot read KUBECONFIG {part}: {error.strerror or error}"
+    if paths and not any(Path(part).expanduser().exists() for part in paths):
+        shown = value if len(paths) == 1 else f"{value} (none of its {len(paths)} files)"
+        return (f"cannot read KUBECONFIG {shown}: No such file or directory (kubectl would ignore it and try "
+                "localhost:8080); point KUBECONFIG at your cluster's kubeconfig, e.g. the one `talosctl kubeconfig` writes")
+    return None
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
@@ -79,8 +107,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[Layer, Gatherer] | None) -> int:
+    stack = stack_from_args(args, "doctor", err)
+    if stack is None:
+        return EXIT_USAGE
     try:
-        cfg = load_stack_file(stack_file(args.project_dir, args.stack))
+        cfg = load_stack_file(stack.path)
     except ConfigError as error:
         print(f"doctor: {error}", file=err)
         return EXIT_USAGE
@@ -97,6 +128,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[
         texts["TALOSCONFIG"] = Path(talosconfig).read_text() if talosconfig else None
     except (OSError, UnicodeDecodeError) as error:
         print(f"doctor: cannot read TALOSCONFIG {talosconfig}: {getattr(error, 'strerror', None) or 'not a text file'}", file=err)
+        return EXIT_USAGE
+    problem = kubeconfig_problem(os.environ.get("KUBECONFIG"))
+    if problem:
+        print(f"doctor: {problem}", file=err)
         return EXIT_USAGE
     creds = Credentials(identity=texts["--identity"], known_hosts=texts["--known-hosts"], talosconfig=texts["TALOSCONFIG"], timeout=args.timeout)
     runners = {**default_gatherers(creds), **(gatherers or {})}

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("action", choices=("facts", "plan", "apply", "verify", "undo"),
                         help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back")
     stack = parser.add_argument_group("where (from --stack, or given here; a flag overrides the stack)")
-    stack.add_argument("--stack", metavar="S", help="read Pulumi.<S>.yaml from the project folder (default: none, give the flags below)")
+    stack.add_argument("--stack", metavar="STACK", help="read Pulumi.<STACK>.yaml from the project folder, or a Pulumi.<name>.yaml "
+                                                        "file given as a path (default: none, give the flags below)")
     add_project_dir(stack)
     stack.add_argument("--host", help="the Proxmox host's SSH address (default: host.address of --stack; required without it)")
     stack.add_argument("--port", type=int, help="SSH port (default: host.port of --stack, else 22)")
@@ -89,11 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stack_settings(name: str, directory: Path) -> dict[str, Any]:
     """The host settings of Pulumi.<name>.yaml; UsageError naming the file when it is unusable."""
-    from components.config import ConfigError, load_stack_file, stack_file
+    from components.cli import StackChoiceError, choose_stack
+    from components.config import ConfigError, load_stack_file
 
     try:
-        cfg = load_stack_file(stack_file(directory, name))
-    except ConfigError as error:
+        stack = choose_stack(directory, name)
+        name = stack.name
+        cfg = load_stack_file(stack.path)
+    except (ConfigError, StackChoiceError) as error:
         raise UsageError(str(error)) from None
     host = cfg.host
     return {

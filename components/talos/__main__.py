@@ -1,15 +1,18 @@
 """Offline helpers for the Talos node.
 
     python -m components.talos schematic-id FILE.yaml   # the factory's ID of any schematic file
-    python -m components.talos schematic [STACK]         # this stack's schematic YAML, ID and installer image
-    python -m components.talos patch [STACK]             # this stack's machine-config patch
+    python -m components.talos schematic [--stack S]     # this stack's schematic YAML, ID and installer image
+    python -m components.talos patch [--stack S]         # this stack's machine-config patch
     python -m components.talos config --stack S --running FILE (--out OUT | --diff)
                                                          # the config this stack would apply to a node running FILE
     python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed]
                                             [--device-plugin-delivery helm|flux|git] [--json]
                                                          # the steps one `pulumi up` takes from that version
 
-STACK defaults to homelab (Pulumi.<STACK>.yaml in --project-dir, this project by default).
+--stack S reads Pulumi.<S>.yaml in --project-dir (this project by default), or a
+Pulumi.<name>.yaml file given as a path. Without it, the folder's only stack
+file is used (the tool says which); with several, --stack is required.
+schematic and patch still take the stack as a positional argument too.
 Exit codes: 0 printed; 2 a file that cannot be read or used (the message
 names it and the line).
 """
@@ -22,8 +25,8 @@ import os
 import sys
 from pathlib import Path
 
-from components.cli import add_project_dir
-from components.config import ConfigError, StackConfig, load_stack_file, parse_version, stack_file
+from components.cli import StackChoiceError, add_project_dir, add_stack, choose_stack
+from components.config import ConfigError, StackConfig, load_stack_file, parse_version
 from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
@@ -32,7 +35,17 @@ from components.talos.walk_plan import DEVICE_PLUGIN_DELIVERIES, render_plan, up
 
 
 def _stack_config(args: argparse.Namespace) -> StackConfig:
-    return load_stack_file(stack_file(args.project_dir, args.stack))
+    """The chosen stack's config; ``args.stack`` becomes its name. The one
+    line saying which stack was taken, when none was named, goes to stderr."""
+    if getattr(args, "stack_positional", None) is not None:
+        if args.stack is not None and args.stack != args.stack_positional:
+            raise StackChoiceError(f"two stacks given ({args.stack_positional} and --stack {args.stack}): give one")
+        args.stack = args.stack_positional
+    stack = choose_stack(args.project_dir, args.stack)
+    if stack.chosen:
+        print(f"talos: {stack.chosen}", file=sys.stderr)
+    args.stack = stack.name
+    return load_stack_file(stack.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("schematic", "print this stack's schematic, its ID and installer image"),
                        ("patch", "print this stack's machine-config patch")):
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", offline.")
-        command.add_argument("stack", nargs="?", default="homelab",
-                             help="the stack: reads Pulumi.<stack>.yaml (default: homelab)")
+        add_stack(command)
+        command.add_argument("stack_positional", nargs="?", default=None, metavar="STACK",
+                             help="the same as --stack STACK, kept for older scripts (default: none, --stack decides)")
         add_project_dir(command)
     adopt = sub.add_parser("config", help="write the machine config this stack would apply to a node whose current config is FILE "
                                           "(the node's own config with only the owned paths changed), offline")
-    adopt.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    add_stack(adopt)
     add_project_dir(adopt)
     adopt.add_argument("--running", required=True, metavar="FILE",
                        help="the node's current machine config, as `talosctl get machineconfig v1alpha1 -o jsonpath='{.spec}'` prints it "
@@ -60,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     adopt.add_argument("--diff", action="store_true", help="print the changed lines against FILE instead of writing OUT (default: off)")
     walk = sub.add_parser("upgrade-plan", help="print the steps one `pulumi up` takes a node from --running-version to talos.version "
                                                 "(upgrades, waits, the device plugin's removal, the GPU Operator's install), touching nothing")
-    walk.add_argument("--stack", default="homelab", help="reads Pulumi.<stack>.yaml (default: homelab)")
+    add_stack(walk)
     add_project_dir(walk)
     walk.add_argument("--running-version", required=True, metavar="vX.Y.Z",
                       help="the Talos version the node runs now (`talosctl version`, the server's Tag); required")
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talos: cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
     except UnicodeDecodeError:
         print(f"talos: cannot read {args.file}: not UTF-8 text", file=sys.stderr)
-    except ConfigError as error:
+    except (ConfigError, StackChoiceError) as error:
         print(f"talos: {error}", file=sys.stderr)
     except AdoptError as error:
         print(f"talos: {getattr(args, 'running', '')}: {error}", file=sys.stderr)

@@ -167,7 +167,8 @@ def test_the_model_implies_the_generation_and_must_agree_with_it():
 def test_every_chip_the_config_accepts_has_a_row_with_a_source_or_marked_unverified():
     from components.consumers.capabilities import CHIPS, MIXED_GENERATIONS
 
-    accepted = set(typing.get_args(typing.get_args(GpuConfig.model_fields["model"].annotation)[0]))
+    annotated = typing.get_args(GpuConfig.model_fields["model"].annotation)[0]  # Annotated[Literal[...], the lspci reader]
+    accepted = set(typing.get_args(typing.get_args(annotated)[0]))
     assert accepted == set(CHIPS)
     for chip in CHIPS.values():
         assert chip.generation in GENERATIONS, chip
@@ -305,7 +306,7 @@ def test_a_chips_row_is_its_generations_decoders_with_its_own_av1_and_nvenc(mode
 def test_an_unknown_chip_names_every_known_one():
     with pytest.raises(ValueError) as raised:
         chip_capabilities("gx999")
-    assert str(raised.value) == "unknown GPU model 'gx999'; known: gp108, gp10x, ga100, ga10x, gh100, gb100, gb20x"
+    assert str(raised.value) == "unknown GPU model 'gx999'; known: gp108, gp10x, gv100, tu10x, tu11x, ga100, ga10x, ad10x, gh100, gb100, gb20x"
 
 
 def test_a_gpu_without_generation_or_model_has_no_capabilities():

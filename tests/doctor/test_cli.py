@@ -18,6 +18,7 @@ from tests.doctor import samples
 from tests.doctor.fakecli import FakeCli, answer, data, install, rule
 
 ROOT = Path(__file__).resolve().parents[2]
+HOMELAB_STACK = ROOT / "tests" / "data" / "stacks" / "Pulumi.homelab.yaml"
 KUBECONFIG = "apiVersion: v1\nkind: Config\ncurrent-context: admin@homelab\n"
 TALOSCONFIG = "context: homelab\ncontexts:\n  homelab:\n    endpoints: [192.168.8.99]\n    ca: Y2EtY2VydGlmaWNhdGU=\n    crt: Y2xpZW50LWNlcnQ=\n    key: Y2xpZW50LWtleS1zZWNyZXQ=\n"
 
@@ -211,7 +212,7 @@ def test_unknown_host_key_skips_host_and_proxmox(fake: FakeCli, tmp_path: Path) 
 
 
 def test_config_error_exits_2_naming_the_key(tmp_path: Path) -> None:
-    text = (ROOT / "Pulumi.homelab.yaml").read_text().replace("vmId: 1105", "vmId: 12")
+    text = HOMELAB_STACK.read_text().replace("vmId: 1105", "vmId: 12")
     (tmp_path / "Pulumi.broken.yaml").write_text(text)
     out, err = io.StringIO(), io.StringIO()
     code = main(["--stack", "broken", "--project-dir", str(tmp_path)], stdout=out, stderr=err)
@@ -260,7 +261,7 @@ def test_encode_probe_fails_where_nvenc_refuses_the_session_and_names_the_model_
 
 
 def test_no_encode_probe_on_a_gpu_the_config_says_has_no_nvenc(fake: FakeCli, tmp_path: Path) -> None:
-    text = (ROOT / "Pulumi.homelab.yaml").read_text().replace("      generation: turing\n", "      model: gh100\n")
+    text = HOMELAB_STACK.read_text().replace("      generation: turing\n", "      model: gh100\n")
     assert "model: gh100" in text
     (tmp_path / "Pulumi.h200.yaml").write_text(text)
     code, out, _ = doctor("--layer", "workload", "--project-dir", str(tmp_path), "--stack", "h200")

@@ -18,7 +18,8 @@ from components.doctor.model import LAYERS, CheckResult, Unreachable
 from tests.hostile import silent_port
 
 ROOT = Path(__file__).resolve().parents[2]
-HOMELAB = (ROOT / "Pulumi.homelab.yaml").read_text()
+HOMELAB_STACK = ROOT / "tests" / "data" / "stacks" / "Pulumi.homelab.yaml"
+HOMELAB = HOMELAB_STACK.read_text()
 TALOSCONFIG = "context: homelab\ncontexts:\n  homelab:\n    endpoints: [192.168.8.99]\n"
 
 # What kubectl v1.32 prints when the API server refuses the connection

@@ -118,9 +118,9 @@ def test_every_flag_says_what_it_is_and_its_default():
 def _stack_file(sim, directory: Path, **host: object) -> None:
     import yaml
 
-    from tests.conftest import ROOT as PROJECT_ROOT
+    from tests.conftest import HOMELAB_STACK
 
-    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.homelab.yaml").read_text())
+    document = yaml.safe_load(HOMELAB_STACK.read_text())
     config = document["config"]
     config["proxmox-talos-gpu:host"] = {"enabled": True, "address": "127.0.0.1", "port": sim.target.port, "user": sim.target.user,
                                         "hostKey": sim.target.host_key, **host}

@@ -63,16 +63,16 @@ def test_config_diff_prints_changed_lines_only_and_writes_nothing(tmp_path: Path
 
 
 def test_config_refusals_are_one_clear_line(tmp_path: Path) -> None:
-    assert "talos: give --out OUT" in cli("config", "--running", "x").stderr
-    missing = cli("config", "--running", str(tmp_path / "nope.yaml"), "--diff")
+    assert "talos: give --out OUT" in cli("config", "--stack", "homelab", "--running", "x").stderr
+    missing = cli("config", "--stack", "homelab", "--running", str(tmp_path / "nope.yaml"), "--diff")
     assert missing.returncode == 2 and missing.stderr.startswith("talos: cannot read") and "Traceback" not in missing.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: x\n")
-    refused = cli("config", "--running", str(bad), "--diff")
+    refused = cli("config", "--stack", "homelab", "--running", str(bad), "--diff")
     assert refused.returncode == 2 and "no v1alpha1 document" in refused.stderr and "Traceback" not in refused.stderr
     good = tmp_path / "good.yaml"
     good.write_text(as_text(worker_documents("v1.13.9")))
-    unwritable = cli("config", "--running", str(good), "--out", str(tmp_path / "no" / "such" / "dir.yaml"))
+    unwritable = cli("config", "--stack", "homelab", "--running", str(good), "--out", str(tmp_path / "no" / "such" / "dir.yaml"))
     assert unwritable.returncode == 2 and "talos: cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
     unknown = cli("config", "--stack", "nosuch", "--running", str(bad), "--diff")
     assert unknown.returncode == 2 and "Pulumi.nosuch.yaml" in unknown.stderr and "no such file" in unknown.stderr
