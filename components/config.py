@@ -37,6 +37,7 @@ from components.config_issues import PROJECT, ConfigError, ConfigIssue
 from components.config_rules import rule_issues
 from components.gpu_capabilities import jellyfin_config_issues
 from components.gpu_chips import chip_row
+from components.pci import normalise_pci_address, pci_device
 from components.proxmox_limits import MEMORY_MIB_MAX, check_config_id, check_cpu_type, check_username
 from components.semver import SEMVER as _SEMVER
 from components.semver import V_SEMVER as _V_SEMVER
@@ -47,8 +48,6 @@ from components.vm_config import RestartMode, VmSource, vm_issues
 # Value types
 # --------------------------------------------------------------------------
 
-_PCI_FULL = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
-_PCI_SHORT = re.compile(r"^([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 _VENDOR_DEVICE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
 _TALOS_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
@@ -58,22 +57,6 @@ _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$")
 _EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9][a-z0-9._-]*$")
-
-
-def normalise_pci_address(value: str) -> str:
-    """``3b:00.0`` or ``0000:3B:00.0`` -> ``0000:3b:00.0``."""
-    text = str(value).strip()
-    if _PCI_FULL.match(text):
-        return text.lower()
-    if _PCI_SHORT.match(text):
-        return "0000:" + text.lower()
-    raise ValueError("expected a PCI address like 0000:3b:00.0 or 3b:00.0 (domain:bus:device.function)")
-
-
-def pci_device(address: str) -> str:
-    """The device part of a normalised PCI function address:
-    ``0000:3b:00.1`` -> ``0000:3b:00`` (every function of one card shares it)."""
-    return address.rsplit(".", 1)[0]
 
 
 def _vendor_device(value: str) -> str:
