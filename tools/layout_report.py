@@ -4,6 +4,7 @@ belongs to, and every file with its line count.
 
     python -m tools.layout_report            # print the report (docs/layout.md quotes it)
     python -m tools.layout_report --graph    # also every import edge, one a line
+    python -m tools.layout_report --write-docs   # rewrite the report's block in docs/layout.md
 
 The layer table (``LAYERS``) is the one declaration of the rule of direction:
 a module imports only from its own layer or a lower one.
@@ -213,7 +214,7 @@ def report(root: Path = ROOT, with_graph: bool = False) -> str:
     out = ["Layers, bottom to top (a module imports only from its own layer or a lower one):", ""]
     for number, (layer, holds, _) in enumerate(LAYERS):
         members = [name for name in known if layer_of(name) == number]
-        out.append(f"{number}. {layer} ({len(members)} modules, {sum(known[m].lines for m in members)} lines): {holds}")
+        out.append(f"{number + 1}. {layer} ({len(members)} modules, {sum(known[m].lines for m in members)} lines): {holds}")
     out += ["", "Files (lines, layer):", ""]
     for name, module in sorted(known.items(), key=lambda item: str(item[1].path)):
         out.append(f"{module.lines:6d}  {module.path.relative_to(root)}  [{LAYERS[layer_of(name)][0]}]")
@@ -233,10 +234,28 @@ def report(root: Path = ROOT, with_graph: bool = False) -> str:
     return "\n".join(out)
 
 
+DOCS = ROOT / "docs" / "layout.md"
+BEGIN, END = "<!-- BEGIN python -m tools.layout_report -->", "<!-- END python -m tools.layout_report -->"
+
+
+def write_docs(path: Path = DOCS, root: Path = ROOT) -> None:
+    """Replace the block between BEGIN and END in docs/layout.md with the report."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} block to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n```text\n{report(root)}\n```\n{END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.layout_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--graph", action="store_true", help="also list every import edge")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite the report's block in {DOCS.relative_to(ROOT)}")
     args = parser.parse_args(argv)
+    if args.write_docs:
+        write_docs()
+        return 0
     print(report(with_graph=args.graph))
     return 0
 
