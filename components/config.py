@@ -6,9 +6,11 @@ Every key lives under the project namespace (``proxmox-talos-gpu:<key>``) in
 ``pulumi config set --secret`` or taken from the providers' usual environment
 variables (see ``SECRETS``).
 
-A bad value raises :class:`ConfigError` (a ``pulumi.RunError`` under the engine, so the CLI
-prints the message without a traceback) naming the key path, the value given
-and what is allowed, before any resource is registered.
+A bad value raises :class:`ConfigError` (a ``pulumi.RunError`` under the
+engine, so the CLI prints the message without a traceback) naming the key
+path, the value given and what is allowed, before any resource is
+registered. No Pulumi SDK here: components/engine_config.py reads the config
+and the secrets from the engine.
 """
 
 from __future__ import annotations
