@@ -128,7 +128,7 @@ class VmAdoptProvider(ResourceProvider):
         dropped = {k: v for k, v in (olds.get("written") or {}).items() if k not in engine.spec.owned}
         if dropped:  # a slot no longer configured: put back what it held
             engine.undo(previous, dropped, restart=False)
-        result = engine.apply({k: v for k, v in previous.items() if k in engine.spec.owned})
+        result = engine.apply({k: v for k, v in previous.items() if k in engine.spec.owned}, also=tuple(dropped))
         for warning in result.warnings:
             _say(f"warning: {warning}")
         return UpdateResult(outs=self._outs(news, result, previous))

@@ -176,3 +176,26 @@ def test_a_change_left_pending_by_the_cli_is_a_change_for_a_drained_stack(pve, k
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) is True and sim.vms[1105].starts == 0
+
+
+def test_a_gpu_removed_from_gpus_has_its_slot_deleted_and_the_vm_restarted_once_drained(pve, kube) -> None:
+    """The state says this program wrote hostpci1 (a second GPU since removed
+    from gpus[]): the update deletes it, and since the deletion is pending on
+    the running VM, restarts it once, drained, so the GPU is free again."""
+    sim, server = pve
+    sim.steps_to_stop = sim.steps_to_start = 1
+    sim.edit(1105, hostpci0="mapping=moody-good-gpu0,pcie=1", balloon="0", hostpci1="0000:af:00.0,pcie=1")
+    sim.cold_restart(1105)  # all of it running, nothing pending
+    provider, props, _ = _registration(server.endpoint)
+    olds = {**props, "previous": {"hostpci0": None, "hostpci1": None, "balloon": "16384"},
+            "written": {"hostpci0": "mapping=moody-good-gpu0,pcie=1", "hostpci1": "0000:af:00.0,pcie=1", "balloon": "0"}, "pending": []}
+    script = ("import base64, json, sys, dill\nr = json.load(sys.stdin)\np = dill.loads(base64.b64decode(r['provider']))\n"
+              "outs = p.update('pve5/1105', r['olds'], r['props']).outs\n"
+              "print(json.dumps({k: outs[k] for k in ('previous', 'written', 'restarted', 'pending')}))")
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps({"provider": provider, "props": props, "olds": olds}),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["restarted"] is True and out["pending"] == [] and out["written"] == {"hostpci0": "mapping=moody-good-gpu0,pcie=1", "balloon": "0"}, out
+    assert "hostpci1" not in sim.vms[1105].started_with and sim.vms[1105].starts == 2, sim.vms[1105].raw
+    assert [args[0] for args in kube.verbs() if args[0] != "get"] == ["cordon", "drain", "uncordon"]
