@@ -49,18 +49,21 @@ class AdoptEngine:
     def plan(self, previous: dict[str, str | None] | None = None) -> AdoptPlan:
         return plan_attach(self.spec, self.facts(), previous)
 
-    def apply(self, previous: dict[str, str | None] | None = None, *, restart: bool = True) -> AdoptResult:
+    def apply(self, previous: dict[str, str | None] | None = None, *, restart: bool = True, also: tuple[str, ...] = ()) -> AdoptResult:
+        """``also``: keys this program no longer owns but just restored (a GPU
+        removed from gpus[]), whose pending change the restart is for too."""
         plan = self.plan(previous)
         if plan.refused:
             raise RefusedError("; ".join(plan.refusals))
-        return self._carry_out(plan, restart=restart)
+        return self._carry_out(plan, restart=restart, also=also)
 
     def undo(self, previous: dict[str, str | None], written: dict[str, str], *, restart: bool = True) -> AdoptResult:
         plan = plan_undo(self.spec, self.facts(), previous, written)
         return self._carry_out(plan, restart=restart)
 
-    def _carry_out(self, plan: AdoptPlan, *, restart: bool) -> AdoptResult:
+    def _carry_out(self, plan: AdoptPlan, *, restart: bool, also: tuple[str, ...] = ()) -> AdoptResult:
         spec, say = self.spec, self.options.progress
+        owned = (*spec.owned, *(key for key in also if key not in spec.owned))
         result = AdoptResult(plan)
         if not plan.is_noop:
             try:
@@ -74,7 +77,7 @@ class AdoptEngine:
             say(f"VM {spec.vm_id}: wrote {', '.join(c.key for c in plan.changes)}")
         if self.last_facts is None or not self.last_facts.exists:
             return result
-        pending = sorted(self.api.pending(spec.node, spec.vm_id) & set(spec.owned))
+        pending = sorted(self.api.pending(spec.node, spec.vm_id) & set(owned))
         result.pending = pending
         if not pending:
             return result
@@ -84,8 +87,8 @@ class AdoptEngine:
             result.warnings.append(f"VM {spec.vm_id}: {', '.join(pending)} pending until its next cold start (Proxmox applies them only "
                                    f"when it starts the VM: `qm reboot {spec.vm_id}` after draining the node, not a reboot inside the guest)")
             return result
-        outcome: RestartResult = restart_drained(self.api, spec.node, spec.vm_id, spec.owned, self.options)
+        outcome: RestartResult = restart_drained(self.api, spec.node, spec.vm_id, owned, self.options)
         result.restarted = outcome.restarted
         result.warnings += outcome.warnings
-        result.pending = sorted(self.api.pending(spec.node, spec.vm_id) & set(spec.owned))
+        result.pending = sorted(self.api.pending(spec.node, spec.vm_id) & set(owned))
         return result

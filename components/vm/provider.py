@@ -65,6 +65,14 @@ def validate(props: dict[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def _waiting(engine: Any) -> list[str]:
+    """Owned keys pending on the VM as it runs now (from the plan's read)."""
+    facts = engine.last_facts
+    if facts is None or not facts.exists or facts.status != "running":
+        return []
+    return sorted(facts.pending & set(engine.spec.owned))
+
+
 class VmAdoptProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = validate(news)
@@ -96,8 +104,15 @@ class VmAdoptProvider(ResourceProvider):
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)]
         if not _known(news):
             return DiffResult(changes=True if changed else None)
-        plan = _engine(news).plan(olds.get("previous"))  # drift: someone took a slot or the balloon back
-        return DiffResult(changes=bool(changed) or not plan.is_noop or bool(olds.get("pending")))
+        engine = _engine(news)
+        plan = engine.plan(olds.get("previous"))  # drift: someone took a slot or the balloon back
+        # A change still pending on the running VM is one only when this
+        # program restarts it (drained); with restart: never it stays
+        # pending until the user's cold start, and a rerun changes nothing.
+        waiting = _waiting(engine)
+        if waiting and news.get("restart") == "never":
+            _say(f"VM {engine.spec.vm_id}: {', '.join(waiting)} pending until its next cold start (vm.restart: never)")
+        return DiffResult(changes=bool(changed) or not plan.is_noop or (bool(waiting) and news.get("restart") != "never"))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         engine = _engine(props)
@@ -113,7 +128,7 @@ class VmAdoptProvider(ResourceProvider):
         dropped = {k: v for k, v in (olds.get("written") or {}).items() if k not in engine.spec.owned}
         if dropped:  # a slot no longer configured: put back what it held
             engine.undo(previous, dropped, restart=False)
-        result = engine.apply({k: v for k, v in previous.items() if k in engine.spec.owned})
+        result = engine.apply({k: v for k, v in previous.items() if k in engine.spec.owned}, also=tuple(dropped))
         for warning in result.warnings:
             _say(f"warning: {warning}")
         return UpdateResult(outs=self._outs(news, result, previous))
