@@ -21,13 +21,15 @@ def needed_tools(props: dict[str, Any]) -> list[str]:
     return ["talosctl", *(["kubectl"] if props.get("kubeconfig") and props.get("nodeName") else [])]
 
 
-def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shutil.which) -> None:
+def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shutil.which, *,
+                tools: Sequence[str] | None = None) -> None:
     """Refuse before the first change when a tool the walk needs is missing
     (found only after an upgrade, the Ready wait would retry it until
-    upgradeTimeoutSeconds)."""
-    missing = [tool for tool in needed_tools(props) if which(tool) is None]
+    upgradeTimeoutSeconds). ``tools``: instead of :func:`needed_tools`."""
+    needed = list(tools) if tools is not None else needed_tools(props)
+    missing = [tool for tool in needed if which(tool) is None]
     if missing:
-        raise WalkRefused(f"{', '.join(missing)} not found on PATH; this walk needs {' and '.join(needed_tools(props))} "
+        raise WalkRefused(f"{', '.join(missing)} not found on PATH; this run needs {' and '.join(needed)} "
                           "(install them, e.g. https://kubernetes.io/docs/tasks/tools/ and the talosctl release matching the "
                           "node) and run again; nothing was changed")
 
