@@ -61,6 +61,21 @@ def routes(props: dict[str, Any], running_version: str, steps: Sequence[str], ru
     return out
 
 
+def check_routes(props: dict[str, Any], running_version: str, steps: Sequence[str]) -> None:
+    """The preflight's look at the routes: with the running config (read
+    only) and the tools the run has (kubectl: the stack has a kubeconfig),
+    refuse a step no route can drain before any config reaches the node."""
+    from components.talos.node_config import read_configs
+
+    if not steps:
+        return
+    node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+    configs = read_configs(node, endpoint, talosconfig, running_version)
+    drainable = "kubectl" in (props.get("tools") or [])
+    routes({"node": node, "endpoint": endpoint, "kubeconfig": drainable, "nodeName": drainable}, running_version, steps,
+           configs.running, configs.next_boot)
+
+
 def drain_first(route: Route, props: dict[str, Any], where: str, say: Callable[[str], None]) -> None:
     """This program's drain, when the route says so (one drain per reboot)."""
     from components.kubectl import KubectlError, cordon_node, drain_node, uncordon_node

@@ -314,7 +314,7 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
         outs.update(upgraded=False)
         if shutil.which("talosctl") is None:
             run_talosctl(version_args(node, endpoint))  # raises the clear "not installed" error
-        from components.talos.upgrade_drain import WalkRefused, check_tools
+        from components.talos.upgrade_drain import WalkRefused, check_routes, check_tools
 
         try:
             # Every tool the run needs (kubectl for the drain, the Ready wait
@@ -339,6 +339,11 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
         problems = path_problems(steps, [str(name) for name in props.get("extensions") or []])
         if problems:
             raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
+        try:
+            # The route of each step (who drains, --legacy), before the config.
+            check_routes(props, before.version, steps)
+        except WalkRefused as error:
+            raise StepFailed(f"{node}: {error}") from None
         reason = f"path {' -> '.join([before.version, *steps])}" if steps else f"{node} already runs Talos {before.version}"
         outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", steps=steps, reason=reason)
         return outs

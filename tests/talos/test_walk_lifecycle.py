@@ -45,3 +45,16 @@ def test_talosctls_drain_failing_after_the_image_is_written_says_a_reboot_is_pen
     assert error is not None and error["error"] == "StepFailed", stack.log
     assert "a reboot is pending" in error["message"] and "reboot" in error["message"], error["message"]
     assert talos.get("version") == OLD_PATCH and talos.get("pending_image").endswith(":v1.13.9") and talos.reboots == 0
+
+
+def test_a_worker_as_the_endpoint_without_a_kubeconfig_is_refused_before_the_config(homelab, fake_talosctl: FakeTalosctl,
+                                                                                    fake_kubectl: FakeKubectl) -> None:
+    talos = fake_talosctl
+    fake_kubectl.objects([node()])
+    homelab["talos"].pop("endpoint", None)  # talosctl's endpoint is the worker itself
+    stack = Stack(homelab, talos.env(), pollSeconds=0.05)
+    patch_node(talos, stack)
+    error = stack.up()
+    assert error is not None and "proxmox-talos-gpu:talos.endpoint is not set" in str(error), error
+    assert "config" not in stack.state, "refused by the preflight, before the config"
+    assert not any(call["mutated"] for call in talos.calls()), "nothing was changed"
