@@ -297,12 +297,13 @@ def cmd_upgrade(node: dict, nodes: list[str], endpoints: list[str], args: list[s
     details = json.loads(read_text("misbehave.json") or "{}")
     misbehave = details.get("upgrade")
     if misbehave == "hangs-before":
-        # The dial to the endpoint stalls until the client's context ends:
-        # the node got nothing (pkg/machinery/client/client.go@v1.13.9, gRPC's
-        # "context deadline exceeded").
+        # The first call, the version check, stalls until the client's
+        # context ends: the node got no upgrade request (upgrade.go@v1.13.9
+        # upgradeRun: TalosVersionCheck before the pull and the upgrade;
+        # gRPC's DeadlineExceeded status).
         (STATE / "misbehave.json").unlink()
         time.sleep(float(details.get("seconds", 0)))
-        raise Exit("error during upgrade: rpc error: code = DeadlineExceeded desc = context deadline exceeded")
+        raise Exit("error checking Talos version compatibility: rpc error: code = DeadlineExceeded desc = context deadline exceeded")
     for address in nodes:
         reachable(node, address, bool(flags.get("insecure")))
         lifecycle = version_tuple(node["version"]) >= LIFECYCLE_FROM and not flags.get("legacy")
