@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.cli import add_project_dir
-from components.config import PROJECT, normalise_pci_address
+from components.config_issues import PROJECT
 from components.hostprep.engine import (
     EngineOptions,
     GuestsRunningError,
@@ -37,6 +37,7 @@ from components.hostprep.engine import (
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
 from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
+from components.pci import normalise_pci_address
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SSH, EXIT_TIMEOUT, EXIT_REBOOT, EXIT_GUESTS = 1, 2, 3, 4, 5, 6
 
