@@ -72,12 +72,14 @@ def missing_extensions(props: dict[str, Any]) -> tuple[list[str], list[str]]:
 def kubernetes_state(props: dict[str, Any]) -> str | None:
     """"Ready", "NotReady", "not registered" or "not readable (...)" for the
     stack's Kubernetes node; None without a kubeconfig."""
-    from components.readiness.provider import fetch_node
+    from components.doctor.parsers import parse_node
+    from components.kubectl import get_node
 
     if not (props.get("kubeconfig") and props.get("nodeName")):
         return None
     try:
-        info = fetch_node(str(props["nodeName"]), str(props["kubeconfig"]))
+        data = get_node(str(props["nodeName"]), kubeconfig=str(props["kubeconfig"]), timeout=30)
+        info = None if data is None else parse_node(data)
     except Exception as error:  # noqa: BLE001 - kubectl or the API server may be restarting; reported
         text = str(error).strip()
         return f"not readable ({text.splitlines()[0] if text else type(error).__name__})"
