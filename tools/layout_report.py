@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.binding", "components.hostprep.ha", "components.talos.schematic",
         "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
         "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
+        "components.talos.module_documents",
         "components.talos.secrets", "components.vm.adopt", "components.vm.create", "components.monitoring.metrics",
         "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
@@ -56,7 +57,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
-        "components.talos.upgrade_drain", "components.flux.preflight", "components.flux.status",
+        "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.flux.preflight", "components.flux.status",
         "components.doctor.runners",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (

@@ -12,6 +12,7 @@ the latter needs an administrator's key and answers 204).
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -336,8 +337,15 @@ class JellyfinClient:
             if isinstance(reason, TimeoutError):
                 raise JellyfinError(f"{where}: no answer within {self.timeout:g} s (jellyfin.timeoutSeconds); is Jellyfin running and reachable?") from None
             raise JellyfinError(f"{where}: cannot connect ({self._scrub(str(reason))}); check jellyfin.url and that Jellyfin is running") from None
+        except http.client.IncompleteRead as error:
+            raise JellyfinError(f"{where}: the reply was cut off ({len(error.partial)} bytes read, {error.expected} more expected); "
+                                "is a proxy in front of Jellyfin dropping the connection? Run `pulumi up` again") from None
         except OSError as error:
             raise JellyfinError(f"{where}: {self._scrub(str(error))}") from None
+        except http.client.HTTPException as error:
+            # A malformed reply (bad status line, a connection closed mid-reply).
+            raise JellyfinError(f"{where}: not a valid HTTP reply ({type(error).__name__}: {self._scrub(str(error))[:200]}); "
+                                "check jellyfin.url") from None
 
     @staticmethod
     def _http_message(where: str, code: int, detail: str) -> str:

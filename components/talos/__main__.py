@@ -6,7 +6,8 @@
     python -m components.talos config --stack S --running FILE (--out OUT | --diff)
                                                          # the config this stack would apply to a node running FILE
     python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed]
-                                            [--device-plugin-delivery helm|flux|git] [--json]
+                                            [--device-plugin-delivery helm|flux|git] [--no-kubeconfig]
+                                            [--running FILE] [--json]
                                                          # the steps one `pulumi up` takes from that version
 
 --stack S reads Pulumi.<S>.yaml in --project-dir (this project by default), or a
@@ -30,6 +31,7 @@ from components.config import ConfigError, StackConfig, load_stack_file, parse_v
 from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
+from components.talos.upgrade_route import RouteRefused
 from components.talos.versions import PathRefused
 from components.talos.walk_plan import DEVICE_PLUGIN_DELIVERIES, render_plan, upgrade_plan
 
@@ -85,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
                            "HelmRelease this program created: deleted, Flux uninstalls the chart) or git (a Flux HelmRelease a "
                            "Kustomization applies from Git: see gpuStack.flux.gitDevicePlugin); implies --device-plugin-installed "
                            "(default: as the stack delivers, gpuStack.delivery, git with gpuStack.flux.objects: git)")
-    walk.add_argument("--json", action="store_true", help="print a JSON list of steps (kind, version, image, object) (default: text)")
+    walk.add_argument("--no-kubeconfig", action="store_true",
+                      help="the stack has no kubeconfig: a Talos 1.13+ upgrade is then drained by talosctl through a "
+                           "control-plane talos.endpoint (default: the stack has one, and this program drains)")
+    walk.add_argument("--running", metavar="FILE",
+                      help="the node's running machine config (`talosctl get machineconfig v1alpha1 -o jsonpath='{.spec}'`): its "
+                           "machine.install.extraKernelArgs decide whether a 1.13+ upgrade takes the legacy path (default: none)")
+    walk.add_argument("--json", action="store_true",
+                      help="print a JSON list of steps (kind, version, image, object, path, drain) (default: text)")
     args = parser.parse_args(argv)
     try:
         if args.command == "upgrade-plan":
@@ -138,11 +147,20 @@ def print_upgrade_plan(args: argparse.Namespace) -> int:
         print(f"talos: --running-version {args.running_version!r} is not a Talos version like v1.11.6", file=sys.stderr)
         return 2
     cfg = _stack_config(args)
+    machine = None
+    if args.running:
+        try:
+            documents = load_documents(Path(args.running).read_text(encoding="utf-8"))
+            machine = documents[v1alpha1_index(documents)].get("machine") or {}
+        except (OSError, UnicodeDecodeError, AdoptError) as error:
+            print(f"talos: --running {args.running}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+            return 2
     try:
         plan = upgrade_plan(cfg, args.running_version, stack_name=args.stack,
                             device_plugin_installed=args.device_plugin_installed or args.device_plugin_delivery is not None,
-                            device_plugin_delivery=args.device_plugin_delivery)
-    except PathRefused as error:
+                            device_plugin_delivery=args.device_plugin_delivery, kubeconfig=not args.no_kubeconfig,
+                            running_machine=machine)
+    except (PathRefused, RouteRefused) as error:
         print(f"talos: {error}", file=sys.stderr)
         return 2
     if args.json:

@@ -39,6 +39,7 @@ import yaml
 
 from components.config import parse_version
 from components.talos.machine_config import BPF_JIT_HARDEN, CRI_CUSTOMIZATION_PATH, NVIDIA_MODULES, OwnedValues, cri_plugin_key
+from components.talos.module_documents import document_modules
 from components.talos.schematic import _go_int, _resolve_plain
 
 
@@ -381,9 +382,11 @@ def merge(documents: list[dict[str, Any]], owned: OwnedValues, originals: Origin
     # Never wipe: the node's disks may hold Ceph OSDs.
     _set(install, "wipe", False, "machine.install.wipe", changes)
 
-    modules = machine.setdefault("kernel", {}).setdefault("modules", [])
-    present = set(_module_names(machine))
-    for name in owned.modules:
+    # A module a KernelModuleConfig document loads is not listed again.
+    present = set(_module_names(machine)) | set(document_modules(out))
+    missing = [name for name in owned.modules if name not in present]
+    modules = machine.setdefault("kernel", {}).setdefault("modules", []) if missing else []
+    for name in missing:
         if name not in present:
             modules.append({"name": name})
             changes.append(Change(f"machine.kernel.modules[name={name}]", _ABSENT, {"name": name}))

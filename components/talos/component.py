@@ -19,6 +19,7 @@ from components.talos.config_provider import TalosMachineConfigProvider
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import extensions_for, installer_image, planned_installer
 from components.talos.secrets import client_configuration_args, machine_secrets_args, talosconfig_text
+from components.talos.upgrade_drain import needed_tools
 from components.talos.upgrade_provider import TalosUpgrade, TalosUpgradePreflight
 from components.talos.versions import OPERATOR_FROM
 
@@ -121,7 +122,8 @@ class TalosGpuNode(pulumi.ComponentResource):
         # Refuse a downgrade, a major jump or an unknown step before any
         # config reaches the node.
         self.preflight = TalosUpgradePreflight(f"{name}-preflight", **wanted, upgrade_path=list(t.upgrade_path),
-                                               extensions=extensions, opts=child_options(self, opts))
+                                               extensions=extensions, opts=child_options(self, opts),
+                                               tools=needed_tools({"kubeconfig": kubeconfig is not None, "nodeName": cfg.node_name}))
         if t.config_source == "running":
             self.machine_config: pulumi.Resource = TalosMachineConfig(
                 f"{name}-config",

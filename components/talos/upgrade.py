@@ -35,10 +35,12 @@ class UpgradePlan:
 
 
 def plan_upgrade(facts: NodeFacts, *, image: str, version: str, schematic_id: str, node: str, endpoint: str,
-                 timeout_seconds: int = 1800, extra_flags: tuple[str, ...] = ()) -> UpgradePlan:
-    """Decide one step from the node's facts. Raises :class:`UpgradeRefused`."""
+                 timeout_seconds: int = 1800, extra_flags: tuple[str, ...] = (), again: str | None = None) -> UpgradePlan:
+    """Decide one step from the node's facts; ``again``: why a node already on
+    ``version`` and ``schematic_id`` is upgraded to them once more (its
+    extensions are missing). Raises :class:`UpgradeRefused`."""
     running, wanted = parse_version(facts.version), parse_version(version)
-    if running == wanted and facts.schematic == schematic_id:
+    if running == wanted and facts.schematic == schematic_id and not again:
         return UpgradePlan(False, f"nothing to do because {node} already runs Talos {facts.version} from schematic {schematic_id}")
     if running > wanted or running[0] != wanted[0] or wanted[1] - running[1] > 1:
         try:
@@ -49,7 +51,9 @@ def plan_upgrade(facts: NodeFacts, *, image: str, version: str, schematic_id: st
             f"{node} runs Talos {facts.version}; going to {version} in one step skips a minor release, and Talos supports "
             f"upgrades only between adjacent minors. The path is {path} (set {PROJECT}:talos.upgradePath to choose "
             "the intermediate releases)")
-    if running == wanted:
+    if again:
+        why = again
+    elif running == wanted:
         why = f"{node} runs schematic {facts.schematic or '(none: not an Image Factory image)'}, wanted {schematic_id}"
     else:
         why = f"{node} runs Talos {facts.version}, wanted {version}"

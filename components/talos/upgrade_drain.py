@@ -21,13 +21,15 @@ def needed_tools(props: dict[str, Any]) -> list[str]:
     return ["talosctl", *(["kubectl"] if props.get("kubeconfig") and props.get("nodeName") else [])]
 
 
-def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shutil.which) -> None:
+def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shutil.which, *,
+                tools: Sequence[str] | None = None) -> None:
     """Refuse before the first change when a tool the walk needs is missing
     (found only after an upgrade, the Ready wait would retry it until
-    upgradeTimeoutSeconds)."""
-    missing = [tool for tool in needed_tools(props) if which(tool) is None]
+    upgradeTimeoutSeconds). ``tools``: instead of :func:`needed_tools`."""
+    needed = list(tools) if tools is not None else needed_tools(props)
+    missing = [tool for tool in needed if which(tool) is None]
     if missing:
-        raise WalkRefused(f"{', '.join(missing)} not found on PATH; this walk needs {' and '.join(needed_tools(props))} "
+        raise WalkRefused(f"{', '.join(missing)} not found on PATH; this run needs {' and '.join(needed)} "
                           "(install them, e.g. https://kubernetes.io/docs/tasks/tools/ and the talosctl release matching the "
                           "node) and run again; nothing was changed")
 
@@ -57,6 +59,21 @@ def routes(props: dict[str, Any], running_version: str, steps: Sequence[str], ru
             raise WalkRefused(f"{error}; nothing was changed") from None
         version = step
     return out
+
+
+def check_routes(props: dict[str, Any], running_version: str, steps: Sequence[str]) -> None:
+    """The preflight's look at the routes: with the running config (read
+    only) and the tools the run has (kubectl: the stack has a kubeconfig),
+    refuse a step no route can drain before any config reaches the node."""
+    from components.talos.node_config import read_configs
+
+    if not steps:
+        return
+    node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
+    configs = read_configs(node, endpoint, talosconfig, running_version)
+    drainable = "kubectl" in (props.get("tools") or [])
+    routes({"node": node, "endpoint": endpoint, "kubeconfig": drainable, "nodeName": drainable}, running_version, steps,
+           configs.running, configs.next_boot)
 
 
 def drain_first(route: Route, props: dict[str, Any], where: str, say: Callable[[str], None]) -> None:

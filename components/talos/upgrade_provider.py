@@ -32,6 +32,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
+from components.talos.upgrade_evidence import missing_extensions, wanted_extensions
 
 # Inputs whose change means "the node must run something else".
 _WANTED = ("node", "endpoint", "image", "version", "schematicId")
@@ -89,13 +90,21 @@ class TalosUpgradeProvider(ResourceProvider):
             inputs["pendingSteps"] = [f"not known: cannot read {news['node']} ({_first_line(error)})"]
             return CheckResult(inputs, failures)
         inputs["pendingSteps"] = [f"upgrade to {step}" for step in steps]
+        if not steps:
+            from components.talos.upgrade_evidence import unfinished
+
+            try:
+                # A step whose extension or Ready check failed is not done.
+                inputs["pendingSteps"] = unfinished(news, facts.version)
+            except (TalosctlError, ValueError) as error:
+                inputs["pendingSteps"] = [f"not known: cannot read {news['node']}'s extensions ({_first_line(error)})"]
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [name for name in (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds") if olds.get(name) != news.get(name)]
         # A node that is not where it should be (upgraded back, rolled back,
         # an earlier walk interrupted) is a change.
-        drift = any(str(line).startswith("upgrade to") for line in news.get("pendingSteps") or [])
+        drift = any(str(line).startswith(("upgrade to", "wait for")) for line in news.get("pendingSteps") or [])
         return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -128,13 +137,31 @@ class TalosUpgradeProvider(ResourceProvider):
         if problems:
             raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
         outs = {key: props[key] for key in _OUTPUTS if key in props}
-        if not steps:
-            where = f" (this walk stops before {props['stopBefore']})" if props.get("stopBefore") else ""
-            outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=False, stepsDone=[],
-                        reason=f"nothing to do because {node} already runs Talos {before.version} from schematic {before.schematic}{where}")
-            return outs
         from components.talos.node_config import read_configs
         from components.talos.upgrade_drain import WalkRefused, check_tools, drain_first, pending_reboot_hint, routes, uncordon_after
+        from components.talos.upgrade_evidence import read_boot_id, staged_lost, unfinished
+
+        again = None
+        if not steps:
+            # Version and schematic match; the step that got here may still
+            # have failed its extension or Ready check.
+            try:
+                check_tools(props)
+            except WalkRefused as error:
+                raise StepFailed(f"{node}: {error}") from None
+            left = unfinished(props, before.version)
+            if left and left[0].startswith("upgrade to"):
+                steps, again = [before.version], left[0].partition(": ")[2]
+                say(f"{node} runs Talos {before.version} from schematic {before.schematic}, but {again}: upgrading to it again")
+            else:
+                if left:
+                    say(f"{node}: {left[0]}")
+                    self._wait_ready(props, f"{node} on Talos {before.version}", say, time.monotonic() + timeout)
+                where = f" (this walk stops before {props['stopBefore']})" if props.get("stopBefore") else ""
+                outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=False, stepsDone=[],
+                            reason=f"nothing to do because {node} already runs Talos {before.version} from schematic "
+                                   f"{before.schematic}, lists its extensions and is Ready{where}")
+                return outs
 
         try:
             check_tools(props)
@@ -143,20 +170,20 @@ class TalosUpgradeProvider(ResourceProvider):
         except WalkRefused as error:
             raise StepFailed(f"{node}: {error}") from None
         say(f"{node} runs Talos {before.version}; steps: {' -> '.join(steps)}")
-        facts, done = before, []
+        facts, done, staged = before, [], None
         for index, (step, route) in enumerate(zip(steps, planned, strict=True), 1):
             where = f"upgrade step {index} of {len(steps)}, Talos {facts.version} -> {step}"
             image = installer_image(str(props["schematicId"]), step, str(props["platform"]))
             if props.get("stage"):
-                self._stage(props, step, where, say)
+                staged = self._stage(props, step, where, say)
             plan = plan_upgrade(facts, image=image, version=step, schematic_id=str(props["schematicId"]), node=node,
-                                endpoint=endpoint, timeout_seconds=timeout, extra_flags=route.flags)
+                                endpoint=endpoint, timeout_seconds=timeout, extra_flags=route.flags, again=again)
             say(f"{where}: {plan.reason}; {route.line()}")
             try:
                 drain_first(route, props, where, say)
             except WalkRefused as error:
                 raise StepFailed(str(error)) from None
-            timed_out = False
+            timed_out, boot_before = False, read_boot_id(node, endpoint, talosconfig)
             try:
                 run_talosctl(plan.args, talosconfig=talosconfig, timeout=timeout + 120)
             except TalosctlError as error:
@@ -167,15 +194,20 @@ class TalosUpgradeProvider(ResourceProvider):
                     raise StepFailed(f"{where}: talosctl upgrade failed: {error}") from None
                 timed_out = isinstance(error, TalosctlTimeout)
                 say(f"{where}: talosctl stopped waiting ({_first_line(error)}); waiting for the node myself")
-            facts = self._wait(props, step, where, say, timed_out=timed_out)
+            facts = self._wait(props, step, where, say, timed_out=timed_out, boot_before=boot_before)
             uncordon_after(route, props, where, say)
             done.append(step)
+        now = read_configs(node, endpoint, talosconfig, facts.version)
+        lost = staged_lost(node, facts.version, staged, now.running, now.next_boot, now.source)
+        if lost:
+            raise StepFailed(f"after {' -> '.join(done)}: {lost}")
         outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=True, stepsDone=done,
                     reason=f"upgraded {node} from Talos {before.version} to {facts.version}: {' -> '.join(done)}")
         return outs
 
-    def _stage(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> None:
-        """Stage the adopted config for ``step`` so its reboot applies it."""
+    def _stage(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> list[Any]:
+        """Stage the adopted config for ``step`` so its reboot applies it;
+        returns the documents that reboot should run."""
         from components.talos.adopt import Originals, plan_adoption
         from components.talos.config_provider import apply_plan, read_node_state
         from components.talos.machine_config import NodeSpec
@@ -187,6 +219,7 @@ class TalosUpgradeProvider(ResourceProvider):
         for line in plan.lines():
             say(f"{where}: config: {line}")
         apply_plan(plan, state, node, endpoint, talosconfig)
+        return list(plan.merged.documents)
 
     def _answer(self, props: dict[str, Any], where: str, say: Callable[[str], None]) -> NodeFacts:
         """The node's facts, once its Talos API answers (bounded, with a
@@ -197,7 +230,9 @@ class TalosUpgradeProvider(ResourceProvider):
         while True:
             try:
                 return read_node_facts(node, endpoint, talosconfig)
-            except TalosctlError as error:
+            except (TalosctlError, ValueError) as error:
+                # ValueError: output without the node's answer (`talosctl
+                # version` with no Server section while machined starts).
                 if shutil.which("talosctl") is None:
                     raise  # the clear "not installed" error
                 if time.monotonic() >= deadline:
@@ -207,45 +242,42 @@ class TalosUpgradeProvider(ResourceProvider):
                 say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
                 time.sleep(poll)
 
-    def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None], *, timed_out: bool = False) -> NodeFacts:
+    def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None], *, timed_out: bool = False,
+              boot_before: str | None = None) -> NodeFacts:
         """Bounded wait until the node answers with ``step``, lists the
         extensions and (with a kubeconfig) is Ready."""
-        from components.readiness.provider import fetch_node
-        from components.talos.talosctl import parse_extension_names
+        from components.talos.upgrade_evidence import not_on_step, read_boot_id
 
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
-        timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + float(props.get("timeoutSeconds") or 1800)
         facts = self._answer(props, where, say)
-        if facts.version != step and timed_out:
-            raise StepFailed(
-                f"{where}: `talosctl upgrade` did not answer in time and {node} still runs Talos {facts.version}: it is not "
-                f"known that the node got the upgrade request (no reboot to {step} was seen). Check `talosctl -n {node} dmesg` "
-                "and the network to the node, then run `pulumi up` again")
         if facts.version != step:
-            raise StepFailed(
-                f"{where}: {node} came back on Talos {facts.version}, not {step}: the new image did not boot and Talos fell back "
-                f"to the previous one. Check `talosctl -n {node} dmesg` and the installer image")
+            raise StepFailed(not_on_step(where, node, step, facts.version, boot_before, read_boot_id(node, endpoint, talosconfig),
+                                         timed_out=timed_out))
         if facts.schematic != props["schematicId"]:
             raise StepFailed(f"{where}: {node} runs Talos {step} from schematic {facts.schematic}, not {props['schematicId']}")
         say(f"{where}: {node} answers with Talos {facts.version}")
-        wanted = [str(name).rpartition("/")[2] for name in props.get("extensions") or []]
-        listed = parse_extension_names(run_talosctl(extensions_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-        missing = [name for name in wanted if name not in listed]
+        wanted = wanted_extensions(props)
+        missing, listed = missing_extensions(props)
         if missing:
             raise StepFailed(
                 f"{where}: {node} came back on {step} without the extensions {', '.join(missing)} (it lists: "
                 f"{', '.join(listed) or 'none'}). Check `talosctl -n {node} get extensions` and the schematic "
                 f"{props['schematicId']} at https://factory.talos.dev for Talos {step}")
         say(f"{where}: {node} lists the extensions {', '.join(wanted)}")
+        self._wait_ready(props, where, say, deadline)
+        return facts
+
+    def _wait_ready(self, props: dict[str, Any], where: str, say: Callable[[str], None], deadline: float) -> None:
+        """Bounded wait until the stack's Kubernetes node is Ready (nothing
+        to wait for without a kubeconfig)."""
+        from components.talos.upgrade_evidence import kubernetes_state
+
+        node, timeout, poll = str(props["node"]), float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
         if props.get("kubeconfig") and props.get("nodeName"):
             name = str(props["nodeName"])
             while True:
-                try:
-                    info = fetch_node(name, str(props["kubeconfig"]))
-                    state = "Ready" if info and info.ready else ("not registered" if info is None else "NotReady")
-                except Exception as error:  # noqa: BLE001 - kubectl or the API server may be restarting; report and retry
-                    state = f"not readable ({_first_line(error)})"
+                state = kubernetes_state(props)
                 if state == "Ready":
                     say(f"{where}: Kubernetes node {name} is Ready")
                     break
@@ -254,7 +286,6 @@ class TalosUpgradeProvider(ResourceProvider):
                                      f"`kubectl describe node {name}` and `talosctl -n {node} service kubelet`")
                 say(f"{where}: waiting for Kubernetes node {name} ({state})")
                 time.sleep(poll)
-        return facts
 
 
 class TalosUpgradePreflightProvider(TalosUpgradeProvider):
@@ -262,6 +293,18 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
     front, a downgrade, a major jump, a minor the program knows no release
     of, or a step whose installer would lack an extension. Never changes
     anything."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Also every tool the run needs, on every preview and up (this
+        resource is not updated when nothing about it changed)."""
+        from components.talos.upgrade_drain import WalkRefused, check_tools
+
+        result = super().check(olds, news)
+        try:
+            check_tools(news, tools=[str(tool) for tool in news.get("tools") or ["talosctl"]])
+        except WalkRefused as error:
+            return CheckResult(result.inputs, [*(result.failures or []), CheckFailure("tools", str(error))])
+        return result
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
         from components.talos.versions import PathRefused, path_problems, plan_walk
@@ -271,6 +314,14 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
         outs.update(upgraded=False)
         if shutil.which("talosctl") is None:
             run_talosctl(version_args(node, endpoint))  # raises the clear "not installed" error
+        from components.talos.upgrade_drain import WalkRefused, check_routes, check_tools
+
+        try:
+            # Every tool the run needs (kubectl for the drain, the Ready wait
+            # and the mode migration), before the config reaches the node.
+            check_tools(props, tools=[str(tool) for tool in props.get("tools") or ["talosctl"]])
+        except WalkRefused as error:
+            raise StepFailed(f"{node}: {error}") from None
         try:
             before = read_node_facts(node, endpoint, talosconfig)
         except TalosctlError as error:
@@ -288,6 +339,11 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
         problems = path_problems(steps, [str(name) for name in props.get("extensions") or []])
         if problems:
             raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
+        try:
+            # The route of each step (who drains, --legacy), before the config.
+            check_routes(props, before.version, steps)
+        except WalkRefused as error:
+            raise StepFailed(f"{node}: {error}") from None
         reason = f"path {' -> '.join([before.version, *steps])}" if steps else f"{node} already runs Talos {before.version}"
         outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", steps=steps, reason=reason)
         return outs
@@ -347,8 +403,9 @@ class TalosUpgradePreflight(pulumi.dynamic.Resource, module="talos", name="Talos
     def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],
                  version: pulumi.Input[str], schematic_id: pulumi.Input[str], talosconfig: pulumi.Input[str],
                  upgrade_path: list[str] | None = None, extensions: list[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 tools: list[str] | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__(TalosUpgradePreflightProvider(), name,
                          _props(node, endpoint, image, version, schematic_id, talosconfig, 1800,
-                                upgradePath=list(upgrade_path or []), extensions=list(extensions or []), steps=None),
+                                upgradePath=list(upgrade_path or []), extensions=list(extensions or []), steps=None,
+                                tools=list(tools or ["talosctl"])),
                          _secret_inputs(opts))

@@ -64,7 +64,7 @@ def upgrade_steps(running: str, target: str, upgrade_path: Sequence[str] = ()) -
                           "machine.install, kernel, sysctls, files and nodeLabels into documents such as KernelModuleConfig)")
     if have == want:
         return []
-    if have > want and have[0] != 1:
+    if have[0] != 1:
         raise PathRefused(f"the node runs Talos {running}, a major release this program does not support (it manages Talos "
                           f"v1.x, its table covers v{first[0]}.{first[1]} to v{last[0]}.{last[1]}); it cannot manage this node")
     if have > want and have[:2] > last:

@@ -14,6 +14,7 @@ from components.config import StackConfig, parse_version
 from components.flux.objects import REPOSITORY_NAMES
 from components.gpu_migration import GPU_UNAVAILABLE, UNINSTALL_TIMEOUT_SECONDS, migration_needed
 from components.talos.schematic import installer_image, planned_installer
+from components.talos.upgrade_route import DRAINED_BY, plan_route
 from components.talos.versions import OPERATOR_FROM, upgrade_steps
 
 # How the device plugin reached the cluster (upgrade-plan --device-plugin-delivery).
@@ -26,12 +27,15 @@ class PlanStep:
     version: str | None = None
     image: str | None = None
     object: str | None = None
+    path: str | None = None   # an upgrade's: "legacy" or "lifecycle" (components.talos.upgrade_route)
+    drain: str | None = None  # an upgrade's: who drains the node before its reboot ("node", "program", "talosctl")
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
     def line(self) -> str:
-        return "  ".join(part for part in (f"{self.kind:<8}", self.version or "", self.image or "", self.object or "") if part)
+        route = f"{self.path} path; {DRAINED_BY[self.drain]}" if self.path and self.drain else ""
+        return "  ".join(part for part in (f"{self.kind:<8}", self.version or "", self.image or "", self.object or "", route) if part)
 
 
 def stack_delivery(cfg: StackConfig) -> str:
@@ -78,10 +82,15 @@ def operator_install(cfg: StackConfig, stack_name: str) -> PlanStep:
 
 
 def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_installed: bool = False,
-                 device_plugin_delivery: str | None = None, stack_name: str = "<stack>") -> list[PlanStep]:
+                 device_plugin_delivery: str | None = None, stack_name: str = "<stack>", kubeconfig: bool = True,
+                 running_machine: dict | None = None) -> list[PlanStep]:
     """The steps, in order. ``device_plugin_delivery``: how the device plugin
-    was installed (helm, flux or git; default: as this stack delivers).
-    Raises components.talos.versions.PathRefused."""
+    was installed (helm, flux or git; default: as this stack delivers);
+    ``kubeconfig``: whether the stack has one (this program then drains a
+    LifecycleService upgrade itself); ``running_machine``: the node's
+    ``machine`` section (its install.extraKernelArgs decide --legacy).
+    Raises components.talos.versions.PathRefused and
+    components.talos.upgrade_route.RouteRefused."""
     t = cfg.talos
     _, schematic, _ = planned_installer(t)
     steps = upgrade_steps(running_version, t.version, list(t.upgrade_path))
@@ -97,10 +106,15 @@ def upgrade_plan(cfg: StackConfig, running_version: str, *, device_plugin_instal
 
     staged = " (its machine config staged first; this reboot applies both)" if t.config_source == "running" else ""
     ready = f", Kubernetes node {cfg.node_name} Ready (with a kubeconfig)"
+    before = running_version
     for step in steps:
         if crossing and parse_version(step) >= OPERATOR_FROM:
             remove()
-        plan.append(PlanStep("upgrade", step, installer_image(schematic, step, t.platform), f"node {t.node_address}{staged}"))
+        route = plan_route(before, running_machine=running_machine or {}, kubeconfig=kubeconfig,
+                           endpoint_is_node=t.talosctl_endpoint == t.node_address, node=t.node_address)
+        plan.append(PlanStep("upgrade", step, installer_image(schematic, step, t.platform), f"node {t.node_address}{staged}",
+                             path=route.path, drain=route.drain))
+        before = step
         plan.append(PlanStep("wait", step, None, f"Talos API answers {step}, NVIDIA extensions listed{ready}; "
                                                  f"at most {t.upgrade_timeout_seconds} s"))
     if crossing:

@@ -7,7 +7,8 @@ key (``Authorization: MediaBrowser Token="..."``, or the deprecated
 ``X-Emby-Token``), a POST answers 204 and replaces the stored options with the body: unknown
 keys are dropped (System.Text.Json ignores properties the class lacks) and
 keys left out get the constructor's defaults.
-``mode`` makes it answer 401, 500 or hang (for timeouts).
+``mode`` makes it answer 401, 500, hang (for timeouts) or cut (the body
+ends before its Content-Length: a connection dropped mid-reply).
 ``drop(key)`` makes it not keep a posted key (an older Jellyfin whose
 EncodingOptions lacks the property: the value is ignored, the old one stays);
 ``rewrite(key, value)`` makes it store ``value`` whatever was posted (a
@@ -112,7 +113,7 @@ class FakeJellyfin:
         self.api_key = api_key
         self.admin = admin
         self.document = copy.deepcopy(document if document is not None else JELLYFIN_10_11_DOCUMENT)
-        self.mode = "ok"  # "ok" | "401" | "500" | "hang"
+        self.mode = "ok"  # "ok" | "401" | "500" | "hang" | "cut"
         self.dropped: set[str] = set()
         self.rewritten: dict[str, Any] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
@@ -190,9 +191,19 @@ class FakeJellyfin:
                 return True
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self._common():
-                    with fake.lock:
-                        self._reply(200, fake.document)
+                if not self._common():
+                    return
+                with fake.lock:
+                    data = json.dumps(fake.document).encode()
+                if fake.mode == "cut":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
+                self._reply(200, data)
 
             def do_POST(self) -> None:  # noqa: N802
                 if not self._common():

@@ -107,6 +107,12 @@ def test_hanging_server_times_out_with_a_clear_message(server):
     assert API_KEY not in message
 
 
+def test_a_reply_cut_off_midway_names_the_url(server):
+    server.mode = "cut"
+    message = _error(JellyfinClient(server.url, API_KEY, timeout=5))
+    assert f"GET {server.url}{PATH}: the reply was cut off" in message and API_KEY not in message
+
+
 def test_wrong_base_url_says_so(server):
     message = _error(JellyfinClient(server.url + "/jellyfin", API_KEY, timeout=5))
     assert "HTTP 404" in message and "check jellyfin.url" in message

@@ -34,9 +34,16 @@ The node lives in $FAKE_TALOS_STATE:
   STATE file, only ``v1alpha1`` exists), to show which tests it lets pass;
 - ``catalog.json``: the Image Factory's schematics (ID -> extension names);
 - ``misbehave.json``: ``{"upgrade": "boots-old" | "no-extensions" |
-  "never-returns" | "timeout" | "slow" | "hangs-before"}``; ``fail``: the
+  "never-returns" | "timeout" | "slow" | "loses-staged" (the STATE file is
+  the running config again before the reboot) | "hangs-before" (fails with a
+  deadline before the request reaches the node)}``; ``fail``: the
   next call fails with its content; ``version-empty``: the next ``version``
-  calls (a count) print no Server section, as right after a reboot.
+  calls (a count) print no Server section, as right after a reboot (set by
+  an upgrade whose misbehave.json has ``version_empty``); ``garbage.json``
+  (``command``, ``output``): the next call naming that command prints
+  ``output`` and exits 0. ``read /proc/sys/kernel/random/boot_id`` answers a
+  boot ID that changes with every reboot (the Read API serves any regular
+  file, v1alpha1_server.go@v1.13.9 ``Read``).
 
 Every call is appended to ``calls.jsonl``: argv, the talosconfig it was
 given (path, mode, whether it had contexts) and whether it changed the node."""
@@ -61,6 +68,7 @@ from tests.stand_ins.talosctl_cli import Exit, config_diff, documents, immediate
 STATE = Path(os.environ["FAKE_TALOS_STATE"])
 CLIENT_TAG = "v1.13.9"
 CONFIG_PATH = "/system/state/config.yaml"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 LIFECYCLE_FROM = (1, 13, 0)   # talosUpgradeAPIVersionRange ">1.13.0-alpha.2 <2.0.0"
 PERSISTENT_FROM = (1, 10, 0)  # PersistentID, commit d4aacb0d8
 NOT_FOUND = "rpc error: code = NotFound desc = resource MachineConfigs.config.talos.dev(config/{id}@undefined) doesn't exist"
@@ -212,6 +220,11 @@ def cmd_read(node: dict, nodes: list[str], args: list[str]) -> None:
     if len(nodes) > 1:
         raise Exit('command "read" is not supported with multiple nodes')
     reachable(node, nodes[0])
+    if args[0] == BOOT_ID_PATH:
+        # The kernel's boot ID: a new random UUID at every boot.
+        digest = hashlib.sha256(f"boot-{node['reboots']}".encode()).hexdigest()
+        print(f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}")
+        return
     served = args[0] == CONFIG_PATH and (old_stand_in() or version_tuple(node["version"]) < PERSISTENT_FROM)
     if not served:
         raise Exit(f"error reading: rpc error: code = NotFound desc = stat {args[0]}: no such file or directory")
@@ -284,9 +297,13 @@ def cmd_upgrade(node: dict, nodes: list[str], endpoints: list[str], args: list[s
     details = json.loads(read_text("misbehave.json") or "{}")
     misbehave = details.get("upgrade")
     if misbehave == "hangs-before":
+        # The first call, the version check, stalls until the client's
+        # context ends: the node got no upgrade request (upgrade.go@v1.13.9
+        # upgradeRun: TalosVersionCheck before the pull and the upgrade;
+        # gRPC's DeadlineExceeded status).
         (STATE / "misbehave.json").unlink()
-        time.sleep(float(details.get("seconds", 30)))  # killed by the caller's timeout; the node got nothing
-        return
+        time.sleep(float(details.get("seconds", 0)))
+        raise Exit("error checking Talos version compatibility: rpc error: code = DeadlineExceeded desc = context deadline exceeded")
     for address in nodes:
         reachable(node, address, bool(flags.get("insecure")))
         lifecycle = version_tuple(node["version"]) >= LIFECYCLE_FROM and not flags.get("legacy")
@@ -314,6 +331,10 @@ def cmd_upgrade(node: dict, nodes: list[str], endpoints: list[str], args: list[s
             node.setdefault("drains", []).append({"by": "talos-node", "reboot": node["reboots"] + 1})
         if misbehave:
             (STATE / "misbehave.json").unlink()
+        if misbehave == "loses-staged":
+            # STATE rewritten with the running config before the reboot (a
+            # later apply, an operator's edit): what was staged is gone.
+            (STATE / "config.yaml").write_text(read_text("active.yaml"))
         reboot(node)
         node["kernel_args"] = node.pop("kernel_args_next")
         if misbehave == "boots-old":
@@ -322,6 +343,8 @@ def cmd_upgrade(node: dict, nodes: list[str], endpoints: list[str], args: list[s
             print(f"{address}: upgrade completed")
             continue
         node.update(version=match["version"], schematic=match["id"], extensions=list(catalog[match["id"]]))
+        if details.get("version_empty"):
+            (STATE / "version-empty").write_text(str(int(details["version_empty"])))
         if misbehave == "no-extensions":
             node["extensions"] = []
         if misbehave == "never-returns":
@@ -348,6 +371,12 @@ def main() -> int:
     before = fingerprint()
     code = 0
     try:
+        garbage = STATE / "garbage.json"
+        if garbage.exists() and json.loads(garbage.read_text())["command"] in argv:
+            # Exit 0 with something else on stdout (a wrapper script, a proxy page).
+            print(json.loads(garbage.read_text())["output"])
+            garbage.unlink()
+            raise Exit("", 0)
         fail = STATE / "fail"
         if fail.exists():
             message = fail.read_text()

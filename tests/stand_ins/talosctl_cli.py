@@ -191,6 +191,15 @@ def config_diff(before: str, after: str) -> list[str]:
     return list(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), "a", "b"))
 
 
+NODOC_FIELDS = (("machine", "install", "extraKernelArgs"),)
+
+
+def _properties(schema: dict, path: tuple[str, ...]) -> dict:
+    """The properties the schema lists for the object at ``path[:-1]``."""
+    definition = {"machine": "v1alpha1.MachineConfig", "install": "v1alpha1.InstallConfig"}.get(path[-2], "")
+    return schema["$defs"].get(definition, {}).get("properties", {})
+
+
 def validate(text: str, node: dict) -> None:
     """What machined's ApplyConfiguration refuses before applying."""
     try:
@@ -208,7 +217,18 @@ def validate(text: str, node: dict) -> None:
 
         schema = json.loads(schemas[-1].read_text())
         validator = jsonschema.Draft202012Validator({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/v1alpha1.Config"})
-        errors = sorted(validator.iter_errors(json.loads(json.dumps(config, default=str))), key=lambda e: list(e.absolute_path))
+        checked = json.loads(json.dumps(config, default=str))
+        # Fields machined decodes but the schema leaves out (`docgen:nodoc`):
+        # machine.install.extraKernelArgs from v1.13, deprecated, still read
+        # (pkg/machinery/config/types/v1alpha1/v1alpha1_types.go@v1.13.9
+        # InstallExtraKernelArgs).
+        for path in NODOC_FIELDS:
+            parent = checked
+            for key in path[:-1]:
+                parent = parent.get(key) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and path[-1] not in _properties(schema, path):
+                parent.pop(path[-1], None)
+        errors = sorted(validator.iter_errors(checked), key=lambda e: list(e.absolute_path))
         if errors:
             lines = "".join(f"\n\t* {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
             raise Exit(f"error applying new configuration: rpc error: code = InvalidArgument desc = {len(errors)} error(s) occurred:{lines}")

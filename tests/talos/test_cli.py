@@ -95,7 +95,7 @@ def test_upgrade_plan_from_the_guides_node_puts_the_removal_between_1_12_and_1_1
     assert [(step["kind"], step["version"]) for step in steps] == [
         ("upgrade", "v1.12.11"), ("wait", "v1.12.11"), ("remove", None), ("remove", None),
         ("upgrade", "v1.13.9"), ("wait", "v1.13.9"), ("install", None)]
-    assert all(set(step) == {"kind", "version", "image", "object"} for step in steps)
+    assert all(set(step) == {"kind", "version", "image", "object", "path", "drain"} for step in steps)
     sid = steps[0]["image"].split("/")[2].split(":")[0]
     assert [step["image"] for step in steps if step["kind"] == "upgrade"] == [
         f"factory.talos.dev/metal-installer/{sid}:v1.12.11", f"factory.talos.dev/metal-installer/{sid}:v1.13.9"], "one schematic, two versions"
