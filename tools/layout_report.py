@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
-        "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.flux.preflight", "components.flux.status",
+        "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.talos.node_state", "components.flux.preflight", "components.flux.status",
         "components.doctor.runners",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (

@@ -26,6 +26,9 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+# Re-exported: the node's state moved to components.talos.node_state.
+from components.talos.node_state import apply_plan, read_node_state, unchanged_since  # noqa: F401
+
 # rpc.UNKNOWN: a value not known during preview.
 _UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _WANTED = ("node", "endpoint", "spec")
@@ -34,35 +37,6 @@ _STATE = ("originals", "mode", "rebootPaths", "lastChanges", "talosSays", "appli
 
 def _say(message: str) -> None:
     print(f"[talos-config] {message}", file=sys.stderr, flush=True)
-
-
-def read_node_state(node: str, endpoint: str, talosconfig: str):
-    """Read-only talosctl calls: version and schematic, the running machine
-    config and the one the node boots next (as its version serves them)."""
-    from components.talos.adopt import NodeState
-    from components.talos.node_config import read_configs
-    from components.talos.upgrade_provider import read_node_facts
-
-    facts = read_node_facts(node, endpoint, talosconfig)
-    configs = read_configs(node, endpoint, talosconfig, facts.version)
-    return NodeState(version=facts.version, schematic=facts.schematic, stored=configs.next_boot, running=configs.running)
-
-
-def unchanged_since(state, node: str, endpoint: str, talosconfig: str) -> None:
-    """Read the node again just before an apply and refuse when its configs
-    are no longer the ones the plan was made from: Talos has no
-    compare-and-swap, and an apply replaces the whole config."""
-    from components.talos.adopt import load_documents
-    from components.talos.node_config import how_to_read, read_configs
-
-    now = read_configs(node, endpoint, talosconfig, state.version)
-    changed = [name for name, before, after in (("running", state.running, now.running), ("next-boot", state.stored, now.next_boot))
-               if load_documents(before) != load_documents(after)]
-    if changed:
-        raise RuntimeError(
-            f"not applying: {node}'s {' and '.join(changed)} machine config changed since it was read a moment ago "
-            f"(someone else applied a config); nothing was applied. See what it is now with {how_to_read(state.version)} "
-            "and run `pulumi up` again to merge into it")
 
 
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
@@ -77,29 +51,6 @@ def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
     upgrade_follows = (state.version, state.schematic) != (spec.target_version, spec.schematic_id)
     return plan_adoption(state, spec.owned(version), upgrade_follows=upgrade_follows,
                          originals=Originals.from_dict(originals) if originals else None)
-
-
-def apply_plan(plan, state, node: str, endpoint: str, talosconfig: str) -> str:
-    """Carry out an adoption plan made from ``state``: Talos checks the
-    config first (dry run; nothing is applied if it refuses), the node is read
-    again (a change by someone else since ``state`` is refused), then the
-    config is applied in the plan's mode and read back as the node's version
-    serves it. Returns what Talos said ("" when nothing changed)."""
-    from components.talos.adopt import load_documents
-    from components.talos.node_config import how_to_read, read_configs
-    from components.talos.talosctl import apply_config
-
-    if not plan.changed:
-        return ""
-    apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)
-    unchanged_since(state, node, endpoint, talosconfig)
-    said = apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig).strip()
-    _say(said)
-    stored = load_documents(read_configs(node, endpoint, talosconfig, state.version).next_boot)
-    if stored != plan.merged.documents:
-        raise RuntimeError(f"{node} accepted the config but does not hold it as applied for its next boot; read it with "
-                           f"{how_to_read(state.version)} and compare with `python -m components.talos config`")
-    return said
 
 
 class TalosMachineConfigProvider(ResourceProvider):

@@ -30,7 +30,8 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
+from components.talos.node_state import read_node_facts
+from components.talos.talosctl import TalosctlError, TalosctlTimeout, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 from components.talos.upgrade_evidence import missing_extensions, wanted_extensions
 
@@ -41,13 +42,6 @@ _OUTPUTS = ("node", "endpoint", "image", "version", "schematicId", "platform", "
             "nodeName", "timeoutSeconds")
 # talosctl upgrade --wait failing only because the node was not back in time.
 _STILL_REBOOTING = ("deadline exceeded", "connection refused", "code = Unavailable", "did not finish within")
-
-
-def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
-    """Two read-only talosctl calls: the running version and schematic."""
-    version = parse_server_version(run_talosctl(version_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-    schematic = parse_schematic(run_talosctl(extensions_args(node, endpoint), talosconfig=talosconfig, timeout=120))
-    return NodeFacts(version=version, schematic=schematic)
 
 
 def _say(message: str) -> None:
@@ -209,8 +203,8 @@ class TalosUpgradeProvider(ResourceProvider):
         """Stage the adopted config for ``step`` so its reboot applies it;
         returns the documents that reboot should run."""
         from components.talos.adopt import Originals, plan_adoption
-        from components.talos.config_provider import apply_plan, read_node_state
         from components.talos.machine_config import NodeSpec
+        from components.talos.node_state import apply_plan, read_node_state
 
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         state = read_node_state(node, endpoint, talosconfig)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from components import cluster
 from components.config import StackConfig, parse_version
 from components.flux.objects import REPOSITORY_NAMES
-from components.gpu_migration import GPU_UNAVAILABLE, UNINSTALL_TIMEOUT_SECONDS, migration_needed
+from components.gpu_migration_plan import GPU_UNAVAILABLE, UNINSTALL_TIMEOUT_SECONDS, migration_needed
 from components.talos.schematic import installer_image, planned_installer
 from components.talos.upgrade_route import DRAINED_BY, plan_route
 from components.talos.versions import OPERATOR_FROM, upgrade_steps
