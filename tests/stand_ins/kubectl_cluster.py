@@ -219,7 +219,8 @@ def helm_controller(cluster: Cluster) -> None:
         if metadata.get("deletionTimestamp"):
             if FLUX_FINALIZER in metadata.get("finalizers", []):
                 if not spec.get("suspend"):
-                    records = cluster.records(storage, name)
+                    # reconcileReleaseDeletion: no status.storageNamespace, no uninstall.
+                    records = cluster.records(storage, name) if status.get("storageNamespace") else []
                     for document in manifest_of(records[-1]) if records else []:
                         live = cluster.find(*identity(document))
                         if live is not None:
@@ -230,7 +231,7 @@ def helm_controller(cluster: Cluster) -> None:
                                          or metadata["namespace"], f"{metadata['namespace']}-{metadata['name']}")
                     if chart is not None:
                         cluster.delete(chart)
-                    cluster.events.append(f"helm-controller: uninstalled {label}")
+                    cluster.events.append(f"helm-controller: {'uninstalled' if records else 'deleted without an uninstall'} {label}")
                 metadata["finalizers"].remove(FLUX_FINALIZER)
             continue
         if FLUX_FINALIZER not in metadata.get("finalizers", []):
