@@ -10,7 +10,7 @@
 | `get` without a type; `--raw` with arguments or `-o` | pkg/cmd/get/get.go `Complete`, `Validate` |
 | `get TYPE NAME -o json`: the object (4-space JSON); no name: a `List`; `--ignore-not-found`: nothing | pkg/cmd/get/get.go `Run`; k8s.io/cli-runtime printers/json.go |
 | `Error from server (NotFound): nodes "x" not found`, exit 1 | k8s.io/apimachinery errors.go `NewNotFound`; pkg/cmd/util/helpers.go `StandardErrorMessage` |
-| `error: the server doesn't have a resource type "x"` | k8s.io/cli-runtime resource/builder.go (mapper) |
+| `error: the server doesn't have a resource type "x"` (`... in group "g"` when a group was given) | pkg/cmd/util/helpers.go `checkErr` (NoMatchError) |
 | `The connection to the server H:P was refused - did you specify the right host or port?` | pkg/cmd/util/helpers.go `StandardErrorMessage` |
 | `exec` without `--` / with a bare command | pkg/cmd/exec/exec.go `Complete` |
 | `version -o json` (`clientVersion`, `kustomizeVersion`, `serverVersion`); `-o` other than json/yaml refused | pkg/cmd/version/version.go `Run`, `Validate` |

@@ -95,7 +95,9 @@ def resolve(name: str) -> tuple[str, str, bool, str]:
     for plural, (kind, namespaced, others, type_group) in {**TYPES, **(FLUX_TYPES if flux() else {})}.items():
         if lowered in (plural, kind.lower(), *others) and group in ("", type_group):
             return plural, kind, namespaced, type_group
-    raise Exit(f'error: the server doesn\'t have a resource type "{name.split(".")[0]}"')
+    # pkg/cmd/util/helpers.go checkErr (NoMatchError): the group is named when one was given.
+    suffix = f' in group "{group}"' if group else ""
+    raise Exit(f'error: the server doesn\'t have a resource type "{lowered}"{suffix}')
 
 
 def matches(obj: dict, selector: str | None) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from components.kubectl import KubectlError, cordon_node, drain_node, get_node, server_version, uncordon_node
+from components.kubectl import KubectlError, cordon_node, drain_node, get_node, get_objects, server_version, uncordon_node
 from tests.talos.cluster_state import install_kubectl, node
 
 STAND_IN = Path(__file__).resolve().parent / "kubectl.py"
@@ -102,3 +102,18 @@ def test_a_drain_a_disruption_budget_blocks_times_out_and_the_error_says_so(clus
 def test_version_json_has_kubectls_fields(cluster) -> None:
     done = kubectl("version", "--output", "json")
     assert done.returncode == 0 and set(json.loads(done.stdout)) == {"clientVersion", "kustomizeVersion", "serverVersion"}
+
+
+def test_a_type_the_server_does_not_serve_names_its_group_and_the_program_takes_it_as_none(cluster) -> None:
+    done = kubectl("get", "helmreleases.helm.toolkit.fluxcd.io", "-A", "-o", "json")
+    assert (done.returncode, done.stderr) == (1, 'error: the server doesn\'t have a resource type "helmreleases" in group "helm.toolkit.fluxcd.io"\n')
+    assert get_objects("helmreleases.helm.toolkit.fluxcd.io", all_namespaces=True, unserved_ok=True) == []
+    with pytest.raises(KubectlError):
+        get_objects("helmreleases.helm.toolkit.fluxcd.io", all_namespaces=True)
+
+
+def test_get_prints_the_object_a_list_or_nothing_as_kubectl_does(cluster) -> None:
+    cluster.objects([node(), node("other")])
+    assert json.loads(kubectl("get", "node", "moody-good", "-o", "json").stdout)["kind"] == "Node"
+    assert json.loads(kubectl("get", "nodes", "-o", "json").stdout)["kind"] == "List"
+    assert kubectl("get", "node", "gone", "--ignore-not-found", "-o", "json").stdout == ""
