@@ -110,7 +110,7 @@ class FluxHelmRelease:
     # status.storageNamespace is set: helm-controller has installed the
     # release and uninstalls it when the HelmRelease is deleted; without it
     # the deletion only drops the finalizer (helmrelease_controller.go
-    # reconcileReleaseDeletion, fluxcd/helm-controller v1.1.0 .. v1.6.3).
+    # reconcileReleaseDeletion, fluxcd/helm-controller v1.0.0 .. v1.6.3).
     uninstalls_on_delete: bool = True
 
     @property

@@ -28,8 +28,9 @@ one (a stopped one, with $FAKE_KUBE_STATE/<controller>.stopped, does nothing):
   a deleted one uninstalls its release (its objects and records, and its
   HelmChart) unless it is suspended, then lets its finalizer go
   (fluxcd/helm-controller internal/controller/helmrelease_controller.go
-  ``reconcileDelete``, internal/reconcile/helmchart_template.go; v1.1.0 ..
-  v1.4.x)."""
+  ``reconcileDelete``, ``reconcileReleaseDeletion`` (no uninstall without
+  ``status.storageNamespace``), internal/reconcile/helmchart_template.go; v1.0.0 ..
+  v1.6.3)."""
 
 from __future__ import annotations
 
