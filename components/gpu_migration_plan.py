@@ -263,11 +263,13 @@ def _helm_objects(release: HelmRelease, *, records: bool) -> list[Removal]:
 def _flux_release_removals(flux: FluxHelmRelease, helm: HelmRelease | None, whose: str) -> list[Removal]:
     """Deleting a HelmRelease: its finalizer makes helm-controller uninstall
     the release, and the removal waits until its workloads are gone. A
-    suspended one is deleted without an uninstall (helm-controller
-    ``reconcileDelete``), so its release goes here, records included."""
+    suspended one, or one whose status names no storage namespace, is
+    deleted without an uninstall (helm-controller ``reconcileDelete``,
+    ``reconcileReleaseDeletion``), so its release goes here, records included."""
     ref = ObjectRef("HelmRelease", flux.name, flux.namespace)
-    if flux.suspended and helm is not None:
-        return [Removal(ref, f"{whose}; suspended, so helm-controller lets it go without uninstalling the chart", action="uninstall"),
+    if (flux.suspended or not flux.uninstalls_on_delete) and helm is not None:
+        why = "suspended" if flux.suspended else "its status names no storage namespace"
+        return [Removal(ref, f"{whose}; {why}, so helm-controller lets it go without uninstalling the chart", action="uninstall"),
                 *_helm_objects(helm, records=True)]
     workloads = tuple(ref for ref in helm.objects if ref.kind in _WORKLOADS) if helm else ()
     return [Removal(ref, f"{whose}; helm-controller uninstalls the chart, waited for until its objects are gone", action="uninstall",

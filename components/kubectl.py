@@ -19,6 +19,10 @@ import tempfile
 from collections.abc import Sequence
 from typing import Literal
 
+import yaml
+
+from components.masking import mask
+
 ErrorKind = Literal["missing", "timeout", "unreachable", "not_found", "failed"]
 
 # kubectl's own wording for "the cluster could not be reached / we are not
@@ -92,6 +96,32 @@ def summarize_stderr(stderr: str) -> str:
     return unhandled.group(1).replace('\\"', '"') if unhandled else last
 
 
+# The fields of a kubeconfig's users that are credentials (client-go
+# tools/clientcmd/api/v1/types.go AuthInfo).
+_CREDENTIALS = ("token", "password", "client-key-data", "client-certificate-data")
+
+
+def kubeconfig_secrets(kubeconfig: str | None) -> list[str]:
+    """Pure: the credentials in kubeconfig content (none for paths or None):
+    what kubectl's errors must never show (masked with the Bearer/URL
+    credentials a server may echo, components.masking)."""
+    if not kubeconfig or _paths(kubeconfig):
+        return []
+    try:
+        data = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError:
+        return []
+    users = data.get("users") if isinstance(data, dict) else None
+    found = []
+    for entry in users if isinstance(users, list) else ():
+        user = entry.get("user") if isinstance(entry, dict) else None
+        for field in _CREDENTIALS:
+            value = user.get(field) if isinstance(user, dict) else None
+            if isinstance(value, str) and len(value) >= 8:
+                found.append(value)
+    return found
+
+
 def _paths(value: str) -> bool:
     """KUBECONFIG from the environment is a path (or a `:`-separated list of
     paths), not content (config.SECRETS): accept both, so a caller can pass
@@ -134,10 +164,11 @@ def run_kubectl(args: Sequence[str], *, kubeconfig: str | None = None, timeout: 
         except OSError as error:
             raise KubectlError(f"`{shown}` could not be started: {error.strerror}", kind="missing") from None
         if completed.returncode != 0:
-            stderr = completed.stderr.strip()
-            kind = classify_failure(stderr)
-            reason = summarize_stderr(stderr) or f"exit code {completed.returncode}"
-            raise KubectlError(f"`{shown}` failed: {reason}", kind=kind, returncode=completed.returncode, stdout=completed.stdout, stderr=completed.stderr)
+            secrets = kubeconfig_secrets(kubeconfig)
+            stderr, stdout = mask(completed.stderr, secrets), mask(completed.stdout, secrets)
+            kind = classify_failure(stderr.strip())
+            reason = summarize_stderr(stderr.strip()) or f"exit code {completed.returncode}"
+            raise KubectlError(f"`{shown}` failed: {reason}", kind=kind, returncode=completed.returncode, stdout=stdout, stderr=stderr)
         return completed.stdout
     finally:
         if temp_path is not None:
@@ -209,7 +240,8 @@ def get_objects(resource: str, names: Sequence[str] = (), *, namespace: str | No
     try:
         document = json.loads(text)
     except ValueError:
-        raise KubectlError(f"`kubectl {' '.join(args)}` printed no JSON: {text.strip()[:200]!r}", kind="failed", stdout=text) from None
+        shown = mask(text, kubeconfig_secrets(kubeconfig))
+        raise KubectlError(f"`kubectl {' '.join(args)}` printed no JSON: {shown.strip()[:200]!r}", kind="failed", stdout=shown) from None
     if not isinstance(document, dict):
         raise KubectlError(f"`kubectl {' '.join(args)}` printed JSON that is not an object", kind="failed", stdout=text)
     if str(document.get("kind", "")).endswith("List") and isinstance(document.get("items"), list):

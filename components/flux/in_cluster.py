@@ -107,6 +107,11 @@ class FluxHelmRelease:
     kustomization: NamespacedName | None
     source: tuple[str, str, str] | None  # (kind, namespace, name) of the chart's source
     made_by_pulumi: bool
+    # status.storageNamespace is set: helm-controller has installed the
+    # release and uninstalls it when the HelmRelease is deleted; without it
+    # the deletion only drops the finalizer (helmrelease_controller.go
+    # reconcileReleaseDeletion, fluxcd/helm-controller v1.0.0 .. v1.6.3).
+    uninstalls_on_delete: bool = True
 
     @property
     def ref(self) -> NamespacedName:
@@ -128,7 +133,8 @@ def parse_helm_release(document: Mapping[str, Any]) -> FluxHelmRelease:
         namespace=namespace, name=name, chart=str(chart) if chart else None,
         storage_namespace=str(status.get("storageNamespace") or spec.get("storageNamespace") or namespace),
         release_name=release, suspended=bool(spec.get("suspend")),
-        kustomization=kustomization_of(metadata.get("labels") or {}), source=source, made_by_pulumi=made_by_pulumi(metadata))
+        kustomization=kustomization_of(metadata.get("labels") or {}), source=source, made_by_pulumi=made_by_pulumi(metadata),
+        uninstalls_on_delete=bool(status.get("storageNamespace")))
 
 
 @dataclass(frozen=True)

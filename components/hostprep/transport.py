@@ -16,10 +16,12 @@ import select
 import shlex
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paramiko
+
+from components.masking import mask
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +167,6 @@ def load_private_key(text: str) -> paramiko.PKey:
         except (paramiko.SSHException, ValueError, IndexError):
             continue  # not this type; the errors could quote key material, so they are not kept
     raise TransportError("the SSH private key could not be read as an Ed25519, ECDSA or RSA key")
-
-
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret (and each of its lines) with ***."""
-    for secret in secrets:
-        if not secret:
-            continue
-        text = text.replace(secret, "***")
-        for part in secret.splitlines():
-            if len(part) >= 8:
-                text = text.replace(part, "***")
-    return text
 
 
 # --------------------------------------------------------------------------

@@ -100,18 +100,16 @@ def apply_config(config: str, node: str, endpoint: str, *, mode: str, talosconfi
 
 
 def _mask(text: str, talosconfig: str | None) -> str:
-    if not talosconfig:
-        return text
+    from components.masking import mask
+
     try:
-        data = yaml.safe_load(talosconfig)
+        data = yaml.safe_load(talosconfig) if talosconfig else None
     except yaml.YAMLError:
-        return text
-    for context in (data or {}).get("contexts", {}).values() if isinstance(data, dict) else ():
-        for field in ("ca", "crt", "key"):
-            value = context.get(field) if isinstance(context, dict) else None
-            if isinstance(value, str) and len(value) >= 8:
-                text = text.replace(value, "***")
-    return text
+        data = None
+    contexts = (data or {}).get("contexts", {}) if isinstance(data, dict) else {}
+    secrets = [context.get(field) for context in (contexts.values() if isinstance(contexts, dict) else ()) if isinstance(context, dict)
+               for field in ("ca", "crt", "key")]
+    return mask(text, [value for value in secrets if isinstance(value, str) and len(value) >= 8])
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Install stand-in kubectl/talosctl binaries for a test (see fake_cli.py)."""
+"""Install stand-in kubectl (tests/stand_ins/kubectl.py, answering from
+scripted rules) and talosctl (fake_cli.py) binaries for a test."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
+KUBECTL = HERE.parent / "stand_ins" / "kubectl.py"
 
 
 def data(name: str) -> str:
@@ -36,7 +38,11 @@ class FakeCli:
     def set_rules(self, tool: str, rules: list[dict[str, Any]]) -> None:
         (self.state / f"{tool}.json").write_text(json.dumps(rules))
         wrapper = self.bin / tool
-        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'fake_cli.py'))} {tool} \"$@\"\n")
+        if tool == "kubectl":  # the shared stand-in, answering from these rules
+            command = f"FAKE_KUBE_STATE= exec {shlex.quote(sys.executable)} {shlex.quote(str(KUBECTL))}"
+        else:
+            command = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'fake_cli.py'))} {tool}"
+        wrapper.write_text(f"#!/bin/sh\n{command} \"$@\"\n")
         wrapper.chmod(0o755)
 
     def calls(self, tool: str | None = None) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.fake_cli import Usage, parse_kubectl
 from tests.doctor.fakecli import FakeCli, answer, install, rule
+from tests.stand_ins.kubectl_flags import Usage
+from tests.stand_ins.kubectl_flags import parse as parse_kubectl
 
 # argv -> the first line kubectl prints on stderr (exit code 1).
 REFUSED = [
