@@ -21,7 +21,6 @@ writes instead only the GPU stack as Flux objects for a GitOps repository
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import runpy
@@ -34,7 +33,7 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.cli import PROJECT_ROOT, add_project_dir, add_stack, stack_from_args
+from components.cli import PROJECT_ROOT, PlainParser, add_project_dir, add_stack, program, stack_from_args
 from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
@@ -331,8 +330,8 @@ def write(artifacts: Artifacts, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.render", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(
+        prog=program("render"), description=__doc__.split("\n\n")[0],
         epilog="Exit codes: 0 rendered; 1 rendered, but the host plan is refused (see host/plan.txt); "
                "2 a bad stack file, --host-facts or --out (nothing written).")
     add_stack(parser)

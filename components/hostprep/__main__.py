@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.cli import add_project_dir
+from components.cli import PlainParser, add_project_dir, program
 from components.config import PROJECT, normalise_pci_address
 from components.hostprep.engine import (
     EngineOptions,
@@ -46,7 +46,7 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.hostprep", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(prog=program("hostprep"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("facts", "plan", "apply", "verify", "undo"),
                         help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back")

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.cli import add_project_dir, run
+from components.cli import PlainParser, add_project_dir, program, run
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -33,7 +33,7 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.vm", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(prog=program("vm"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("plan", "apply", "undo"), help="plan only reads; apply writes the owned keys; undo restores them")
     parser.add_argument("--stack", metavar="S", required=True, help="read Pulumi.<S>.yaml from the project folder (required)")
