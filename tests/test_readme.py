@@ -22,6 +22,18 @@ def test_readme_configuration_table_has_one_row_per_config_key():
     assert sorted(key for key in set(documented) if documented.count(key) > 1) == [], "keys documented twice"
 
 
+def test_the_configuration_page_has_one_row_per_config_key_too():
+    """docs/configuration.md, the long form of the README's table."""
+    documented, keys = documented_keys((ROOT / "docs" / "configuration.md").read_text()), model_keys()
+    assert sorted(set(keys) - set(documented)) == [], "config keys missing from docs/configuration.md"
+    assert sorted(set(documented) - set(keys)) == [], "docs/configuration.md rows for keys the config does not have"
+    assert sorted(key for key in set(documented) if documented.count(key) > 1) == [], "keys documented twice"
+
+
+def test_the_readme_is_short_enough_to_read():
+    assert len(README.splitlines()) <= 250, "README.md is for users: keep it under about 250 lines, move detail into docs/"
+
+
 def test_readme_documents_every_secret_and_its_environment_variable():
     section = README.split("## Secrets", 1)[1].split("\n## ", 1)[0]
     for spec in SECRETS:
