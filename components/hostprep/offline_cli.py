@@ -2,12 +2,14 @@
 the user describes it (components/hostprep/offline.py), no SSH key needed.
 
 Chosen by any of --offline, --host-facts, --cpu-vendor, --bootloader,
---kernel or --function; the GPUs and host settings come from --stack.
+--kernel or --function; the GPUs and host settings come from --stack (or the
+folder's only stack file, as every tool takes it).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ OFFLINE_OPTIONS = ("offline", "host_facts", "cpu_vendor", "bootloader", "kernel"
 
 
 def add_offline_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("planning offline (facts and plan only; no SSH, no --identity; needs --stack)")
+    group = parser.add_argument_group("planning offline (facts and plan only; no SSH, no --identity; GPUs and host settings from --stack)")
     group.add_argument("--offline", action="store_true", help="do not connect: plan for the host these options describe (default: off, "
                                                               "unless one of the options below is given)")
     group.add_argument("--host-facts", type=Path, metavar="FILE",
@@ -45,10 +47,10 @@ def offline_requested(args: argparse.Namespace) -> bool:
 
 
 def _stack(args: argparse.Namespace, usage_error: Callable[[str], Exception]) -> tuple[str, StackConfig]:
-    if not args.stack:
-        raise usage_error("planning offline needs --stack (the GPUs and host settings come from the stack file)")
     try:
         stack = choose_stack(args.project_dir, args.stack)
+        if stack.chosen:
+            print(f"hostprep: {stack.chosen}", file=sys.stderr)
         return stack.name, load_stack_file(stack.path)
     except (ConfigError, StackChoiceError) as error:
         raise usage_error(str(error)) from None

@@ -137,9 +137,9 @@ def test_offline_options_do_not_apply_to_apply_or_undo(capsys, stack):
         assert f"{action} changes or checks the host itself: it connects (give --identity)" in capsys.readouterr().err
 
 
-def test_offline_needs_a_stack(capsys):
-    assert hostprep_cli.main(["plan", "--offline", "--gpu", GPU]) == 2
-    assert "planning offline needs --stack" in capsys.readouterr().err
+def test_offline_needs_a_stack_file(capsys, tmp_path):
+    assert hostprep_cli.main(["plan", "--offline", "--gpu", GPU, "--project-dir", str(tmp_path)]) == 2
+    assert f"error: no Pulumi.<stack>.yaml in {tmp_path}" in capsys.readouterr().err
 
 
 def test_render_takes_the_hand_written_file_too(tmp_path, stack, capsys):
