@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = PlainParser(prog=program("hostprep"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("facts", "plan", "apply", "verify", "undo"),
-                        help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back")
+                        help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back (required, no default)")
     stack = parser.add_argument_group("where (from --stack, or given here; a flag overrides the stack)")
     stack.add_argument("--stack", metavar="STACK", help="read Pulumi.<STACK>.yaml from the project folder, or a Pulumi.<name>.yaml "
                                                         "file given as a path (default: none, give the flags below)")

@@ -35,7 +35,7 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = PlainParser(prog=program("vm"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("plan", "apply", "undo"), help="plan only reads; apply writes the owned keys; undo restores them")
+    parser.add_argument("action", choices=("plan", "apply", "undo"), help="plan only reads; apply writes the owned keys; undo restores them (required, no default)")
     add_stack(parser)
     add_project_dir(parser)
     parser.add_argument("--no-restart", action="store_true", help="write, but leave a pending change pending and say so (default: vm.restart of the stack)")
