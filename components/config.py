@@ -6,9 +6,11 @@ Every key lives under the project namespace (``proxmox-talos-gpu:<key>``) in
 ``pulumi config set --secret`` or taken from the providers' usual environment
 variables (see ``SECRETS``).
 
-A bad value raises :class:`ConfigError` (a ``pulumi.RunError``, so the CLI
-prints the message without a traceback) naming the key path, the value given
-and what is allowed, before any resource is registered.
+A bad value raises :class:`ConfigError` (a ``pulumi.RunError`` under the
+engine, so the CLI prints the message without a traceback) naming the key
+path, the value given and what is allowed, before any resource is
+registered. No Pulumi SDK here: components/engine_config.py reads the config
+and the secrets from the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,22 +33,25 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.config_issues import MISSING as _MISSING
+from components.config_issues import NOT_SHOWN as _NOT_SHOWN
+from components.config_issues import PROJECT, ConfigError, ConfigIssue
+from components.config_rules import rule_issues
+from components.gpu_capabilities import jellyfin_config_issues
 from components.gpu_chips import chip_row
+from components.pci import normalise_pci_address, pci_device
 from components.proxmox_limits import MEMORY_MIB_MAX, check_config_id, check_cpu_type, check_username
+from components.semver import SEMVER as _SEMVER
+from components.semver import V_SEMVER as _V_SEMVER
+from components.semver import parse_version
 from components.vm_config import RestartMode, VmSource, vm_issues
-
-PROJECT = "proxmox-talos-gpu"
 
 # --------------------------------------------------------------------------
 # Value types
 # --------------------------------------------------------------------------
 
-_PCI_FULL = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
-_PCI_SHORT = re.compile(r"^([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 _VENDOR_DEVICE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
 _TALOS_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)$")
-_V_SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOSTPCI_SLOT = re.compile(r"^hostpci([0-9]|1[0-5])$")
@@ -57,35 +61,10 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$
 _EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9][a-z0-9._-]*$")
 
 
-def normalise_pci_address(value: str) -> str:
-    """``3b:00.0`` or ``0000:3B:00.0`` -> ``0000:3b:00.0``."""
-    text = str(value).strip()
-    if _PCI_FULL.match(text):
-        return text.lower()
-    if _PCI_SHORT.match(text):
-        return "0000:" + text.lower()
-    raise ValueError("expected a PCI address like 0000:3b:00.0 or 3b:00.0 (domain:bus:device.function)")
-
-
-def pci_device(address: str) -> str:
-    """The device part of a normalised PCI function address:
-    ``0000:3b:00.1`` -> ``0000:3b:00`` (every function of one card shares it)."""
-    return address.rsplit(".", 1)[0]
-
-
 def _vendor_device(value: str) -> str:
     if not _VENDOR_DEVICE.match(str(value)):
         raise ValueError("expected a PCI vendor:device id like 10de:1eb8 (two groups of 4 hex digits)")
     return str(value).lower()
-
-
-def parse_version(value: str) -> tuple[int, int, int]:
-    """``v1.13.9`` or ``0.18.2`` -> (1, 13, 9). Raises ValueError otherwise."""
-    match = _V_SEMVER.match(value) or _SEMVER.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a version like v1.2.3")
-    major, minor, patch = (int(group) for group in match.groups())
-    return major, minor, patch
 
 
 def _talos_version(value: str) -> str:
@@ -273,7 +252,7 @@ class GpuConfig(_Model):
     xvga: bool = False
     generation: Literal["pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell"] | None = None
     # The chip, where chips of one generation differ in their video engines
-    # (components.consumers.capabilities.CHIPS): GA100 and GH100 have no NVENC.
+    # (components.gpu_capabilities.CHIPS): GA100 and GH100 have no NVENC.
     # lspci's chip names (GA106, TU104GL) are read as their row (components/gpu_chips.py).
     model: Annotated[Literal["gp108", "gp10x", "gv100", "tu10x", "tu11x", "ga100", "ga10x", "ad10x", "gh100", "gb100", "gb20x"],
                      BeforeValidator(chip_row)] | None = None
@@ -474,7 +453,7 @@ class JellyfinConfig(_Model):
     timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30
     # Jellyfin's AllowHevcEncoding / AllowAv1Encoding. None: on exactly when
     # the GPU's NVENC can encode the codec (capability table); true where it
-    # cannot is refused (components.consumers.capabilities).
+    # cannot is refused (components.gpu_capabilities).
     allow_hevc_encoding: bool | None = None
     allow_av1_encoding: bool | None = None
 
@@ -544,37 +523,8 @@ SECRET_KEYS = frozenset(spec.key for spec in SECRETS)
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
-    key: str  # path under the namespace, e.g. "gpus[0].address"; "" for a problem of the file itself
-    value: Any
-    allowed: str
-    line: int | None = None  # where in the stack file, when read from one
-    namespaced: bool = True  # False: ``key`` is shown as written (a stray key of the file)
-
-    def __str__(self) -> str:
-        if not self.key:
-            return (f"line {self.line}: " if self.line else "") + self.allowed
-        name = f"{PROJECT}:{self.key}" if self.namespaced else self.key
-        shown = "" if self.value is _NOT_SHOWN else " = (missing)" if self.value is _MISSING else f" = {self.value!r}"
-        where = f" (line {self.line})" if self.line else ""
-        return f"{name}{shown}: {self.allowed}{where}"
-
-
-class ConfigError(pulumi.RunError):
-    """Raised before any resource is registered. A RunError prints no traceback.
-    ``source`` names the stack file the issues were found in, when there is one."""
-
-    def __init__(self, issues: list[ConfigIssue], source: str | None = None):
-        self.issues = issues
-        self.source = source
-        lines = "\n".join(f"  - {issue}" for issue in issues)
-        where = f" in {source}" if source else ""
-        super().__init__(f"invalid stack configuration{where} ({len(issues)} problem(s)):\n{lines}")
-
-
-_MISSING = object()
-_NOT_SHOWN = object()  # a stray key's value: it may be a secret written in the wrong place
+# ConfigIssue, ConfigError: components/config_issues.py (below the rules that
+# report them).
 
 
 def _nearest(key: str, candidates: list[str]) -> str | None:
@@ -735,10 +685,7 @@ def cross_field_issues(cfg: StackConfig) -> list[ConfigIssue]:
 
     if cfg.jellyfin.enabled and not cfg.jellyfin.url:
         issues.append(ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096"))
-    # The codec rules live with the capability table; imported here because
-    # that module imports this one.
-    from components.consumers.capabilities import jellyfin_config_issues
-
+    # The codec rules live with the capability table (components/gpu_capabilities.py).
     issues += jellyfin_config_issues(cfg)
     return issues
 
@@ -792,8 +739,6 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     except ValidationError as error:
         issues += [_issue_from_pydantic(item, StackConfig) for item in error.errors()]
         raise ConfigError(issues) from None
-    from components.config_rules import rule_issues  # its tables import this module
-
     issues += cross_field_issues(cfg) + rule_issues(cfg)
     if issues:
         raise ConfigError(issues)
@@ -801,60 +746,6 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
 
 
 _TOP_LEVEL_KEYS = frozenset(field.alias or name for name, field in StackConfig.model_fields.items())
-
-
-def load_stack_config() -> StackConfig:
-    """Read this stack's config from the Pulumi engine and validate it."""
-    import json
-
-    raw: dict[str, Any] = {}
-    prefix = f"{PROJECT}:"
-    issues: list[ConfigIssue] = []
-    # The engine hands config over either directly or through PULUMI_CONFIG.
-    everything = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    for full_key, text in everything.items():
-        if not full_key.startswith(prefix):
-            continue
-        key = full_key[len(prefix):]
-        if key in SECRET_KEYS:
-            if not pulumi.runtime.is_config_secret(full_key):
-                issues.append(_plain_text_secret(key))
-            continue
-        try:
-            raw[key] = json.loads(text)
-        except (TypeError, ValueError):
-            raw[key] = text
-    if issues:
-        raise ConfigError(issues)
-    return parse_stack_config(raw)
-
-
-def secret(key: str) -> pulumi.Output[str] | None:
-    """A secret from config (``--secret``) or its environment variable, as a
-    secret Output; None when neither is set."""
-    import os
-
-    spec = next(spec for spec in SECRETS if spec.key == key)
-    value = pulumi.Config(PROJECT).get_secret(key)
-    if value is not None:
-        return value
-    if spec.env and os.environ.get(spec.env):
-        return pulumi.Output.secret(os.environ[spec.env])
-    return None
-
-
-@dataclass(frozen=True)
-class StackSecrets:
-    """The secrets this stack needs, each a secret Output (or None when the
-    provider may find it on its own, e.g. kubeconfig in ~/.kube/config)."""
-
-    proxmox_api_token: pulumi.Output[str] | None
-    proxmox_password: pulumi.Output[str] | None
-    ssh_private_key: pulumi.Output[str] | None
-    talos_machine_secrets: pulumi.Output[str] | None
-    talos_client_configuration: pulumi.Output[str] | None
-    kubeconfig: pulumi.Output[str] | None
-    jellyfin_api_key: pulumi.Output[str] | None
 
 
 def required_secret_keys(cfg: StackConfig) -> list[str]:
@@ -868,29 +759,6 @@ def required_secret_keys(cfg: StackConfig) -> list[str]:
     if cfg.jellyfin.enabled:
         needed.append("jellyfinApiKey")
     return needed
-
-
-def load_secrets(cfg: StackConfig) -> StackSecrets:
-    """Read every secret; refuse (before any resource) when a required one is
-    missing, naming the key and the environment variable that can stand in."""
-    values = {spec.key: secret(spec.key) for spec in SECRETS}
-    issues = []
-    for key in required_secret_keys(cfg):
-        if values[key] is None:
-            spec = next(spec for spec in SECRETS if spec.key == key)
-            env = f" or export {spec.env}" if spec.env else ""
-            issues.append(ConfigIssue(key, _MISSING, f"required secret ({spec.purpose}); set it with `pulumi config set --secret {key}`{env}"))
-    if issues:
-        raise ConfigError(issues)
-    return StackSecrets(
-        proxmox_api_token=values["proxmoxApiToken"],
-        proxmox_password=values["proxmoxPassword"],
-        ssh_private_key=values["sshPrivateKey"],
-        talos_machine_secrets=values["talosMachineSecrets"],
-        talos_client_configuration=values["talosClientConfiguration"],
-        kubeconfig=values["kubeconfig"],
-        jellyfin_api_key=values["jellyfinApiKey"],
-    )
 
 
 # --------------------------------------------------------------------------
@@ -1104,3 +972,16 @@ def load_stack_file(path: str | Path) -> StackConfig:
     if issues:
         raise ConfigError(issues, _shown(Path(path)))
     return cfg
+
+
+# Read from the Pulumi engine: components/engine_config.py (the SDK is loaded
+# only by the program, not by the offline tools that import this module).
+_ENGINE_NAMES = frozenset({"load_stack_config", "load_secrets", "secret", "StackSecrets"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE_NAMES:
+        from components import engine_config
+
+        return getattr(engine_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

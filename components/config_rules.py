@@ -1,16 +1,20 @@
 """Config rules that need a table kept elsewhere (the Talos releases this
 program knows, in components/talos/versions.py) or a name derived from other
-keys. ``parse_stack_config`` adds their issues to its own; each names the
-key to change, the value and what is allowed."""
+keys. They sit below components/config.py, whose ``parse_stack_config`` adds
+their issues to its own; each names the key to change, the value and what is
+allowed."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from components.config_issues import ConfigIssue
 from components.proxmox_limits import check_config_id
+from components.semver import parse_version
+from components.talos.versions import LATEST_PATCH
 
 if TYPE_CHECKING:
-    from components.config import ConfigIssue, StackConfig
+    from components.config import StackConfig
 
 RELEASES_URL = "https://github.com/siderolabs/talos/releases"
 
@@ -21,9 +25,6 @@ def talos_release_issues(cfg: StackConfig) -> list[ConfigIssue]:
     release that does not exist fails only at `pulumi up`, when the node
     cannot pull it. ``talos.allowUnlistedVersion: true`` accepts a newer one
     the user has checked exists."""
-    from components.config import ConfigIssue, parse_version
-    from components.talos.versions import LATEST_PATCH  # imports config: loaded only here, once config is
-
     talos = cfg.talos
     if talos.allow_unlisted_version:
         return []
@@ -46,8 +47,6 @@ def derived_mapping_name_issues(cfg: StackConfig) -> list[ConfigIssue]:
     """A PCI mapping named after vm.name (``<vm.name>-gpu<N>``) must be a
     Proxmox configuration id too: a vm.name that starts with a digit is a
     DNS label but not one."""
-    from components.config import ConfigIssue
-
     issues = []
     for index, gpu in enumerate(cfg.gpus):
         if gpu.passthrough != "mapping" or gpu.mapping_name:

@@ -1,5 +1,5 @@
 """NVIDIA chip names as ``lspci`` prints them, and the row of the chip table
-(``components.consumers.capabilities.CHIPS``) each one belongs to.
+(``components.gpu_capabilities.CHIPS``) each one belongs to.
 
 ``lspci -nn -s 0000:01:00.0`` on the Proxmox host names the chip:
 ``NVIDIA Corporation GA106 [GeForce RTX 3060 Lite Hash Rate] [10de:2504]``,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi_kubernetes as k8s
 import pulumi_proxmoxve as proxmoxve
 
-from components.config import StackConfig, StackSecrets
+from components.config import StackConfig
+from components.engine_config import StackSecrets
 
 
 @dataclass(frozen=True)

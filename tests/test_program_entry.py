@@ -27,4 +27,7 @@ def test_under_the_engine_the_program_runs(homelab) -> None:
     from tests.conftest import run_main
 
     run = run_main(homelab)
-    assert run.by_type("proxmoxve:index/vmLegacy:VmLegacy") and run.outputs["vmId"] == 1105
+    # The reference stack adopts its VM (vm.source: existing): one resource owns the GPU slots, none creates a VM.
+    adopt = [reg for reg in run.registrations if reg.name.endswith("-gpu-slots")]
+    assert len(adopt) == 1 and run.by_type("proxmoxve:index/vmLegacy:VmLegacy") == []
+    assert run.outputs["vmId"] == 1105

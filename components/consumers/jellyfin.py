@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.config import ConfigError, StackConfig
-from components.consumers.capabilities import combined_capabilities, generation_issues, jellyfin_config_issues, ordered_codecs
+from components.gpu_capabilities import combined_capabilities, generation_issues, jellyfin_config_issues, ordered_codecs
 
 ENCODING_PATH = "/System/Configuration/encoding"
 

@@ -317,7 +317,7 @@ def nvenc_probe_encoders(cfg: StackConfig) -> list[str]:
     none for a GPU without NVENC; h264_nvenc and hevc_nvenc when the GPUs'
     capabilities are not known. NVML's encoder capacity is never asked: an
     H200 reports 100 there and has no NVENC."""
-    from components.consumers.capabilities import combined_capabilities, generation_issues
+    from components.gpu_capabilities import combined_capabilities, generation_issues
 
     rows, unknown = generation_issues(cfg)
     if unknown or not rows:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.config import normalise_pci_address, pci_device
+from components.pci import normalise_pci_address, pci_device
 
 
 class ParseError(ValueError):

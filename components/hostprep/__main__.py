@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components.cli import PlainParser, add_project_dir, program
-from components.config import PROJECT, normalise_pci_address
+from components.config_issues import PROJECT
 from components.hostprep.engine import (
     EngineOptions,
     GuestsRunningError,
@@ -43,6 +43,7 @@ from components.hostprep.facts import FactsError, HostFacts, facts_to_json
 from components.hostprep.offline_cli import add_offline_options, offline_requested, run_offline
 from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
+from components.pci import normalise_pci_address
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SSH, EXIT_TIMEOUT, EXIT_REBOOT, EXIT_GUESTS = 1, 2, 3, 4, 5, 6
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import yaml
 
-from components.config import normalise_pci_address, pci_device
 from components.hostprep.facts import (
     ETC_MODULES,
     GRUB_DEFAULT,
@@ -34,6 +33,7 @@ from components.hostprep.facts import (
     facts_from_json,
     parse_kernel_version,
 )
+from components.pci import normalise_pci_address, pci_device
 
 CPU_VENDORS = ("intel", "amd")
 # The user's word -> the facts' bootloader. "grub" is GRUB on UEFI, the

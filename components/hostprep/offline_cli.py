@@ -12,13 +12,16 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.cli import StackChoiceError, choose_stack
-from components.config import PROJECT, ConfigError, StackConfig, load_stack_file
+from components.config_issues import PROJECT
 from components.hostprep.facts import HostFacts, facts_to_json
 from components.hostprep.offline import BOOTLOADERS, CPU_VENDORS, OfflineFactsError, OfflineHost, load_facts_file, offline_facts, offline_host
 from components.hostprep.plan import inputs_from_config, plan_host
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
 
 OFFLINE_OPTIONS = ("offline", "host_facts", "cpu_vendor", "bootloader", "kernel", "function")
 
@@ -47,6 +50,8 @@ def offline_requested(args: argparse.Namespace) -> bool:
 
 
 def _stack(args: argparse.Namespace, usage_error: Callable[[str], Exception]) -> tuple[str, StackConfig]:
+    from components.config import ConfigError, load_stack_file  # the schema, only when planning offline
+
     try:
         stack = choose_stack(args.project_dir, args.stack)
         if stack.chosen:

@@ -11,6 +11,7 @@ from components.cluster import DEVICE_PLUGIN_CONFIG_LABEL as CONFIG_LABEL
 from components.cluster import GPU_RESOURCE
 from components.doctor.parsers import PRODUCT_LABEL, NodeInfo, ParseError, gpu_driver_version
 from components.kubectl import KubectlError
+from components.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,29 @@ def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float
     ``poll`` to at most ``max_poll`` seconds; raise GateError after ``timeout``.
     With ``release``, a registered node also waits for that layer first.
     A missing kubectl fails at once; an unreachable API server is waited out."""
-    deadline = clock() + timeout
-    delay = max(poll, 0.0)
-    attempt = 0
-    while True:
-        attempt += 1
+
+    def probe() -> Readiness:
         try:
             node = fetch()
-            state = (release() if release is not None and node is not None else None) or evaluate(node, want)
+            return (release() if release is not None and node is not None else None) or evaluate(node, want)
         except KubectlError as error:
             if error.kind == "missing":
                 raise GateError(f"GPU readiness gate: {error}") from None
-            state = Readiness(False, "Kubernetes API", f"cannot read node {want.node_name}: {error}")
+            return Readiness(False, "Kubernetes API", f"cannot read node {want.node_name}: {error}")
         except ParseError as error:
-            state = Readiness(False, "Kubernetes API", f"unreadable node object for {want.node_name}: {error}")
-        if state.ready:
-            progress(f"GPU readiness: {state.message}")
-            return state
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise GateError(
-                f"GPU readiness gate: node {want.node_name} not ready after {timeout:g} s (attempt {attempt}). "
-                f"Missing layer: {state.layer}. {state.message}"
-            )
-        progress(f"GPU readiness: waiting ({state.layer}): {state.message}; {remaining:.0f} s left")
-        sleep(min(delay, remaining))
-        delay = min(max(delay * 2, poll), max_poll)
+            return Readiness(False, "Kubernetes API", f"unreadable node object for {want.node_name}: {error}")
+
+    def describe(state: Readiness, _waited: float, remaining: float) -> None:
+        if remaining > 0:
+            progress(f"GPU readiness: waiting ({state.layer}): {state.message}; {remaining:.0f} s left")
+
+    outcome = wait_until(probe, lambda state: state.ready, timeout=timeout, interval=max(poll, 0.0), max_interval=max_poll,
+                         clock=clock, sleep=sleep, describe=describe)
+    state = outcome.value
+    if not outcome.done:
+        raise GateError(
+            f"GPU readiness gate: node {want.node_name} not ready after {timeout:g} s (attempt {outcome.attempts}). "
+            f"Missing layer: {state.layer}. {state.message}"
+        )
+    progress(f"GPU readiness: {state.message}")
+    return state

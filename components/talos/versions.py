@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from components.config import PROJECT, parse_version
+from components.config_issues import PROJECT
+from components.semver import parse_version
 
 # The latest patch release of each minor, from the tags of
 # https://github.com/siderolabs/talos/releases (tag date). Add a row when a

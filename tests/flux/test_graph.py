@@ -7,13 +7,11 @@ migration, then the step to Talos 1.13, then the operator's HelmRelease."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from components.config import OWNER_ONLY_KEYS
 from components.mockengine import ProgramRun, Registration, is_secret, reveal
-from tests.conftest import run_main, stack_file_config
+from tests.conftest import created_config, run_main, stack_file_config
 from tests.flux.crds import assert_valid
 
 HELM_REPOSITORY = "kubernetes:source.toolkit.fluxcd.io/v1:HelmRepository"
@@ -32,7 +30,8 @@ UPGRADE = "pulumi-python:dynamic/talos:TalosUpgrade"
 
 
 def config(**gpu_stack) -> dict:
-    raw = copy.deepcopy(stack_file_config())
+    # vm.source: create, so the VM is one VmLegacy whose place in the graph is checked.
+    raw = created_config()
     if gpu_stack.get("mode") == "devicePlugin":
         raw["talos"]["version"] = "v1.11.6"
     raw["gpuStack"].update(gpu_stack)

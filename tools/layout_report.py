@@ -1,0 +1,265 @@
+"""The layout of the code as a maintainer reads it: the import graph of
+``components/`` (and ``tools/``, ``__main__.py``), the layer each module
+belongs to, and every file with its line count.
+
+    python -m tools.layout_report            # print the report (docs/layout.md quotes it)
+    python -m tools.layout_report --graph    # also every import edge, one a line
+    python -m tools.layout_report --write-docs   # rewrite the report's block in docs/layout.md
+
+The layer table (``LAYERS``) is the one declaration of the rule of direction:
+a module imports only from its own layer or a lower one.
+tests/test_import_graph.py checks it, and that the graph has no cycle. An
+import counts wherever it is written (module level or inside a function: both
+run); only ``if TYPE_CHECKING:`` blocks, which never run, are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("components", "tools")
+
+# Bottom to top. Each entry: (layer, what it holds, module patterns). A
+# module takes the first layer whose pattern matches it (fnmatch on the
+# dotted name), so specific names go before a package's catch-all.
+LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("base", "tool runners and shared helpers that know no config: kubectl, talosctl, SSH, the CLI edge, "
+             "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
+        "components.cli", "components.kubectl", "components.options", "components.wait", "components.proxmox_limits",
+        "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
+        "components.hostprep.transport", "components.talos.talosctl", "components.doctor.model",
+        "components.flux.in_cluster", "components.monitoring.panel_map", "components",
+    )),
+    ("config tables", "the tables the config rules check against: GPU capabilities, Talos releases", (
+        "components.gpu_capabilities", "components.talos.versions", "components.config_rules",
+    )),
+    ("config", "types, schema, cross-field rules, the stack-file reader (no Pulumi SDK)", (
+        "components.config",
+    )),
+    ("facts and planners", "node facts (parsers of what a tool prints) and pure planners: config + facts -> plan", (
+        "components.cluster", "components.doctor.parsers", "components.hostprep.facts", "components.hostprep.plan",
+        "components.hostprep.binding", "components.hostprep.ha", "components.talos.schematic",
+        "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
+        "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
+        "components.talos.secrets", "components.vm.adopt", "components.vm.create", "components.monitoring.metrics",
+        "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
+        "components.flux.objects", "components.flux.tree", "components.consumers.workload",
+        "components.consumers.jellyfin", "components.consumers.capabilities",
+        "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
+        "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
+        "components.hostprep.offline",
+    )),
+    ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
+        "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
+        "components.talos.upgrade_drain", "components.flux.preflight", "components.flux.status",
+        "components.doctor.runners",
+    )),
+    ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
+        "components.engine_config", "components.providers", "components.gpu_migration", "components.gpu_stack",
+        "components.*.provider", "components.*.component", "components.*.resources", "components.talos.config_provider",
+        "components.talos.upgrade_provider", "components.hostprep", "components.vm", "components.talos",
+        "components.flux", "components.readiness", "components.consumers", "components.monitoring", "components.doctor",
+    )),
+    ("programs and CLIs", "the Pulumi program, the command-line tools, the mock-engine harness, maintainer tools", (
+        "__main__", "components.program", "components.mockengine", "components.render", "components.stacks",
+        "components.*.__main__", "components.doctor.cli", "components.gpunode", "components.hostprep.offline_cli", "tools", "tools.*",
+    )),
+)
+
+# Imports that point up on purpose: a name moved down the layers stays
+# importable at its old path through a lazy module ``__getattr__`` (PEP 562),
+# which runs only when a caller asks for that name. Each is an edge of the
+# graph, listed here so that no other edge may do it.
+LAZY_REEXPORTS: dict[tuple[str, str], str] = {
+    ("components.config", "components.engine_config"):
+        "load_stack_config, load_secrets, secret, StackSecrets: read from the Pulumi engine",
+}
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: Path
+    lines: int
+
+
+def modules(root: Path = ROOT) -> dict[str, Module]:
+    """Every module of the packages, and the program, by dotted name."""
+    found: dict[str, Module] = {}
+    paths = [root / "__main__.py"] + [p for package in PACKAGES for p in sorted((root / package).rglob("*.py"))]
+    for path in paths:
+        if not path.exists() or "__pycache__" in path.parts:
+            continue
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = Module(".".join(parts), path, len(path.read_text().splitlines()))
+    return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)  # the body only runs under a type checker
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def imports_of(module: Module, known: dict[str, Module]) -> dict[str, int]:
+    """The project modules ``module`` imports, each with the first line."""
+    tree = ast.parse(module.path.read_text(), filename=str(module.path))
+    package = module.name if module.path.name == "__init__.py" else module.name.rpartition(".")[0]
+    found: dict[str, int] = {}
+
+    def add(target: str, line: int) -> None:
+        # "import a.b.c" and "from a.b import c" load every package on the way;
+        # the edge that matters is the deepest project module named.
+        while target and target not in known:
+            target = target.rpartition(".")[0]
+        if target and target != module.name:
+            found.setdefault(target, line)
+
+    for node in _import_nodes(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name, node.lineno)
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            base = ".".join(anchor + ([base] if base else []))
+        for alias in node.names:
+            full = f"{base}.{alias.name}"
+            add(full if full in known else base, node.lineno)
+    return found
+
+
+def graph(root: Path = ROOT, *, reexports: bool = False) -> dict[str, dict[str, int]]:
+    """Module -> {imported module: line}; without ``reexports`` the edges of
+    LAZY_REEXPORTS are left out (they are listed, not followed)."""
+    known = modules(root)
+    edges = {name: imports_of(module, known) for name, module in sorted(known.items())}
+    if not reexports:
+        for source, target in LAZY_REEXPORTS:
+            edges.get(source, {}).pop(target, None)
+    return edges
+
+
+def layer_of(name: str) -> int:
+    for index, (_, _, patterns) in enumerate(LAYERS):
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            return index
+    raise LookupError(f"{name} is in no layer of LAYERS (tools/layout_report.py): add it where it belongs")
+
+
+def upward_imports(edges: dict[str, dict[str, int]]) -> list[tuple[str, str, int]]:
+    """(importer, imported, line) for every import of a higher layer."""
+    return [(source, target, line) for source, targets in edges.items() for target, line in targets.items()
+            if layer_of(target) > layer_of(source)]
+
+
+def cycles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan),
+    each sorted: every module in one can reach every other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def report(root: Path = ROOT, with_graph: bool = False) -> str:
+    known = modules(root)
+    edges = graph(root)
+    out = ["Layers, bottom to top (a module imports only from its own layer or a lower one):", ""]
+    for number, (layer, holds, _) in enumerate(LAYERS):
+        members = [name for name in known if layer_of(name) == number]
+        out.append(f"{number + 1}. {layer} ({len(members)} modules, {sum(known[m].lines for m in members)} lines): {holds}")
+    out += ["", "Files (lines, layer):", ""]
+    for name, module in sorted(known.items(), key=lambda item: str(item[1].path)):
+        out.append(f"{module.lines:6d}  {module.path.relative_to(root)}  [{LAYERS[layer_of(name)][0]}]")
+    total = sum(module.lines for module in known.values())
+    over = [module for module in known.values() if module.lines > 400]
+    out += ["", f"{len(known)} files, {total} lines; {len(over)} over 400 lines: "
+            + (", ".join(f"{m.path.relative_to(root)} ({m.lines})" for m in sorted(over, key=lambda m: -m.lines)) or "none")]
+    found = cycles(edges)
+    out.append("import cycles: " + ("; ".join(" <-> ".join(c) for c in found) if found else "none"))
+    up = upward_imports(edges)
+    out.append("upward imports: " + (", ".join(f"{s} -> {t} (line {line})" for s, t, line in up) if up else "none"))
+    out.append("lazy re-exports for old import paths: "
+               + ", ".join(f"{s} -> {t} ({why})" for (s, t), why in LAZY_REEXPORTS.items()))
+    if with_graph:
+        out += ["", "Imports:", ""]
+        out += [f"{source} -> {target}" for source, targets in edges.items() for target in sorted(targets)]
+    return "\n".join(out)
+
+
+DOCS = ROOT / "docs" / "layout.md"
+BEGIN, END = "<!-- BEGIN python -m tools.layout_report -->", "<!-- END python -m tools.layout_report -->"
+
+
+def write_docs(path: Path = DOCS, root: Path = ROOT) -> None:
+    """Replace the block between BEGIN and END in docs/layout.md with the report."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} block to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n```text\n{report(root)}\n```\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.layout_report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--graph", action="store_true", help="also list every import edge")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite the report's block in {DOCS.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    if args.write_docs:
+        write_docs()
+        return 0
+    print(report(with_graph=args.graph))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
