@@ -6,7 +6,8 @@
 # the stack in the local state backend that Pulumi.yaml names (./state;
 # PULUMI_BACKEND_URL overrides it), and runs `pulumi preview` (the default)
 # or `pulumi up`. STACK is a name (Pulumi.STACK.yaml here) or that file's
-# path; without it, the folder's only Pulumi.<name>.yaml is used.
+# path; without it, the folder's only Pulumi.<name>.yaml is used. It also
+# installs the gpunode command into .venv/bin (every tool, from any folder).
 set -euo pipefail
 cd "$(dirname "$0")"
 usage="usage: ./setup.sh [STACK] [render|preview|up]
@@ -14,7 +15,8 @@ usage="usage: ./setup.sh [STACK] [render|preview|up]
           Pulumi.<name>.yaml here; with several, required)
   render  write render/STACK/ offline and stop (no Pulumi CLI, no credentials)
   preview install the Pulumi CLI if missing and run pulumi preview (the default)
-  up      the same, then pulumi up"
+  up      the same, then pulumi up
+It also installs the gpunode command (.venv/bin/gpunode --help) for the offline tools."
 stack_arg="" action="preview"
 case "${1:-}" in
   -h|--help) echo "$usage"; exit 0 ;;
@@ -29,6 +31,18 @@ case "$action" in
 esac
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# The gpunode command (.venv/bin/gpunode): this folder installed in editable
+# mode, so it runs this checkout's code from any folder. Skipped when .venv
+# already has it for this folder.
+if ! .venv/bin/python - "$(pwd -P)" <<'PY' 2>/dev/null
+import json, pathlib, sys
+from importlib.metadata import distribution
+url = json.loads(distribution("proxmox-talos-gpu").read_text("direct_url.json") or "{}").get("url", "")
+sys.exit(url != pathlib.Path(sys.argv[1]).as_uri())
+PY
+then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
+fi
 stack="$(.venv/bin/python -m components.stacks which --project-dir . ${stack_arg:+--stack "$stack_arg"})" || exit 2
 if [ ! -f "Pulumi.$stack.yaml" ]; then
   echo "setup.sh: Pulumi reads a stack's settings from Pulumi.$stack.yaml in this folder ($PWD): copy $stack_arg here" >&2

@@ -33,6 +33,37 @@ STACK_GLOB = "Pulumi.*.yaml"
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.yaml$")
 
 
+# The console script (components/gpunode.py) sets this, so that each tool's
+# usage line names the command the user typed: "gpunode render", not
+# "python -m components.render".
+INVOKED_AS = ""
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+_BACKTICKED = re.compile(r"`([^`]+)`")
+
+
+def program(tool: str) -> str:
+    """The name a tool's usage line shows: ``gpunode <tool>`` under the console
+    script, else ``python -m components.<tool>``."""
+    return f"{INVOKED_AS} {tool}" if INVOKED_AS else f"python -m components.{tool}"
+
+
+def plain(text: str) -> str:
+    """Help text as plain text: ``literal`` becomes literal, `command` becomes "command"."""
+    return _BACKTICKED.sub(r'"\1"', _RST_LITERAL.sub(r"\1", text))
+
+
+class PlainParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help and usage are plain text (no reStructuredText
+    backticks from the docstrings they are made of). Sub-command parsers
+    inherit the class."""
+
+    def format_help(self) -> str:
+        return plain(super().format_help())
+
+    def format_usage(self) -> str:
+        return plain(super().format_usage())
+
+
 def default_project_dir() -> Path:
     """``$PTG_PROJECT_DIR`` when set, else this project's folder."""
     return Path(os.environ.get(PROJECT_DIR_ENV) or PROJECT_ROOT)

@@ -21,8 +21,6 @@ writes instead only the GPU stack as Flux objects for a GitOps repository
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import runpy
 import shutil
@@ -34,13 +32,14 @@ from typing import Any
 import yaml
 
 from components import cluster
-from components.cli import PROJECT_ROOT, add_project_dir, add_stack, stack_from_args
+from components.cli import PROJECT_ROOT, PlainParser, add_project_dir, add_stack, program, stack_from_args
 from components.config import PROJECT, ConfigError, StackConfig, load_stack_file, read_stack_file
 from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
 from components.flux.tree import render_flux
 from components.hostprep.engine import host_outputs
-from components.hostprep.facts import ETC_MODULES, GRUB_DEFAULT, READ_FILES, HostFacts, PciFunction, facts_from_json
+from components.hostprep.facts import HostFacts
+from components.hostprep.offline import OfflineFactsError, OfflineHost, load_facts_file, offline_facts
 from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
 from components.monitoring.artifacts import render_artifacts as monitoring_artifacts
 from components.talos.machine_config import gpu_patch_yaml
@@ -122,57 +121,30 @@ def kubernetes_artifacts(cfg: StackConfig) -> Artifacts:
     return out
 
 
-# A fresh Proxmox VE 8 host on an Intel Xeon (the guide's pve5), for planning
-# host files offline when no real facts are given. Written into the output.
-ASSUMED_HOST = {
-    "cpu_vendor": "intel",
-    "kernel_release": "6.8.12-4-pve",
-    "bootloader": "grub-uefi",
-    "cmdline": "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet",
-    "etc_default_grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="Proxmox VE"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n',
-    "etc_modules": "# /etc/modules: kernel modules to load at boot time.\n",
-}
+def assumed_host_facts(cfg: StackConfig, host: OfflineHost | None = None) -> HostFacts:
+    """Facts of the host ``host`` describes (default: the assumed fresh Proxmox
+    VE 8 host on Intel with GRUB): each configured GPU alone in its IOMMU group."""
+    return offline_facts(cfg.gpus, host or OfflineHost())
 
 
-def assumed_host_facts(cfg: StackConfig) -> HostFacts:
-    """Facts of the assumed fresh host: each configured GPU as one function on
-    nouveau, alone in its IOMMU group."""
-    functions = {
-        gpu.address: PciFunction(
-            address=gpu.address, vendor_device=gpu.id, class_code="0x030200",
-            subsystem_id=gpu.subsystem_id or "", driver="nouveau",
-            iommu_group=gpu.iommu_group if gpu.iommu_group is not None else 40 + index,
-        )
-        for index, gpu in enumerate(cfg.gpus)
-    }
-    files: dict[str, str | None] = {path: None for path in READ_FILES}
-    files[GRUB_DEFAULT] = ASSUMED_HOST["etc_default_grub"]
-    files[ETC_MODULES] = ASSUMED_HOST["etc_modules"]
-    return HostFacts(
-        cpu_vendor=ASSUMED_HOST["cpu_vendor"], kernel_release=ASSUMED_HOST["kernel_release"],
-        bootloader=ASSUMED_HOST["bootloader"], cmdline=ASSUMED_HOST["cmdline"], iommu_active=True,
-        functions=functions, files=files, devices=dict(functions),
-    )
-
-
-def host_plan(cfg: StackConfig, facts: HostFacts | None, owner: str) -> HostPlan | None:
+def host_plan(cfg: StackConfig, facts: HostFacts | None, owner: str, offline: OfflineHost | None = None) -> HostPlan | None:
     """What HostVfioPrep would do to the host (None when host.enabled is false)."""
     if not cfg.host.enabled:
         return None
-    return plan_host(inputs_from_config(cfg), facts or assumed_host_facts(cfg), owner)
+    return plan_host(inputs_from_config(cfg), facts or assumed_host_facts(cfg, offline), owner)
 
 
-def host_artifacts(cfg: StackConfig, facts: HostFacts | None, owner: str) -> Artifacts:
+def host_artifacts(cfg: StackConfig, facts: HostFacts | None, owner: str, offline: OfflineHost | None = None) -> Artifacts:
     """The host plan (changes with reasons, diffs, commands, reboot) and the
-    full content of every file it would write."""
-    plan = host_plan(cfg, facts, owner)
+    full content of every file it would write. Without facts read from the
+    host, the first line says what was assumed."""
+    plan = host_plan(cfg, facts, owner, offline)
     if plan is None:
         return {"host/plan.txt": "host.enabled is false: the program does not touch the Proxmox host.\n"}
-    assumed = facts is None
-    header = ("# Planned for an ASSUMED host (not read from yours): "
-              + json.dumps({key: value for key, value in ASSUMED_HOST.items() if not key.startswith("etc_")})
-              + "\n# For your host's real plan: python -m components.hostprep facts --json ... > facts.json,"
-              + " then render --host-facts facts.json\n\n") if assumed else "# Planned from the host facts given with --host-facts\n\n"
+    header = ("# " + (offline or OfflineHost()).summary(cfg.gpus)
+              + "\n# For your host's real plan: gpunode hostprep facts --json ... > facts.json, then render --host-facts facts.json"
+              + " (or describe the host by hand: docs/hostprep.md, Planning offline)\n\n"
+              ) if facts is None else "# Planned from the host facts given with --host-facts\n\n"
     out = {"host/plan.txt": header + plan.render()}
     for change in plan.files:
         if change.after is not None:
@@ -234,8 +206,8 @@ PRODUCERS: list[Callable[[StackConfig], Artifacts]] = [talos_artifacts, kubernet
 
 
 def render(cfg: StackConfig, raw_config: dict[str, Any], *, stack: str = "homelab",
-           host_facts: HostFacts | None = None, with_graph: bool = True) -> Artifacts:
-    artifacts = host_artifacts(cfg, host_facts, owner=f"{PROJECT}/{stack}")
+           host_facts: HostFacts | None = None, with_graph: bool = True, offline: OfflineHost | None = None) -> Artifacts:
+    artifacts = host_artifacts(cfg, host_facts, owner=f"{PROJECT}/{stack}", offline=offline)
     artifacts.update(proxmox_artifacts(cfg, host_facts))
     for producer in PRODUCERS:
         artifacts.update(producer(cfg))
@@ -249,38 +221,13 @@ class RenderInputError(Exception):
     """A file render was given cannot be used; the message names it and says what to do."""
 
 
-def load_host_facts(path: Path) -> HostFacts:
-    """The host facts in ``path`` (the JSON `python -m components.hostprep
-    facts --json` prints), or a RenderInputError that says what is wrong."""
-    where = f"--host-facts {path}"
-    make = f"write it with `python -m components.hostprep facts --json ... > {path}`"
+def load_host_facts(path: Path) -> HostFacts | OfflineHost:
+    """The host facts in ``path``: read from the host (the JSON of ``hostprep
+    facts --json``) or written by hand (an OfflineHost); RenderInputError says what is wrong."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RenderInputError(f"{where}: no such file; {make}") from None
-    except IsADirectoryError:
-        raise RenderInputError(f"{where}: is a folder, not the facts file; {make}") from None
-    except OSError as error:
-        raise RenderInputError(f"{where}: cannot be read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise RenderInputError(f"{where}: not UTF-8 JSON text; {make}") from None
-    except json.JSONDecodeError as error:
-        raise RenderInputError(f"{where}: not JSON (line {error.lineno}, column {error.colno}: {error.msg}); {make}") from None
-    if isinstance(data, dict) and "error" in data and "cpu_vendor" not in data:
-        code = f" (exit code {data['exit_code']})" if "exit_code" in data else ""
-        raise RenderInputError(f"{where} holds the error of a failed `hostprep facts` run{code}: {data['error']}; "
-                               "fix that, run it again, then render")
-    if not isinstance(data, dict):
-        raise RenderInputError(f"{where}: holds a JSON {type(data).__name__}, not the object `hostprep facts --json` writes; {make}")
-    required = [f.name for f in dataclasses.fields(HostFacts)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise RenderInputError(f"{where}: not the JSON of `hostprep facts --json` (missing {', '.join(missing)}); {make}")
-    try:
-        return facts_from_json(data)
-    except (TypeError, ValueError, AttributeError, KeyError) as error:
-        raise RenderInputError(f"{where}: not the JSON of `hostprep facts --json` ({type(error).__name__}: {error}); {make}") from None
+        return load_facts_file(path)
+    except OfflineFactsError as error:
+        raise RenderInputError(str(error)) from None
 
 
 # render marks the folders it writes, and empties only folders so marked.
@@ -331,8 +278,8 @@ def write(artifacts: Artifacts, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.render", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(
+        prog=program("render"), description=__doc__.split("\n\n")[0],
         epilog="Exit codes: 0 rendered; 1 rendered, but the host plan is refused (see host/plan.txt); "
                "2 a bad stack file, --host-facts or --out (nothing written).")
     add_stack(parser)
@@ -347,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                              "when a file there holds other content")
     parser.add_argument("--force", action="store_true", help="with --flux: replace files that hold other content (default: off)")
     parser.add_argument("--host-facts", type=Path, metavar="FILE",
-                        help="the JSON of `python -m components.hostprep facts --json`, to plan the host files for your host "
-                             "(default: none; they are planned for an assumed fresh Proxmox VE 8 host on Intel)")
+                        help="the host's facts, to plan the host files for your host: the JSON of `hostprep facts --json`, or a "
+                             "short file written by hand (docs/hostprep.md, Planning offline) (default: none; they are planned for "
+                             "an assumed fresh Proxmox VE 8 host on Intel with GRUB, which host/plan.txt says in its first line)")
     parser.add_argument("--json", action="store_true", help="print the written files as a JSON list instead of one per line (default: off)")
     args = parser.parse_args(argv)
     chosen = stack_from_args(args, "render")
@@ -378,9 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     owner = f"{PROJECT}/{args.stack}"
     try:
         check_out(out)  # before the work, so a bad --out fails at once
-        facts = load_host_facts(args.host_facts) if args.host_facts else None
-        plan = host_plan(cfg, facts, owner)
-        written = write(render(cfg, raw, stack=args.stack, host_facts=facts), out)
+        loaded = load_host_facts(args.host_facts) if args.host_facts else None
+        facts = loaded if isinstance(loaded, HostFacts) else None
+        offline = loaded if isinstance(loaded, OfflineHost) else None
+        plan = host_plan(cfg, facts, owner, offline)
+        written = write(render(cfg, raw, stack=args.stack, host_facts=facts, offline=offline), out)
     except RenderInputError as error:
         print(f"render: {error}", file=sys.stderr)
         return 2

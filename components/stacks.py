@@ -24,6 +24,7 @@ cannot be read or validated, or no stack file at all.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +33,19 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
-from components.cli import STACK_GLOB, Stack, StackChoiceError, add_project_dir, add_stack, choose_stack, stack_files, stack_from_args, stack_name
+from components.cli import (
+    STACK_GLOB,
+    PlainParser,
+    Stack,
+    StackChoiceError,
+    add_project_dir,
+    add_stack,
+    choose_stack,
+    program,
+    stack_files,
+    stack_from_args,
+    stack_name,
+)
 from components.config import OWNER_ONLY_KEYS, PROJECT, SHARED_KEYS, ConfigError, StackConfig, parse_stack_config, pci_device, read_stack_file
 
 
@@ -177,8 +190,8 @@ def _gpu_claims(stacks: Mapping[str, StackConfig], by_endpoint: bool) -> list[Co
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.stacks",
+    parser = PlainParser(
+        prog=program("stacks"),
         description="Check that the node stacks of this project agree with each other (offline, no Pulumi CLI).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -202,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="treat stacks whose proxmox.endpoint names different hosts as different Proxmox clusters "
                             "(default: off, every stack is on one Proxmox cluster, so VMIDs and PCI mapping names "
                             "must be unique across all of them)")
+    check.add_argument("--json", action="store_true",
+                       help="print one JSON object {stacks, conflicts, unreadable} instead of text (default: off)")
     which = sub.add_parser(
         "which", help="print the name of the stack --stack chooses (or the folder's only stack file)",
         description="Print the name of the stack a tool would work on: --stack (a name or a Pulumi.<name>.yaml path), or, "
@@ -251,6 +266,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     for problem in problems:
         print(f"stacks: cannot check {problem}", file=err)
     found = owner_only + conflicts(stacks, clusters_by_endpoint=args.clusters_by_endpoint)
+    if args.json:
+        print(json.dumps({"stacks": sorted(stacks), "conflicts": [str(c) for c in found], "unreadable": [str(p) for p in problems]},
+                         indent=2), file=out)
+        return 2 if problems else 1 if found else 0
     for conflict in found:
         print(f"conflict: {conflict}", file=out)
     names = ", ".join(sorted(stacks)) or "none"

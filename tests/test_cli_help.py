@@ -8,20 +8,25 @@ import re
 import pytest
 
 from components.doctor.cli import main as doctor_main
+from components.hostprep.__main__ import main as hostprep_main
 from components.render import main as render_main
+from components.stacks import main as stacks_main
 from components.talos.__main__ import main as talos_main
+from components.vm.__main__ import main as vm_main
 
 
 def entries(help_text: str) -> dict[str, str]:
     """argparse's argument list: each entry (``--out DIR``, ``stack``) with its
-    help text, across wrapped lines. Sub-command lists are left out."""
+    help text, across wrapped lines, in every argument group. Sub-command
+    lists are left out."""
     found: dict[str, str] = {}
-    section, current = "", None
+    section, current, listed = "", None, False
     for line in help_text.splitlines():
         if re.match(r"^\S.*:$", line):
             section, current = line, None
+            listed = listed or section.startswith(("options", "positional arguments"))  # argument groups follow these
             continue
-        if not section.startswith(("options", "positional arguments")) or not line.strip():
+        if not listed or not line.strip():
             current = None
             continue
         head = re.match(r"^  (\S.*?)(?:\s{2,}(.*))?$", line)
@@ -47,7 +52,12 @@ def help_of(main, argv: list[str], capsys) -> str:
     (talos_main, ["schematic-id", "--help"], {"file"}),
     (talos_main, ["schematic", "--help"], {"--stack STACK", "STACK", "--project-dir DIR"}),
     (talos_main, ["patch", "--help"], {"--stack STACK", "STACK", "--project-dir DIR"}),
-], ids=["render", "doctor", "talos schematic-id", "talos schematic", "talos patch"])
+    (hostprep_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--identity IDENTITY", "--json", "--offline", "--host-facts FILE",
+                                 "--cpu-vendor {intel,amd}", "--bootloader {grub,grub-uefi,grub-bios,systemd-boot}", "--kernel RELEASE",
+                                 "--function ADDRESS=VENDOR:DEVICE"}),
+    (vm_main, ["--help"], {"--stack STACK", "--project-dir DIR", "--json"}),
+    (stacks_main, ["check", "--help"], {"--stack STACK", "--project-dir DIR", "--json"}),
+], ids=["render", "doctor", "talos schematic-id", "talos schematic", "talos patch", "hostprep", "vm", "stacks check"])
 def test_every_option_says_what_it_is_and_its_default(main, argv, expected, capsys):
     found = entries(help_of(main, argv, capsys))
     found.pop("-h, --help")

@@ -7,6 +7,7 @@ import re
 
 from components.config import SECRETS
 from tests.conftest import HOMELAB_STACK, ROOT
+from tests.private_venv import private_venv
 from tests.readme_config import documented_keys, model_keys
 
 README = (ROOT / "README.md").read_text()
@@ -19,6 +20,18 @@ def test_readme_configuration_table_has_one_row_per_config_key():
     assert sorted(set(keys) - set(documented)) == [], "config keys missing from the README's Configuration table"
     assert sorted(set(documented) - set(keys)) == [], "README Configuration rows for keys the config does not have"
     assert sorted(key for key in set(documented) if documented.count(key) > 1) == [], "keys documented twice"
+
+
+def test_the_configuration_page_has_one_row_per_config_key_too():
+    """docs/configuration.md, the long form of the README's table."""
+    documented, keys = documented_keys((ROOT / "docs" / "configuration.md").read_text()), model_keys()
+    assert sorted(set(keys) - set(documented)) == [], "config keys missing from docs/configuration.md"
+    assert sorted(set(documented) - set(keys)) == [], "docs/configuration.md rows for keys the config does not have"
+    assert sorted(key for key in set(documented) if documented.count(key) > 1) == [], "keys documented twice"
+
+
+def test_the_readme_is_short_enough_to_read():
+    assert len(README.splitlines()) <= 250, "README.md is for users: keep it under about 250 lines, move detail into docs/"
 
 
 def test_readme_documents_every_secret_and_its_environment_variable():
@@ -38,18 +51,17 @@ def test_ci_runs_the_readme_test_command():
 def test_setup_render_needs_no_pulumi_cli_and_no_credentials(tmp_path):
     """`./setup.sh homelab render` in a copy of the repository (it installs
     into .venv and writes render/): the checkout itself is never written.
-    The copy's .venv is this interpreter's, so the install finds every
-    package already there and needs no network."""
+    The copy's .venv sees this interpreter's packages, so the install finds
+    every package already there and needs no network."""
     import os
     import shutil
     import subprocess
-    import sys
 
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", "render", "state", "mutants", "__pycache__",
                                                                              "Pulumi.*.yaml"))
     shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the checkout's own stack files are the user's
-    (copy / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    private_venv(copy / ".venv")
     before = sorted(path.name for path in ROOT.iterdir())
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PULUMI_", "PROXMOX_", "KUBECONFIG", "TALOSCONFIG"))}
     env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep) if "pulumi" not in part)

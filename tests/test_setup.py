@@ -14,17 +14,19 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import HOMELAB_STACK, ROOT
+from tests.private_venv import private_venv
 
 
 def project_copy(tmp_path: Path) -> Path:
-    """The files setup.sh uses, copied; .venv points at this checkout's."""
+    """The files setup.sh uses, copied; .venv is a private one that sees this
+    checkout's packages (setup.sh installs the copy into it, editable)."""
     copy = tmp_path / "clone"
     copy.mkdir()
-    for name in ("setup.sh", "requirements.txt", "Pulumi.yaml", "__main__.py"):
+    for name in ("setup.sh", "requirements.txt", "Pulumi.yaml", "__main__.py", "pyproject.toml"):
         shutil.copy2(ROOT / name, copy / name)
     shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the tests' copy: the checkout's stack files are the user's
     shutil.copytree(ROOT / "components", copy / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
+    private_venv(copy / ".venv")
     return copy
 
 

@@ -71,6 +71,8 @@ TOOLS = {
     "talos config": ["components.talos", "config", "--running", "{out}", "--diff"],
     "talos upgrade-plan": ["components.talos", "upgrade-plan", "--running-version", "v1.13.9"],
     "stacks which": ["components.stacks", "which"],
+    "hostprep plan offline": ["components.hostprep", "plan", "--offline"],
+    "vm plan": ["components.vm", "plan"],
 }
 
 
@@ -87,7 +89,7 @@ def test_every_tool_asks_for_stack_when_the_folder_holds_several(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("tool", ["render", "talos schematic", "talos patch", "talos upgrade-plan", "stacks which"])
+@pytest.mark.parametrize("tool", ["render", "talos schematic", "talos patch", "talos upgrade-plan", "stacks which", "hostprep plan offline"])
 def test_every_tool_uses_the_only_stack_file_and_says_so(tmp_path: Path, tool: str) -> None:
     project = tmp_path / "p"
     project.mkdir()

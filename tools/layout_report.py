@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.consumers.jellyfin", "components.consumers.capabilities",
         "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
         "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
+        "components.hostprep.offline",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
@@ -68,7 +69,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     )),
     ("programs and CLIs", "the Pulumi program, the command-line tools, the mock-engine harness, maintainer tools", (
         "__main__", "components.program", "components.mockengine", "components.render", "components.stacks",
-        "components.*.__main__", "components.doctor.cli", "tools", "tools.*",
+        "components.*.__main__", "components.doctor.cli", "components.gpunode", "components.hostprep.offline_cli", "tools", "tools.*",
     )),
 )
 

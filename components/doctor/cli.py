@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from components.cli import add_project_dir, add_stack, stack_from_args
+from components.cli import PlainParser, add_project_dir, add_stack, program, stack_from_args
 from components.config import ConfigError, load_stack_file
 from components.doctor.model import LAYERS, CheckResult, Layer
 from components.doctor.report import render_json, render_table
@@ -24,8 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNVERIFIED = 0, 1, 2, 3
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.doctor",
+    parser = PlainParser(
+        prog=program("doctor"),
         description="Run the guide's checks on each layer of a GPU node stack and say how to fix what fails. It changes nothing.",
         epilog="Credentials: --identity for SSH (host, proxmox), KUBECONFIG (kubernetes, workload), TALOSCONFIG (talos). "
                "A layer that cannot be reached (no credentials, tool missing, refused, timed out) is skipped with the reason. "

@@ -1,12 +1,16 @@
 """Check or prepare a Proxmox host for GPU passthrough without Pulumi.
 
     python -m components.hostprep {facts,plan,apply,verify,undo} --stack S --identity KEY [flags]
+    python -m components.hostprep {facts,plan} --stack S [--cpu-vendor amd] [--bootloader systemd-boot]
+        [--kernel 6.8.12-4-pve] [--function 0000:01:00.1=10de:228e] [--host-facts FILE] [--offline]
     python -m components.hostprep {facts,plan,apply,verify,undo} --host H --identity KEY \\
         --known-hosts FILE --gpu 0000:3b:00.0 [--gpu ...] [flags]
 
 With --stack the host, port, user, host key, GPUs and host settings come from
 Pulumi.<stack>.yaml; a flag overrides its value. ``facts``, ``plan`` and
-``verify`` never change anything. Exit codes: 0 ok, 1 refused / not ready /
+``verify`` never change anything. The offline form needs no SSH key: it plans
+for the host its options (or a facts file) describe, and its first line says
+what it assumed (docs/hostprep.md, "Planning offline"). Exit codes: 0 ok, 1 refused / not ready /
 failed, 2 usage, 3 SSH or host-key problem, 4 the host did not come back
 after a reboot, 5 a reboot is needed but not allowed (--no-reboot), 6 a
 reboot is needed but would stop other running guests (--running-guests refuse).
@@ -18,11 +22,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from components.cli import add_project_dir
+from components.cli import PlainParser, add_project_dir, program
 from components.config_issues import PROJECT
 from components.hostprep.engine import (
     EngineOptions,
@@ -35,6 +40,7 @@ from components.hostprep.engine import (
     RunResult,
 )
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
+from components.hostprep.offline_cli import add_offline_options, offline_requested, run_offline
 from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
 from components.pci import normalise_pci_address
@@ -47,10 +53,10 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.hostprep", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(prog=program("hostprep"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("facts", "plan", "apply", "verify", "undo"),
-                        help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back")
+                        help="facts/plan/verify only read; apply prepares the host; undo takes this owner's changes back (required, no default)")
     stack = parser.add_argument_group("where (from --stack, or given here; a flag overrides the stack)")
     stack.add_argument("--stack", metavar="STACK", help="read Pulumi.<STACK>.yaml from the project folder, or a Pulumi.<name>.yaml "
                                                         "file given as a path (default: none, give the flags below)")
@@ -58,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--host", help="the Proxmox host's SSH address (default: host.address of --stack; required without it)")
     stack.add_argument("--port", type=int, help="SSH port (default: host.port of --stack, else 22)")
     stack.add_argument("--user", help="SSH user (default: host.user of --stack, else root)")
-    stack.add_argument("--identity", required=True, type=Path,
-                       help="private key file, unencrypted OpenSSH/PEM (required; the stack keeps it as a secret)")
+    stack.add_argument("--identity", type=Path,
+                       help="private key file, unencrypted OpenSSH/PEM, to connect (default: none; required unless planning "
+                            "offline, see below; the stack keeps it as a secret)")
     stack.add_argument("--known-hosts", type=Path,
                        help="known_hosts file holding the host's key; any other key is refused (default: host.hostKey of --stack; required without it)")
     stack.add_argument("--gpu", action="append", help="PCI address of a GPU to pass through, repeat for more (default: gpus[].address of --stack)")
@@ -82,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     times.add_argument("--reboot-timeout", type=float, help="waiting for the host after a reboot (default: host.rebootTimeoutSeconds, else 600)")
     times.add_argument("--drain-timeout", type=float, help="kubectl drain --timeout (default: host.drainTimeoutSeconds, else 300)")
     times.add_argument("--guest-timeout", type=float, help="after the reboot, waiting for onboot guests and the node to be Ready (default: host.guestTimeoutSeconds, else 600)")
+    add_offline_options(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="machine-readable output on stdout (default: text)")
     out.add_argument("--verbose", action="store_true", help="log every SSH command, secrets masked (default: off)")
@@ -208,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_SSH, str(error))
     except (HostPrepError, FactsError, PlanError) as error:
         return fail(EXIT_FAILED, str(error))
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return fail(EXIT_FAILED, "interrupted; files on the host are old or new, never half-written: run again to converge")
     except Exception as error:  # noqa: BLE001 - no traceback reaches a user; the message says what broke
@@ -215,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, emit: Any) -> int:
+    if offline_requested(args):
+        return run_offline(args, emit, UsageError)
+    if args.identity is None:
+        raise UsageError(f"--identity is required: {args.action} connects to the host over SSH. To plan without connecting, "
+                         "give what you know (--cpu-vendor, --bootloader, --kernel) or --host-facts FILE, with --stack "
+                         "(docs/hostprep.md, Planning offline)")
     merged = settings(args)
     try:
         gpus = tuple(GpuSpec(address=normalise_pci_address(address)) for address in merged["gpus"])

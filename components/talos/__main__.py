@@ -1,8 +1,8 @@
 """Offline helpers for the Talos node.
 
     python -m components.talos schematic-id FILE.yaml   # the factory's ID of any schematic file
-    python -m components.talos schematic [--stack S]     # this stack's schematic YAML, ID and installer image
-    python -m components.talos patch [--stack S]         # this stack's machine-config patch
+    python -m components.talos schematic [--stack S] [--json]  # this stack's schematic YAML, ID and installer image
+    python -m components.talos patch [--stack S] [--json]      # this stack's machine-config patch
     python -m components.talos config --stack S --running FILE (--out OUT | --diff)
                                                          # the config this stack would apply to a node running FILE
     python -m components.talos upgrade-plan --stack S --running-version vX.Y.Z [--device-plugin-installed]
@@ -13,7 +13,9 @@
 --stack S reads Pulumi.<S>.yaml in --project-dir (this project by default), or a
 Pulumi.<name>.yaml file given as a path. Without it, the folder's only stack
 file is used (the tool says which); with several, --stack is required.
-schematic and patch still take the stack as a positional argument too.
+schematic and patch still take the stack as a positional argument too (kept
+for older scripts; --stack is the form every tool shares). --json prints
+JSON instead of text (schematic, patch, upgrade-plan).
 Exit codes: 0 printed; 2 a file that cannot be read or used (the message
 names it and the line).
 """
@@ -26,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from components.cli import StackChoiceError, add_project_dir, add_stack, choose_stack
+from components.cli import PlainParser, StackChoiceError, add_project_dir, add_stack, choose_stack, program
 from components.config import ConfigError, StackConfig, load_stack_file, parse_version
 from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
@@ -51,7 +53,7 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.talos", description=__doc__,
+    parser = PlainParser(prog=program("talos"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{schematic-id,schematic,patch,config,upgrade-plan}")
     sid = sub.add_parser("schematic-id", help="print the Image Factory ID of a schematic file, offline",
@@ -62,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", offline.")
         add_stack(command)
         command.add_argument("stack_positional", nargs="?", default=None, metavar="STACK",
-                             help="the same as --stack STACK, kept for older scripts (default: none, --stack decides)")
+                             help="the same as --stack STACK, kept for older scripts; use --stack (default: none, --stack decides)")
         add_project_dir(command)
+        command.add_argument("--json", action="store_true", help="print one JSON object (schematic/patch, id, installer) (default: text)")
     adopt = sub.add_parser("config", help="write the machine config this stack would apply to a node whose current config is FILE "
                                           "(the node's own config with only the owned paths changed), offline")
     add_stack(adopt)
@@ -107,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = _stack_config(args)
         rendered, sid_value, image = planned_installer(cfg.talos)
-        if args.command == "schematic":
+        if args.json:
+            body = {"schematic": rendered} if args.command == "schematic" else {"patch": gpu_patch_yaml(cfg, image)}
+            print(json.dumps(body | {"id": sid_value, "installer": image}, indent=2))
+        elif args.command == "schematic":
             print(rendered, end="")
             print(f"# id: {sid_value}\n# installer: {image}")
         else:

@@ -1,6 +1,6 @@
 """Adopt an existing VM's GPU slots and balloon without Pulumi.
 
-    python -m components.vm {plan,apply,undo} --stack S [--json] [--no-restart]
+    python -m components.vm {plan,apply,undo} [--stack S] [--json] [--no-restart]
 
 The VM, its GPUs and the restart settings come from Pulumi.<S>.yaml
 (vm.source: existing); the endpoint from proxmox.endpoint and
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.cli import add_project_dir, run
+from components.cli import PlainParser, add_project_dir, add_stack, program, run
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -33,10 +33,10 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.vm", description=__doc__.split("\n\n")[0],
+    parser = PlainParser(prog=program("vm"), description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("plan", "apply", "undo"), help="plan only reads; apply writes the owned keys; undo restores them")
-    parser.add_argument("--stack", metavar="S", required=True, help="read Pulumi.<S>.yaml from the project folder (required)")
+    parser.add_argument("action", choices=("plan", "apply", "undo"), help="plan only reads; apply writes the owned keys; undo restores them (required, no default)")
+    add_stack(parser)
     add_project_dir(parser)
     parser.add_argument("--no-restart", action="store_true", help="write, but leave a pending change pending and say so (default: vm.restart of the stack)")
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig for the drain (default: kubectl's own, $KUBECONFIG or ~/.kube/config)")
@@ -45,10 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from components.config import ConfigError, load_stack_file, stack_file
+    from components.cli import StackChoiceError, choose_stack
+    from components.config import ConfigError, load_stack_file
 
     try:
-        cfg = load_stack_file(stack_file(args.project_dir, args.stack))
+        stack = choose_stack(args.project_dir, args.stack)
+        if stack.chosen:
+            print(f"vm: {stack.chosen}", file=sys.stderr)
+        args.stack = stack.name
+        cfg = load_stack_file(stack.path)
+    except StackChoiceError as error:
+        raise UsageError(str(error)) from None
     except ConfigError as error:
         raise UsageError(" ".join(str(error).split())) from None
     if cfg.vm.source != "existing":
