@@ -1,0 +1,26 @@
+"""The first `pulumi up`'s host preparation, the engine's way (benchmarks/
+first_up.py's scenario): with the IOMMU on, no host reboot and no other guest
+stopped, the GPU on vfio-pci; with it off, exactly one reboot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.first_up import scenario
+from benchmarks.hostprep import keys
+
+pytestmark = pytest.mark.sshd
+
+
+def test_iommu_on_reboots_nothing_and_stops_no_other_guest(tmp_path: Path) -> None:
+    keys(tmp_path)
+    result = scenario("iommu on", tmp_path / "host", tmp_path)
+    assert (result["host_reboots"], result["other_guests_stopped"], result["gpu_driver"]) == (0, [], "vfio-pci"), result
+
+
+def test_iommu_off_reboots_once(tmp_path: Path) -> None:
+    keys(tmp_path)
+    result = scenario("iommu off", tmp_path / "host", tmp_path)
+    assert (result["host_reboots"], result["gpu_driver"]) == (1, "vfio-pci"), result
