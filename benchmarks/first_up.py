@@ -1,10 +1,17 @@
-"""Restarts of the first `pulumi up` of the guide's homelab, host preparation
-part, on the test stand-ins, driven the way the Pulumi engine runs a dynamic
-provider: __main__.py runs under the mock engine (components/mockengine.py),
-the host-preparation registration's serialized ``__provider`` is loaded with
-dill in a fresh Python process started in the project root, and driven
-check -> diff -> create against the simulated Proxmox host behind a real
-OpenSSH sshd (tests/hostprep/simhost.py: sysfs binding, guests, reboots).
+"""Restarts of the first `pulumi up` of the guide's homelab on the test
+stand-ins, driven the way the Pulumi engine runs a dynamic provider:
+__main__.py runs under the mock engine (components/mockengine.py); each
+driven registration's serialized ``__provider`` is loaded with dill in a
+fresh Python process started in the project root and driven
+check -> diff -> create, in dependency order:
+
+  1. host preparation against the simulated Proxmox host behind a real
+     OpenSSH sshd (tests/hostprep/simhost.py: sysfs binding, guests, reboots);
+  2. the VM adoption against the stand-in Proxmox API
+     (tests/stand_ins/proxmox_api.py: VM 1105 moody-good without the GPU,
+     ballooning on, the Ceph OSD disk scsi1) and kubectl
+     (tests/hostprep/fakekube.py: node moody-good, a StatefulSet pod and a
+     DaemonSet pod on it; NotReady while the VM is stopped).
 
 The host needs vfio (a T4 on nouveau) and runs two other guests (VM 101,
 CT 200). Two hosts: the IOMMU already on (Intel, kernel 6.8) and off
@@ -14,12 +21,17 @@ call log and guest states, never set here:
 
   host reboots        -- boots the simulated host recorded;
   other guests stopped -- guests running before that a `qm|pct shutdown|stop`
-                         or a host reboot took down.
+                         or a host reboot took down;
+  VM restarts         -- QEMU starts of VM 1105 the stand-in API counted;
+  drained first       -- restarts at whose stop the node was cordoned and no
+                         pod but DaemonSet pods was left on it (read from
+                         kubectl's state when the API stops the VM).
 
-What is NOT driven yet: the VM adoption (components/vm/provider.py against
-tests/stand_ins/proxmox_api.py) and the Talos walk (tests/stand_ins/
-talosctl.py) with the kubectl drain, so node restarts and whether each was
-drained are printed as "not driven", not counted.
+What is NOT driven: the Talos walk v1.11.6 -> v1.12.x -> v1.13.9
+(tests/stand_ins/talosctl.py) and what follows it, so Talos reboots are
+printed as "not driven", not counted. The simulated host and the stand-in
+API are two separate stand-ins: a host reboot is not seen by the API as a
+restart of VM 1105.
 
     .venv/bin/python benchmarks/first_up.py
 
@@ -48,7 +60,10 @@ from benchmarks.hostprep import free_port, keys  # noqa: E402
 from components.hostprep.transport import SshTarget  # noqa: E402
 from components.mockengine import reveal  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
+from tests.hostprep.fakekube import Kube  # noqa: E402
 from tests.hostprep.simhost import SimGuest, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_api import ProxmoxApiServer, ProxmoxSim  # noqa: E402
+from tests.vm.conftest import MAPPING, MOODY_GOOD, TOKEN  # noqa: E402
 
 HOSTS = {"iommu on": SimSpec(cpu="intel", kernel="6.8.12-4-pve"), "iommu off": SimSpec(cpu="intel", kernel="6.5.13-5-pve")}
 OTHERS = [SimGuest(101, "k8s-cp-1"), SimGuest(200, "nas", type="lxc")]
@@ -82,38 +97,90 @@ def _host(work: Path, key_dir: Path, spec: SimSpec) -> tuple[SimHost, SshTarget]
     return host, target
 
 
-def _registration(target: SshTarget) -> dict[str, Any]:
+def _registrations(target: SshTarget, endpoint: str) -> dict[str, dict[str, Any]]:
+    """The host-preparation and VM-adoption registrations, by provider class."""
     raw = copy.deepcopy(stack_file_config())
+    raw["proxmox"].update(endpoint=endpoint, insecure=True)
+    raw["vm"].update(restartTimeoutSeconds=120)
     raw["host"] = {"enabled": True, "address": target.host, "port": target.port, "user": target.user,
                    "hostKey": target.host_key, "rebootTimeoutSeconds": 30,
                    "runningGuests": "stop"}  # the guide's user lets a needed reboot stop the other guests
-    run = run_main(raw, {**FAKE_SECRETS, "sshPrivateKey": target.private_key})
+    run = run_main(raw, {**FAKE_SECRETS, "sshPrivateKey": target.private_key, "proxmoxApiToken": TOKEN})
+    found = {}
     for reg in run.registrations:
         inputs = reveal(reg.inputs)
-        provider = inputs.get("__provider")
-        if provider and b"HostPrepProvider" in base64.b64decode(provider):
-            inputs.pop("__provider")
-            return {"urn": reg.urn, "provider": provider, "props": {k: v for k, v in inputs.items() if v is not None}}
-    raise SystemExit("error: __main__.py registered no host-preparation resource")
+        provider = inputs.pop("__provider", None)
+        for name in (b"HostPrepProvider", b"VmAdoptProvider"):
+            if provider and name in base64.b64decode(provider):
+                found[name.decode()] = {"urn": reg.urn, "provider": provider, "props": {k: v for k, v in inputs.items() if v is not None}}
+    missing = {"HostPrepProvider", "VmAdoptProvider"} - set(found)
+    if missing:
+        raise SystemExit(f"error: __main__.py registered no resource of {sorted(missing)}")
+    return found
+
+
+def _drive(item: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          input=json.dumps(item), env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"error: {item['urn']} failed: {done.stderr.strip().splitlines()[-1:]}")
+
+
+def _cluster(work: Path, api: ProxmoxSim) -> tuple[Kube, list[dict[str, Any]]]:
+    """The node moody-good in kubectl, NotReady while VM 1105 is stopped;
+    each stop records whether the node was cordoned and drained then."""
+    kube = Kube.install(work / "kube", nodes={"moody-good": {"ready": True}},
+                        pods=[{"namespace": "media", "name": "jellyfin-0", "node": "moody-good", "owner": "StatefulSet"},
+                              {"namespace": "kube-system", "name": "kube-proxy-x", "node": "moody-good", "owner": "DaemonSet"}])
+    stops: list[dict[str, Any]] = []
+
+    def stopped(vmid: int) -> None:
+        if vmid == 1105:
+            state = kube.load()
+            node = state["nodes"]["moody-good"]
+            left = [p["name"] for p in state["pods"] if p.get("node") == "moody-good" and p.get("owner") != "DaemonSet"]
+            stops.append({"cordoned": bool(node.get("unschedulable")), "pods_left": left})
+            node["ready"] = False
+            kube.save(state)
+
+    def started(vmid: int) -> None:
+        if vmid == 1105:
+            state = kube.load()
+            state["nodes"]["moody-good"]["ready"] = True
+            kube.save(state)
+
+    api.on_stop.append(stopped)
+    api.on_start.append(started)
+    return kube, stops
 
 
 def scenario(label: str, work: Path, key_dir: Path) -> dict[str, Any]:
     """One first `pulumi up` of host preparation on a fresh simulated host."""
     host, target = _host(work, key_dir, HOSTS[label])
+    api = ProxmoxSim()
+    api.add_vm(1105, "pve5", MOODY_GOOD)
+    api.mappings["moody-good-gpu0"] = list(MAPPING)
+    api.steps_to_stop = api.steps_to_start = 1
+    kube, stops = _cluster(work, api)
     try:
-        item = _registration(target)
-        item["props"]["root"] = str(host.root)  # the simulated host's file tree (test-only input)
-        running = {vmid for vmid, status in host.guest_status().items() if status == "running"}
-        done = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              input=json.dumps(item))
-        if done.returncode != 0:
-            raise SystemExit(f"error: the host-preparation provider failed: {done.stderr.strip().splitlines()[-1:]}")
+        with ProxmoxApiServer(api, work) as server:
+            found = _registrations(target, server.endpoint)
+            prep = found["HostPrepProvider"]
+            prep["props"]["root"] = str(host.root)  # the simulated host's file tree (test-only input)
+            running = {vmid for vmid, status in host.guest_status().items() if status == "running"}
+            starts_before = api.vms[1105].starts
+            _drive(prep)  # the VM depends on host preparation: the engine creates it first
+            _drive(found["VmAdoptProvider"], {**os.environ, "PATH": f"{kube.bin}:/usr/bin:/bin"})
+            vm_restarts = api.vms[1105].starts - starts_before
         reboots = len(host.tool_calls("boot"))
         stopped = {int(args[1]) for tool in ("qm", "pct") for args in host.tool_calls(tool) if args[:1] in (["shutdown"], ["stop"])}
         if reboots:
             stopped |= running
         return {"host": label, "host_reboots": reboots, "other_guests_stopped": sorted(stopped & running),
-                "gpu_driver": host.driver("0000:3b:00.0")}
+                "gpu_driver": host.driver("0000:3b:00.0"), "vm_restarts": vm_restarts,
+                "vm_restarts_drained": sum(1 for s in stops if s["cordoned"] and not s["pods_left"]),
+                "vm_started_with_gpu": "hostpci0" in api.vms[1105].started_with,
+                "vm_kept_osd_disk": "scsi1: ceph-osd:" in api.vms[1105].raw}
     finally:
         host.stop_helpers()
         host.stop_sshd()
@@ -126,7 +193,9 @@ def main() -> None:
         for label in HOSTS:
             result = scenario(label, work / label.replace(" ", "-"), work)
             print(f"{label}: host reboots {result['host_reboots']}, other guests stopped {len(result['other_guests_stopped'])} "
-                  f"{result['other_guests_stopped']}, GPU driver {result['gpu_driver']}, node restarts: not driven")
+                  f"{result['other_guests_stopped']}, GPU driver {result['gpu_driver']}; "
+                  f"VM restarts {result['vm_restarts']} (drained first: {result['vm_restarts_drained']}), "
+                  f"VM runs with the GPU: {result['vm_started_with_gpu']}, OSD disk kept: {result['vm_kept_osd_disk']}; Talos reboots: not driven")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The first `pulumi up`'s host preparation, the engine's way (benchmarks/
 first_up.py's scenario): with the IOMMU on, no host reboot and no other guest
-stopped, the GPU on vfio-pci; with it off, exactly one reboot."""
+stopped, the GPU on vfio-pci; with it off, exactly one reboot; the VM
+restarted at most once for the attach, drained first."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ def test_iommu_on_reboots_nothing_and_stops_no_other_guest(tmp_path: Path) -> No
     keys(tmp_path)
     result = scenario("iommu on", tmp_path / "host", tmp_path)
     assert (result["host_reboots"], result["other_guests_stopped"], result["gpu_driver"]) == (0, [], "vfio-pci"), result
+    # The attach: at most one VM restart, drained first; the OSD disk stays.
+    assert result["vm_restarts"] <= 1 and result["vm_restarts_drained"] == result["vm_restarts"], result
+    assert result["vm_started_with_gpu"] and result["vm_kept_osd_disk"], result
 
 
 def test_iommu_off_reboots_once(tmp_path: Path) -> None:
     keys(tmp_path)
     result = scenario("iommu off", tmp_path / "host", tmp_path)
     assert (result["host_reboots"], result["gpu_driver"]) == (1, "vfio-pci"), result
+
