@@ -11,7 +11,12 @@ check -> diff -> create, in dependency order:
      (tests/stand_ins/proxmox_api.py: VM 1105 moody-good without the GPU,
      ballooning on, the Ceph OSD disk scsi1) and kubectl
      (tests/hostprep/fakekube.py: node moody-good, a StatefulSet pod and a
-     DaemonSet pod on it; NotReady while the VM is stopped).
+     DaemonSet pod on it; NotReady while the VM is stopped);
+  3. the Talos resources (preflight, machine config, the walk to the last
+     1.12, the device plugin's removal, the step to v1.13.9) against the
+     talosctl stand-in (tests/stand_ins/talosctl.py: Talos v1.11.6 from a
+     plain image) and the cluster's kubectl (tests/talos/fake_kubectl.py:
+     the device plugin installed by Helm).
 
 The host needs vfio (a T4 on nouveau) and runs two other guests (VM 101,
 CT 200). Two hosts: the IOMMU already on (Intel, kernel 6.8) and off
@@ -27,11 +32,17 @@ call log and guest states, never set here:
                          pod but DaemonSet pods was left on it (read from
                          kubectl's state when the API stops the VM).
 
-What is NOT driven: the Talos walk v1.11.6 -> v1.12.x -> v1.13.9
-(tests/stand_ins/talosctl.py) and what follows it, so Talos reboots are
-printed as "not driven", not counted. The simulated host and the stand-in
-API are two separate stand-ins: a host reboot is not seen by the API as a
-restart of VM 1105.
+  Talos reboots       -- the talosctl stand-in's reboot counter; drained
+                         first when the stand-in recorded a drain (by the
+                         node's own upgrade sequence or by talosctl) for it;
+  node restarts       -- VM restarts + Talos reboots.
+
+What is NOT driven: the Kubernetes resources (Helm releases, RuntimeClass,
+Jellyfin, monitoring) and the readiness checks; they restart no node. The
+stand-ins are not linked to each other: a host reboot is not seen by the
+Proxmox API stand-in as a restart of VM 1105, the VM phase's kubectl
+(tests/hostprep/fakekube.py) is another stand-in than the Talos phase's,
+and the Talos node is a fresh stand-in, not the VM the API restarted.
 
     .venv/bin/python benchmarks/first_up.py
 
@@ -57,14 +68,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hostprep import free_port, keys  # noqa: E402
+from components.gpu_migration import OWNER_LABEL  # noqa: E402
 from components.hostprep.transport import SshTarget  # noqa: E402
 from components.mockengine import reveal  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402
 from tests.hostprep.simhost import SimGuest, SimHost, SimSpec, t4  # noqa: E402
 from tests.stand_ins.proxmox_api import ProxmoxApiServer, ProxmoxSim  # noqa: E402
+from tests.talos.cluster_state import install_kubectl, installed_device_plugin, node, runtime_class  # noqa: E402
+from tests.talos.conftest import install_talosctl  # noqa: E402
+from tests.talos.running_configs import as_text, worker_documents  # noqa: E402
 from tests.vm.conftest import MAPPING, MOODY_GOOD, TOKEN  # noqa: E402
 
+# The schematic of a node installed from a plain Image Factory image (no extensions).
+PLAIN_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
+TALOS_PROVIDERS = (b"TalosUpgradePreflightProvider", b"TalosMachineConfigProvider", b"TalosUpgradeProvider", b"GpuModeMigrationProvider")
 HOSTS = {"iommu on": SimSpec(cpu="intel", kernel="6.8.12-4-pve"), "iommu off": SimSpec(cpu="intel", kernel="6.5.13-5-pve")}
 OTHERS = [SimGuest(101, "k8s-cp-1"), SimGuest(200, "nas", type="lxc")]
 
@@ -105,14 +124,20 @@ def _registrations(target: SshTarget, endpoint: str) -> dict[str, dict[str, Any]
     raw["host"] = {"enabled": True, "address": target.host, "port": target.port, "user": target.user,
                    "hostKey": target.host_key, "rebootTimeoutSeconds": 30,
                    "runningGuests": "stop"}  # the guide's user lets a needed reboot stop the other guests
-    run = run_main(raw, {**FAKE_SECRETS, "sshPrivateKey": target.private_key, "proxmoxApiToken": TOKEN})
-    found = {}
-    for reg in run.registrations:
+    run = run_main(raw, {**FAKE_SECRETS, "sshPrivateKey": target.private_key, "proxmoxApiToken": TOKEN, "kubeconfig": KUBECONFIG})
+    found: dict[str, Any] = {"talos": []}
+    for reg in run.registrations:  # in registration order, which is the graph's order for these
         inputs = reveal(reg.inputs)
         provider = inputs.pop("__provider", None)
+        if not provider:
+            continue
+        item = {"urn": reg.urn, "provider": provider, "props": {k: v for k, v in inputs.items() if v is not None}}
+        pickled = base64.b64decode(provider)
         for name in (b"HostPrepProvider", b"VmAdoptProvider"):
-            if provider and name in base64.b64decode(provider):
-                found[name.decode()] = {"urn": reg.urn, "provider": provider, "props": {k: v for k, v in inputs.items() if v is not None}}
+            if name in pickled:
+                found[name.decode()] = item
+        if any(name in pickled for name in TALOS_PROVIDERS):
+            found["talos"].append(item)
     missing = {"HostPrepProvider", "VmAdoptProvider"} - set(found)
     if missing:
         raise SystemExit(f"error: __main__.py registered no resource of {sorted(missing)}")
@@ -154,6 +179,30 @@ def _cluster(work: Path, api: ProxmoxSim) -> tuple[Kube, list[dict[str, Any]]]:
     return kube, stops
 
 
+def _talos_walk(work: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The guide's node (Talos v1.11.6 from a plain image, the device plugin
+    installed by Helm) through the Talos resources: preflight, machine
+    config, the walk to the last 1.12, the device plugin's removal, the step
+    to v1.13.9. Counted by the talosctl stand-in: its reboots and who drained
+    the node before each one."""
+    (work / "talos").mkdir(parents=True, exist_ok=True)
+    talos = install_talosctl(work / "talos")
+    talos.node("v1.11.6", PLAIN_SCHEMATIC, config=as_text(worker_documents("v1.11.6")))
+    cluster = install_kubectl(work / "talos", talos.bin_dir)
+    cluster.objects([*installed_device_plugin(), runtime_class(dict([OWNER_LABEL])), node()])
+    cluster.settle(rounds=1)  # the API server gives every object its uid
+    env = {key: value for key, value in os.environ.items() if key not in ("KUBECONFIG", "TALOSCONFIG")}
+    env.update(PATH=str(talos.bin_dir), HOME=str(work / "talos"), FAKE_TALOS_STATE=str(talos.state), FAKE_KUBE_STATE=str(cluster.state))
+    for item in items:
+        if b"UpgradeProvider" in base64.b64decode(item["provider"]):
+            item["props"]["pollSeconds"] = 0.05  # the stand-in answers at once
+        _drive(item, env)
+    drains = talos.get("drains") or []
+    drained = {drain["reboot"] for drain in drains}
+    return {"talos_reboots": talos.reboots, "talos_reboots_drained": sum(1 for r in range(1, talos.reboots + 1) if r in drained),
+            "talos_version": talos.get("version"), "talos_drains_by": [drain["by"] for drain in drains]}
+
+
 def scenario(label: str, work: Path, key_dir: Path) -> dict[str, Any]:
     """One first `pulumi up` of host preparation on a fresh simulated host."""
     host, target = _host(work, key_dir, HOSTS[label])
@@ -172,6 +221,7 @@ def scenario(label: str, work: Path, key_dir: Path) -> dict[str, Any]:
             _drive(prep)  # the VM depends on host preparation: the engine creates it first
             _drive(found["VmAdoptProvider"], {**os.environ, "PATH": f"{kube.bin}:/usr/bin:/bin"})
             vm_restarts = api.vms[1105].starts - starts_before
+            walk = _talos_walk(work, found["talos"])
         reboots = len(host.tool_calls("boot"))
         stopped = {int(args[1]) for tool in ("qm", "pct") for args in host.tool_calls(tool) if args[:1] in (["shutdown"], ["stop"])}
         if reboots:
@@ -180,7 +230,9 @@ def scenario(label: str, work: Path, key_dir: Path) -> dict[str, Any]:
                 "gpu_driver": host.driver("0000:3b:00.0"), "vm_restarts": vm_restarts,
                 "vm_restarts_drained": sum(1 for s in stops if s["cordoned"] and not s["pods_left"]),
                 "vm_started_with_gpu": "hostpci0" in api.vms[1105].started_with,
-                "vm_kept_osd_disk": "scsi1: ceph-osd:" in api.vms[1105].raw}
+                "vm_kept_osd_disk": "scsi1: ceph-osd:" in api.vms[1105].raw, **walk,
+                "node_restarts": vm_restarts + walk["talos_reboots"],
+                "node_restarts_drained": sum(1 for s in stops if s["cordoned"] and not s["pods_left"]) + walk["talos_reboots_drained"]}
     finally:
         host.stop_helpers()
         host.stop_sshd()
@@ -195,7 +247,9 @@ def main() -> None:
             print(f"{label}: host reboots {result['host_reboots']}, other guests stopped {len(result['other_guests_stopped'])} "
                   f"{result['other_guests_stopped']}, GPU driver {result['gpu_driver']}; "
                   f"VM restarts {result['vm_restarts']} (drained first: {result['vm_restarts_drained']}), "
-                  f"VM runs with the GPU: {result['vm_started_with_gpu']}, OSD disk kept: {result['vm_kept_osd_disk']}; Talos reboots: not driven")
+                  f"VM runs with the GPU: {result['vm_started_with_gpu']}, OSD disk kept: {result['vm_kept_osd_disk']}; "
+                  f"Talos reboots {result['talos_reboots']} (drained first: {result['talos_reboots_drained']}, by {result['talos_drains_by']}), "
+                  f"now {result['talos_version']}; node restarts {result['node_restarts']}, drained first: {result['node_restarts_drained']}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The first `pulumi up`'s host preparation, the engine's way (benchmarks/
 first_up.py's scenario): with the IOMMU on, no host reboot and no other guest
 stopped, the GPU on vfio-pci; with it off, exactly one reboot; the VM
-restarted at most once for the attach, drained first."""
+restarted at most once for the attach and Talos once per version step
+(2), every restart drained first."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def test_iommu_on_reboots_nothing_and_stops_no_other_guest(tmp_path: Path) -> No
     # The attach: at most one VM restart, drained first; the OSD disk stays.
     assert result["vm_restarts"] <= 1 and result["vm_restarts_drained"] == result["vm_restarts"], result
     assert result["vm_started_with_gpu"] and result["vm_kept_osd_disk"], result
+    # The Talos walk v1.11.6 -> v1.12.x -> v1.13.9: one reboot per step, each drained.
+    assert (result["talos_reboots"], result["talos_reboots_drained"], result["talos_version"]) == (2, 2, "v1.13.9"), result
+    assert result["node_restarts"] <= 2 + 1 and result["node_restarts_drained"] == result["node_restarts"], result
 
 
 def test_iommu_off_reboots_once(tmp_path: Path) -> None:
