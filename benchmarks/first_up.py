@@ -20,9 +20,9 @@ check -> diff -> create, in dependency order:
 
 The host needs vfio (a T4 on nouveau) and runs two other guests (VM 101,
 CT 200). Two hosts: the IOMMU already on (Intel, kernel 6.8) and off
-(Intel, kernel 6.5); host.runningGuests is stop, so a
-needed reboot is not refused. Every figure is counted from the simulated host's own
-call log and guest states, never set here:
+(Intel, kernel 6.5); host.runningGuests is stop, so a needed reboot is not
+refused. Every figure is counted from the stand-ins' own call logs, counters
+and states, never set here:
 
   host reboots        -- boots the simulated host recorded;
   other guests stopped -- guests running before that a `qm|pct shutdown|stop`
@@ -30,8 +30,7 @@ call log and guest states, never set here:
   VM restarts         -- QEMU starts of VM 1105 the stand-in API counted;
   drained first       -- restarts at whose stop the node was cordoned and no
                          pod but DaemonSet pods was left on it (read from
-                         kubectl's state when the API stops the VM).
-
+                         kubectl's state when the API stops the VM);
   Talos reboots       -- the talosctl stand-in's reboot counter; drained
                          first when the stand-in recorded a drain (by the
                          node's own upgrade sequence or by talosctl) for it;
