@@ -34,12 +34,15 @@ and states, never set here:
   Talos reboots       -- the talosctl stand-in's reboot counter; drained
                          first when the stand-in recorded a drain (by the
                          node's own upgrade sequence or by talosctl) for it;
-  node restarts       -- VM restarts + Talos reboots.
+  node restarts       -- host reboots while VM 1105 runs + VM restarts +
+                         Talos reboots.
 
 What is NOT driven: the Kubernetes resources (Helm releases, RuntimeClass,
 Jellyfin, monitoring) and the readiness checks; they restart no node. The
-stand-ins are not linked to each other: a host reboot is not seen by the
-Proxmox API stand-in as a restart of VM 1105, the VM phase's kubectl
+stand-ins are not linked to each other: VM 1105 is a guest of the simulated
+host (its reboot restarts the node, counted, and drained first when host
+preparation drained moody-good through kubectl) and, separately, a VM of the
+Proxmox API stand-in (which does not see that reboot), the VM phase's kubectl
 (tests/hostprep/fakekube.py) is another stand-in than the Talos phase's,
 and the Talos node is a fresh stand-in, not the VM the API restarted.
 
@@ -85,6 +88,8 @@ KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
 TALOS_PROVIDERS = (b"TalosUpgradePreflightProvider", b"TalosMachineConfigProvider", b"TalosUpgradeProvider", b"GpuModeMigrationProvider")
 HOSTS = {"iommu on": SimSpec(cpu="intel", kernel="6.8.12-4-pve"), "iommu off": SimSpec(cpu="intel", kernel="6.5.13-5-pve")}
 OTHERS = [SimGuest(101, "k8s-cp-1"), SimGuest(200, "nas", type="lxc")]
+# The stack's own VM runs on the host too: a host reboot restarts the node.
+OWN_VM = SimGuest(1105, "moody-good")
 
 DRIVER = r"""
 import base64, json, sys
@@ -101,7 +106,7 @@ print(json.dumps({"class": type(provider).__name__, "id": created.id}))
 
 
 def _host(work: Path, key_dir: Path, spec: SimSpec) -> tuple[SimHost, SshTarget]:
-    host = SimHost.create(work, dataclasses.replace(spec, devices=t4(), guests=list(OTHERS)))
+    host = SimHost.create(work, dataclasses.replace(spec, devices=t4(), guests=[*OTHERS, OWN_VM]))
     for name in ("host_ed25519", "host_rsa"):
         for suffix in ("", ".pub"):
             shutil.copy(key_dir / f"{name}{suffix}", host.sshd_dir / f"{name}{suffix}")
@@ -217,21 +222,31 @@ def scenario(label: str, work: Path, key_dir: Path) -> dict[str, Any]:
             prep["props"]["root"] = str(host.root)  # the simulated host's file tree (test-only input)
             running = {vmid for vmid, status in host.guest_status().items() if status == "running"}
             starts_before = api.vms[1105].starts
-            _drive(prep)  # the VM depends on host preparation: the engine creates it first
-            _drive(found["VmAdoptProvider"], {**os.environ, "PATH": f"{kube.bin}:/usr/bin:/bin"})
+            kube_path = {**os.environ, "PATH": f"{kube.bin}:/usr/bin:/bin"}
+            _drive(prep, kube_path)  # the VM depends on host preparation: the engine creates it first
+            prep_calls = kube.calls()
+            _drive(found["VmAdoptProvider"], kube_path)
             vm_restarts = api.vms[1105].starts - starts_before
             walk = _talos_walk(work, found["talos"])
         reboots = len(host.tool_calls("boot"))
         stopped = {int(args[1]) for tool in ("qm", "pct") for args in host.tool_calls(tool) if args[:1] in (["shutdown"], ["stop"])}
         if reboots:
             stopped |= running
-        return {"host": label, "host_reboots": reboots, "other_guests_stopped": sorted(stopped & running),
+        # A host reboot restarts the node's VM; drained first when host
+        # preparation cordoned and drained moody-good through kubectl.
+        host_node_restarts = reboots if OWN_VM.vmid in running else 0
+        prep_drained = any(call["args"][:2] == ["drain", "moody-good"] for call in prep_calls)
+        host_node_restarts_drained = host_node_restarts if prep_drained else 0
+        others = {guest.vmid for guest in OTHERS}
+        return {"host": label, "host_reboots": reboots, "other_guests_stopped": sorted(stopped & running & others),
+                "host_node_restarts": host_node_restarts, "host_node_restarts_drained": host_node_restarts_drained,
                 "gpu_driver": host.driver("0000:3b:00.0"), "vm_restarts": vm_restarts,
                 "vm_restarts_drained": sum(1 for s in stops if s["cordoned"] and not s["pods_left"]),
                 "vm_started_with_gpu": "hostpci0" in api.vms[1105].started_with,
                 "vm_kept_osd_disk": "scsi1: ceph-osd:" in api.vms[1105].raw, **walk,
-                "node_restarts": vm_restarts + walk["talos_reboots"],
-                "node_restarts_drained": sum(1 for s in stops if s["cordoned"] and not s["pods_left"]) + walk["talos_reboots_drained"]}
+                "node_restarts": host_node_restarts + vm_restarts + walk["talos_reboots"],
+                "node_restarts_drained": host_node_restarts_drained + sum(1 for s in stops if s["cordoned"] and not s["pods_left"])
+                + walk["talos_reboots_drained"]}
     finally:
         host.stop_helpers()
         host.stop_sshd()
@@ -245,6 +260,7 @@ def main() -> None:
             result = scenario(label, work / label.replace(" ", "-"), work)
             print(f"{label}: host reboots {result['host_reboots']}, other guests stopped {len(result['other_guests_stopped'])} "
                   f"{result['other_guests_stopped']}, GPU driver {result['gpu_driver']}; "
+                  f"node restarts by the host reboot {result['host_node_restarts']} (drained first: {result['host_node_restarts_drained']}); "
                   f"VM restarts {result['vm_restarts']} (drained first: {result['vm_restarts_drained']}), "
                   f"VM runs with the GPU: {result['vm_started_with_gpu']}, OSD disk kept: {result['vm_kept_osd_disk']}; "
                   f"Talos reboots {result['talos_reboots']} (drained first: {result['talos_reboots_drained']}, by {result['talos_drains_by']}), "

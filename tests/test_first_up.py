@@ -32,4 +32,7 @@ def test_iommu_off_reboots_once(tmp_path: Path) -> None:
     keys(tmp_path)
     result = scenario("iommu off", tmp_path / "host", tmp_path)
     assert (result["host_reboots"], result["gpu_driver"]) == (1, "vfio-pci"), result
+    # The reboot restarts the node's VM too: drained first by host preparation.
+    assert (result["host_node_restarts"], result["host_node_restarts_drained"]) == (1, 1), result
+    assert result["node_restarts"] == 1 + result["vm_restarts"] + 2 and result["node_restarts_drained"] == result["node_restarts"], result
 
