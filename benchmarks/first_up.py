@@ -58,8 +58,6 @@ import copy
 import dataclasses
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,7 +67,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hostprep import free_port, keys  # noqa: E402
+from benchmarks.hostprep import keys, serve_over_ssh  # noqa: E402
 from components.gpu_migration import OWNER_LABEL  # noqa: E402
 from components.hostprep.transport import SshTarget  # noqa: E402
 from components.mockengine import reveal  # noqa: E402
@@ -107,17 +105,7 @@ print(json.dumps({"class": type(provider).__name__, "id": created.id}))
 
 def _host(work: Path, key_dir: Path, spec: SimSpec) -> tuple[SimHost, SshTarget]:
     host = SimHost.create(work, dataclasses.replace(spec, devices=t4(), guests=[*OTHERS, OWN_VM]))
-    for name in ("host_ed25519", "host_rsa"):
-        for suffix in ("", ".pub"):
-            shutil.copy(key_dir / f"{name}{suffix}", host.sshd_dir / f"{name}{suffix}")
-        (host.sshd_dir / name).chmod(0o600)
-    (host.sshd_dir / "authorized_keys").write_text((key_dir / "client.pub").read_text())
-    port = free_port()
-    host.sshd_config(port)
-    host.start_sshd()
-    target = SshTarget("127.0.0.1", port, pwd.getpwuid(os.getuid()).pw_name, (key_dir / "client").read_text(),
-                       f"[127.0.0.1]:{port} {(key_dir / 'host_ed25519.pub').read_text().strip()}")
-    return host, target
+    return host, serve_over_ssh(host, key_dir)
 
 
 def _registrations(target: SshTarget, endpoint: str) -> dict[str, dict[str, Any]]:

@@ -50,17 +50,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def one_run(work: Path, key_dir: Path, index: int) -> dict[str, float]:
-    host = SimHost.create(work / f"sim{index}", SimSpec(cpu="intel", kernel="6.5.13-5-pve", bootloader="grub-bios", devices=t4()))
+def serve_over_ssh(host: SimHost, key_dir: Path) -> SshTarget:
+    """Start a real sshd for the simulated host with the keys of :func:`keys`;
+    the target that reaches it, its host key pinned."""
     for name in ("host_ed25519", "host_rsa"):
         for suffix in ("", ".pub"):
             shutil.copy(key_dir / f"{name}{suffix}", host.sshd_dir / f"{name}{suffix}")
+        (host.sshd_dir / name).chmod(0o600)
     (host.sshd_dir / "authorized_keys").write_text((key_dir / "client.pub").read_text())
     port = free_port()
     host.sshd_config(port)
     host.start_sshd()
-    target = SshTarget("127.0.0.1", port, pwd.getpwuid(os.getuid()).pw_name, (key_dir / "client").read_text(),
-                       f"[127.0.0.1]:{port} {(key_dir / 'host_ed25519.pub').read_text().strip()}")
+    return SshTarget("127.0.0.1", port, pwd.getpwuid(os.getuid()).pw_name, (key_dir / "client").read_text(),
+                     f"[127.0.0.1]:{port} {(key_dir / 'host_ed25519.pub').read_text().strip()}")
+
+
+def one_run(work: Path, key_dir: Path, index: int) -> dict[str, float]:
+    host = SimHost.create(work / f"sim{index}", SimSpec(cpu="intel", kernel="6.5.13-5-pve", bootloader="grub-bios", devices=t4()))
+    target = serve_over_ssh(host, key_dir)
 
     def engine() -> HostPrepEngine:
         options = EngineOptions(root=str(host.root), connect_timeout=2.0, reboot_timeout=30.0, poll_initial=0.05, poll_cap=0.25)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hostprep import INPUTS, free_port, keys  # noqa: E402
+from benchmarks.hostprep import INPUTS, keys, serve_over_ssh  # noqa: E402
 from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
 from components.hostprep.transport import SshTarget, SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
@@ -51,15 +50,7 @@ TARGET_CPU_S = 0.35
 def prepared_host(work: Path, key_dir: Path) -> tuple[SimHost, SshTarget]:
     """A simulated host that one apply (with its reboot) has prepared."""
     host = SimHost.create(work / "sim", SimSpec(cpu="intel", kernel="6.5.13-5-pve", bootloader="grub-bios", devices=t4()))
-    for name in ("host_ed25519", "host_rsa"):
-        for suffix in ("", ".pub"):
-            shutil.copy(key_dir / f"{name}{suffix}", host.sshd_dir / f"{name}{suffix}")
-    (host.sshd_dir / "authorized_keys").write_text((key_dir / "client.pub").read_text())
-    port = free_port()
-    host.sshd_config(port)
-    host.start_sshd()
-    target = SshTarget("127.0.0.1", port, pwd.getpwuid(os.getuid()).pw_name, (key_dir / "client").read_text(),
-                       f"[127.0.0.1]:{port} {(key_dir / 'host_ed25519.pub').read_text().strip()}")
+    target = serve_over_ssh(host, key_dir)
     options = EngineOptions(root=str(host.root), connect_timeout=2.0, reboot_timeout=30.0, poll_initial=0.05, poll_cap=0.25)
     result = HostPrepEngine(lambda timeout: SshTransport.connect(target, timeout=timeout), INPUTS, OWNER, options).apply()
     assert result.rebooted, "the first apply prepares the host"
