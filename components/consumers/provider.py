@@ -25,8 +25,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-# rpc.UNKNOWN: a value not known during preview.
-_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+from components.unknowns import UNKNOWN
 
 _STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
 
@@ -64,7 +63,7 @@ class JellyfinEncodingProvider(ResourceProvider):
 
         failures: list[CheckFailure] = []
         url = news.get("url")
-        if url != _UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        if url != UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             failures.append(CheckFailure("url", f"expected an http(s) URL, got {url!r}"))
         try:
             wanted = _wanted(news)
@@ -74,7 +73,7 @@ class JellyfinEncodingProvider(ResourceProvider):
         inputs = dict(news)
         if failures or wanted is None:
             return CheckResult(inputs, failures)
-        if _UNKNOWN in (url, news.get("api_key")):
+        if UNKNOWN in (url, news.get("api_key")):
             inputs["pending_changes"] = ["not known yet: the URL or API key is computed during this update"]
             return CheckResult(inputs, failures)
         try:

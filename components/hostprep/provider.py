@@ -13,7 +13,8 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value not known at preview
+from components.unknowns import UNKNOWN, known
+
 OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
 _REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old one first
 _UPDATE_KEYS = ("user", "host_key", "gpus", "intel_iommu", "iommu_passthrough", "allow_reboot", "reboot_on_destroy", "reboot_timeout_seconds",
@@ -49,16 +50,6 @@ def _engine(props: dict[str, Any]):
         return SshTransport.connect(target, timeout=timeout)
 
     return HostPrepEngine(connect, inputs, props["owner"], options)
-
-
-def _known(value: Any) -> bool:
-    if value == UNKNOWN:
-        return False
-    if isinstance(value, dict):
-        return all(_known(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_known(v) for v in value)
-    return True
 
 
 def validate(props: dict[str, Any]) -> list[CheckFailure]:
@@ -105,7 +96,7 @@ class HostPrepProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = validate(news)
-        if not failures and not _olds and _known(news):
+        if not failures and not _olds and known(news):
             # A create: show what it would change, and refuse early what it cannot do.
             failures = self._preview(news)
         return CheckResult(news, failures)
@@ -137,7 +128,7 @@ class HostPrepProvider(ResourceProvider):
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        if not _known(news):
+        if not known(news):
             return DiffResult(changes=True if changed else None)
         try:
             _, plan = _engine(news).plan()

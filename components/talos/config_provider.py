@@ -28,9 +28,8 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 # Re-exported: the node's state moved to components.talos.node_state.
 from components.talos.node_state import apply_plan, read_node_state, unchanged_since  # noqa: F401
+from components.unknowns import UNKNOWN
 
-# rpc.UNKNOWN: a value not known during preview.
-_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _WANTED = ("node", "endpoint", "spec")
 _STATE = ("originals", "mode", "rebootPaths", "lastChanges", "talosSays", "appliedVersion")
 
@@ -66,12 +65,12 @@ class TalosMachineConfigProvider(ResourceProvider):
         if failures:
             return CheckResult(inputs, failures)
         factory = news.get("factorySchematicId")
-        if factory and factory != _UNKNOWN and isinstance(news.get("spec"), dict) and factory != news["spec"].get("schematicId"):
+        if factory and factory != UNKNOWN and isinstance(news.get("spec"), dict) and factory != news["spec"].get("schematicId"):
             failures.append(CheckFailure("factorySchematicId", f"the Image Factory's schematic ID {factory} is not the one computed offline, {news['spec'].get('schematicId')}"))
             return CheckResult(inputs, failures)
         # The spec is computed offline, so only the node and the credentials
         # can still be unknown in a preview.
-        if any(news.get(name) == _UNKNOWN for name in (*_WANTED, "talosconfig")):
+        if any(news.get(name) == UNKNOWN for name in (*_WANTED, "talosconfig")):
             inputs["pendingChanges"] = ["not known yet: computed during this update"]
             return CheckResult(inputs, failures)
         # The originals travel in the checked inputs (kept secret: the

@@ -16,7 +16,8 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's marker for a value not known at preview
+from components.unknowns import UNKNOWN, known
+
 OUTPUT_KEYS = ("previous", "written", "restarted", "pending")
 _REPLACE_KEYS = ("endpoint",)
 _UPDATE_KEYS = ("spec", "restart", "restart_timeout_seconds", "drain_timeout_seconds", "node_name", "insecure")
@@ -38,16 +39,6 @@ def _engine(props: dict[str, Any]):
                              drain_timeout=float(props.get("drain_timeout_seconds") or 300),
                              timeout=float(props.get("restart_timeout_seconds") or 900), progress=_say)
     return AdoptEngine(lambda: connect(target), AdoptSpec.from_dict(props["spec"]), props.get("restart", "drained"), options)
-
-
-def _known(value: Any) -> bool:
-    if value == UNKNOWN:
-        return False
-    if isinstance(value, dict):
-        return all(_known(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_known(v) for v in value)
-    return True
 
 
 def validate(props: dict[str, Any]) -> list[CheckFailure]:
@@ -76,7 +67,7 @@ def _waiting(engine: Any) -> list[str]:
 class VmAdoptProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = validate(news)
-        if not failures and _known(news):
+        if not failures and known(news):
             failures = self._preview(news, (olds or {}).get("previous"))
         return CheckResult(news, failures)
 
@@ -102,7 +93,7 @@ class VmAdoptProvider(ResourceProvider):
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)]
-        if not _known(news):
+        if not known(news):
             return DiffResult(changes=True if changed else None)
         engine = _engine(news)
         plan = engine.plan(olds.get("previous"))  # drift: someone took a slot or the balloon back
