@@ -27,19 +27,6 @@ from tests.stand_ins.kubectl_flags import Usage  # noqa: E402,F401  (kept for th
 from tests.stand_ins.kubectl_flags import parse as parse_kubectl  # noqa: E402,F401
 
 
-def without_config_flag(argv, flag="--talosconfig"):
-    """argv less the private config file's flag (its path changes per call)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == flag:
-            skip = True
-        elif not arg.startswith(f"{flag}="):
-            out.append(arg)
-    return out
-
-
 def talosctl(argv):
     state = Path(os.environ["FAKE_CLI_DIR"])
     record = {"tool": "talosctl", "argv": argv, "config_path": None, "config_mode": None, "config_text": None,
@@ -57,7 +44,7 @@ def talosctl(argv):
         if "is not modelled" not in str(error) and "unknown command" not in str(error):
             sys.stderr.write(f"{error}\n")
             sys.exit(error.code)
-    command = without_config_flag(argv)
+    command = kubectl.without_config_flag(argv, "--talosconfig")
     rules_file = state / "talosctl.json"
     rules = json.loads(rules_file.read_text()) if rules_file.exists() else []
     for index, rule in enumerate(rules):

@@ -59,15 +59,16 @@ from tests.stand_ins.kubectl_flags import Usage, parse  # noqa: E402
 CONFIG_FLAG = "--kubeconfig"
 
 
-def without_config_flag(argv: list[str]) -> list[str]:
-    """argv less the private kubeconfig file's flag (its path changes per call)."""
+def without_config_flag(argv: list[str], flag: str = CONFIG_FLAG) -> list[str]:
+    """argv less the private config file's flag (its path changes per call):
+    kubectl's --kubeconfig, or the flag named (the doctor's talosctl)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == CONFIG_FLAG:
+        elif arg == flag:
             skip = True
-        elif not arg.startswith(f"{CONFIG_FLAG}="):
+        elif not arg.startswith(f"{flag}="):
             out.append(arg)
     return out
 
