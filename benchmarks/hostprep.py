@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
 from components.hostprep.plan import GpuSpec, HostPrepInputs  # noqa: E402
-from components.hostprep.transport import SshTarget, SshTransport  # noqa: E402
+from components.ssh.connect import SshTarget  # noqa: E402
+from components.ssh.transport import SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", None, 0),))

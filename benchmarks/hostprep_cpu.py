@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.hostprep import INPUTS, keys, serve_over_ssh  # noqa: E402
 from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
-from components.hostprep.transport import SshTarget, SshTransport  # noqa: E402
+from components.ssh.connect import SshTarget  # noqa: E402
+from components.ssh.transport import SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
 
 OWNER = "proxmox-talos-gpu/cli"

@@ -29,7 +29,8 @@ class ChangesThingsInPreview(ResourceProvider):
         return CheckResult(news, [])
 
     def diff(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.hostprep.transport import SshTarget, SshTransport
+        from components.ssh.connect import SshTarget
+        from components.ssh.transport import SshTransport
 
         target = SshTarget(news["host"], int(news["port"]), news["user"], news["private_key"], news["host_key"])
         with SshTransport.connect(target, timeout=5) as transport:

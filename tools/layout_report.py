@@ -33,7 +33,14 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
-        "components.hostprep.transport", "components.talos.talosctl", "components.doctor.model",
+        "components.talos.talosctl", "components.doctor.model",
+        "components.ssh",
+        "components.ssh.errors",
+        "components.ssh.keys",
+        "components.ssh.atomic",
+        "components.ssh.diagnose",
+        "components.ssh.connect",
+        "components.ssh.transport",
         "components.flux.in_cluster", "components.monitoring.panel_map", "components",
     )),
     ("config tables", "the tables the config rules check against: GPU capabilities, Talos releases", (

@@ -113,7 +113,8 @@ def default_gatherers(creds: Credentials) -> dict[Layer, Gatherer]:
 
 
 def _ssh_target(cfg: StackConfig, creds: Credentials) -> Any:
-    from components.hostprep.transport import SshTarget, known_hosts_lines_for
+    from components.ssh.connect import SshTarget
+    from components.ssh.keys import known_hosts_lines_for
 
     host, port = host_name(cfg), cfg.host.port
     if not creds.identity:
@@ -131,7 +132,8 @@ def _ssh_target(cfg: StackConfig, creds: Credentials) -> Any:
 
 
 def _with_ssh(cfg: StackConfig, creds: Credentials, observe: Callable[[Any], Observation | Unreachable]) -> Observation | Unreachable:
-    from components.hostprep.transport import SshTransport, TransportError
+    from components.ssh.errors import TransportError
+    from components.ssh.transport import SshTransport
 
     target = _ssh_target(cfg, creds)
     if isinstance(target, Unreachable):

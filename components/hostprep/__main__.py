@@ -42,8 +42,11 @@ from components.hostprep.engine import (
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
 from components.hostprep.offline_cli import add_offline_options, offline_requested, run_offline
 from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
-from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
 from components.pci import normalise_pci_address
+from components.ssh.connect import SshTarget
+from components.ssh.errors import TransportError
+from components.ssh.keys import known_hosts_lines_for
+from components.ssh.transport import SshTransport
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SSH, EXIT_TIMEOUT, EXIT_REBOOT, EXIT_GUESTS = 1, 2, 3, 4, 5, 6
 

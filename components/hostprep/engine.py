@@ -32,7 +32,9 @@ from components.hostprep.plan import (
     reboot_impact,
     verify_host,
 )
-from components.hostprep.transport import CommandTimeoutError, HostKeyError, SshTransport, TransportError, atomic_write_snippet
+from components.ssh.atomic import atomic_write_snippet
+from components.ssh.errors import CommandTimeoutError, HostKeyError, TransportError
+from components.ssh.transport import SshTransport
 
 Connector = Callable[[float], SshTransport]  # connect timeout (s) -> open transport
 START_MARKER = "ptg-started"  # a command script prints it once it holds the lock: its time limit starts then

@@ -20,7 +20,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from components.hostprep.transport import TEMP_MARK, CommandResult
+from components.ssh.atomic import TEMP_MARK
+from components.ssh.transport import CommandResult
 
 STATE_DIR = "/var/lib/proxmox-talos-gpu"
 GRUB_DEFAULT = "/etc/default/grub"

@@ -31,7 +31,8 @@ def _engine(props: dict[str, Any]):
     module stays cheap and side-effect free."""
     from components.hostprep.engine import EngineOptions, HostPrepEngine
     from components.hostprep.plan import HostPrepInputs
-    from components.hostprep.transport import SshTarget, SshTransport
+    from components.ssh.connect import SshTarget
+    from components.ssh.transport import SshTransport
 
     target = SshTarget(host=props["host"], port=int(props["port"]), user=props["user"], private_key=props["private_key"], host_key=props["host_key"])
     inputs = HostPrepInputs.from_dict({
@@ -54,7 +55,8 @@ def _engine(props: dict[str, Any]):
 
 def validate(props: dict[str, Any]) -> list[CheckFailure]:
     """Shape checks that need no host; unknown (preview) values are skipped."""
-    from components.hostprep.transport import TransportError, load_private_key, parse_host_key_pin
+    from components.ssh.errors import TransportError
+    from components.ssh.keys import load_private_key, parse_host_key_pin
 
     failures = []
     for key in ("host", "user", "owner", "host_key", "private_key"):
@@ -105,7 +107,7 @@ class HostPrepProvider(ResourceProvider):
         from components.hostprep.engine import HostPrepError
         from components.hostprep.facts import FactsError
         from components.hostprep.plan import PlanError
-        from components.hostprep.transport import HostKeyError, TransportError
+        from components.ssh.errors import HostKeyError, TransportError
 
         try:
             _, plan = _engine(props).plan()
@@ -122,7 +124,7 @@ class HostPrepProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.hostprep.transport import HostKeyError, TransportError
+        from components.ssh.errors import HostKeyError, TransportError
 
         replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces

@@ -11,9 +11,11 @@ from components.doctor import runners
 from components.doctor.checks import check_host
 from components.doctor.model import HostObservation, ProxmoxObservation, Unreachable
 from components.hostprep import facts as facts_module
-from components.hostprep import transport as transport_module
 from components.hostprep.facts import FactsError, HostFacts, PciFunction
-from components.hostprep.transport import CommandResult, SshTarget, TransportError
+from components.ssh import transport as transport_module
+from components.ssh.connect import SshTarget
+from components.ssh.errors import TransportError
+from components.ssh.transport import CommandResult
 from tests.doctor import samples
 from tests.doctor.fakecli import data
 

@@ -14,7 +14,8 @@ import pytest
 
 from components.hostprep.engine import EngineOptions, HostPrepEngine
 from components.hostprep.plan import GpuSpec, HostPrepInputs
-from components.hostprep.transport import SshTarget, SshTransport
+from components.ssh.connect import SshTarget
+from components.ssh.transport import SshTransport
 from tests.hostprep.fakekube import Kube
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec
 

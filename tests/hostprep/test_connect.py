@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from components.hostprep.transport import HostKeyError, SshTarget, SshTransport, TransportError
+from components.ssh.connect import SshTarget
+from components.ssh.errors import HostKeyError, TransportError
+from components.ssh.transport import SshTransport
 from tests.hostile import banner_only_port, closed_port, http_port, silent_port
 
 
@@ -70,13 +72,13 @@ def test_placeholder_pin_is_named_and_paramiko_logs_no_traceback(make_sim, capfd
 
     sim = make_sim(SimSpec(devices=t4()))
     placeholder = dataclasses.replace(sim.target, host_key="SHA256:" + "A" * 43)
-    with caplog.at_level(logging.DEBUG, logger="components.hostprep.transport"):
+    with caplog.at_level(logging.DEBUG, logger="components.ssh"):
         with pytest.raises(HostKeyError) as error:
             SshTransport.connect(placeholder, timeout=5)
     assert "still the example's placeholder" in str(error.value) and "host.hostKey" in str(error.value)
     # Trying every host-key type makes paramiko's thread log IncompatiblePeer
     # tracebacks at ERROR; they are debug lines of this module, without the traceback.
-    relayed = [record.getMessage() for record in caplog.records if record.name == "components.hostprep.transport"]
+    relayed = [record.getMessage() for record in caplog.records if record.name == "components.ssh.diagnose"]
     assert any("Incompatible ssh peer" in line for line in relayed), relayed
     assert not any("Traceback" in line or line.startswith("  File ") for line in relayed)
     assert not [record for record in caplog.records if record.name.startswith("paramiko")]

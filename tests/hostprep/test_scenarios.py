@@ -11,7 +11,9 @@ import pytest
 from components.hostprep.engine import HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, VFIO_FILE
 from components.hostprep.plan import GpuSpec
-from components.hostprep.transport import HostKeyError, SshTransport, TransportError, fingerprint
+from components.ssh.errors import HostKeyError, TransportError
+from components.ssh.keys import fingerprint
+from components.ssh.transport import SshTransport
 from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB
 from tests.hostprep.simhost import SimDevice, SimSpec, consumer_card, t4
 

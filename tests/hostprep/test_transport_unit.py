@@ -11,15 +11,10 @@ import subprocess
 import paramiko
 import pytest
 
-from components.hostprep.transport import (
-    TransportError,
-    atomic_write_snippet,
-    fingerprint,
-    known_hosts_lines_for,
-    load_private_key,
-    mask,
-    parse_host_key_pin,
-)
+from components.masking import mask
+from components.ssh.atomic import atomic_write_snippet
+from components.ssh.errors import TransportError
+from components.ssh.keys import fingerprint, known_hosts_lines_for, load_private_key, parse_host_key_pin
 
 BLOB = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
 B64 = base64.b64encode(BLOB).decode()
@@ -96,7 +91,8 @@ def test_atomic_write_never_leaves_a_half_written_target(tmp_path):
 
 
 def test_transport_logs_mask_the_private_key(caplog):
-    from components.hostprep.transport import SshTarget, SshTransport
+    from components.ssh.connect import SshTarget
+    from components.ssh.transport import SshTransport
 
     class FakeChannel:
         def __init__(self):
@@ -119,7 +115,7 @@ def test_transport_logs_mask_the_private_key(caplog):
 
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAsecretsecretsecret\n-----END OPENSSH PRIVATE KEY-----"
     transport = SshTransport(SshTarget("h", 22, "root", key, "SHA256:x"), FakeTransport(), command_timeout=5)  # type: ignore[arg-type]
-    with caplog.at_level(logging.DEBUG, logger="components.hostprep.transport"):
+    with caplog.at_level(logging.DEBUG, logger="components.ssh"):
         result = transport.run(f"echo '{key}' > /dev/null")
     assert result.ok and transport.round_trips == 1
     assert caplog.records and all("AAAAsecret" not in record.getMessage() for record in caplog.records)
