@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
+from components.hostprep.connections import EngineOptions  # noqa: E402
+from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.hostprep.plan import GpuSpec, HostPrepInputs  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402

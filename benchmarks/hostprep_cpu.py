@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hostprep import INPUTS, keys, serve_over_ssh  # noqa: E402
-from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
+from components.hostprep.connections import EngineOptions  # noqa: E402
+from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402

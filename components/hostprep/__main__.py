@@ -29,19 +29,13 @@ from typing import Any
 
 from components.cli import PlainParser, add_project_dir, program
 from components.config_issues import PROJECT
-from components.hostprep.engine import (
-    EngineOptions,
-    GuestsRunningError,
-    HostPrepEngine,
-    HostPrepError,
-    HostTimeoutError,
-    RebootRequiredError,
-    RefusedError,
-    RunResult,
-)
+from components.hostprep.connections import EngineOptions
+from components.hostprep.engine import HostPrepEngine
+from components.hostprep.errors import GuestsRunningError, HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
 from components.hostprep.offline_cli import add_offline_options, offline_requested, run_offline
 from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
+from components.hostprep.results import RunResult
 from components.pci import normalise_pci_address
 from components.ssh.connect import SshTarget
 from components.ssh.errors import TransportError

@@ -29,7 +29,8 @@ def _say(message: str) -> None:
 def _engine(props: dict[str, Any]):
     """Build the engine for ``props``; imports kept here so unpickling this
     module stays cheap and side-effect free."""
-    from components.hostprep.engine import EngineOptions, HostPrepEngine
+    from components.hostprep.connections import EngineOptions
+    from components.hostprep.engine import HostPrepEngine
     from components.hostprep.plan import HostPrepInputs
     from components.ssh.connect import SshTarget
     from components.ssh.transport import SshTransport
@@ -104,7 +105,7 @@ class HostPrepProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
-        from components.hostprep.engine import HostPrepError
+        from components.hostprep.errors import HostPrepError
         from components.hostprep.facts import FactsError
         from components.hostprep.plan import PlanError
         from components.ssh.errors import HostKeyError, TransportError
@@ -166,7 +167,7 @@ class HostPrepProvider(ResourceProvider):
         _say(f"host changes undone: {len(result.wrote)} file(s) restored or removed, {len(result.ran)} command(s), rebooted: {result.rebooted}")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from components.hostprep.engine import host_outputs
+        from components.hostprep.results import host_outputs
 
         engine = _engine(props)
         facts = engine.facts(guests="never")

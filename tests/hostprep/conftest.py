@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.hostprep.engine import EngineOptions, HostPrepEngine
+from components.hostprep.connections import EngineOptions
+from components.hostprep.engine import HostPrepEngine
 from components.hostprep.plan import GpuSpec, HostPrepInputs
 from components.ssh.connect import SshTarget
 from components.ssh.transport import SshTransport

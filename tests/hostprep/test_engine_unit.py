@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from components.hostprep.engine import EngineOptions, HostPrepEngine, HostTimeoutError, batch_script, command_script
+from components.hostprep.connections import EngineOptions
+from components.hostprep.engine import HostPrepEngine
+from components.hostprep.errors import HostTimeoutError
 from components.hostprep.facts import GRUB_DEFAULT, STATE_DIR, VFIO_FILE, HostFacts
 from components.hostprep.plan import Command, FileChange, GpuSpec, HostPlan, HostPrepInputs
+from components.hostprep.scripts import batch_script, command_script
 from components.ssh.errors import HostKeyError, TransportError
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0"),))
@@ -42,7 +45,7 @@ def test_reboot_wait_backs_off_capped_at_two_seconds_and_times_out_clearly():
         raise TransportError("root@pve5:22: cannot connect: [Errno 111] Connection refused")
 
     with pytest.raises(HostTimeoutError, match=r"did not come back within 30 s after the reboot \(last: cannot connect"):
-        engine(refuse, clock, progress).wait_for_reboot("old")
+        engine(refuse, clock, progress).reboot.wait_for_reboot("old")
     assert clock.sleeps[:5] == [0.25, 0.5, 1.0, 2.0, 2.0]
     assert max(clock.sleeps) == 2.0 and 29 <= clock.now <= 31
     assert progress and all("waiting for the host to come back" in line for line in progress)
@@ -55,7 +58,7 @@ def test_reboot_wait_refuses_a_changed_host_key_at_once():
         raise HostKeyError("host key not accepted")
 
     with pytest.raises(HostKeyError):
-        engine(wrong_key, clock, []).wait_for_reboot("old")
+        engine(wrong_key, clock, []).reboot.wait_for_reboot("old")
     assert clock.sleeps == []
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.hostprep.engine import HostPrepError, RebootFailedError, RefusedError
+from components.hostprep.errors import HostPrepError, RebootFailedError, RefusedError
 from components.hostprep.facts import BLACKLIST_FILE, GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, STATE_DIR, VFIO_FILE, FactsError
 from components.hostprep.plan import GpuSpec
 from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB

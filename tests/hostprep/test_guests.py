@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.hostprep.engine import DrainError, GuestsRunningError
+from components.hostprep.errors import DrainError, GuestsRunningError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
 from components.hostprep.plan import GpuSpec
 from tests.hostprep.simhost import SimGuest, SimSpec, t4

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.hostprep.engine import HostPrepError, RebootRequiredError
+from components.hostprep.errors import HostPrepError, RebootRequiredError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
 from components.hostprep.plan import GpuSpec
 from tests.hostprep.simhost import SimDevice, SimGuest, SimSpec, consumer_card, t4
@@ -99,16 +99,16 @@ def test_nvidia_in_use_is_not_unbound_live_then_binds_live_once_released(make_si
 
 def test_a_process_opening_the_gpu_after_the_facts_stops_the_live_bind(make_sim, monkeypatch):
     """The bind script checks the users again under the lock, right before the unbind."""
-    from components.hostprep import engine as engine_module
+    from components.hostprep import steps as steps_module
 
     sim = make_sim(SimSpec(cpu="amd", kernel=K68, devices=[SimDevice(T4, "10de:1eb8", "0x030200", "10de:12a2", "nvidia", 30)]))
-    real = engine_module.bind_script
+    real = steps_module.bind_script
 
     def late_user(*args, **kwargs):
         sim.host.hold(3300, "ffmpeg", "/dev/nvidia0")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "bind_script", late_user)
+    monkeypatch.setattr(steps_module, "bind_script", late_user)
     with pytest.raises(HostPrepError, match="opened /dev/nvidia\\* since the facts were read"):
         sim.engine(T4_SPEC, options={"command_timeout": 20.0}).apply()
     assert sim.host.driver(T4) == "nvidia" and not [c for c in sysfs_writes(sim) if "unbound" in c]

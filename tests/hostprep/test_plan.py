@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 
-from components.hostprep.engine import written
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     ETC_MODULES,
@@ -34,6 +33,7 @@ from components.hostprep.plan import (
     restore_cmdline,
     verify_host,
 )
+from components.hostprep.results import written
 
 OWNER = "proxmox-talos-gpu/homelab"
 GRUB = 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="Proxmox VE"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'

@@ -10,7 +10,6 @@ import dataclasses
 import pytest
 
 from components.config import parse_stack_config
-from components.hostprep.engine import written
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     GRUB_D,
@@ -44,6 +43,7 @@ from components.hostprep.plan import (
     static_tokens,
     verify_host,
 )
+from components.hostprep.results import written
 from tests.conftest import stack_file_config
 from tests.hostprep.test_plan import A100, BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, ZFS_CMDLINE, booted, host, t4, two_gpu_host
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from components.hostprep.engine import HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
+from components.hostprep.errors import HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, VFIO_FILE
 from components.hostprep.plan import GpuSpec
 from components.ssh.errors import HostKeyError, TransportError

@@ -120,3 +120,15 @@ def test_transport_logs_mask_the_private_key(caplog):
     assert result.ok and transport.round_trips == 1
     assert caplog.records and all("AAAAsecret" not in record.getMessage() for record in caplog.records)
     assert "AAAAsecret" not in repr(transport.target)
+
+
+def test_atomic_write_temp_file_is_0600_before_it_takes_the_targets_mode(tmp_path):
+    from components.ssh.atomic import temp_path
+
+    target = tmp_path / "originals" / "grub"
+    tmp = temp_path(str(target), "tok4")
+    # Stop right after the temp file is written, before its chmod: what a reader on the host could see then.
+    script = atomic_write_snippet(str(target), b"GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n", "tok4", mode="0600").replace(
+        "if [ -e", f"stat -c %a -- {tmp} > {tmp_path}/mode; exit 0\nif [ -e", 1)
+    subprocess.run(["sh", "-c", "umask 022; sh -s"], input=script.encode(), check=True)
+    assert (tmp_path / "mode").read_text().strip() == "600"
