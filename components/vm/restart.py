@@ -14,9 +14,15 @@ of ours pending and the node is Ready, uncordon.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from components.kubectl import KubectlError, cordon_node, drain_node, get_node, uncordon_node
+from components.wait import wait_until
+
+T = TypeVar("T")
 
 
 class RestartError(RuntimeError):
@@ -32,8 +38,6 @@ class Clock:
 
     @classmethod
     def real(cls) -> Clock:
-        import time
-
         return cls(time.monotonic, time.sleep)
 
 
@@ -63,8 +67,6 @@ def _ready(node: dict[str, Any] | None) -> bool:
 def restart_drained(api: Any, pve_node: str, vmid: int, owned: tuple[str, ...], opts: RestartOptions) -> RestartResult:
     """Drain, reboot through Proxmox, wait, uncordon. ``owned``: the keys
     whose pending change the restart is for."""
-    from components.kubectl import KubectlError, cordon_node, drain_node, get_node, uncordon_node
-
     clock, say = opts.clock, opts.progress
     node, cordoned_by_us, warnings = opts.node_name, False, []
     if node:
@@ -100,20 +102,16 @@ def restart_drained(api: Any, pve_node: str, vmid: int, owned: tuple[str, ...], 
     deadline = clock.now() + opts.timeout
     say(f"restarting VM {vmid} through Proxmox (status/reboot) so its pending changes apply")
     upid = api.reboot(pve_node, vmid, timeout=int(max(1, opts.timeout // 2)))
-    while True:
-        task = api.task(pve_node, upid)
-        if task.get("status") == "stopped":
-            if task.get("exitstatus") != "OK":
-                raise RestartError(f"Proxmox's reboot task for VM {vmid} failed: {task.get('exitstatus')} ({upid}); "
-                                   f"node {node or '-'} stays cordoned: look at the task log, start the VM, then `kubectl uncordon`")
-            break
-        _wait(clock, deadline, opts.poll, f"the reboot task of VM {vmid} ({upid})", node)
-    while not (api.status(pve_node, vmid) == "running" and not (api.pending(pve_node, vmid) & set(owned))):
-        _wait(clock, deadline, opts.poll, f"VM {vmid} to run again with its new slots", node)
+    task = _wait(clock, deadline, opts.poll, f"the reboot task of VM {vmid} ({upid})", node,
+                 lambda: api.task(pve_node, upid), lambda task: task.get("status") == "stopped")
+    if task.get("exitstatus") != "OK":
+        raise RestartError(f"Proxmox's reboot task for VM {vmid} failed: {task.get('exitstatus')} ({upid}); "
+                           f"node {node or '-'} stays cordoned: look at the task log, start the VM, then `kubectl uncordon`")
+    _wait(clock, deadline, opts.poll, f"VM {vmid} to run again with its new slots", node,
+          lambda: api.status(pve_node, vmid) == "running" and not (api.pending(pve_node, vmid) & set(owned)), bool)
     say(f"VM {vmid} runs again, nothing of this program pending")
     if node:
-        while not _ready(_node_or_none(node, opts.kubeconfig)):
-            _wait(clock, deadline, opts.poll, f"node {node} to be Ready", node)
+        _wait(clock, deadline, opts.poll, f"node {node} to be Ready", node, lambda: _node_or_none(node, opts.kubeconfig), _ready)
         if cordoned_by_us:
             uncordon_node(node, kubeconfig=opts.kubeconfig)
             say(f"node {node} Ready and uncordoned")
@@ -121,16 +119,17 @@ def restart_drained(api: Any, pve_node: str, vmid: int, owned: tuple[str, ...], 
 
 
 def _node_or_none(node: str, kubeconfig: str | None) -> dict[str, Any] | None:
-    from components.kubectl import KubectlError, get_node
-
     try:
         return get_node(node, kubeconfig=kubeconfig)
     except KubectlError:
         return None  # the API server may be away while its node restarts
 
 
-def _wait(clock: Clock, deadline: float, poll: float, what: str, node: str | None) -> None:
-    if clock.now() >= deadline:
+def _wait(clock: Clock, deadline: float, poll: float, what: str, node: str | None,
+          probe: Callable[[], T], done: Callable[[T], bool]) -> T:
+    """Ask ``probe`` every ``poll`` seconds until ``done``, at most until ``deadline`` (on ``clock``)."""
+    outcome = wait_until(probe, done, timeout=max(0.0, deadline - clock.now()), interval=poll, clock=clock.now, sleep=clock.sleep)
+    if not outcome.done:
         left = f"; node {node} stays cordoned until you `kubectl uncordon {node}`" if node else ""
         raise RestartError(f"gave up waiting for {what} (vm.restartTimeoutSeconds){left}")
-    clock.sleep(poll)
+    return outcome.value
