@@ -103,7 +103,7 @@ class SshTransport:
 
             def finished() -> bool:
                 """Take what the command has printed so far; True once it has ended (or the connection has)."""
-                while channel.recv_ready() or channel.recv_stderr_ready():
+                while channel.recv_ready() or channel.recv_stderr_ready():  # not a poll: takes what is buffered, never waits
                     if channel.recv_ready():
                         out.extend(channel.recv(65536))
                     else:

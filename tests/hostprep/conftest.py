@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,23 @@ from tests.hostprep.fakekube import Kube
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec
 
 OWNER = "proxmox-talos-gpu/test"
+
+
+class SleptClock:
+    """The engine's clock for runs against the simulated host: it counts only
+    the time the engine sleeps (really sleeping it, so the host's reboot and
+    guests move on). A wait bound then means that many seconds of pauses
+    between asks, however long each ask takes on a busy machine."""
+
+    def __init__(self) -> None:
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.slept
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        self.slept += seconds
 
 
 def _require_sshd() -> None:
@@ -79,6 +97,8 @@ class Sim:
                                        "poll_cap": 0.25, "reboot_start_grace": 10.0, "guest_timeout": 10.0, "drain_timeout": 10.0,
                                        "progress_every": 0.5,
                                        "progress": progress.append if progress is not None else (lambda message: None)}
+        clock = SleptClock()
+        settings.update({"clock": clock, "sleep": clock.sleep})
         settings.update(options or {})
         return HostPrepEngine(self.connect, HostPrepInputs(gpus=specs, **inputs), owner, EngineOptions(**settings))  # type: ignore[arg-type]
 

@@ -3,18 +3,24 @@ write batch, run by a local sh against a file tree."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from components.hostprep import node_drain
 from components.hostprep.connections import EngineOptions
 from components.hostprep.engine import HostPrepEngine
 from components.hostprep.errors import HostTimeoutError
-from components.hostprep.facts import GRUB_DEFAULT, STATE_DIR, VFIO_FILE, HostFacts
-from components.hostprep.plan import Command, FileChange, GpuSpec, HostPlan, HostPrepInputs
+from components.hostprep.facts import GRUB_DEFAULT, STATE_DIR, VFIO_FILE, Guest, HostFacts
+from components.hostprep.node_drain import NodeDrain
+from components.hostprep.plan import Command, FileChange, GpuSpec, HostPlan, HostPrepInputs, RebootImpact
+from components.hostprep.reboot import HostReboot
 from components.hostprep.scripts import batch_script, command_script
 from components.ssh.errors import HostKeyError, TransportError
+from tests.doctor.samples import node_json
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0"),))
 
@@ -106,3 +112,84 @@ def test_batch_writes_nothing_when_a_file_changed_since_the_facts(tmp_path):
     assert not (tmp_path / VFIO_FILE.lstrip("/")).exists()
     assert (tmp_path / "etc/default/grub").read_text() == "changed by someone else\n"
     assert not list((tmp_path / STATE_DIR.lstrip("/") / "pending").iterdir())
+
+
+# -- the waits after the reboot, on the fake clock ----------------------------
+
+
+class FakeConnections:
+    """Stands in for HostConnections where a test needs no host: records the scripts."""
+
+    def __init__(self, options: EngineOptions):
+        self.options = options
+        self.scripts: list[str] = []
+
+    def script(self, script: str, label: str, timeout: float = 60) -> str:
+        self.scripts.append(label)
+        return ""
+
+
+def _node(ready: bool) -> dict:
+    document = json.loads(node_json())
+    for condition in document["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            condition["status"] = "True" if ready else "False"
+    return document
+
+
+def _options(clock: FakeClock, progress: list[str], **changes) -> EngineOptions:
+    return EngineOptions(poll_initial=0.25, poll_cap=2.0, guest_timeout=10.0, sleep=clock.sleep, clock=clock.clock,
+                         progress=progress.append, **changes)
+
+
+def test_the_node_is_uncordoned_once_ready_asking_with_a_capped_backoff(monkeypatch):
+    clock, progress, uncordoned = FakeClock(), [], []
+    answers = iter([None, _node(False), _node(False), _node(True)])
+    monkeypatch.setattr(node_drain, "get_node", lambda node, **_: next(answers))
+    monkeypatch.setattr(node_drain, "uncordon_node", lambda node, **_: uncordoned.append(node))
+    connections = FakeConnections(_options(clock, progress))
+    warnings = NodeDrain(connections, INPUTS).uncordon_when_ready("moody-good", deadline=10.0)  # type: ignore[arg-type]
+    assert warnings == [] and uncordoned == ["moody-good"] and connections.scripts == ["forget that moody-good is cordoned"]
+    assert clock.sleeps == [0.25, 0.5, 1.0]
+    assert progress[:3] == ["waiting for node moody-good to be Ready (not in the cluster)",
+                            "waiting for node moody-good to be Ready (not Ready)", "waiting for node moody-good to be Ready (not Ready)"]
+
+
+def test_a_node_that_never_gets_ready_stays_cordoned_at_the_deadline(monkeypatch):
+    clock, progress, uncordoned = FakeClock(), [], []
+    monkeypatch.setattr(node_drain, "get_node", lambda node, **_: _node(False))
+    monkeypatch.setattr(node_drain, "uncordon_node", lambda node, **_: uncordoned.append(node))
+    connections = FakeConnections(_options(clock, progress))
+    warnings = NodeDrain(connections, INPUTS).uncordon_when_ready("moody-good", deadline=10.0)  # type: ignore[arg-type]
+    assert clock.now == 10.0 and max(clock.sleeps) == 2.0, clock.sleeps
+    assert uncordoned == [] and connections.scripts == []
+    assert len(warnings) == 1 and "moody-good is not Ready 10 s after the host came back (not Ready), so it stays cordoned" in warnings[0]
+
+
+def test_a_deadline_already_passed_asks_once(monkeypatch):
+    clock, asked = FakeClock(), []
+    monkeypatch.setattr(node_drain, "get_node", lambda node, **_: asked.append(node) or _node(False))
+    warnings = NodeDrain(FakeConnections(_options(clock, [])), INPUTS).uncordon_when_ready("moody-good", deadline=0.0)  # type: ignore[arg-type]
+    assert asked == ["moody-good"] and clock.sleeps == [] and "stays cordoned" in warnings[0]
+
+
+def test_guests_that_do_not_come_back_are_named_once_the_guest_timeout_passes(monkeypatch):
+    clock, progress = FakeClock(), []
+    web = Guest(101, "web", "qemu", "running", onboot=True)
+    db = Guest(102, "db", "qemu", "running", onboot=True)
+    reboot = HostReboot(FakeConnections(_options(clock, progress)), INPUTS)  # type: ignore[arg-type]
+    reads = iter([(dataclasses.replace(web, status="stopped"), dataclasses.replace(db, status="stopped")),
+                  None,  # the read failed: the last answer stands
+                  (web, dataclasses.replace(db, status="stopped"))])
+    monkeypatch.setattr(reboot, "_read_guests_now", lambda: next(reads, (web, dataclasses.replace(db, status="stopped"))))
+    facts = facts_for_guests()
+    warnings = reboot._after_boot(RebootImpact(guests_known=True, stops=(web, db)), None, facts)
+    assert clock.now == 10.0 and clock.sleeps[:4] == [0.25, 0.5, 1.0, 2.0]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{db.label} was running before the reboot and has onboot=1, but is not running 10 s")
+    assert progress[0] == f"waiting for guests to start again (onboot=1, or HA): {web.label}, {db.label}"
+    assert progress[2] == f"waiting for guests to start again (onboot=1, or HA): {db.label}"
+
+
+def facts_for_guests() -> HostFacts:
+    return HostFacts(cpu_vendor="amd", kernel_release="6.8.12-4-pve", bootloader="grub-uefi", cmdline="", iommu_active=True,
+                     functions={}, files={}, boot_id="new")
