@@ -26,12 +26,12 @@ from components import cli
 
 # name -> (module, what it does). Each module has main(argv) -> exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "render": ("components.render", "write everything a stack would apply into a folder, offline"),
-    "stacks": ("components.stacks", "check that the node stacks agree; print the stack a tool would use"),
+    "render": ("tools.render", "write everything a stack would apply into a folder, offline"),
+    "stacks": ("tools.stacks", "check that the node stacks agree; print the stack a tool would use"),
     "doctor": ("components.doctor.cli", "run the guide's checks on each layer and say how to fix what fails"),
-    "hostprep": ("components.hostprep.__main__", "read, plan, prepare or undo the Proxmox host's GPU passthrough"),
-    "talos": ("components.talos.__main__", "the Talos schematic, machine-config patch, adopted config and upgrade route"),
-    "vm": ("components.vm.__main__", "plan, adopt or undo the existing VM's GPU slots and balloon"),
+    "hostprep": ("tools.hostprep", "read, plan, prepare or undo the Proxmox host's GPU passthrough"),
+    "talos": ("tools.talos", "the Talos schematic, machine-config patch, adopted config and upgrade route"),
+    "vm": ("tools.vm", "plan, adopt or undo the existing VM's GPU slots and balloon"),
 }
 
 

@@ -175,7 +175,7 @@ def consumer_artifacts(cfg: StackConfig) -> Artifacts:
 def graph_mermaid(raw_config: dict[str, Any]) -> str:
     """The program's component graph, from a mock-engine run of __main__.py:
     one subgraph per component, one edge per component dependency."""
-    from components.mockengine import PLACEHOLDER_SECRETS, run_program
+    from tools.mockengine import PLACEHOLDER_SECRETS, run_program
 
     run = run_program(lambda: runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__"),
                       raw_config, secret_keys=PLACEHOLDER_SECRETS, preview=True)
