@@ -44,8 +44,8 @@ from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
 from components.monitoring.artifacts import render_artifacts as monitoring_artifacts
 from components.talos.machine_config import gpu_patch_yaml
 from components.talos.schematic import planned_installer
-from components.vm import pci_mappings, vm_args
 from components.vm.adopt import owned_keys
+from components.vm.create import pci_mappings, vm_args
 
 Artifacts = dict[str, str]
 
