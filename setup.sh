@@ -33,22 +33,25 @@ esac
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 # The gpunode command (.venv/bin/gpunode): this folder installed in editable
 # mode, so it runs this checkout's code from any folder. Skipped when .venv
-# already has it for this folder.
+# already has it for this folder, with the entry point pyproject.toml names.
 if ! .venv/bin/python - "$(pwd -P)" <<'PY' 2>/dev/null
-import json, pathlib, sys
+import json, pathlib, sys, tomllib
 from importlib.metadata import distribution
-url = json.loads(distribution("proxmox-talos-gpu").read_text("direct_url.json") or "{}").get("url", "")
-sys.exit(url != pathlib.Path(sys.argv[1]).as_uri())
+dist = distribution("proxmox-talos-gpu")
+url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+script = next((entry.value for entry in dist.entry_points if entry.name == "gpunode"), "")
+wanted = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]["scripts"]["gpunode"]
+sys.exit(url != pathlib.Path(sys.argv[1]).as_uri() or script != wanted)
 PY
 then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
 fi
-stack="$(.venv/bin/python -m components.stacks which --project-dir . ${stack_arg:+--stack "$stack_arg"})" || exit 2
+stack="$(.venv/bin/python -m tools.stacks which --project-dir . ${stack_arg:+--stack "$stack_arg"})" || exit 2
 if [ ! -f "Pulumi.$stack.yaml" ]; then
   echo "setup.sh: Pulumi reads a stack's settings from Pulumi.$stack.yaml in this folder ($PWD): copy $stack_arg here" >&2
   exit 2
 fi
-.venv/bin/python -m components.render --project-dir . --stack "$stack" --out "render/$stack" >/dev/null
+.venv/bin/python -m tools.render --project-dir . --stack "$stack" --out "render/$stack" >/dev/null
 [ "$action" = render ] && exit 0
 if ! command -v pulumi >/dev/null 2>&1; then
   if [ ! -x "$HOME/.pulumi/bin/pulumi" ]; then

@@ -69,7 +69,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.hostprep import keys, serve_over_ssh  # noqa: E402
 from components.gpu_migration import OWNER_LABEL  # noqa: E402
-from components.mockengine import reveal  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402
@@ -79,6 +78,7 @@ from tests.talos.cluster_state import install_kubectl, installed_device_plugin, 
 from tests.talos.conftest import install_talosctl  # noqa: E402
 from tests.talos.running_configs import as_text, worker_documents  # noqa: E402
 from tests.vm.conftest import MAPPING, MOODY_GOOD, TOKEN  # noqa: E402
+from tools.mockengine import reveal  # noqa: E402
 
 # The schematic of a node installed from a plain Image Factory image (no extensions).
 PLAIN_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"

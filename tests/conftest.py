@@ -13,7 +13,7 @@ import pytest
 
 from components.cli import PROJECT_DIR_ENV
 from components.config import read_stack_file
-from components.mockengine import PLACEHOLDER_SECRETS, ProgramRun, run_program
+from tools.mockengine import PLACEHOLDER_SECRETS, ProgramRun, run_program
 
 ROOT = Path(__file__).resolve().parents[1]
 # Upstream files vendored into the repository (tests/data/upstream/README.md

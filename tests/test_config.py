@@ -192,8 +192,8 @@ def test_bad_config_registers_no_resource():
 def test_secret_set_in_plain_text_is_refused():
     import runpy
 
-    from components.mockengine import run_program
     from tests.conftest import ROOT
+    from tools.mockengine import run_program
 
     config = {**stack_file_config(), "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
     secrets = {key: value for key, value in FAKE_SECRETS.items() if key != "sshPrivateKey"}

@@ -26,11 +26,11 @@ import yaml
 
 from components.config import StackConfig, parse_stack_config
 from components.flux.objects import flux_tree
-from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, reveal
-from components.render import render
 from components.talos.machine_config import NodeSpec
 from tests.conftest import FAKE_SECRETS, ROOT, created_config, run_main
 from tests.readme_config import documented_keys
+from tools.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, reveal
+from tools.render import render
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 MAPPING = "proxmoxve:hardware/mapping/pci:Pci"

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from components import cli
-from components.gpunode import COMMANDS, dispatch
 from tests.conftest import HOMELAB_STACK, ROOT
+from tools.gpunode import COMMANDS, dispatch
 
 # Every tool and sub-command whose --help a user may ask for.
 HELPS = [["render"], ["doctor"], ["stacks"], ["stacks", "check"], ["stacks", "which"], ["hostprep"], ["vm"], ["talos"],

@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from components.mockengine import ProgramRun, Registration, is_secret, reveal
 from tests.conftest import FAKE_SECRETS, created_config, run_main
+from tools.mockengine import ProgramRun, Registration, is_secret, reveal
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 PCI_MAPPING = "proxmoxve:hardware/mapping/pci:Pci"
@@ -281,7 +281,7 @@ HOST_PREP = "proxmox-talos-gpu:host:HostVfioPrep"
 
 
 def _host_facts_mocks():
-    from components.mockengine import ProgramMocks
+    from tools.mockengine import ProgramMocks
 
     def host_outputs(args):
         if "private_key" not in args.inputs:

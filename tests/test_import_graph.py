@@ -32,7 +32,16 @@ WITHOUT_PULUMI = (
     "components.config", "components.config_rules", "components.gpu_capabilities", "components.cluster",
     "components.hostprep.facts", "components.hostprep.plan", "components.hostprep.engine",
     "components.hostprep.__main__", "components.gpu_migration_plan", "components.wait",
+    "tools.hostprep", "tools.hostprep_offline", "tools.stacks", "tools.gpunode", "tools.vm", "components.stacks",
 )
+
+# The old `python -m components.<x>` forms (and the console script of an
+# install from before tools/ existed): each imports one tool and calls its main.
+SHIMS = {
+    "components.render": "tools.render", "components.stacks": "tools.stacks", "components.gpunode": "tools.gpunode",
+    "components.hostprep.__main__": "tools.hostprep", "components.talos.__main__": "tools.talos", "components.vm.__main__": "tools.vm",
+}
+CLI_LAYER = next(index for index, (name, _, _) in enumerate(LAYERS) if name == "programs and CLIs")
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +105,31 @@ def test_function_level_and_relative_imports_are_edges(tmp_path):
     assert cycles(found) == []
     found["components.low"]["components.inner.top"] = 1
     assert cycles(found) == [["components.inner.top", "components.low"]]
+
+
+def test_only_the_command_line_layer_imports_tools_and_the_program_does_not(edges):
+    wrong = [f"{source} imports {target} at line {line}" for source, targets in edges.items() for target, line in targets.items()
+             if target.split(".")[0] == "tools" and (layer_of(source) != CLI_LAYER or source in ("__main__", "components.program"))]
+    assert not wrong, "only a command-line tool or its shim imports tools/:\n" + "\n".join(wrong)
+
+
+def test_pulumi_up_loads_nothing_of_tools(edges):
+    seen, todo = set(), ["__main__"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges.get(name, {}))
+    assert not sorted(name for name in seen if name.split(".")[0] == "tools"), "__main__.py reaches tools/"
+
+
+def test_each_old_command_form_is_a_shim_over_its_tool(edges):
+    for shim, tool in SHIMS.items():
+        assert layer_of(shim) == CLI_LAYER, shim
+        assert set(edges[shim]) - {"components.cli"} == {tool}, f"{shim} imports {sorted(edges[shim])}, not only {tool}"
+        assert modules()[shim].lines <= 20, f"{shim} is a shim: it imports {tool}'s main and calls it, nothing more"
+    cli_modules = [name for name in modules() if name.startswith("components.") and name.endswith(".__main__")]
+    assert set(cli_modules) - {"components.doctor.__main__"} <= set(SHIMS), "a python -m form in components/ that is not a shim"
 
 
 @pytest.mark.parametrize("module", WITHOUT_PULUMI)

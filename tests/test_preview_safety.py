@@ -39,7 +39,6 @@ from typing import Any
 import pytest
 
 from components.gpu_migration import OWNER_LABEL
-from components.mockengine import reveal
 from tests.conftest import FAKE_SECRETS, ROOT, run_main, stack_file_config
 from tests.consumers.conftest import API_KEY
 from tests.consumers.fake_jellyfin import FakeJellyfin
@@ -49,6 +48,7 @@ from tests.hostprep.simhost import SimSpec, t4
 from tests.talos.cluster_state import FakeKubectl, install_kubectl, installed_device_plugin, node, runtime_class
 from tests.talos.conftest import FakeTalosctl, install_talosctl
 from tests.talos.running_configs import as_text, worker_documents
+from tools.mockengine import reveal
 
 pytestmark = pytest.mark.sshd
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from components.config import SECRETS, parse_stack_config
-from components.mockengine import reveal
-from components.render import render
 from components.talos.machine_config import NodeSpec
 from tests.conftest import HOMELAB_STACK, ROOT, created_config, run_main, stack_file_config
+from tools.mockengine import reveal
+from tools.render import render
 
 
 def _camel(value):
@@ -176,7 +176,7 @@ def test_render_plans_host_files_from_given_facts(tmp_path):
     import json
 
     from components.hostprep.facts import KERNEL_CMDLINE, facts_to_json
-    from components.render import assumed_host_facts
+    from tools.render import assumed_host_facts
 
     cfg = parse_stack_config(stack_file_config())
     facts = dataclasses.replace(assumed_host_facts(cfg), cpu_vendor="amd", kernel_release="6.5.13-6-pve", bootloader="systemd-boot",

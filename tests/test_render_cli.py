@@ -16,8 +16,8 @@ import yaml
 
 from components.config import load_stack_file
 from components.hostprep.facts import facts_to_json
-from components.render import MARKER, assumed_host_facts, main
 from tests.conftest import HOMELAB_STACK, ROOT
+from tools.render import MARKER, assumed_host_facts, main
 
 HOMELAB = HOMELAB_STACK
 

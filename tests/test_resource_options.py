@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.mockengine import ProgramRun, reveal
 from components.talos.adopt import load_documents
 from tests.conftest import FAKE_SECRETS, created_config, run_main
 from tests.talos.conftest import install_talosctl
 from tests.talos.engine import engine, registration
 from tests.talos.running_configs import as_text, worker_documents
+from tools.mockengine import ProgramRun, reveal
 
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"

@@ -25,7 +25,8 @@ def project_copy(tmp_path: Path) -> Path:
     for name in ("setup.sh", "requirements.txt", "Pulumi.yaml", "__main__.py", "pyproject.toml"):
         shutil.copy2(ROOT / name, copy / name)
     shutil.copy2(HOMELAB_STACK, copy / HOMELAB_STACK.name)  # the tests' copy: the checkout's stack files are the user's
-    shutil.copytree(ROOT / "components", copy / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("components", "tools"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     private_venv(copy / ".venv")
     return copy
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from components.config import PROJECT
-from components.stacks import main
 from tests.conftest import ROOT, STACKS, stack_file_config
+from tools.stacks import main
 
 
 def homelab() -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from components.config import parse_stack_config
-from components.stacks import Conflict, conflicts, load_stacks, stack_name
 from tests.test_stacks import homelab, second_node, write
+from tools.stacks import Conflict, conflicts, load_stacks, stack_name
 
 OWNER_RULE = "exactly one must set proxmox-talos-gpu:gpuStack.ownsClusterObjects: true (the default) and every other stack false"
 MAPPING = "mappingName: PCI mapping 'moody-good-gpu0' (proxmox-talos-gpu:gpus[].mappingName) is used by homelab (gpus[0]), two (gpus[0]) on the Proxmox cluster"

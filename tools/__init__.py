@@ -1,1 +1,3 @@
-"""Maintainer tools that are not part of `pulumi up`."""
+"""The command-line tools (``python -m components.<x>`` and ``gpunode`` run
+them), the mock-engine harness and the maintainer tools: nothing here is
+part of what ``pulumi up`` imports."""

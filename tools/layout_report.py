@@ -82,8 +82,17 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.flux", "components.readiness", "components.consumers", "components.monitoring", "components.doctor",
     )),
     ("programs and CLIs", "the Pulumi program, the command-line tools, the mock-engine harness, maintainer tools", (
-        "__main__", "components.program", "components.mockengine", "components.render", "components.stacks",
-        "components.*.__main__", "components.doctor.cli", "components.gpunode", "components.hostprep.offline_cli", "tools", "tools.*",
+        "__main__", "components.program", "components.render", "components.stacks",
+        "components.*.__main__", "components.doctor.cli", "components.gpunode",
+        "tools.gpunode",
+        "tools.render",
+        "tools.stacks",
+        "tools.hostprep",
+        "tools.hostprep_offline",
+        "tools.talos",
+        "tools.vm",
+        "tools.mockengine",
+        "tools", "tools.*",
     )),
 )
 

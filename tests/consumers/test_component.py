@@ -10,12 +10,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-import components.mockengine as mockengine
 from components.config import PROJECT, ConfigError, StackConfig
 from components.consumers.component import JellyfinTranscoding
-from components.mockengine import ProgramRun, StateMocks, is_secret, reveal, run_program
 from tests.consumers.conftest import API_KEY, homelab_cfg, with_jellyfin
 from tests.consumers.fake_jellyfin import FakeJellyfin
+from tools import mockengine
+from tools.mockengine import ProgramRun, StateMocks, is_secret, reveal, run_program
 
 COMPONENT = "proxmox-talos-gpu:consumers:JellyfinTranscoding"
 ENCODING = "pulumi-python:dynamic/consumers:JellyfinEncoding"

@@ -13,8 +13,8 @@ import yaml
 
 from components.config import parse_stack_config
 from components.consumers.workload import gpu_workload_spec
-from components.mockengine import run_program
 from tests.consumers.conftest import homelab_cfg, homelab_raw
+from tools.mockengine import run_program
 
 # The GPU-related part of the guide's Jellyfin HelmRelease values (Phase 5.1,
 # kubernetes/homelab/apps/media/jellyfin/app/helm-release.yaml), with enough

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from components.config import OWNER_ONLY_KEYS
-from components.mockengine import ProgramRun, Registration, is_secret, reveal
 from tests.conftest import created_config, run_main, stack_file_config
 from tests.flux.crds import assert_valid
+from tools.mockengine import ProgramRun, Registration, is_secret, reveal
 
 HELM_REPOSITORY = "kubernetes:source.toolkit.fluxcd.io/v1:HelmRepository"
 HELM_RELEASE = "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from components.flux.preflight import CRD_RESOURCE, FluxPreflightProvider, missing_apis, served_versions
-from components.mockengine import reveal
 from tests.conftest import ROOT, run_main, stack_file_config
 from tests.doctor.fakecli import FakeCli, answer, rule
 from tests.flux.crds import crd
+from tools.mockengine import reveal
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: c2VjcmV0LWFkbWluLXRva2Vu\n"
 PROPS = {"apis": ["HelmRepository source.toolkit.fluxcd.io/v1", "HelmRelease helm.toolkit.fluxcd.io/v2"], "kubeconfig": KUBECONFIG, "served": None}

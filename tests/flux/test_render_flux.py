@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import render
 from components.config import OWNER_ONLY_KEYS, parse_stack_config
 from components.flux import objects
-from components.mockengine import reveal
 from tests.conftest import ROOT, run_main, stack_file_config
 from tests.flux.crds import assert_valid
 from tests.test_cluster_plan import _validate_plugin_config
+from tools import render
+from tools.mockengine import reveal
 
 DATA = Path(__file__).resolve().parent / "data"
 OWNER_FILES = {"ks.yaml", "app/kustomization.yaml", "app/namespace.yaml", "app/helm-repository.yaml", "app/helm-release.yaml",

@@ -18,7 +18,6 @@ from components.config import load_stack_config, parse_stack_config, secret
 from components.doctor.parsers import parse_node
 from components.flux import objects
 from components.flux.status import HELM_RELEASE_RESOURCE, evaluate_release, parse_release
-from components.mockengine import StateMocks, reveal, run_program
 from components.readiness.component import GpuReadiness
 from components.readiness.gate import Expectation, GateError, wait_for_gpu
 from components.readiness.provider import GpuReadinessProvider
@@ -26,6 +25,7 @@ from tests.conftest import ROOT, stack_file_config
 from tests.doctor.fakecli import FakeCli, answer, rule
 from tests.doctor.samples import node_json
 from tests.readiness.test_gate import FakeClock
+from tools.mockengine import StateMocks, reveal, run_program
 
 WANT = Expectation(node_name="moody-good", gpus=1, advertised=4, config_key="moody-good", namespace="gpu-operator")
 REF = "gpu-operator/gpu-operator"

@@ -102,7 +102,7 @@ def test_facts_plan_and_verify_show_the_guests_and_apply_exits_6_when_others_run
 
 
 def test_every_flag_says_what_it_is_and_its_default():
-    from components.hostprep.__main__ import build_parser
+    from tools.hostprep import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -129,7 +129,7 @@ def _stack_file(sim, directory: Path, **host: object) -> None:
 
 
 def test_stack_file_gives_host_port_user_key_gpus_and_settings_and_flags_override(make_sim, tmp_path, monkeypatch, capsys):
-    import components.hostprep.__main__ as hostprep_cli
+    import tools.hostprep as hostprep_cli
     from tests.hostprep.simhost import SimGuest
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
@@ -151,7 +151,7 @@ def test_stack_file_gives_host_port_user_key_gpus_and_settings_and_flags_overrid
 
 @pytest.mark.parametrize(("content", "named"), [("config: [", "Pulumi.bad.yaml"), ("config:\n  proxmox-talos-gpu:vm: 3\n", "proxmox-talos-gpu:vm")])
 def test_bad_stack_file_is_a_usage_error_naming_it(tmp_path, monkeypatch, capsys, content, named):
-    import components.hostprep.__main__ as hostprep_cli
+    import tools.hostprep as hostprep_cli
 
     (tmp_path / "Pulumi.bad.yaml").write_text(content)
     project = ["--project-dir", str(tmp_path)]
@@ -167,8 +167,8 @@ def test_render_host_facts_plan_lists_the_guests_the_reboot_stops(make_sim, tmp_
     """`hostprep facts --json` > facts.json, then render --host-facts: host/plan.txt names them."""
     from components.config import parse_stack_config
     from components.hostprep.facts import facts_from_json
-    from components.render import host_artifacts
     from tests.hostprep.simhost import SimGuest
+    from tools.render import host_artifacts
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
     facts = facts_from_json(json.loads(cli(sim, tmp_path, "facts", "--json").stdout))

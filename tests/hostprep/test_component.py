@@ -9,7 +9,7 @@ import pytest
 
 from components.config import ConfigError, load_stack_config
 from components.hostprep.component import HostVfioPrep
-from components.mockengine import RecordingMonitor, StateMocks, is_secret, reveal, run_program
+from tools.mockengine import RecordingMonitor, StateMocks, is_secret, reveal, run_program
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 TOKEN = "proxmox-talos-gpu:host:HostVfioPrep"

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from components.hostprep import __main__ as hostprep_cli
 from tests.conftest import HOMELAB_STACK
+from tools import hostprep as hostprep_cli
 
 GPU = "0000:3b:00.0"
 
@@ -143,7 +143,7 @@ def test_offline_needs_a_stack_file(capsys, tmp_path):
 
 
 def test_render_takes_the_hand_written_file_too(tmp_path, stack, capsys):
-    from components.render import main as render_main
+    from tools.render import main as render_main
 
     facts = tmp_path / "pve7.yaml"
     facts.write_text("cpuVendor: amd\nbootloader: systemd-boot\n")

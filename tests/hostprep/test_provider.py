@@ -17,8 +17,8 @@ import pytest
 
 from components.config import load_stack_config
 from components.hostprep.component import HostVfioPrep
-from components.mockengine import StateMocks, reveal, run_program
 from tests.hostprep.simhost import SimSpec, t4
+from tools.mockengine import StateMocks, reveal, run_program
 
 pytestmark = pytest.mark.sshd
 

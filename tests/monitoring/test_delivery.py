@@ -10,13 +10,13 @@ import copy
 
 import pytest
 
-from components import render
 from components.config import parse_stack_config
-from components.mockengine import reveal
 from components.monitoring import dashboard, rules
 from tests.conftest import run_main, stack_file_config
 from tests.flux.crds import assert_valid
 from tests.flux.test_render_flux import build, kubectl  # noqa: F401 - the kubectl fixture
+from tools import render
+from tools.mockengine import reveal
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"

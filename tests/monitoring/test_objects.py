@@ -17,10 +17,10 @@ import yaml
 
 from components.monitoring import dashboard, metrics, rules
 from components.monitoring.artifacts import render_artifacts
-from components.render import _yaml
 from tests.conftest import reference
 from tests.flux.crds import assert_valid
 from tests.monitoring.conftest import monitoring_cfg
+from tools.render import _yaml
 
 # What the API server checks beyond the schema (kubernetes pkg/apis/core/validation/validation.go
 # ValidateConfigMap: keys IsConfigMapKey, total size at most MaxSecretSize, 1 MiB).

@@ -15,8 +15,8 @@ import yaml
 
 from components.doctor.model import LAYERS
 from components.monitoring import rules
-from components.render import _yaml
 from tests.monitoring.conftest import monitoring_cfg
+from tools.render import _yaml
 
 DATA = Path(__file__).parent / "data"
 UNIT_TESTS = DATA / "gpu-alerts.test.yaml"

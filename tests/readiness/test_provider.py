@@ -15,13 +15,13 @@ import pulumi
 import pytest
 
 from components.config import load_stack_config, secret
-from components.mockengine import StateMocks, is_secret, reveal, run_program
 from components.readiness.component import GpuReadiness
 from components.readiness.gate import GateError
 from components.readiness.provider import GpuReadinessProvider
 from tests.conftest import stack_file_config
 from tests.doctor.fakecli import FakeCli, answer, install_on_path, rule
 from tests.doctor.samples import node_json
+from tools.mockengine import StateMocks, is_secret, reveal, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_TYPE = "pulumi-python:dynamic/readiness:GpuReadinessGate"

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from components.config import StackConfig, parse_stack_config, parse_version
-from components.mockengine import PLACEHOLDER_MACHINE_SECRETS, PLACEHOLDER_TALOSCONFIG
 from components.talos.schematic import planned_installer
 from tests.conftest import stack_file_config
 from tests.talos.cluster_state import FakeKubectl, install_kubectl
 from tests.talos.running_configs import as_text, worker_documents
+from tools.mockengine import PLACEHOLDER_MACHINE_SECRETS, PLACEHOLDER_TALOSCONFIG
 
 HERE = Path(__file__).resolve().parent
 STAND_IN = HERE.parent / "stand_ins" / "talosctl.py"

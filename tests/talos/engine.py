@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.mockengine import ProgramRun, reveal
+from tools.mockengine import ProgramRun, reveal
 
 ROOT = Path(__file__).resolve().parents[2]
 

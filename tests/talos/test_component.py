@@ -16,11 +16,11 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.gpu_stack import GpuStack
-from components.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, is_secret, reveal, run_program
 from components.talos.component import TalosGpuNode
 from components.vm import GpuVm
 from tests.talos.conftest import MACHINE_SECRETS, TALOSCONFIG, FakeTalosctl, make_cfg
 from tests.talos.engine import engine, registration
+from tools.mockengine import GET_CONFIGURATION, ProgramMocks, ProgramRun, is_secret, reveal, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATIC = "talos:imageFactory/schematic:Schematic"

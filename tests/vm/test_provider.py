@@ -11,9 +11,9 @@ import subprocess
 import sys
 from typing import Any
 
-from components.mockengine import is_secret, reveal
 from tests.conftest import FAKE_SECRETS, ROOT, run_main
 from tests.vm.conftest import MOODY_GOOD, TOKEN, homelab_raw, make_engine
+from tools.mockengine import is_secret, reveal
 
 DRIVER = r"""
 import base64, json, sys

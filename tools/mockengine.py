@@ -3,7 +3,9 @@ every resource registration (type, name, parent, dependencies, inputs, the
 provider it goes to and its resource options).
 
 Tests use it to assert the dependency graph the real engine would see;
-`render` uses it to draw that graph. No CLI, no plugins, no credentials."""
+`render` uses it to draw that graph. No CLI, no plugins, no credentials.
+In tools/, beside its one non-test user (tools/render.py), because it drives
+private SDK internals (``_sync_await``, the runtime settings) that ``pulumi up`` never loads."""
 
 from __future__ import annotations
 
