@@ -4,7 +4,7 @@ readiness gate -> the GPU's consumers. See README.md."""
 
 import pulumi
 
-from components.config import load_secrets, load_stack_config
+from components.config.engine import load_secrets, load_stack_config
 from components.consumers.component import JellyfinTranscoding
 from components.gpu_stack import GpuStack
 from components.hostprep.component import HostVfioPrep

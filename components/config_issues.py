@@ -1,11 +1,13 @@
 """A problem of the stack config, and the error that carries them.
 
-The lowest layer of the config room: every rule (components/config.py, its
-tables in components/config_rules.py and components/gpu_capabilities.py)
-reports a :class:`ConfigIssue` naming the key, the value and what is allowed.
-No Pulumi SDK here: the offline tools read and check a stack file without it.
+The lowest layer of the config room, outside the components/config package
+so that the tables below the package (components/gpu_capabilities.py,
+components/talos/versions.py) and the CLIs that only name the namespace
+import it without loading the schema: every rule reports a
+:class:`ConfigIssue` naming the key, the value and what is allowed. No
+Pulumi SDK here: the offline tools read and check a stack file without it.
 Under the engine a ConfigError is also a ``pulumi.RunError`` (set by
-components/engine_config.py, which the program imports), so `pulumi up`
+components/config/engine.py, which the program imports), so `pulumi up`
 prints its message without a traceback."""
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class ConfigIssue:
 
 class ProgramError(Exception):
     """The base of ConfigError while the Pulumi SDK is not loaded; its own
-    class so that components/engine_config.py can put ``pulumi.RunError`` in
+    class so that components/config/engine.py can put ``pulumi.RunError`` in
     its place (Python swaps a base only between classes of the same layout)."""
 
 

@@ -1,6 +1,6 @@
 """What each NVIDIA GPU generation, and each chip where the chips of one
 generation differ, can decode (NVDEC) and encode (NVENC), in Jellyfin's codec
-names, and the config checks built on it. It sits below components/config.py,
+names, and the config checks built on it. It sits below the config package (components/config/),
 which runs those checks; the config types appear here only as annotations.
 
 Sources (re-check them when adding a generation or a chip):

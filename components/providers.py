@@ -8,7 +8,7 @@ import pulumi_kubernetes as k8s
 import pulumi_proxmoxve as proxmoxve
 
 from components.config import StackConfig
-from components.engine_config import StackSecrets
+from components.config.engine import StackSecrets
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,9 @@ def test_bad_input_names_key_value_and_allowed(homelab, case, mutate, key, allow
 
 
 def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback():
-    # The program reads its config through components.engine_config, which
+    # The program reads its config through components.config.engine, which
     # makes ConfigError a RunError (the language host prints no traceback for one).
-    import components.engine_config  # noqa: F401
+    import components.config.engine  # noqa: F401
 
     assert issubclass(ConfigError, pulumi.RunError)
     with pytest.raises(pulumi.RunError, match="invalid stack configuration"):

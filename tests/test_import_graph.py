@@ -29,7 +29,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 # CLI verb uses (python -m components.hostprep facts/plan is checked against
 # the simulated host in tests/hostprep/test_cli_imports.py).
 WITHOUT_PULUMI = (
-    "components.config", "components.config_rules", "components.gpu_capabilities", "components.cluster",
+    "components.config", "components.config.rules", "components.gpu_capabilities", "components.cluster",
     "components.hostprep.facts", "components.hostprep.plan", "components.hostprep.engine",
     "components.hostprep.__main__", "components.gpu_migration_plan", "components.wait",
     "tools.hostprep", "tools.hostprep_offline", "tools.stacks", "tools.gpunode", "tools.vm", "components.stacks",
@@ -144,7 +144,7 @@ def test_imports_without_the_pulumi_sdk(module):
 def test_config_error_has_no_sdk_base_until_the_program_loads_the_engine_reader():
     code = ("import components.config as c, components.config_issues as i; "
             "assert i.ConfigError.__bases__ == (i.ProgramError,); "
-            "import pulumi, components.engine_config; "
+            "import pulumi, components.config.engine; "
             "assert issubclass(c.ConfigError, pulumi.RunError)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 

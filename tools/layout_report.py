@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("base", "tool runners and shared helpers that know no config: kubectl, talosctl, SSH, the CLI edge, "
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
-        "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
+        "components.gpu_chips", "components.config_issues", "components.semver", "components.pci",
         "components.talos.talosctl", "components.doctor.model",
         "components.ssh",
         "components.ssh.errors",
@@ -44,10 +44,21 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.flux.in_cluster", "components.monitoring.panel_map", "components",
     )),
     ("config tables", "the tables the config rules check against: GPU capabilities, Talos releases", (
-        "components.gpu_capabilities", "components.talos.versions", "components.config_rules",
+        "components.gpu_capabilities", "components.talos.versions",
     )),
-    ("config", "types, schema, cross-field rules, the stack-file reader (no Pulumi SDK)", (
+    ("config", "types, schema, cross-field rules, secrets, the stack-file reader (no Pulumi SDK)", (
         "components.config",
+        "components.config.values",
+        "components.config.host",
+        "components.config.vm",
+        "components.config.talos",
+        "components.config.gpu_stack",
+        "components.config.consumers",
+        "components.config.stack",
+        "components.config.secrets",
+        "components.config.rules",
+        "components.config.parse",
+        "components.config.stack_file",
     )),
     ("facts and planners", "node facts (parsers of what a tool prints) and pure planners: config + facts -> plan", (
         "components.cluster", "components.doctor.parsers", "components.hostprep.facts", "components.hostprep.plan",
@@ -76,7 +87,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.doctor.runners",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
-        "components.engine_config", "components.providers", "components.gpu_migration", "components.gpu_stack",
+        "components.config.engine",
+        "components.providers", "components.gpu_migration", "components.gpu_stack",
         "components.*.provider", "components.*.component", "components.*.resources", "components.talos.config_provider",
         "components.talos.upgrade_provider", "components.hostprep", "components.vm", "components.talos",
         "components.flux", "components.readiness", "components.consumers", "components.monitoring", "components.doctor",
@@ -101,8 +113,6 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 # which runs only when a caller asks for that name. Each is an edge of the
 # graph, listed here so that no other edge may do it.
 LAZY_REEXPORTS: dict[tuple[str, str], str] = {
-    ("components.config", "components.engine_config"):
-        "load_stack_config, load_secrets, secret, StackSecrets: read from the Pulumi engine",
 }
 
 

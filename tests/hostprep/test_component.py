@@ -7,7 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import ConfigError, load_stack_config
+from components.config import ConfigError
+from components.config.engine import load_stack_config
 from components.hostprep.component import HostVfioPrep
 from tools.mockengine import RecordingMonitor, StateMocks, is_secret, reveal, run_program
 

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import load_stack_config
+from components.config.engine import load_stack_config
 from components.hostprep.component import HostVfioPrep
 from tests.hostprep.simhost import SimSpec, t4
 from tools.mockengine import StateMocks, reveal, run_program

@@ -14,7 +14,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.config import load_stack_config, secret
+from components.config.engine import load_stack_config, secret
 from components.readiness.component import GpuReadiness
 from components.readiness.gate import GateError
 from components.readiness.provider import GpuReadinessProvider

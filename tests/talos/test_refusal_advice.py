@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from components.config import _talos_version
+from components.config.values import _talos_version
 from components.talos.versions import PathRefused, upgrade_steps
 
 VERSIONS = ["v1.6.7", "v1.8.4", "v1.9.6", "v1.11.6", "v1.12.3", "v1.13.4", "v1.13.9", "v1.13.10", "v1.14.0", "v2.0.0", "v2.1.3"]

@@ -2,8 +2,7 @@
 
 Only the program (``__main__.py``) and the tests that run it under the mock
 engine import this module: it is the one part of the config room that needs
-the Pulumi SDK. components/config.py re-exports its names for the import
-paths used before (``from components.config import load_stack_config``)."""
+the Pulumi SDK, so the package's ``__init__`` does not import it."""
 
 from __future__ import annotations
 
@@ -14,19 +13,10 @@ from typing import Any
 
 import pulumi
 
-from components.config import (
-    _MISSING,
-    PROJECT,
-    SECRET_KEYS,
-    SECRETS,
-    ConfigError,
-    ConfigIssue,
-    StackConfig,
-    _plain_text_secret,
-    parse_stack_config,
-    required_secret_keys,
-)
-from components.config_issues import ProgramError
+from components.config.parse import parse_stack_config
+from components.config.secrets import SECRET_KEYS, SECRETS, plain_text_secret, required_secret_keys
+from components.config.stack import StackConfig
+from components.config_issues import MISSING, PROJECT, ConfigError, ConfigIssue, ProgramError
 
 # The Python language host prints a pulumi.RunError's message and no
 # traceback; any other exception ends `pulumi up` with the whole stack trace.
@@ -49,7 +39,7 @@ def load_stack_config() -> StackConfig:
         key = full_key[len(prefix):]
         if key in SECRET_KEYS:
             if not pulumi.runtime.is_config_secret(full_key):
-                issues.append(_plain_text_secret(key))
+                issues.append(plain_text_secret(key))
             continue
         try:
             raw[key] = json.loads(text)
@@ -86,7 +76,6 @@ class StackSecrets:
     jellyfin_api_key: pulumi.Output[str] | None
 
 
-
 def load_secrets(cfg: StackConfig) -> StackSecrets:
     """Read every secret; refuse (before any resource) when a required one is
     missing, naming the key and the environment variable that can stand in."""
@@ -96,7 +85,7 @@ def load_secrets(cfg: StackConfig) -> StackSecrets:
         if values[key] is None:
             spec = next(spec for spec in SECRETS if spec.key == key)
             env = f" or export {spec.env}" if spec.env else ""
-            issues.append(ConfigIssue(key, _MISSING, f"required secret ({spec.purpose}); set it with `pulumi config set --secret {key}`{env}"))
+            issues.append(ConfigIssue(key, MISSING, f"required secret ({spec.purpose}); set it with `pulumi config set --secret {key}`{env}"))
     if issues:
         raise ConfigError(issues)
     return StackSecrets(
@@ -108,5 +97,3 @@ def load_secrets(cfg: StackConfig) -> StackSecrets:
         kubeconfig=values["kubeconfig"],
         jellyfin_api_key=values["jellyfinApiKey"],
     )
-
-
