@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from components.hostprep.engine import EngineOptions, HostPrepEngine  # noqa: E402
-from components.hostprep.plan import GpuSpec, HostPrepInputs  # noqa: E402
+from components.hostprep.inputs import GpuSpec, HostPrepInputs  # noqa: E402
 from components.hostprep.transport import SshTarget, SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
 

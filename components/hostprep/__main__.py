@@ -40,8 +40,8 @@ from components.hostprep.engine import (
     RunResult,
 )
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
+from components.hostprep.inputs import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.offline_cli import add_offline_options, offline_requested, run_offline
-from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.transport import SshTarget, SshTransport, TransportError, known_hosts_lines_for
 from components.pci import normalise_pci_address
 

@@ -9,7 +9,7 @@ import pulumi
 import pulumi.dynamic
 
 from components.config import PROJECT, ConfigError, ConfigIssue, StackConfig
-from components.hostprep.plan import inputs_from_config
+from components.hostprep.inputs import inputs_from_config
 from components.hostprep.provider import OUTPUT_KEYS, HostPrepProvider
 
 

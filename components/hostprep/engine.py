@@ -21,18 +21,12 @@ from typing import Any
 from components.hostprep import ha
 from components.hostprep.binding import BIND_FAILED, bind_script
 from components.hostprep.facts import STATE_DIR, FactsError, Guest, HostFacts, gather_facts, read_guests
-from components.hostprep.plan import (
-    KEPT_DIR,
-    HostPlan,
-    HostPrepInputs,
-    RebootImpact,
-    VerifyReport,
-    plan_host,
-    plan_undo,
-    reboot_impact,
-    verify_host,
-)
+from components.hostprep.inputs import HostPrepInputs
+from components.hostprep.plan import plan_host, reboot_impact
+from components.hostprep.plan_model import HostPlan, RebootImpact
 from components.hostprep.transport import CommandTimeoutError, HostKeyError, SshTransport, TransportError, atomic_write_snippet
+from components.hostprep.undo import KEPT_DIR, plan_undo
+from components.hostprep.verify import VerifyReport, verify_host
 
 Connector = Callable[[float], SshTransport]  # connect timeout (s) -> open transport
 START_MARKER = "ptg-started"  # a command script prints it once it holds the lock: its time limit starts then

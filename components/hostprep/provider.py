@@ -30,7 +30,7 @@ def _engine(props: dict[str, Any]):
     """Build the engine for ``props``; imports kept here so unpickling this
     module stays cheap and side-effect free."""
     from components.hostprep.engine import EngineOptions, HostPrepEngine
-    from components.hostprep.plan import HostPrepInputs
+    from components.hostprep.inputs import HostPrepInputs
     from components.hostprep.transport import SshTarget, SshTransport
 
     target = SshTarget(host=props["host"], port=int(props["port"]), user=props["user"], private_key=props["private_key"], host_key=props["host_key"])
@@ -104,7 +104,7 @@ class HostPrepProvider(ResourceProvider):
     def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
         from components.hostprep.engine import HostPrepError
         from components.hostprep.facts import FactsError
-        from components.hostprep.plan import PlanError
+        from components.hostprep.inputs import PlanError
         from components.hostprep.transport import HostKeyError, TransportError
 
         try:

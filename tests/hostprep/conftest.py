@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.hostprep.engine import EngineOptions, HostPrepEngine
-from components.hostprep.plan import GpuSpec, HostPrepInputs
+from components.hostprep.inputs import GpuSpec, HostPrepInputs
 from components.hostprep.transport import SshTarget, SshTransport
 from tests.hostprep.fakekube import Kube
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec

@@ -10,7 +10,8 @@ import pytest
 
 from components.hostprep.engine import EngineOptions, HostPrepEngine, HostTimeoutError, batch_script, command_script
 from components.hostprep.facts import GRUB_DEFAULT, STATE_DIR, VFIO_FILE, HostFacts
-from components.hostprep.plan import Command, FileChange, GpuSpec, HostPlan, HostPrepInputs
+from components.hostprep.inputs import GpuSpec, HostPrepInputs
+from components.hostprep.plan_model import Command, FileChange, HostPlan
 from components.hostprep.transport import HostKeyError, TransportError
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0"),))

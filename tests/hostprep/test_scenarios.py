@@ -10,7 +10,7 @@ import pytest
 
 from components.hostprep.engine import HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, VFIO_FILE
-from components.hostprep.plan import GpuSpec
+from components.hostprep.inputs import GpuSpec
 from components.hostprep.transport import HostKeyError, SshTransport, TransportError, fingerprint
 from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB
 from tests.hostprep.simhost import SimDevice, SimSpec, consumer_card, t4
