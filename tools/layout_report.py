@@ -64,6 +64,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.refusals",
         "components.hostprep.verify",
         "components.hostprep.undo",
+        "components.hostprep.spec",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
