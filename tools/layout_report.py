@@ -65,6 +65,10 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.verify",
         "components.hostprep.undo",
         "components.hostprep.spec",
+        "components.hostprep.facts_boot",
+        "components.hostprep.facts_pci",
+        "components.hostprep.facts_guests",
+        "components.hostprep.facts_read",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",

@@ -7,13 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.hostprep.facts import (
-    GRUB_D,
-    GRUB_DEFAULT,
-    KERNEL_CMDLINE,
-    HostFacts,
-    shown,
-)
+from components.hostprep.facts import GRUB_D, GRUB_DEFAULT, KERNEL_CMDLINE, HostFacts, shown
 from components.hostprep.inputs import PlanError
 
 MANAGED_KEYS = ("intel_iommu", "iommu")  # kernel parameters this program may set

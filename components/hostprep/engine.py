@@ -20,7 +20,8 @@ from typing import Any
 
 from components.hostprep import ha
 from components.hostprep.binding import BIND_FAILED, bind_script
-from components.hostprep.facts import STATE_DIR, FactsError, Guest, HostFacts, gather_facts, read_guests
+from components.hostprep.facts import STATE_DIR, FactsError, Guest, HostFacts
+from components.hostprep.facts_read import gather_facts, read_guests
 from components.hostprep.inputs import HostPrepInputs
 from components.hostprep.plan import plan_host, reboot_impact
 from components.hostprep.plan_model import HostPlan, RebootImpact

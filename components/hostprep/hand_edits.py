@@ -6,13 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from components.hostprep.facts import (
-    BLACKLIST_FILE,
-    MODULES_LOAD_FILE,
-    VFIO_FILE,
-    HostFacts,
-    shown,
-)
+from components.hostprep.facts import BLACKLIST_FILE, MODULES_LOAD_FILE, VFIO_FILE, HostFacts, shown
 from components.hostprep.module_files import blacklist_content, modules_load_content
 from components.hostprep.plan_model import Refusal
 from components.hostprep.vfio_file import FUNCTION_LINE, SOFTDEP_BY_CLASS, VFIO_HEADER

@@ -9,9 +9,7 @@ from typing import Any
 
 from components.hostprep import ha
 from components.hostprep.binding import Rebind
-from components.hostprep.facts import (
-    Guest,
-)
+from components.hostprep.facts import Guest
 from components.hostprep.inputs import PROJECT_KEY
 
 COMMANDS: dict[str, tuple[str, ...]] = {

@@ -13,6 +13,8 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from components.hostprep.facts import FactsError
+from components.hostprep.inputs import PlanError
 from components.hostprep.spec import SPEC_KEYS, HostPrepSpec
 from components.unknowns import UNKNOWN, known
 
@@ -26,8 +28,8 @@ def _say(message: str) -> None:
 
 
 def _engine(props: dict[str, Any]):
-    """Build the engine for ``props``; imports kept here so unpickling this
-    module stays cheap and side-effect free."""
+    """Build the engine for ``props``."""
+    # Lazy: the engine and the transport load paramiko; unpickling this module stays cheap and side-effect free.
     from components.hostprep.engine import EngineOptions, HostPrepEngine
     from components.hostprep.transport import SshTarget, SshTransport
 
@@ -45,7 +47,7 @@ def _engine(props: dict[str, Any]):
 
 def validate(props: dict[str, Any]) -> list[CheckFailure]:
     """Shape checks that need no host; unknown (preview) values are skipped."""
-    from components.hostprep.transport import TransportError, load_private_key, parse_host_key_pin
+    from components.hostprep.transport import TransportError, load_private_key, parse_host_key_pin  # lazy, as in _engine: paramiko
 
     failures = []
     for key in ("host", "user", "owner", "host_key", "private_key"):
@@ -93,9 +95,7 @@ class HostPrepProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
-        from components.hostprep.engine import HostPrepError
-        from components.hostprep.facts import FactsError
-        from components.hostprep.inputs import PlanError
+        from components.hostprep.engine import HostPrepError  # lazy, as in _engine: paramiko
         from components.hostprep.transport import HostKeyError, TransportError
 
         try:
@@ -113,7 +113,7 @@ class HostPrepProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.hostprep.transport import HostKeyError, TransportError
+        from components.hostprep.transport import HostKeyError, TransportError  # lazy, as in _engine: paramiko
 
         replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces
@@ -155,7 +155,7 @@ class HostPrepProvider(ResourceProvider):
         _say(f"host changes undone: {len(result.wrote)} file(s) restored or removed, {len(result.ran)} command(s), rebooted: {result.rebooted}")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from components.hostprep.engine import host_outputs
+        from components.hostprep.engine import host_outputs  # lazy, as in _engine: paramiko
 
         engine = _engine(props)
         facts = engine.facts(guests="never")

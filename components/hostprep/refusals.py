@@ -6,12 +6,7 @@ options."""
 from __future__ import annotations
 
 from components.hostprep.cmdline import token_key
-from components.hostprep.facts import (
-    VFIO_FILE,
-    HostFacts,
-    PciFunction,
-    shown,
-)
+from components.hostprep.facts import VFIO_FILE, HostFacts, PciFunction, shown
 from components.hostprep.inputs import GpuSpec, HostPrepInputs
 from components.hostprep.module_files import BLACKLISTED
 from components.hostprep.plan_model import Refusal

@@ -7,13 +7,7 @@ from dataclasses import dataclass
 
 from components.hostprep.binding import plan_unbinding
 from components.hostprep.cmdline import MANAGED_KEYS, OUR_TOKENS, cmdline_of, is_cmdline_file, planned_edit, set_cmdline, token_key
-from components.hostprep.facts import (
-    OWNED_FILES,
-    STATE_DIR,
-    VFIO_FILE,
-    HostFacts,
-    shown,
-)
+from components.hostprep.facts import OWNED_FILES, STATE_DIR, VFIO_FILE, HostFacts, shown
 from components.hostprep.hand_edits import hand_edit_refusal, hand_edits, written_record
 from components.hostprep.inputs import HostPrepInputs, PlanError
 from components.hostprep.plan import check_owner, reboot_impact, refresh_commands

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.hostprep.facts import (
-    HostFacts,
-)
+from components.hostprep.facts import HostFacts
 from components.hostprep.inputs import PROJECT_KEY, HostPrepInputs, PlanError
 from components.hostprep.plan import plan_host, wanted_cmdline_tokens
 from components.hostprep.refusals import isolation_problem
