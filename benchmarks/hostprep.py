@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from components.hostprep.connections import EngineOptions  # noqa: E402
 from components.hostprep.engine import HostPrepEngine  # noqa: E402
-from components.hostprep.plan import GpuSpec, HostPrepInputs  # noqa: E402
+from components.hostprep.inputs import GpuSpec, HostPrepInputs  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
 from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402

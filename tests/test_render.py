@@ -158,7 +158,7 @@ def test_rendered_jellyfin_settings_are_what_the_resource_applies(homelab_run):
 
 
 def test_rendered_host_plan_comes_from_the_inputs_the_program_registers(homelab_render, homelab_run):
-    from components.hostprep.plan import inputs_from_config
+    from components.hostprep.inputs import inputs_from_config
 
     (prep,) = [reg for reg in homelab_run.registrations if reg.name.endswith("-vfio")]
     inputs = inputs_from_config(parse_stack_config(stack_file_config())).to_dict()

@@ -33,8 +33,9 @@ from components.hostprep.connections import EngineOptions
 from components.hostprep.engine import HostPrepEngine
 from components.hostprep.errors import GuestsRunningError, HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import FactsError, HostFacts, facts_to_json
-from components.hostprep.plan import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
+from components.hostprep.inputs import HAND_EDITS, RUNNING_GUESTS, GpuSpec, HostPrepInputs, PlanError
 from components.hostprep.results import RunResult
+from components.hostprep.spec import host_prep_spec
 from components.pci import normalise_pci_address
 from components.ssh.connect import SshTarget
 from components.ssh.errors import TransportError
@@ -105,15 +106,16 @@ def _stack_settings(name: str, directory: Path) -> dict[str, Any]:
         cfg = load_stack_file(stack.path)
     except (ConfigError, StackChoiceError) as error:
         raise UsageError(str(error)) from None
-    host = cfg.host
+    spec = host_prep_spec(cfg, f"{PROJECT}/{name}")
+    inputs = spec.inputs
     return {
-        "host": host.address, "port": host.port, "user": host.user, "host_key": host.host_key,
-        "gpus": [g.address for g in cfg.gpus], "owner": f"{PROJECT}/{name}",
-        "intel_iommu": host.intel_iommu, "iommu_passthrough": host.iommu_passthrough_mode,
-        "allow_reboot": host.allow_reboot, "reboot_on_destroy": host.reboot_on_destroy, "hand_edits": host.hand_edits,
-        "running_guests": host.running_guests, "own_vmids": [cfg.vm.vm_id], "node_name": cfg.node_name,
-        "command_timeout": host.command_timeout_seconds, "reboot_timeout": host.reboot_timeout_seconds,
-        "drain_timeout": host.drain_timeout_seconds, "guest_timeout": host.guest_timeout_seconds,
+        "host": spec.host, "port": spec.port, "user": spec.user, "host_key": spec.host_key,
+        "gpus": [g.address for g in inputs.gpus], "owner": spec.owner,
+        "intel_iommu": inputs.intel_iommu, "iommu_passthrough": inputs.iommu_passthrough,
+        "allow_reboot": inputs.allow_reboot, "reboot_on_destroy": inputs.reboot_on_destroy, "hand_edits": inputs.hand_edits,
+        "running_guests": inputs.running_guests, "own_vmids": list(inputs.own_vmids), "node_name": inputs.node_name,
+        "command_timeout": spec.command_timeout_seconds, "reboot_timeout": spec.reboot_timeout_seconds,
+        "drain_timeout": spec.drain_timeout_seconds, "guest_timeout": spec.guest_timeout_seconds,
     }
 
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from components.cli import StackChoiceError, choose_stack
 from components.config_issues import PROJECT
 from components.hostprep.facts import HostFacts, facts_to_json
+from components.hostprep.inputs import inputs_from_config
 from components.hostprep.offline import BOOTLOADERS, CPU_VENDORS, OfflineFactsError, OfflineHost, load_facts_file, offline_facts, offline_host
-from components.hostprep.plan import inputs_from_config, plan_host
+from components.hostprep.plan import plan_host
 
 if TYPE_CHECKING:
     from components.config import StackConfig

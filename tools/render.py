@@ -38,8 +38,10 @@ from components.consumers.jellyfin import encoding_wanted
 from components.consumers.workload import gpu_workload_spec
 from components.flux.tree import render_flux
 from components.hostprep.facts import HostFacts
+from components.hostprep.inputs import inputs_from_config
 from components.hostprep.offline import OfflineFactsError, OfflineHost, load_facts_file, offline_facts
-from components.hostprep.plan import HostPlan, inputs_from_config, plan_host
+from components.hostprep.plan import plan_host
+from components.hostprep.plan_model import HostPlan
 from components.hostprep.results import host_outputs
 from components.monitoring.artifacts import render_artifacts as monitoring_artifacts
 from components.talos.machine_config import gpu_patch_yaml

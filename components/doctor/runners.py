@@ -164,7 +164,8 @@ def lspci_command(cfg: StackConfig) -> str:
 
 
 def gather_host(cfg: StackConfig, creds: Credentials) -> HostObservation | Unreachable:
-    from components.hostprep.facts import FactsError, gather_facts
+    from components.hostprep.facts import FactsError
+    from components.hostprep.facts_read import gather_facts
 
     host = host_name(cfg)
 

@@ -9,8 +9,8 @@ import pulumi
 import pulumi.dynamic
 
 from components.config import PROJECT, ConfigError, ConfigIssue, StackConfig
-from components.hostprep.plan import inputs_from_config
 from components.hostprep.provider import OUTPUT_KEYS, HostPrepProvider
+from components.hostprep.spec import host_prep_spec
 
 
 class HostPrepResource(pulumi.dynamic.Resource):
@@ -29,28 +29,9 @@ def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: 
                    kubeconfig: pulumi.Input[str] | None = None) -> dict[str, Any]:
     """The dynamic resource's inputs from the stack config (the SSH key and
     the kubeconfig as secrets)."""
-    host = cfg.host
-    inputs = inputs_from_config(cfg)
     return {
-        "host": host.address,
-        "port": host.port,
-        "user": host.user,
-        "host_key": host.host_key,
+        **host_prep_spec(cfg, owner).to_dict(),
         "private_key": pulumi.Output.secret(ssh_private_key),
-        "owner": owner,
-        "gpus": inputs.to_dict()["gpus"],
-        "intel_iommu": inputs.intel_iommu,
-        "iommu_passthrough": inputs.iommu_passthrough,
-        "allow_reboot": inputs.allow_reboot,
-        "reboot_on_destroy": inputs.reboot_on_destroy,
-        "reboot_timeout_seconds": host.reboot_timeout_seconds,
-        "running_guests": inputs.running_guests,
-        "own_vmids": list(inputs.own_vmids),
-        "node_name": inputs.node_name,
-        "hand_edits": inputs.hand_edits,
-        "command_timeout_seconds": host.command_timeout_seconds,
-        "drain_timeout_seconds": host.drain_timeout_seconds,
-        "guest_timeout_seconds": host.guest_timeout_seconds,
         "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     }
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from components.hostprep.errors import HostPrepError
-from components.hostprep.facts import HostFacts, gather_facts
+from components.hostprep.facts import HostFacts
+from components.hostprep.facts_read import gather_facts
 from components.ssh.transport import SshTransport
 
 Connector = Callable[[float], SshTransport]  # connect timeout (s) -> open transport

@@ -17,10 +17,14 @@ from collections.abc import Callable
 from components.hostprep.connections import Connector, EngineOptions, HostConnections
 from components.hostprep.errors import HostPrepError, RebootRequiredError, RefusedError, VerifyError
 from components.hostprep.facts import HostFacts
-from components.hostprep.plan import HostPlan, HostPrepInputs, VerifyReport, plan_host, plan_undo, verify_host
+from components.hostprep.inputs import HostPrepInputs
+from components.hostprep.plan import plan_host
+from components.hostprep.plan_model import HostPlan
 from components.hostprep.reboot import HostReboot
 from components.hostprep.results import RunResult, no_restarts, written
 from components.hostprep.steps import PlanSteps
+from components.hostprep.undo import plan_undo
+from components.hostprep.verify import VerifyReport, verify_host
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes node name (DNS subdomain)
 

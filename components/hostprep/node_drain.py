@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from components.hostprep.connections import EngineOptions, HostConnections
 from components.hostprep.errors import DrainError, HostPrepError
 from components.hostprep.facts import HostFacts
-from components.hostprep.plan import HostPrepInputs, RebootImpact
+from components.hostprep.inputs import HostPrepInputs
+from components.hostprep.plan_model import RebootImpact
 from components.hostprep.scripts import marker_script
 from components.kubectl import KubectlError, cordon_node, drain_node, get_node, uncordon_node
 from components.ssh.errors import TransportError

@@ -13,13 +13,14 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from components.hostprep.facts import FactsError
+from components.hostprep.inputs import PlanError
+from components.hostprep.spec import SPEC_KEYS, HostPrepSpec
 from components.unknowns import UNKNOWN, known
 
 OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
 _REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old one first
-_UPDATE_KEYS = ("user", "host_key", "gpus", "intel_iommu", "iommu_passthrough", "allow_reboot", "reboot_on_destroy", "reboot_timeout_seconds",
-                "running_guests", "own_vmids", "node_name", "hand_edits", "command_timeout_seconds", "drain_timeout_seconds",
-                "guest_timeout_seconds", "root")
+_UPDATE_KEYS = tuple(key for key in SPEC_KEYS if key not in _REPLACE_KEYS)
 
 
 def _say(message: str) -> None:
@@ -27,36 +28,28 @@ def _say(message: str) -> None:
 
 
 def _engine(props: dict[str, Any]):
-    """Build the engine for ``props``; imports kept here so unpickling this
-    module stays cheap and side-effect free."""
+    """Build the engine for ``props``."""
+    # Lazy: the engine and the transport load paramiko; unpickling this module stays cheap and side-effect free.
     from components.hostprep.connections import EngineOptions
     from components.hostprep.engine import HostPrepEngine
-    from components.hostprep.plan import HostPrepInputs
     from components.ssh.connect import SshTarget
     from components.ssh.transport import SshTransport
 
-    target = SshTarget(host=props["host"], port=int(props["port"]), user=props["user"], private_key=props["private_key"], host_key=props["host_key"])
-    inputs = HostPrepInputs.from_dict({
-        "gpus": props["gpus"], "intel_iommu": props.get("intel_iommu", "auto"), "iommu_passthrough": props.get("iommu_passthrough", True),
-        "allow_reboot": props.get("allow_reboot", True), "reboot_on_destroy": props.get("reboot_on_destroy", False),
-        "running_guests": props.get("running_guests"), "own_vmids": props.get("own_vmids"), "node_name": props.get("node_name"),
-        "hand_edits": props.get("hand_edits"),
-    })
-    options = EngineOptions(root=props.get("root") or "/", reboot_timeout=float(props.get("reboot_timeout_seconds", 600)),
-                            command_timeout=float(props.get("command_timeout_seconds") or 900),
-                            drain_timeout=float(props.get("drain_timeout_seconds") or 300),
-                            guest_timeout=float(props.get("guest_timeout_seconds") or 600),
+    spec = HostPrepSpec.from_dict(props)
+    target = SshTarget(host=spec.host, port=spec.port, user=spec.user, private_key=props["private_key"], host_key=spec.host_key)
+    options = EngineOptions(root=spec.root, reboot_timeout=spec.reboot_timeout_seconds, command_timeout=spec.command_timeout_seconds,
+                            drain_timeout=spec.drain_timeout_seconds, guest_timeout=spec.guest_timeout_seconds,
                             kubeconfig=props.get("kubeconfig") or None, progress=_say)
 
     def connect(timeout: float) -> SshTransport:
         return SshTransport.connect(target, timeout=timeout)
 
-    return HostPrepEngine(connect, inputs, props["owner"], options)
+    return HostPrepEngine(connect, spec.inputs, spec.owner, options)
 
 
 def validate(props: dict[str, Any]) -> list[CheckFailure]:
     """Shape checks that need no host; unknown (preview) values are skipped."""
-    from components.ssh.errors import TransportError
+    from components.ssh.errors import TransportError  # lazy, as in _engine: paramiko
     from components.ssh.keys import load_private_key, parse_host_key_pin
 
     failures = []
@@ -105,9 +98,7 @@ class HostPrepProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any]) -> list[CheckFailure]:
-        from components.hostprep.errors import HostPrepError
-        from components.hostprep.facts import FactsError
-        from components.hostprep.plan import PlanError
+        from components.hostprep.errors import HostPrepError  # lazy, as in _engine: paramiko
         from components.ssh.errors import HostKeyError, TransportError
 
         try:
@@ -125,7 +116,7 @@ class HostPrepProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.ssh.errors import HostKeyError, TransportError
+        from components.ssh.errors import HostKeyError, TransportError  # lazy, as in _engine: paramiko
 
         replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
         changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces
@@ -167,7 +158,7 @@ class HostPrepProvider(ResourceProvider):
         _say(f"host changes undone: {len(result.wrote)} file(s) restored or removed, {len(result.ran)} command(s), rebooted: {result.rebooted}")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from components.hostprep.results import host_outputs
+        from components.hostprep.results import host_outputs  # lazy, as in _engine: paramiko
 
         engine = _engine(props)
         facts = engine.facts(guests="never")

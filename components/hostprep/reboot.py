@@ -11,9 +11,12 @@ from typing import Any
 from components.hostprep import ha
 from components.hostprep.connections import EngineOptions, HostConnections
 from components.hostprep.errors import GuestsRunningError, HostTimeoutError, RebootFailedError
-from components.hostprep.facts import FactsError, Guest, HostFacts, read_guests
+from components.hostprep.facts import FactsError, Guest, HostFacts
+from components.hostprep.facts_read import read_guests
+from components.hostprep.inputs import HostPrepInputs
 from components.hostprep.node_drain import Drained, NodeDrain
-from components.hostprep.plan import HostPrepInputs, RebootImpact, reboot_impact
+from components.hostprep.plan import reboot_impact
+from components.hostprep.plan_model import RebootImpact
 from components.hostprep.results import no_restarts
 from components.ssh.errors import HostKeyError, TransportError
 from components.wait import wait_until

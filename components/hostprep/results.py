@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.hostprep.facts import HostFacts
-from components.hostprep.plan import HostPlan
+from components.hostprep.plan_model import HostPlan
 
 
 @dataclass

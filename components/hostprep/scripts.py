@@ -8,7 +8,8 @@ import hashlib
 import shlex
 
 from components.hostprep.facts import STATE_DIR, HostFacts
-from components.hostprep.plan import KEPT_DIR, HostPlan
+from components.hostprep.plan_model import HostPlan
+from components.hostprep.undo import KEPT_DIR
 from components.ssh.atomic import atomic_write_snippet
 
 START_MARKER = "ptg-started"  # a command script prints it once it holds the lock: its time limit starts then

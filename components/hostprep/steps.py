@@ -8,7 +8,7 @@ from components.hostprep.binding import BIND_FAILED, bind_script
 from components.hostprep.connections import EngineOptions
 from components.hostprep.errors import HostPrepError
 from components.hostprep.facts import HostFacts
-from components.hostprep.plan import HostPlan
+from components.hostprep.plan_model import HostPlan
 from components.hostprep.scripts import START_MARKER, batch_script, command_script, lock_lines, stop_script
 from components.ssh.errors import CommandTimeoutError, HostKeyError, TransportError
 from components.ssh.transport import SshTransport

@@ -10,7 +10,7 @@ import pytest
 from components.doctor import runners
 from components.doctor.checks import check_host
 from components.doctor.model import HostObservation, ProxmoxObservation, Unreachable
-from components.hostprep import facts as facts_module
+from components.hostprep import facts_read as facts_module
 from components.hostprep.facts import FactsError, HostFacts, PciFunction
 from components.ssh import transport as transport_module
 from components.ssh.connect import SshTarget

@@ -15,7 +15,7 @@ import pytest
 
 from components.hostprep.connections import EngineOptions
 from components.hostprep.engine import HostPrepEngine
-from components.hostprep.plan import GpuSpec, HostPrepInputs
+from components.hostprep.inputs import GpuSpec, HostPrepInputs
 from components.ssh.connect import SshTarget
 from components.ssh.transport import SshTransport
 from tests.hostprep.fakekube import Kube

@@ -15,8 +15,9 @@ from components.hostprep.connections import EngineOptions
 from components.hostprep.engine import HostPrepEngine
 from components.hostprep.errors import HostTimeoutError
 from components.hostprep.facts import GRUB_DEFAULT, STATE_DIR, VFIO_FILE, Guest, HostFacts
+from components.hostprep.inputs import GpuSpec, HostPrepInputs
 from components.hostprep.node_drain import NodeDrain
-from components.hostprep.plan import Command, FileChange, GpuSpec, HostPlan, HostPrepInputs, RebootImpact
+from components.hostprep.plan_model import Command, FileChange, HostPlan, RebootImpact
 from components.hostprep.reboot import HostReboot
 from components.hostprep.scripts import batch_script, command_script
 from components.ssh.errors import HostKeyError, TransportError

@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from components.hostprep.facts import (
-    GRUB_DEFAULT,
-    VFIO_FILE,
-    FactsError,
-    detect_bootloader,
-    facts_script,
-    parse_boot_tool_status,
-    parse_cpu_vendor,
-    parse_efibootmgr_current,
-    parse_facts,
-    parse_kernel_version,
-    parse_pci,
-    parse_vfio_options,
-    split_sections,
-)
+from components.hostprep.facts import GRUB_DEFAULT, VFIO_FILE, FactsError, parse_kernel_version
+from components.hostprep.facts_boot import detect_bootloader, parse_boot_tool_status, parse_cpu_vendor, parse_efibootmgr_current
+from components.hostprep.facts_pci import parse_pci, parse_vfio_options
+from components.hostprep.facts_read import facts_script, parse_facts, split_sections
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -17,7 +17,7 @@ import pytest
 
 from components.hostprep.errors import HostPrepError, RebootFailedError, RefusedError
 from components.hostprep.facts import BLACKLIST_FILE, GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, STATE_DIR, VFIO_FILE, FactsError
-from components.hostprep.plan import GpuSpec
+from components.hostprep.inputs import GpuSpec
 from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB
 from tests.hostprep.simhost import SimSpec, t4
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.hostprep.facts import Guest, parse_ha_policy
+from components.hostprep.facts import Guest
+from components.hostprep.facts_guests import parse_ha_policy
 from components.hostprep.ha import comes_back, fate, moves_away
-from components.hostprep.plan import GpuSpec
+from components.hostprep.inputs import GpuSpec
 from tests.hostprep.simhost import SimGuest, SimSpec, t4
 
 T4 = "0000:3b:00.0"

@@ -9,7 +9,7 @@ import pytest
 
 from components.hostprep.errors import HostPrepError, RebootRequiredError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
-from components.hostprep.plan import GpuSpec
+from components.hostprep.inputs import GpuSpec
 from tests.hostprep.simhost import SimDevice, SimGuest, SimSpec, consumer_card, t4
 from tests.hostprep.test_scenarios import assert_converged
 

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from components.hostprep.cmdline import edit_grub, edit_kernel_cmdline, edit_tokens
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     ETC_MODULES,
@@ -18,22 +19,13 @@ from components.hostprep.facts import (
     HostFacts,
     PciFunction,
 )
-from components.hostprep.plan import (
-    GpuSpec,
-    HostPrepInputs,
-    PlanError,
-    edit_grub,
-    edit_kernel_cmdline,
-    edit_tokens,
-    hand_edits,
-    parse_blocks,
-    plan_host,
-    plan_undo,
-    reboot_impact,
-    restore_cmdline,
-    verify_host,
-)
+from components.hostprep.hand_edits import hand_edits
+from components.hostprep.inputs import GpuSpec, HostPrepInputs, PlanError
+from components.hostprep.plan import plan_host, reboot_impact
 from components.hostprep.results import written
+from components.hostprep.undo import plan_undo, restore_cmdline
+from components.hostprep.verify import verify_host
+from components.hostprep.vfio_file import parse_blocks
 
 OWNER = "proxmox-talos-gpu/homelab"
 GRUB = 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="Proxmox VE"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from components.config import parse_stack_config
+from components.hostprep.cmdline import cmdline_file, edit_grub_files, edit_tokens, grub_cmdline, is_cmdline_file
 from components.hostprep.facts import (
     BLACKLIST_FILE,
     GRUB_D,
@@ -21,29 +22,14 @@ from components.hostprep.facts import (
     HostFacts,
     PciFunction,
 )
-from components.hostprep.plan import (
-    Block,
-    FileChange,
-    GpuSpec,
-    HostPlan,
-    HostPrepInputs,
-    PlanError,
-    cmdline_file,
-    edit_grub_files,
-    edit_tokens,
-    grub_cmdline,
-    hand_edits,
-    inputs_from_config,
-    is_cmdline_file,
-    parse_blocks,
-    plan_host,
-    plan_undo,
-    render_vfio_file,
-    restore_cmdline,
-    static_tokens,
-    verify_host,
-)
+from components.hostprep.hand_edits import hand_edits
+from components.hostprep.inputs import GpuSpec, HostPrepInputs, PlanError, inputs_from_config
+from components.hostprep.plan import plan_host, static_tokens
+from components.hostprep.plan_model import FileChange, HostPlan
 from components.hostprep.results import written
+from components.hostprep.undo import plan_undo, restore_cmdline
+from components.hostprep.verify import verify_host
+from components.hostprep.vfio_file import Block, parse_blocks, render_vfio_file
 from tests.conftest import stack_file_config
 from tests.hostprep.test_plan import A100, BRIDGE, GRUB, NIC, OWNER, T4_INPUTS, ZFS_CMDLINE, booted, host, t4, two_gpu_host
 

@@ -10,7 +10,7 @@ import pytest
 
 from components.hostprep.errors import HostPrepError, HostTimeoutError, RebootRequiredError, RefusedError
 from components.hostprep.facts import GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, VFIO_FILE
-from components.hostprep.plan import GpuSpec
+from components.hostprep.inputs import GpuSpec
 from components.ssh.errors import HostKeyError, TransportError
 from components.ssh.keys import fingerprint
 from components.ssh.transport import SshTransport
