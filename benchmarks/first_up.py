@@ -1,6 +1,6 @@
 """Restarts of the first `pulumi up` of the guide's homelab on the test
 stand-ins, driven the way the Pulumi engine runs a dynamic provider:
-__main__.py runs under the mock engine (components/mockengine.py); each
+__main__.py runs under the mock engine (tools/mockengine.py); each
 driven registration's serialized ``__provider`` is loaded with dill in a
 fresh Python process started in the project root and driven
 check -> diff -> create, in dependency order:

@@ -33,7 +33,7 @@ STACK_GLOB = "Pulumi.*.yaml"
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\.yaml$")
 
 
-# The console script (components/gpunode.py) sets this, so that each tool's
+# The console script (tools/gpunode.py) sets this, so that each tool's
 # usage line names the command the user typed: "gpunode render", not
 # "python -m components.render".
 INVOKED_AS = ""

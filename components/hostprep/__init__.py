@@ -1,9 +1,12 @@
 """Host VFIO preparation over SSH: facts -> plan -> apply -> verify.
 
-Modules: ``transport`` (the only paramiko user), ``facts`` (one remote
-script and pure parsers), ``plan`` (pure planner, verifier, undo planner),
-``engine`` (carries a plan out), ``provider`` (Pulumi dynamic provider),
-``component`` (``HostVfioPrep``) and ``__main__`` (the CLI).
+Modules: ``facts`` and ``facts_*`` (what the host has: one remote script,
+pure parsers), ``inputs``, ``spec`` (the provider's inputs), ``plan`` and
+the rooms it draws on (``cmdline``, ``vfio_file``, ``module_files``,
+``hand_edits``, ``refusals``, ``verify``, ``undo``: pure), ``engine`` and
+its parts (``connections``, ``steps``, ``reboot``, ``node_drain``: carry a
+plan out over ``components.ssh``), ``provider`` (the Pulumi dynamic
+provider) and ``component`` (``HostVfioPrep``). The CLI is tools/hostprep.py.
 """
 
 from __future__ import annotations
