@@ -35,7 +35,7 @@ def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shut
 
 
 def machine_of(config_text: str) -> dict[str, Any]:
-    from components.talos.adopt import load_documents, v1alpha1_index
+    from components.talos.config_documents import load_documents, v1alpha1_index
 
     documents = load_documents(config_text)
     return documents[v1alpha1_index(documents)].get("machine") or {}

@@ -101,7 +101,7 @@ def unfinished(props: dict[str, Any], version: str) -> list[str]:
 
 
 def documents_of(text: str) -> list[Any]:
-    from components.talos.adopt import load_documents
+    from components.talos.config_documents import load_documents
 
     return load_documents(text)
 

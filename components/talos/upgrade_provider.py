@@ -202,7 +202,8 @@ class TalosUpgradeProvider(ResourceProvider):
     def _stage(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> list[Any]:
         """Stage the adopted config for ``step`` so its reboot applies it;
         returns the documents that reboot should run."""
-        from components.talos.adopt import Originals, plan_adoption
+        from components.talos.adopt import plan_adoption
+        from components.talos.adopt_originals import Originals
         from components.talos.machine_config import NodeSpec
         from components.talos.node_state import apply_plan, read_node_state
 
