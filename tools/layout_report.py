@@ -48,7 +48,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
         "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
         "components.talos.module_documents",
-        "components.talos.goyaml", "components.talos.goyaml_emitter", "components.talos.schematic_format",
+        "components.talos.goyaml", "components.talos.schematic_format",
         "components.talos.config_documents", "components.talos.cri_customization", "components.talos.adopt_originals",
         "components.talos.adopt_changes", "components.talos.adopt_guard", "components.talos.config_reboots",
         "components.talos.config_diff",
@@ -64,6 +64,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
         "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.talos.node_state", "components.flux.preflight", "components.flux.status",
         "components.doctor.runners",
+        "components.talos.upgrade_waits",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
         "components.engine_config", "components.providers", "components.gpu_migration", "components.gpu_stack",

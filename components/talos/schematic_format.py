@@ -8,7 +8,7 @@ it back: the decoder here takes the factory's fields (``owner``; ``overlay``;
 ``meta``, ``systemExtensions``, ``bootloader``, ``secureboot`` with
 ``enrollKeys`` and ``includeWellKnownCertificates``, ``diskImage``) and
 refuses what it refuses; :func:`marshal` writes the struct with empty fields
-left out, through :mod:`components.talos.goyaml_emitter`.
+left out, through :mod:`components.talos.goyaml`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from components.config import describe_yaml_error
-from components.talos.goyaml import BOOLS, NULLS, OLD_BOOLS, go_int, resolve_plain
-from components.talos.goyaml_emitter import Struct, UnwritableValue, emit
+from components.talos.goyaml import BOOLS, NULLS, OLD_BOOLS, Struct, UnwritableValue, emit, go_int, resolve_plain
 
 YamlVersion = Literal["v4", "v3"]
 
