@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.talos.adopt import load_documents
+from components.talos.config_documents import load_documents
 from tests.conftest import FAKE_SECRETS, created_config, run_main
 from tests.talos.conftest import install_talosctl
 from tests.talos.engine import engine, registration

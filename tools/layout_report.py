@@ -66,6 +66,10 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
         "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
         "components.talos.module_documents",
+        "components.talos.goyaml", "components.talos.schematic_format",
+        "components.talos.config_documents", "components.talos.cri_customization", "components.talos.adopt_originals",
+        "components.talos.adopt_changes", "components.talos.adopt_guard", "components.talos.config_reboots",
+        "components.talos.config_diff",
         "components.talos.secrets", "components.vm.adopt", "components.vm.create", "components.monitoring.metrics",
         "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
@@ -99,6 +103,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
         "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.talos.node_state", "components.flux.preflight", "components.flux.status",
         "components.doctor.runners",
+        "components.talos.upgrade_waits",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
         "components.config.engine",

@@ -30,9 +30,11 @@ from pathlib import Path
 
 from components.cli import PlainParser, StackChoiceError, add_project_dir, add_stack, choose_stack, program
 from components.config import ConfigError, StackConfig, load_stack_file, parse_version
-from components.talos.adopt import AdoptError, NodeState, load_documents, plan_adoption, v1alpha1_index
+from components.talos.adopt import NodeState, plan_adoption
+from components.talos.config_documents import AdoptError, load_documents, v1alpha1_index
 from components.talos.machine_config import gpu_patch_yaml, node_spec
-from components.talos.schematic import SchematicFormatError, planned_installer, schematic_id
+from components.talos.schematic import planned_installer, schematic_id
+from components.talos.schematic_format import SchematicFormatError
 from components.talos.upgrade_route import RouteRefused
 from components.talos.versions import PathRefused
 from components.talos.walk_plan import DEVICE_PLUGIN_DELIVERIES, render_plan, upgrade_plan

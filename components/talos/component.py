@@ -14,7 +14,7 @@ import pulumiverse_talos as talos
 from components.config import ConfigError, ConfigIssue, StackConfig
 from components.gpu_migration import GpuModeMigration, migration_needed
 from components.options import child_options
-from components.talos.adopt import AdoptError, load_documents
+from components.talos.config_documents import AdoptError, load_documents
 from components.talos.config_provider import TalosMachineConfigProvider
 from components.talos.machine_config import gpu_patch_yaml, node_spec
 from components.talos.schematic import extensions_for, installer_image, planned_installer

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from components.config import StackConfig, TalosConfig, parse_version
+from components.talos.schematic import installer_image
 
 # The extension does not load these (README row 8); the machine config must
 # list them (siderolabs/extensions nvidia-gpu README; Talos NVIDIA guide).
@@ -118,8 +119,6 @@ class NodeSpec:
     nvidia_default_runtime: bool | None
 
     def owned(self, version: str) -> OwnedValues:
-        from components.talos.schematic import installer_image
-
         talos = _Overrides(self.bpf_jit_harden, self.nvidia_default_runtime)
         return OwnedValues(version=version, image=installer_image(self.schematic_id, version, self.platform),
                            node_labels=dict(self.node_labels), bpf_jit_harden=bpf_jit_harden_on(talos, version),

@@ -8,6 +8,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from components.kubectl import KubectlError, cordon_node, drain_node, uncordon_node
+from components.talos.config_documents import load_documents, v1alpha1_index
+from components.talos.node_config import read_configs
 from components.talos.upgrade_route import Route, RouteRefused, plan_route
 
 
@@ -35,8 +38,6 @@ def check_tools(props: dict[str, Any], which: Callable[[str], str | None] = shut
 
 
 def machine_of(config_text: str) -> dict[str, Any]:
-    from components.talos.adopt import load_documents, v1alpha1_index
-
     documents = load_documents(config_text)
     return documents[v1alpha1_index(documents)].get("machine") or {}
 
@@ -65,8 +66,6 @@ def check_routes(props: dict[str, Any], running_version: str, steps: Sequence[st
     """The preflight's look at the routes: with the running config (read
     only) and the tools the run has (kubectl: the stack has a kubeconfig),
     refuse a step no route can drain before any config reaches the node."""
-    from components.talos.node_config import read_configs
-
     if not steps:
         return
     node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
@@ -78,8 +77,6 @@ def check_routes(props: dict[str, Any], running_version: str, steps: Sequence[st
 
 def drain_first(route: Route, props: dict[str, Any], where: str, say: Callable[[str], None]) -> None:
     """This program's drain, when the route says so (one drain per reboot)."""
-    from components.kubectl import KubectlError, cordon_node, drain_node, uncordon_node
-
     if route.drain != "program":
         return
     name, kubeconfig = str(props["nodeName"]), str(props["kubeconfig"])
@@ -98,8 +95,6 @@ def drain_first(route: Route, props: dict[str, Any], where: str, say: Callable[[
 
 def uncordon_after(route: Route, props: dict[str, Any], where: str, say: Callable[[str], None]) -> None:
     """Uncordon the node this program drained, once it is Ready again."""
-    from components.kubectl import uncordon_node
-
     if route.drain == "program":
         uncordon_node(str(props["nodeName"]), kubeconfig=str(props["kubeconfig"]))
         say(f"{where}: Kubernetes node {props['nodeName']} uncordoned")

@@ -21,6 +21,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from components.doctor.parsers import parse_node
+from components.kubectl import get_node
+from components.talos.config_documents import load_documents
 from components.talos.talosctl import TalosctlError, extensions_args, parse_extension_names, run_talosctl
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -72,9 +75,6 @@ def missing_extensions(props: dict[str, Any]) -> tuple[list[str], list[str]]:
 def kubernetes_state(props: dict[str, Any]) -> str | None:
     """"Ready", "NotReady", "not registered" or "not readable (...)" for the
     stack's Kubernetes node; None without a kubeconfig."""
-    from components.doctor.parsers import parse_node
-    from components.kubectl import get_node
-
     if not (props.get("kubeconfig") and props.get("nodeName")):
         return None
     try:
@@ -101,8 +101,6 @@ def unfinished(props: dict[str, Any], version: str) -> list[str]:
 
 
 def documents_of(text: str) -> list[Any]:
-    from components.talos.adopt import load_documents
-
     return load_documents(text)
 
 

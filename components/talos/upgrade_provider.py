@@ -30,10 +30,18 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.talos.node_state import read_node_facts
+from components.talos.adopt import plan_adoption
+from components.talos.adopt_originals import Originals
+from components.talos.machine_config import NodeSpec
+from components.talos.node_config import read_configs
+from components.talos.node_state import apply_plan, read_node_facts, read_node_state
+from components.talos.schematic import installer_image
 from components.talos.talosctl import TalosctlError, TalosctlTimeout, run_talosctl, version_args
-from components.talos.upgrade import NodeFacts
-from components.talos.upgrade_evidence import missing_extensions, wanted_extensions
+from components.talos.upgrade import NodeFacts, plan_upgrade
+from components.talos.upgrade_drain import WalkRefused, check_routes, check_tools, drain_first, pending_reboot_hint, routes, uncordon_after
+from components.talos.upgrade_evidence import read_boot_id, staged_lost, unfinished
+from components.talos.upgrade_waits import StepFailed, answer, arrive, first_line, ready
+from components.talos.versions import PathRefused, path_problems, plan_walk
 
 # Inputs whose change means "the node must run something else".
 _WANTED = ("node", "endpoint", "image", "version", "schematicId")
@@ -48,22 +56,15 @@ def _say(message: str) -> None:
     print(f"[talos-upgrade] {message}", file=sys.stderr, flush=True)
 
 
-class StepFailed(RuntimeError):
-    """A version step did not end with the node on the new version, its
-    extensions listed and Ready; the message says which step and what to check."""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 class TalosUpgradeProvider(ResourceProvider):
     """Walks the node; check/diff read it, create/update walk it."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.talos.versions import PathRefused, plan_walk
+    # The clock and the sleep of every bounded wait: a test sets fake ones on
+    # the instance; a provider loaded from state uses these.
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(name, f"{name} is required") for name in _REQUIRED if not news.get(name)]
         image = str(news.get("image", ""))
         # In a preview the factory's ID (so the image) may not be known yet.
@@ -81,17 +82,15 @@ class TalosUpgradeProvider(ResourceProvider):
         except PathRefused as error:
             return CheckResult(inputs, [CheckFailure("version", str(error))])
         except (TalosctlError, ValueError) as error:
-            inputs["pendingSteps"] = [f"not known: cannot read {news['node']} ({_first_line(error)})"]
+            inputs["pendingSteps"] = [f"not known: cannot read {news['node']} ({first_line(error)})"]
             return CheckResult(inputs, failures)
         inputs["pendingSteps"] = [f"upgrade to {step}" for step in steps]
         if not steps:
-            from components.talos.upgrade_evidence import unfinished
-
             try:
                 # A step whose extension or Ready check failed is not done.
                 inputs["pendingSteps"] = unfinished(news, facts.version)
             except (TalosctlError, ValueError) as error:
-                inputs["pendingSteps"] = [f"not known: cannot read {news['node']}'s extensions ({_first_line(error)})"]
+                inputs["pendingSteps"] = [f"not known: cannot read {news['node']}'s extensions ({first_line(error)})"]
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -114,10 +113,6 @@ class TalosUpgradeProvider(ResourceProvider):
     # ------------------------------------------------------------------
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
-        from components.talos.schematic import installer_image
-        from components.talos.upgrade import plan_upgrade
-        from components.talos.versions import path_problems, plan_walk
-
         say = _say
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         timeout = int(props.get("timeoutSeconds") or 1800)
@@ -131,10 +126,6 @@ class TalosUpgradeProvider(ResourceProvider):
         if problems:
             raise StepFailed(f"{node}: the installer of a step would lack an extension: {'; '.join(problems)}")
         outs = {key: props[key] for key in _OUTPUTS if key in props}
-        from components.talos.node_config import read_configs
-        from components.talos.upgrade_drain import WalkRefused, check_tools, drain_first, pending_reboot_hint, routes, uncordon_after
-        from components.talos.upgrade_evidence import read_boot_id, staged_lost, unfinished
-
         again = None
         if not steps:
             # Version and schematic match; the step that got here may still
@@ -150,7 +141,7 @@ class TalosUpgradeProvider(ResourceProvider):
             else:
                 if left:
                     say(f"{node}: {left[0]}")
-                    self._wait_ready(props, f"{node} on Talos {before.version}", say, time.monotonic() + timeout)
+                    self._wait_ready(props, f"{node} on Talos {before.version}", say, self.clock() + timeout)
                 where = f" (this walk stops before {props['stopBefore']})" if props.get("stopBefore") else ""
                 outs.update(previousVersion=before.version, previousSchematic=before.schematic or "", upgraded=False, stepsDone=[],
                             reason=f"nothing to do because {node} already runs Talos {before.version} from schematic "
@@ -183,11 +174,11 @@ class TalosUpgradeProvider(ResourceProvider):
             except TalosctlError as error:
                 hint = pending_reboot_hint(error, node)
                 if hint:
-                    raise StepFailed(f"{where}: {hint} ({_first_line(error)})") from None
+                    raise StepFailed(f"{where}: {hint} ({first_line(error)})") from None
                 if not any(marker in str(error) for marker in _STILL_REBOOTING):
                     raise StepFailed(f"{where}: talosctl upgrade failed: {error}") from None
                 timed_out = isinstance(error, TalosctlTimeout)
-                say(f"{where}: talosctl stopped waiting ({_first_line(error)}); waiting for the node myself")
+                say(f"{where}: talosctl stopped waiting ({first_line(error)}); waiting for the node myself")
             facts = self._wait(props, step, where, say, timed_out=timed_out, boot_before=boot_before)
             uncordon_after(route, props, where, say)
             done.append(step)
@@ -202,10 +193,6 @@ class TalosUpgradeProvider(ResourceProvider):
     def _stage(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None]) -> list[Any]:
         """Stage the adopted config for ``step`` so its reboot applies it;
         returns the documents that reboot should run."""
-        from components.talos.adopt import Originals, plan_adoption
-        from components.talos.machine_config import NodeSpec
-        from components.talos.node_state import apply_plan, read_node_state
-
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         state = read_node_state(node, endpoint, talosconfig)
         plan = plan_adoption(state, NodeSpec.from_dict(props["spec"]).owned(step), upgrade_follows=True,
@@ -218,68 +205,18 @@ class TalosUpgradeProvider(ResourceProvider):
     def _answer(self, props: dict[str, Any], where: str, say: Callable[[str], None]) -> NodeFacts:
         """The node's facts, once its Talos API answers (bounded, with a
         progress line for each poll)."""
-        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
-        timeout, poll = float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return read_node_facts(node, endpoint, talosconfig)
-            except (TalosctlError, ValueError) as error:
-                # ValueError: output without the node's answer (`talosctl
-                # version` with no Server section while machined starts).
-                if shutil.which("talosctl") is None:
-                    raise  # the clear "not installed" error
-                if time.monotonic() >= deadline:
-                    raise StepFailed(
-                        f"{where}: {node} did not answer within {timeout:g} s ({_first_line(error)}). Check the VM's console "
-                        f"in Proxmox and `talosctl -n {node} dmesg`; the next `pulumi up` continues from where the node is") from None
-                say(f"{where}: waiting for {node}'s Talos API ({_first_line(error)})")
-                time.sleep(poll)
+        return answer(props, where, say, clock=self.clock, sleep=self.sleep)
 
     def _wait(self, props: dict[str, Any], step: str, where: str, say: Callable[[str], None], *, timed_out: bool = False,
               boot_before: str | None = None) -> NodeFacts:
         """Bounded wait until the node answers with ``step``, lists the
         extensions and (with a kubeconfig) is Ready."""
-        from components.talos.upgrade_evidence import not_on_step, read_boot_id
-
-        node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
-        deadline = time.monotonic() + float(props.get("timeoutSeconds") or 1800)
-        facts = self._answer(props, where, say)
-        if facts.version != step:
-            raise StepFailed(not_on_step(where, node, step, facts.version, boot_before, read_boot_id(node, endpoint, talosconfig),
-                                         timed_out=timed_out))
-        if facts.schematic != props["schematicId"]:
-            raise StepFailed(f"{where}: {node} runs Talos {step} from schematic {facts.schematic}, not {props['schematicId']}")
-        say(f"{where}: {node} answers with Talos {facts.version}")
-        wanted = wanted_extensions(props)
-        missing, listed = missing_extensions(props)
-        if missing:
-            raise StepFailed(
-                f"{where}: {node} came back on {step} without the extensions {', '.join(missing)} (it lists: "
-                f"{', '.join(listed) or 'none'}). Check `talosctl -n {node} get extensions` and the schematic "
-                f"{props['schematicId']} at https://factory.talos.dev for Talos {step}")
-        say(f"{where}: {node} lists the extensions {', '.join(wanted)}")
-        self._wait_ready(props, where, say, deadline)
-        return facts
+        return arrive(props, step, where, say, timed_out=timed_out, boot_before=boot_before, clock=self.clock, sleep=self.sleep)
 
     def _wait_ready(self, props: dict[str, Any], where: str, say: Callable[[str], None], deadline: float) -> None:
-        """Bounded wait until the stack's Kubernetes node is Ready (nothing
-        to wait for without a kubeconfig)."""
-        from components.talos.upgrade_evidence import kubernetes_state
-
-        node, timeout, poll = str(props["node"]), float(props.get("timeoutSeconds") or 1800), float(props.get("pollSeconds") or 10)
-        if props.get("kubeconfig") and props.get("nodeName"):
-            name = str(props["nodeName"])
-            while True:
-                state = kubernetes_state(props)
-                if state == "Ready":
-                    say(f"{where}: Kubernetes node {name} is Ready")
-                    break
-                if time.monotonic() >= deadline:
-                    raise StepFailed(f"{where}: Kubernetes node {name} is {state} after {timeout:g} s; check "
-                                     f"`kubectl describe node {name}` and `talosctl -n {node} service kubelet`")
-                say(f"{where}: waiting for Kubernetes node {name} ({state})")
-                time.sleep(poll)
+        """Bounded wait, until ``deadline`` on the provider's clock, until the
+        stack's Kubernetes node is Ready (nothing to wait for without a kubeconfig)."""
+        ready(props, where, say, deadline, clock=self.clock, sleep=self.sleep)
 
 
 class TalosUpgradePreflightProvider(TalosUpgradeProvider):
@@ -291,8 +228,6 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         """Also every tool the run needs, on every preview and up (this
         resource is not updated when nothing about it changed)."""
-        from components.talos.upgrade_drain import WalkRefused, check_tools
-
         result = super().check(olds, news)
         try:
             check_tools(news, tools=[str(tool) for tool in news.get("tools") or ["talosctl"]])
@@ -301,15 +236,11 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
         return result
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
-        from components.talos.versions import PathRefused, path_problems, plan_walk
-
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
         outs = {key: props[key] for key in _OUTPUTS if key in props}
         outs.update(upgraded=False)
         if shutil.which("talosctl") is None:
             run_talosctl(version_args(node, endpoint))  # raises the clear "not installed" error
-        from components.talos.upgrade_drain import WalkRefused, check_routes, check_tools
-
         try:
             # Every tool the run needs (kubectl for the drain, the Ready wait
             # and the mode migration), before the config reaches the node.
@@ -323,7 +254,7 @@ class TalosUpgradePreflightProvider(TalosUpgradeProvider):
             # answer with the cluster's certificates: there is no running
             # version to check; the apply installs the wanted image.
             outs.update(previousVersion="", previousSchematic="", steps=[],
-                        reason=f"could not read {node} with the talosconfig ({_first_line(error)}); nothing to check before the apply")
+                        reason=f"could not read {node} with the talosconfig ({first_line(error)}); nothing to check before the apply")
             return outs
         try:
             steps = plan_walk(before.version, before.schematic, str(props["version"]), str(props["schematicId"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from components.talos.adopt import dump_documents
+from components.talos.config_documents import dump_documents
 
 
 def worker_documents(version: str) -> list[dict[str, Any]]:

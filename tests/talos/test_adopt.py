@@ -11,21 +11,13 @@ from typing import Any
 
 import pytest
 
-from components.talos.adopt import (
-    BLOCK_BEGIN,
-    AdoptError,
-    NodeState,
-    Originals,
-    diff_lines,
-    dump_documents,
-    guard,
-    load_documents,
-    merge,
-    plan_adoption,
-    reboot_paths,
-    restore,
-    with_block,
-)
+from components.talos.adopt import NodeState, merge, plan_adoption, restore
+from components.talos.adopt_guard import guard
+from components.talos.adopt_originals import Originals
+from components.talos.config_diff import diff_lines
+from components.talos.config_documents import AdoptError, dump_documents, load_documents
+from components.talos.config_reboots import reboot_paths
+from components.talos.cri_customization import BLOCK_BEGIN, with_block
 from components.talos.machine_config import CRI_CUSTOMIZATION_PATH, NVIDIA_MODULES, NodeSpec, OwnedValues
 from tests.talos.running_configs import as_text, multi_document, with_node_gpu_bits, with_own_cri_file, worker_documents
 from tests.talos.test_machine_config import schema_errors

@@ -11,23 +11,14 @@ from typing import Any
 
 import pytest
 
-from components.talos.adopt import (
-    AdoptError,
-    Change,
-    NodeState,
-    Originals,
-    diff_lines,
-    dump_documents,
-    guard,
-    leaf_differences,
-    load_documents,
-    merge,
-    plan_adoption,
-    reboot_paths,
-    restore,
-    v1alpha1_index,
-    with_block,
-)
+from components.talos.adopt import NodeState, merge, plan_adoption, restore
+from components.talos.adopt_changes import Change
+from components.talos.adopt_guard import guard, leaf_differences
+from components.talos.adopt_originals import Originals
+from components.talos.config_diff import diff_lines
+from components.talos.config_documents import AdoptError, dump_documents, load_documents, v1alpha1_index
+from components.talos.config_reboots import reboot_paths
+from components.talos.cri_customization import with_block
 from components.talos.machine_config import CRI_CUSTOMIZATION_PATH, NodeSpec, OwnedValues
 from tests.talos.running_configs import as_text, multi_document, with_node_gpu_bits, with_own_cri_file, worker_documents
 

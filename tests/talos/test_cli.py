@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.talos.adopt import load_documents
+from components.talos.config_documents import load_documents
 from tests.conftest import ROOT
 from tests.talos.running_configs import as_text, multi_document, with_own_cri_file, worker_documents
 from tests.talos.test_adopt import is_owned, leaves

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.talos.adopt import load_documents
+from components.talos.config_documents import load_documents
 from tests.conftest import stack_file_config
 from tests.talos.conftest import FakeTalosctl, make_cfg
 from tests.talos.engine import engine, registration

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.talos.adopt import load_documents, merge, plan_adoption, restore
+from components.talos.adopt import merge, plan_adoption, restore
+from components.talos.config_documents import load_documents
 from components.talos.machine_config import NVIDIA_MODULES
 from components.talos.module_documents import document_modules
 from tests.talos.running_configs import as_text, worker_documents

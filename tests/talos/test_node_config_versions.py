@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.talos.adopt import load_documents
+from components.talos.config_documents import load_documents
 from components.talos.node_config import read_configs
 from tests.talos.conftest import TALOSCONFIG, FakeTalosctl
 from tests.talos.engine import engine, registration

@@ -10,15 +10,8 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError
-from components.talos.schematic import (
-    SchematicFormatError,
-    extensions_for,
-    installer_image,
-    marshal,
-    parse_schematic,
-    render_schematic,
-    schematic_id,
-)
+from components.talos.schematic import extensions_for, factory_id, installer_image, planned_installer, render_schematic, schematic_id
+from components.talos.schematic_format import SchematicFormatError, marshal, parse_schematic
 from tests.talos.conftest import make_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,3 +200,27 @@ def test_cli_schematic_prints_the_stacks_schematic_with_id_and_installer() -> No
     sid = schematic_id(body)
     assert f"# id: {sid}\n" in done.stdout
     assert f"# installer: factory.talos.dev/metal-installer/{sid}:v1.13.9\n" in done.stdout
+
+
+@pytest.mark.parametrize("extensions", [
+    {},
+    {"driver": "open", "branch": "lts", "extra": ["siderolabs/zfs", "siderolabs/amd-ucode"]},
+    {"branch": "lts", "extra": ["siderolabs/i915"]},
+])
+def test_the_planned_id_is_the_hash_of_the_rendered_bytes_which_the_factory_marshals_unchanged(homelab, extensions) -> None:
+    # The factory hashes its Marshal of what it decoded: a rendered schematic
+    # must come back from that round trip byte for byte, or hashing it as
+    # rendered would give another ID than the factory's.
+    talos = make_cfg(homelab, extensions=extensions).talos
+    rendered, sid, image = planned_installer(talos)
+    assert marshal(parse_schematic(rendered)) == rendered
+    assert sid == factory_id(rendered) == schematic_id(rendered)
+    assert image.endswith(f"/{sid}:{talos.version}")
+
+
+def test_the_default_stacks_planned_id_is_the_factorys() -> None:
+    # The default stack's extensions (proprietary production + the guest
+    # agent) at their real factory ID, as the machine config tests pin it.
+    rendered = render_schematic(["siderolabs/nonfree-kmod-nvidia-production", "siderolabs/nvidia-container-toolkit-production",
+                                 "siderolabs/qemu-guest-agent"])
+    assert factory_id(rendered) == "990731763242a6b3cf735e49d0f550ce4068b4d0e7f4dfbb49a31799b698877e"
