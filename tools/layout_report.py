@@ -29,12 +29,19 @@ PACKAGES = ("components", "tools")
 # module takes the first layer whose pattern matches it (fnmatch on the
 # dotted name), so specific names go before a package's catch-all.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("base", "tool runners and shared helpers that know no config: kubectl, talosctl, SSH, the CLI edge, "
+    ("base", "tool runners, shared helpers and node facts that know no config: kubectl, talosctl, SSH, the CLI edge, "
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
         "components.hostprep.transport", "components.talos.talosctl", "components.doctor.model",
         "components.flux.in_cluster", "components.monitoring.panel_map", "components",
+        "components.facts",
+        "components.facts.parsing",
+        "components.facts.nvidia",
+        "components.facts.linux",
+        "components.facts.ffmpeg",
+        "components.facts.proxmox",
+        "components.facts.talos",
     )),
     ("config tables", "the tables the config rules check against: GPU capabilities, Talos releases", (
         "components.gpu_capabilities", "components.talos.versions", "components.config_rules",
@@ -43,7 +50,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.config",
     )),
     ("facts and planners", "node facts (parsers of what a tool prints) and pure planners: config + facts -> plan", (
-        "components.cluster", "components.doctor.parsers", "components.hostprep.facts", "components.hostprep.plan",
+        "components.cluster", "components.hostprep.facts", "components.hostprep.plan",
         "components.hostprep.binding", "components.hostprep.ha", "components.talos.schematic",
         "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
         "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
@@ -55,6 +62,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
         "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
         "components.hostprep.offline",
+        "components.facts.kubernetes",
+        "components.facts.gpu_ready",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",

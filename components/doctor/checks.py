@@ -19,21 +19,13 @@ from components.doctor.model import (
     WorkloadObservation,
 )
 from components.doctor.monitoring import check_monitoring
-from components.doctor.parsers import (
-    PRODUCT_LABEL,
-    NodeInfo,
-    ParseError,
-    PodInfo,
-    gpu_driver_version,
-    parse_ffmpeg_encoders,
-    parse_node,
-    parse_nvidia_smi,
-    parse_nvidia_version,
-    parse_pods,
-    parse_proc_modules,
-    parse_qm_config,
-    parse_talos_extensions,
-)
+from components.facts.ffmpeg import parse_ffmpeg_encoders
+from components.facts.gpu_ready import gpu_advertisement
+from components.facts.kubernetes import PRODUCT_LABEL, NodeInfo, PodInfo, parse_node, parse_pods
+from components.facts.linux import parse_proc_modules
+from components.facts.nvidia import parse_nvidia_smi, parse_nvidia_version
+from components.facts.proxmox import parse_qm_config
+from components.facts.talos import parse_extensions
 from components.talos.machine_config import NVIDIA_MODULES  # what the patch makes Talos load
 
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
@@ -66,7 +58,7 @@ def _parsed(output: Output, parse: Callable[[str], T], fail: Callable[[str, str]
         return fail(f"{unreadable}: {output.error}", output.error)
     try:
         return parse(output.text or "")
-    except ParseError as error:
+    except ValueError as error:  # ParseError, and the Talos readers' ValueError naming the command
         return fail(f"{unparseable}: {error}" if unparseable else str(error), str(error))
 
 
@@ -187,7 +179,7 @@ def check_talos(obs: TalosObservation, cfg: StackConfig) -> list[CheckResult]:
             results.append(_pass("talos", "kernel modules", f"{', '.join(NVIDIA_MODULES)} loaded"))
 
     wanted = expected_extensions(cfg)
-    extensions = _parsed(obs.extensions, parse_talos_extensions,
+    extensions = _parsed(obs.extensions, parse_extensions,
                          lambda detail, _reason: _fail("talos", "extensions", detail, remedies.extensions_missing(cfg, wanted)),
                          unreadable="`talosctl get extensions` failed", unparseable="unparseable `talosctl get extensions` output")
     if isinstance(extensions, CheckResult):
@@ -240,18 +232,16 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
         reason = f"node {node_name} not available"
         results += [_skip("kubernetes", name, reason) for name in (allocatable_name, "device-plugin config label", "gfd labels")]
     else:
-        expected = cfg.advertised_gpus
-        got = node.allocatable(resource)
-        others = ", ".join(f"{name}={count}" for name, count in sorted(node.allocatable_nvidia.items())
-                           if name != resource and name.startswith(cluster.GPU_RESOURCE) and count)
-        if got == expected:
-            results.append(_pass("kubernetes", allocatable_name, f"{got} (= {cfg.advertised_gpus} expected)"))
-        elif not got and others:
+        gpus = gpu_advertisement(node, resource, cfg.advertised_gpus)
+        expected, got = gpus.expected, gpus.count
+        if not gpus.count_problem:
+            results.append(_pass("kubernetes", allocatable_name, f"{got} (= {expected} expected)"))
+        elif gpus.count_problem == "renamed":
             # The plugin runs but advertises the other name: the rename is not applied.
-            results.append(_fail("kubernetes", allocatable_name, f"0, expected {expected} (the node advertises {others} instead)",
+            results.append(_fail("kubernetes", allocatable_name, f"0, expected {expected} (the node advertises {gpus.others_text()} instead)",
                                  remedies.wrong_gpu_count(cfg, 0)))
-        elif not got:
-            results.append(_fail("kubernetes", allocatable_name, f"{got or 0}, expected {expected}", remedies.no_gpu_advertised(cfg)))
+        elif gpus.count_problem == "none":
+            results.append(_fail("kubernetes", allocatable_name, f"0, expected {expected}", remedies.no_gpu_advertised(cfg)))
         else:
             replicas = node.label("nvidia.com/gpu.replicas")
             extra = f" (GFD: nvidia.com/gpu.replicas={replicas})" if replicas else ""
@@ -263,12 +253,12 @@ def check_kubernetes(obs: KubernetesObservation, cfg: StackConfig) -> list[Check
         else:
             results.append(_fail("kubernetes", "device-plugin config label", f"{CONFIG_LABEL}={label or '(unset)'}, expected {cfg.config_key}",
                                  remedies.config_label_wrong(cfg)))
-        product = node.label(PRODUCT_LABEL)
-        driver = gpu_driver_version(node.labels)
-        if product and driver:
-            results.append(_pass("kubernetes", "gfd labels", f"{PRODUCT_LABEL}={product}, driver {driver}"))
+        # Ready needs the product label (gpus.labelled); the doctor also wants
+        # the driver version labels GFD sets with it.
+        if gpus.labelled and gpus.driver:
+            results.append(_pass("kubernetes", "gfd labels", f"{PRODUCT_LABEL}={gpus.product}, driver {gpus.driver}"))
         else:
-            missing = [what for what, value in ((PRODUCT_LABEL, product), ("nvidia.com/cuda.driver*", driver)) if not value]
+            missing = [what for what, value in ((PRODUCT_LABEL, gpus.product), ("nvidia.com/cuda.driver*", gpus.driver)) if not value]
             results.append(_fail("kubernetes", "gfd labels", f"missing {', '.join(missing)}", remedies.gfd_missing(cfg)))
 
     ns = cfg.gpu_stack.namespace

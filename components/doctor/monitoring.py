@@ -11,7 +11,8 @@ import re
 
 from components.config import StackConfig
 from components.doctor.model import CheckResult, MonitoringObservation, Output
-from components.doctor.parsers import ParseError, PodInfo, parse_pods
+from components.facts.kubernetes import PodInfo, parse_pods
+from components.facts.parsing import ParseError
 from components.monitoring import metrics
 from components.monitoring.rules import RULE_NAME, alerts
 

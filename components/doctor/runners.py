@@ -36,8 +36,10 @@ from components.doctor.model import (
     Unreachable,
     WorkloadObservation,
 )
-from components.doctor.parsers import ParseError, parse_lspci_nnk, parse_pods
 from components.doctor.remedies import host_name
+from components.facts.kubernetes import parse_pods
+from components.facts.parsing import ParseError
+from components.facts.proxmox import parse_lspci_nnk
 from components.kubectl import KubectlError, run_kubectl
 
 FFMPEG = "/usr/lib/jellyfin-ffmpeg/ffmpeg"

@@ -732,7 +732,7 @@ class HostPrepEngine:
         return warnings
 
     def _uncordon_when_ready(self, node: str, deadline: float) -> list[str]:
-        from components.doctor.parsers import ParseError, parse_node
+        from components.facts.kubernetes import ParseError, parse_node
         from components.kubectl import KubectlError, get_node, uncordon_node
 
         opts = self.options

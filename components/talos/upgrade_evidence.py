@@ -21,7 +21,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from components.talos.talosctl import TalosctlError, extensions_args, parse_extension_names, run_talosctl
+from components.facts.talos import parse_extension_names
+from components.talos.talosctl import TalosctlError, extensions_args, run_talosctl
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -72,7 +73,7 @@ def missing_extensions(props: dict[str, Any]) -> tuple[list[str], list[str]]:
 def kubernetes_state(props: dict[str, Any]) -> str | None:
     """"Ready", "NotReady", "not registered" or "not readable (...)" for the
     stack's Kubernetes node; None without a kubeconfig."""
-    from components.doctor.parsers import parse_node
+    from components.facts.kubernetes import parse_node
     from components.kubectl import get_node
 
     if not (props.get("kubeconfig") and props.get("nodeName")):

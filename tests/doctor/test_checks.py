@@ -299,7 +299,7 @@ def test_workload_pending_pod_fails_even_when_jellyfin_is_off() -> None:
 def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() -> None:
     import json
 
-    from components.doctor.parsers import parse_pods
+    from components.facts.kubernetes import parse_pods
 
     cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
     document = json.loads(data("pods-gpu-operator.json"))

@@ -12,7 +12,7 @@ import pytest
 from components.doctor import runners
 from components.doctor.model import MonitoringObservation, Output, Unreachable
 from components.doctor.monitoring import check_monitoring, parse_exposition, pods_command, rule_command, scrape_command
-from components.doctor.parsers import ParseError
+from components.facts.parsing import ParseError
 from components.monitoring import metrics
 from components.monitoring.rules import prometheus_rule
 from tests.doctor import samples

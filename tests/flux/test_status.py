@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from components.config import load_stack_config, parse_stack_config, secret
-from components.doctor.parsers import parse_node
+from components.facts.kubernetes import parse_node
 from components.flux import objects
 from components.flux.status import HELM_RELEASE_RESOURCE, evaluate_release, parse_release
 from components.mockengine import StateMocks, reveal, run_program
