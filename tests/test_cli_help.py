@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from components.doctor.cli import main as doctor_main
 from components.hostprep.__main__ import main as hostprep_main
 from components.render import main as render_main
 from components.stacks import main as stacks_main
 from components.talos.__main__ import main as talos_main
 from components.vm.__main__ import main as vm_main
+from tools.doctor.cli import main as doctor_main
 
 
 def entries(help_text: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
-        "components.hostprep.transport", "components.talos.talosctl", "components.doctor.model",
+        "components.hostprep.transport", "components.talos.talosctl",
         "components.flux.in_cluster", "components.monitoring.panel_map", "components",
         "components.facts",
         "components.facts.parsing",
@@ -59,8 +59,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
         "components.consumers.jellyfin", "components.consumers.capabilities",
-        "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
-        "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
+        "components.readiness.gate", "components.gpu_migration_plan",
         "components.hostprep.offline",
         "components.facts.kubernetes",
         "components.facts.gpu_ready",
@@ -68,17 +67,17 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
         "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.talos.node_state", "components.flux.preflight", "components.flux.status",
-        "components.doctor.runners",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
         "components.engine_config", "components.providers", "components.gpu_migration", "components.gpu_stack",
         "components.*.provider", "components.*.component", "components.*.resources", "components.talos.config_provider",
         "components.talos.upgrade_provider", "components.hostprep", "components.vm", "components.talos",
-        "components.flux", "components.readiness", "components.consumers", "components.monitoring", "components.doctor",
+        "components.flux", "components.readiness", "components.consumers", "components.monitoring",
     )),
     ("programs and CLIs", "the Pulumi program, the command-line tools, the mock-engine harness, maintainer tools", (
         "__main__", "components.program", "components.mockengine", "components.render", "components.stacks",
-        "components.*.__main__", "components.doctor.cli", "components.gpunode", "components.hostprep.offline_cli", "tools", "tools.*",
+        "components.*.__main__", "components.gpunode", "components.hostprep.offline_cli", "tools", "tools.*",
+        "components.doctor",  # only the shim of `python -m components.doctor` (its __main__ runs tools/doctor)
     )),
 )
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from components.doctor.cli import EXIT_FAILED, EXIT_OK, EXIT_UNVERIFIED, exit_code, main
-from components.doctor.model import LAYERS, CheckResult, Unreachable
 from tests.hostile import silent_port
+from tools.doctor.cli import EXIT_FAILED, EXIT_OK, EXIT_UNVERIFIED, exit_code, main
+from tools.doctor.model import LAYERS, CheckResult, Unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMELAB_STACK = ROOT / "tests" / "data" / "stacks" / "Pulumi.homelab.yaml"
@@ -101,7 +101,7 @@ def test_kubectls_raw_stderr_is_summarised_and_kept_for_verbose(tmp_path, monkey
     assert "memcache.go" not in out + err and "E1130" not in out + err
     code, out, err, _ = doctor("--layer", "kubernetes", "--verbose")
     assert code == EXIT_UNVERIFIED and "memcache.go" not in out
-    assert "doctor: debug: components.doctor.runners: kubectl get node moody-good -o json (exit 1), its stderr:" in err
+    assert "doctor: debug: tools.doctor.runners: kubectl get node moody-good -o json (exit 1), its stderr:" in err
     assert "memcache.go:265" in err
 
 

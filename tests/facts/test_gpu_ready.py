@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from components.doctor.checks import check_kubernetes
-from components.doctor.model import KubernetesObservation, Output
 from components.facts.gpu_ready import gpu_advertisement
 from components.facts.kubernetes import parse_node
 from components.readiness.gate import Expectation, evaluate
 from tests.doctor import samples
 from tests.doctor.fakecli import data
+from tools.doctor.kubernetes_checks import check_kubernetes
+from tools.doctor.model import KubernetesObservation, Output
 
 
 def node(**changes):

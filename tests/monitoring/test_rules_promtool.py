@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.doctor.model import LAYERS
 from components.monitoring import rules
 from components.render import _yaml
 from tests.monitoring.conftest import monitoring_cfg
+from tools.doctor.model import LAYERS
 
 DATA = Path(__file__).parent / "data"
 UNIT_TESTS = DATA / "gpu-alerts.test.yaml"
