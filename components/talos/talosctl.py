@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import yaml
 
+from components.masking import mask
+
 # Never wipe a disk from here: the node may hold Ceph OSDs. `reset` wipes
 # STATE/EPHEMERAL; `--wipe*` and `--preserve=false` ask for it explicitly.
 _REFUSED_SUBCOMMANDS = {"reset", "wipe"}
@@ -100,8 +102,6 @@ def apply_config(config: str, node: str, endpoint: str, *, mode: str, talosconfi
 
 
 def _mask(text: str, talosconfig: str | None) -> str:
-    from components.masking import mask
-
     try:
         data = yaml.safe_load(talosconfig) if talosconfig else None
     except yaml.YAMLError:

@@ -13,6 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from components.kubectl import summarize_stderr
 from tests.hostile import silent_port
 from tools.doctor.cli import EXIT_FAILED, EXIT_OK, EXIT_UNVERIFIED, exit_code, main
 from tools.doctor.model import LAYERS, CheckResult, Unreachable
@@ -139,13 +140,11 @@ def test_a_timeout_that_is_not_a_number_above_zero_is_a_usage_error():
     ("", ""),
 ])
 def test_kubectl_stderr_summary(stderr, summary):
-    from components.kubectl import summarize_stderr
 
     assert summarize_stderr(stderr) == summary
 
 
 def test_a_command_run_by_kubectl_exec_keeps_its_own_message():
-    from components.kubectl import summarize_stderr
 
     ffmpeg = ("[h264_nvenc @ 0x55d0c8a4e2c0] OpenEncodeSessionEx failed: unsupported device (2): (no details)\n"
               "[h264_nvenc @ 0x55d0c8a4e2c0] No capable devices found\n"
