@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from components.doctor.cli import main as doctor_main
+from tools.doctor.cli import main as doctor_main
 from tools.hostprep import main as hostprep_main
 from tools.render import main as render_main
 from tools.stacks import main as stacks_main

@@ -90,7 +90,7 @@ class Stack:
     def doctor_kubectl(self) -> list[list[str]]:
         """The kubectl commands `doctor`'s workload layer runs (answered with
         an empty pod list)."""
-        from components.doctor import runners
+        from tools.doctor import runners
 
         calls: list[list[str]] = []
 

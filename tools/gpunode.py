@@ -28,7 +28,7 @@ from components import cli
 COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("tools.render", "write everything a stack would apply into a folder, offline"),
     "stacks": ("tools.stacks", "check that the node stacks agree; print the stack a tool would use"),
-    "doctor": ("components.doctor.cli", "run the guide's checks on each layer and say how to fix what fails"),
+    "doctor": ("tools.doctor.cli", "run the guide's checks on each layer and say how to fix what fails"),
     "hostprep": ("tools.hostprep", "read, plan, prepare or undo the Proxmox host's GPU passthrough"),
     "talos": ("tools.talos", "the Talos schematic, machine-config patch, adopted config and upgrade route"),
     "vm": ("tools.vm", "plan, adopt or undo the existing VM's GPU slots and balloon"),

@@ -29,11 +29,11 @@ PACKAGES = ("components", "tools")
 # module takes the first layer whose pattern matches it (fnmatch on the
 # dotted name), so specific names go before a package's catch-all.
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("base", "tool runners and shared helpers that know no config: kubectl, talosctl, SSH, the CLI edge, "
+    ("base", "tool runners, shared helpers and node facts that know no config: kubectl, talosctl, SSH, the CLI edge, "
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.config_issues", "components.semver", "components.pci",
-        "components.talos.talosctl", "components.doctor.model",
+        "components.talos.talosctl",
         "components.ssh",
         "components.ssh.errors",
         "components.ssh.keys",
@@ -42,6 +42,13 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.ssh.connect",
         "components.ssh.transport",
         "components.flux.in_cluster", "components.monitoring.panel_map", "components",
+        "components.facts",
+        "components.facts.parsing",
+        "components.facts.nvidia",
+        "components.facts.linux",
+        "components.facts.ffmpeg",
+        "components.facts.proxmox",
+        "components.facts.talos",
     )),
     ("config tables", "the tables the config rules check against: GPU capabilities, Talos releases", (
         "components.gpu_capabilities", "components.talos.versions",
@@ -61,7 +68,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.config.stack_file",
     )),
     ("facts and planners", "node facts (parsers of what a tool prints) and pure planners: config + facts -> plan", (
-        "components.cluster", "components.doctor.parsers", "components.hostprep.facts", "components.hostprep.plan",
+        "components.cluster", "components.hostprep.facts", "components.hostprep.plan",
         "components.hostprep.binding", "components.hostprep.ha", "components.talos.schematic",
         "components.talos.machine_config", "components.talos.adopt", "components.talos.node_config",
         "components.talos.upgrade", "components.talos.upgrade_route", "components.talos.walk_plan",
@@ -74,8 +81,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
         "components.consumers.jellyfin", "components.consumers.capabilities",
-        "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
-        "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
+        "components.readiness.gate", "components.gpu_migration_plan",
         "components.hostprep.offline",
         "components.hostprep.errors",
         "components.hostprep.scripts",
@@ -94,6 +100,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.facts_pci",
         "components.hostprep.facts_guests",
         "components.hostprep.facts_read",
+        "components.facts.kubernetes",
+        "components.facts.gpu_ready",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (
         "components.hostprep.connections",
@@ -102,19 +110,18 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.reboot",
         "components.hostprep.engine", "components.vm.api", "components.vm.engine", "components.vm.restart",
         "components.talos.upgrade_drain", "components.talos.upgrade_evidence", "components.talos.node_state", "components.flux.preflight", "components.flux.status",
-        "components.doctor.runners",
-        "components.talos.upgrade_waits",
+                "components.talos.upgrade_waits",
     )),
     ("components", "what `pulumi up` registers: dynamic providers, ComponentResources, the engine's config reader", (
         "components.config.engine",
         "components.providers", "components.gpu_migration", "components.gpu_stack",
         "components.*.provider", "components.*.component", "components.*.resources", "components.talos.config_provider",
         "components.talos.upgrade_provider", "components.hostprep", "components.vm", "components.talos",
-        "components.flux", "components.readiness", "components.consumers", "components.monitoring", "components.doctor",
+        "components.flux", "components.readiness", "components.consumers", "components.monitoring",
     )),
     ("programs and CLIs", "the Pulumi program, the command-line tools, the mock-engine harness, maintainer tools", (
         "__main__", "components.program", "components.render", "components.stacks",
-        "components.*.__main__", "components.doctor.cli", "components.gpunode",
+        "components.*.__main__", "components.gpunode",
         "tools.gpunode",
         "tools.render",
         "tools.stacks",
@@ -124,6 +131,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "tools.vm",
         "tools.mockengine",
         "tools", "tools.*",
+        "components.doctor",  # only the shim of `python -m components.doctor` (its __main__ runs tools/doctor)
     )),
 )
 

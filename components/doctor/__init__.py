@@ -1,5 +1,2 @@
-"""`doctor`: the guide's Verification and Troubleshooting sections, run against
-a stack's host, VM, Talos node, cluster and Jellyfin pod.
-
-    python -m components.doctor --stack homelab [--json] [--layer host ...]
-"""
+"""`python -m components.doctor`: the command-line form of the doctor, whose
+code is in tools/doctor/ (this package holds only the shim that runs it)."""

@@ -1,6 +1,8 @@
+"""`python -m components.doctor --stack homelab [--json] [--layer host ...]`:
+runs the doctor (tools/doctor/cli.py)."""
 import sys
 
 from components.cli import run
-from components.doctor.cli import main
+from tools.doctor.cli import main
 
 sys.exit(run("doctor", main))

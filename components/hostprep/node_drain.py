@@ -82,7 +82,7 @@ class NodeDrain:
         the engine's clock; a deadline already passed asks once)."""
         # Lazy: the node parsers load the cluster planner (a fifth of a no-op
         # CLI run's CPU), and only a run that cordoned a node gets here.
-        from components.doctor.parsers import ParseError, parse_node
+        from components.facts.kubernetes import ParseError, parse_node
 
         opts = self.options
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from components.cluster import DEVICE_PLUGIN_CONFIG_LABEL as CONFIG_LABEL
 from components.cluster import GPU_RESOURCE
-from components.doctor.parsers import PRODUCT_LABEL, NodeInfo, ParseError, gpu_driver_version
+from components.facts.gpu_ready import gpu_advertisement
+from components.facts.kubernetes import PRODUCT_LABEL, NodeInfo
+from components.facts.parsing import ParseError
 from components.kubectl import KubectlError
 from components.wait import wait_until
 
@@ -35,34 +37,32 @@ class Readiness:
 
 
 def evaluate(node: NodeInfo | None, want: Expectation) -> Readiness:
-    """Ready when allocatable ``want.resource`` == advertised and GFD labelled
-    the product; otherwise name the first layer that is missing."""
+    """Ready when the node's GPUs are (components/facts/gpu_ready.py: allocatable
+    ``want.resource`` == advertised, GFD labelled the product); otherwise name
+    the first layer that is missing."""
     if node is None:
         return Readiness(False, "Talos/VM", f"node {want.node_name} is not registered in Kubernetes: the VM is not running or Talos has not joined the cluster")
     resource = want.resource
-    allocatable = node.allocatable(resource) or 0
-    product = node.label(PRODUCT_LABEL) or ""
-    driver = gpu_driver_version(node.labels)
+    gpus = gpu_advertisement(node, resource, want.advertised)
+    allocatable, product, driver = gpus.count, gpus.product, gpus.driver
     facts = {"allocatable": allocatable, "product": product, "driver_version": driver}
     label = node.label(CONFIG_LABEL)
     config = (f"node label {CONFIG_LABEL}={label or '(unset)'}, expected {want.config_key}; "
               f"ConfigMap key {want.config_key} in namespace {want.namespace}")
-    if not allocatable:
-        others = {name: count for name, count in node.allocatable_nvidia.items() if name != resource and name.startswith(GPU_RESOURCE) and count}
-        if others:
-            shown = ", ".join(f"{name}={count}" for name, count in sorted(others.items()))
-            return Readiness(False, "time-slicing config",
-                             f"node {want.node_name} advertises {shown} but no {resource}: the time-slicing config "
-                             f"(renameByDefault) is not applied ({config})", **facts)
+    if gpus.count_problem == "renamed":
+        return Readiness(False, "time-slicing config",
+                         f"node {want.node_name} advertises {gpus.others_text()} but no {resource}: the time-slicing config "
+                         f"(renameByDefault) is not applied ({config})", **facts)
+    if gpus.count_problem == "none":
         return Readiness(False, "device plugin/driver",
                          f"node {want.node_name} advertises no {resource}: the GPU Operator or device plugin is not running on it, "
                          "or the NVIDIA driver is not loaded (check /proc/driver/nvidia/version on the node; "
                          "`python -m components.doctor --layer talos --layer kubernetes`)", **facts)
-    if allocatable != want.advertised:
+    if gpus.count_problem == "count":
         return Readiness(False, "time-slicing config",
                          f"node {want.node_name} advertises {resource}={allocatable}, expected {want.advertised}: the time-slicing "
                          f"config is not applied ({config})", **facts)
-    if not product:
+    if not gpus.labelled:
         return Readiness(False, "GPU Feature Discovery",
                          f"node {want.node_name} has no {PRODUCT_LABEL} label: GPU Feature Discovery has not labelled it "
                          f"(check the gpu-feature-discovery pods in {want.namespace}; it needs Node Feature Discovery)", **facts)

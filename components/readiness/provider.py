@@ -11,7 +11,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from components.cluster import GPU_RESOURCE
-from components.doctor.parsers import NodeInfo, parse_node
+from components.facts.kubernetes import NodeInfo, parse_node
 from components.flux.status import release_check
 from components.kubectl import get_node
 from components.readiness.gate import Expectation, Readiness, wait_for_gpu

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.config import parse_version
+from components.facts.talos import parse_machine_config
 from components.talos.talosctl import (
     PERSISTENT_FROM,
     PERSISTENT_ID,
@@ -24,7 +25,6 @@ from components.talos.talosctl import (
     TalosctlError,
     is_not_found,
     machine_config_args,
-    parse_machine_config,
     read_config_args,
     run_talosctl,
 )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from components.talos.talosctl import extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
+from components.facts.talos import parse_schematic, parse_server_version
+from components.talos.talosctl import extensions_args, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 
 

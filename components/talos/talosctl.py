@@ -1,5 +1,5 @@
-"""The one place that runs ``talosctl`` (thin transport), and the pure parsers
-for what it prints (facts: a command plus a parser)."""
+"""The one place that runs ``talosctl`` (thin transport), and the commands
+whose output components/facts/talos.py reads (facts: a command plus a parser)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Sequence
 
 import yaml
+
+from components.masking import mask
 
 # Never wipe a disk from here: the node may hold Ceph OSDs. `reset` wipes
 # STATE/EPHEMERAL; `--wipe*` and `--preserve=false` ask for it explicitly.
@@ -100,8 +102,6 @@ def apply_config(config: str, node: str, endpoint: str, *, mode: str, talosconfi
 
 
 def _mask(text: str, talosconfig: str | None) -> str:
-    from components.masking import mask
-
     try:
         data = yaml.safe_load(talosconfig) if talosconfig else None
     except yaml.YAMLError:
@@ -113,7 +113,7 @@ def _mask(text: str, talosconfig: str | None) -> str:
 
 
 # --------------------------------------------------------------------------
-# Facts: which command, and a pure parser for its output
+# Facts: which command (its parser is in components/facts/talos.py)
 # --------------------------------------------------------------------------
 
 
@@ -156,69 +156,3 @@ def is_not_found(error: BaseException) -> bool:
     """Whether talosctl's error is the node's gRPC NotFound (``rpc error:
     code = NotFound desc = ...``, cmd/talosctl/cmd/talos/get.go, read.go)."""
     return "code = NotFound" in str(error)
-
-
-def load_yaml_output(output: str, command: str) -> list:
-    """The YAML documents talosctl printed; output that is not YAML is an
-    error naming the command (exit 0 with garbage: a wrapper, a proxy page)."""
-    try:
-        return list(yaml.safe_load_all(output))
-    except yaml.YAMLError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "not YAML"
-        raise ValueError(f"`talosctl {command}` printed something that is not YAML ({first}): {output.strip()[:80]!r}") from None
-
-
-def parse_machine_config(output: str, resource_id: str = RUNNING_ID) -> str:
-    """The machine config text in ``talosctl get machineconfig <id> -o yaml``
-    (the resource's spec is the config as a YAML string, cmd/talosctl/cmd/talos/
-    output/yaml.go)."""
-    for document in load_yaml_output(output, f"get machineconfig {resource_id}"):
-        if isinstance(document, dict) and (document.get("metadata") or {}).get("id") == resource_id:
-            spec = document.get("spec")
-            if isinstance(spec, str):
-                return spec
-    raise ValueError(f"`talosctl get machineconfig {resource_id}` printed no {resource_id} MachineConfig resource")
-
-
-def parse_running_config(output: str) -> str:
-    return parse_machine_config(output, RUNNING_ID)
-
-
-def parse_extension_names(output: str) -> list[str]:
-    """The names of the system extensions in ``talosctl get extensions -o
-    yaml`` (the factory's ``schematic`` and ``modules.dep`` entries are not
-    extensions and are left out)."""
-    names = []
-    for document in load_yaml_output(output, "get extensions"):
-        if isinstance(document, dict):
-            name = ((document.get("spec") or {}).get("metadata") or {}).get("name")
-            if name and name not in ("schematic", "modules.dep"):
-                names.append(str(name))
-    return names
-
-
-def parse_server_version(output: str) -> str:
-    """The node's Talos version (``Tag:`` under ``Server:``) from
-    ``talosctl version``."""
-    _, server, rest = output.partition("Server:")
-    if not server:
-        raise ValueError("`talosctl version` printed no Server section (is the node reachable?)")
-    match = re.search(r"^\s*Tag:\s*(v\d+\.\d+\.\d+\S*)\s*$", rest, re.MULTILINE)
-    if not match:
-        raise ValueError("`talosctl version` printed no server Tag line")
-    return match.group(1)
-
-
-def parse_schematic(output: str) -> str | None:
-    """The schematic ID the node booted from: the Image Factory adds an
-    extension named ``schematic`` whose version is the ID (Talos
-    ExtensionStatus; ImageFactorySchematicController). None when the node
-    was not installed from a factory image."""
-    for document in load_yaml_output(output, "get extensions"):
-        if not isinstance(document, dict):
-            continue
-        metadata = ((document.get("spec") or {}).get("metadata") or {})
-        if metadata.get("name") == "schematic":
-            version = metadata.get("version")
-            return str(version) if version else None
-    return None

@@ -21,10 +21,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from components.doctor.parsers import parse_node
+from components.facts.kubernetes import parse_node
+from components.facts.talos import parse_extension_names
 from components.kubectl import get_node
 from components.talos.config_documents import load_documents
-from components.talos.talosctl import TalosctlError, extensions_args, parse_extension_names, run_talosctl
+from components.talos.talosctl import TalosctlError, extensions_args, run_talosctl
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -8,7 +8,9 @@ import json
 from typing import Any
 
 from components.config import StackConfig, parse_stack_config
-from components.doctor.model import (
+from tests.conftest import stack_file_config
+from tests.doctor.fakecli import data
+from tools.doctor.model import (
     HostObservation,
     KubernetesObservation,
     Output,
@@ -17,8 +19,6 @@ from components.doctor.model import (
     TalosObservation,
     WorkloadObservation,
 )
-from tests.conftest import stack_file_config
-from tests.doctor.fakecli import data
 
 
 def homelab_cfg(**sections: Any) -> StackConfig:

@@ -5,13 +5,18 @@ is wrong."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
-from components.doctor.checks import check_host, check_kubernetes, check_proxmox, check_talos, check_workload, expected_extensions
-from components.doctor.model import CheckResult, Output, PciFunctionState, ProxmoxObservation, TalosObservation
+from components.facts.kubernetes import parse_pods
 from tests.doctor import samples
 from tests.doctor.fakecli import data
+from tools.doctor.host_checks import check_host, check_proxmox
+from tools.doctor.kubernetes_checks import check_kubernetes
+from tools.doctor.model import CheckResult, KubernetesObservation, Output, PciFunctionState, ProxmoxObservation, TalosObservation
+from tools.doctor.talos_checks import check_talos, expected_extensions
+from tools.doctor.workload_checks import check_workload, nvenc_probe_encoders
 
 CFG = samples.homelab_cfg()
 
@@ -162,7 +167,6 @@ def test_talos_unparseable_outputs_fail_without_crashing() -> None:
 
 
 def kube(node: str | Output, pods: str | None = None):
-    from components.doctor.model import KubernetesObservation
 
     return KubernetesObservation(node if isinstance(node, Output) else Output(node), Output(pods or data("pods-gpu-operator.json")))
 
@@ -297,9 +301,7 @@ def test_workload_pending_pod_fails_even_when_jellyfin_is_off() -> None:
 
 
 def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() -> None:
-    import json
 
-    from components.doctor.parsers import parse_pods
 
     cfg = samples.homelab_cfg(talos={"version": "v1.11.6"}, gpuStack={"mode": "devicePlugin"})
     document = json.loads(data("pods-gpu-operator.json"))
@@ -322,7 +324,6 @@ def test_device_plugin_mode_does_not_mistake_gfd_or_nfd_pods_for_the_plugin() ->
     ({"generation": None}, ["h264_nvenc", "hevc_nvenc"]),  # unknown: try the common two
 ])
 def test_encode_probe_tries_what_the_capability_table_says_the_gpu_encodes(gpu, encoders) -> None:
-    from components.doctor.checks import nvenc_probe_encoders
 
     raw_gpus = [{**samples.gpus_with_group()[0], **gpu}]
     assert nvenc_probe_encoders(samples.homelab_cfg(gpus=[{k: v for k, v in g.items() if v is not None} for g in raw_gpus])) == encoders

@@ -4,6 +4,7 @@ that layer's remedy; unreachable layers are skipped with the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components.doctor.cli import main
-from components.doctor.model import Output, ProxmoxObservation, Unreachable
 from tests.doctor import samples
 from tests.doctor.fakecli import FakeCli, answer, data, install, rule
+from tools.doctor.cli import main
+from tools.doctor.model import Output, PciFunctionState, ProxmoxObservation, Unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMELAB_STACK = ROOT / "tests" / "data" / "stacks" / "Pulumi.homelab.yaml"
@@ -151,9 +152,7 @@ def test_workload_layer_failure_prints_the_nvenc_remedy(fake: FakeCli) -> None:
 
 
 def test_host_layer_failure_prints_the_vfio_remedy(fake: FakeCli) -> None:
-    import dataclasses
 
-    from components.doctor.model import PciFunctionState
 
     broken = dataclasses.replace(samples.host_ok(), functions={"0000:3b:00.0": PciFunctionState("nouveau", "10de:1eb8", ("nvidiafb", "nouveau"))})
     code, out, _ = doctor("--layer", "host", gatherers={"host": lambda cfg: broken})

@@ -13,9 +13,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from components.doctor.cli import EXIT_FAILED, EXIT_OK, EXIT_UNVERIFIED, exit_code, main
-from components.doctor.model import LAYERS, CheckResult, Unreachable
+from components.kubectl import summarize_stderr
 from tests.hostile import silent_port
+from tools.doctor.cli import EXIT_FAILED, EXIT_OK, EXIT_UNVERIFIED, exit_code, main
+from tools.doctor.model import LAYERS, CheckResult, Unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMELAB_STACK = ROOT / "tests" / "data" / "stacks" / "Pulumi.homelab.yaml"
@@ -101,7 +102,7 @@ def test_kubectls_raw_stderr_is_summarised_and_kept_for_verbose(tmp_path, monkey
     assert "memcache.go" not in out + err and "E1130" not in out + err
     code, out, err, _ = doctor("--layer", "kubernetes", "--verbose")
     assert code == EXIT_UNVERIFIED and "memcache.go" not in out
-    assert "doctor: debug: components.doctor.runners: kubectl get node moody-good -o json (exit 1), its stderr:" in err
+    assert "doctor: debug: tools.doctor.runners: kubectl get node moody-good -o json (exit 1), its stderr:" in err
     assert "memcache.go:265" in err
 
 
@@ -139,13 +140,11 @@ def test_a_timeout_that_is_not_a_number_above_zero_is_a_usage_error():
     ("", ""),
 ])
 def test_kubectl_stderr_summary(stderr, summary):
-    from components.kubectl import summarize_stderr
 
     assert summarize_stderr(stderr) == summary
 
 
 def test_a_command_run_by_kubectl_exec_keeps_its_own_message():
-    from components.kubectl import summarize_stderr
 
     ffmpeg = ("[h264_nvenc @ 0x55d0c8a4e2c0] OpenEncodeSessionEx failed: unsupported device (2): (no details)\n"
               "[h264_nvenc @ 0x55d0c8a4e2c0] No capable devices found\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.doctor.cli import EXIT_USAGE, kubeconfig_problem, main
+from tools.doctor.cli import EXIT_USAGE, kubeconfig_problem, main
 
 
 def doctor(monkeypatch: pytest.MonkeyPatch, kubeconfig: str) -> tuple[int, str, str]:

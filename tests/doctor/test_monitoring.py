@@ -9,15 +9,15 @@ import json
 
 import pytest
 
-from components.doctor import runners
-from components.doctor.model import MonitoringObservation, Output, Unreachable
-from components.doctor.monitoring import check_monitoring, parse_exposition, pods_command, rule_command, scrape_command
-from components.doctor.parsers import ParseError
+from components.facts.parsing import ParseError
 from components.monitoring import metrics
 from components.monitoring.rules import prometheus_rule
 from tests.doctor import samples
 from tests.doctor.fakecli import FakeCli, answer, data, install_on_path, rule
 from tests.monitoring.conftest import monitoring_cfg
+from tools.doctor import runners
+from tools.doctor.model import MonitoringObservation, Output, Unreachable
+from tools.doctor.monitoring import check_monitoring, parse_exposition, pods_command, rule_command, scrape_command
 
 CFG = samples.homelab_cfg()
 PODS = Output(data("pods-dcgm-exporter.json"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from components.doctor.model import CheckResult
-from components.doctor.report import render_json, render_table
+from tools.doctor.model import CheckResult
+from tools.doctor.report import render_json, render_table
 
 RESULTS = [
     CheckResult("talos", "nvidia driver", "fail", "/proc/driver/nvidia/version missing", "List the modules in machine.kernel.modules."),

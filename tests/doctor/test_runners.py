@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from components.doctor import runners
-from components.doctor.checks import check_host
-from components.doctor.model import HostObservation, ProxmoxObservation, Unreachable
-from components.hostprep import facts_read as facts_module
 from components.hostprep.facts import FactsError, HostFacts, PciFunction
 from components.ssh import transport as transport_module
 from components.ssh.connect import SshTarget
@@ -18,6 +14,9 @@ from components.ssh.errors import TransportError
 from components.ssh.transport import CommandResult
 from tests.doctor import samples
 from tests.doctor.fakecli import data
+from tools.doctor import runners
+from tools.doctor.host_checks import check_host
+from tools.doctor.model import HostObservation, ProxmoxObservation, Unreachable
 
 CFG = samples.homelab_cfg()
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -80,7 +79,7 @@ def test_adapter_keeps_drivers_ids_modules_and_every_nvidia_device() -> None:
 
 
 def test_gather_host_reads_facts_then_lspci_over_one_connection(connect, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts_module, "gather_facts", lambda transport, addresses: host_facts({"0000:3b:00.0": t4("vfio-pci")}))
+    monkeypatch.setattr(runners, "gather_facts", lambda transport, addresses: host_facts({"0000:3b:00.0": t4("vfio-pci")}))
     transport = StandInTransport({"lspci -nnk -D -s 0000:3b:00": CommandResult(0, data("lspci-nnk.t4.txt"), "")})
     seen = connect(transport)
     cfg = samples.homelab_cfg(host={"hostKey": PIN})
@@ -93,7 +92,7 @@ def test_gather_host_reads_facts_then_lspci_over_one_connection(connect, monkeyp
 
 
 def test_gather_host_without_pciutils_still_checks_drivers(connect, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts_module, "gather_facts", lambda transport, addresses: host_facts({"0000:3b:00.0": t4(None)}))
+    monkeypatch.setattr(runners, "gather_facts", lambda transport, addresses: host_facts({"0000:3b:00.0": t4(None)}))
     connect(StandInTransport({}))
     obs = runners.gather_host(CFG, CREDS)
     assert isinstance(obs, HostObservation) and obs.functions["0000:3b:00.0"].driver is None
@@ -104,7 +103,7 @@ def test_facts_failure_is_reported_as_unreachable(connect, monkeypatch: pytest.M
     def broken(transport, addresses):
         raise FactsError("the facts script failed (rc=2): sh: 1: base64: not found")
 
-    monkeypatch.setattr(facts_module, "gather_facts", broken)
+    monkeypatch.setattr(runners, "gather_facts", broken)
     connect(StandInTransport({}))
     obs = runners.gather_host(CFG, CREDS)
     assert isinstance(obs, Unreachable) and "base64: not found" in obs.reason

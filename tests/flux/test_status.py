@@ -16,9 +16,10 @@ import pytest
 
 from components.config import parse_stack_config
 from components.config.engine import load_stack_config, secret
-from components.doctor.parsers import parse_node
+from components.facts.kubernetes import parse_node
 from components.flux import objects
-from components.flux.status import HELM_RELEASE_RESOURCE, evaluate_release, parse_release
+from components.flux.in_cluster import HELM_RELEASE_RESOURCE
+from components.flux.status import evaluate_release, parse_release
 from components.readiness.component import GpuReadiness
 from components.readiness.gate import Expectation, GateError, wait_for_gpu
 from components.readiness.provider import GpuReadinessProvider

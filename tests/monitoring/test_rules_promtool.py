@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.doctor.model import LAYERS
 from components.monitoring import rules
 from tests.monitoring.conftest import monitoring_cfg
+from tools.doctor.model import LAYERS
 from tools.render import _yaml
 
 DATA = Path(__file__).parent / "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.doctor.parsers import parse_node
+from components.facts.kubernetes import parse_node
 from components.kubectl import KubectlError
 from components.readiness.gate import Expectation, GateError, evaluate, wait_for_gpu
 from tests.doctor.samples import node_json

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from components.facts.talos import parse_schematic, parse_server_version
 from components.talos.talosctl import (
     TalosctlError,
     extensions_args,
-    parse_schematic,
-    parse_server_version,
     run_talosctl,
     version_args,
 )

@@ -1,4 +1,4 @@
-"""Pure parsers, on real output (tests/data/upstream/fixtures, the lspci lines
+"""The node facts' pure parsers, on real output (tests/data/upstream/fixtures, the lspci lines
 from the guide) and realistic samples in tests/doctor/data, and on
 malformed output: a ParseError saying what was expected, never a crash."""
 
@@ -8,20 +8,12 @@ import json
 
 import pytest
 
-from components.doctor.parsers import (
-    ParseError,
-    gpu_driver_version,
-    parse_ffmpeg_encoders,
-    parse_hostpci,
-    parse_lspci_nnk,
-    parse_node,
-    parse_nvidia_smi,
-    parse_nvidia_version,
-    parse_pods,
-    parse_proc_modules,
-    parse_qm_config,
-    parse_talos_extensions,
-)
+from components.facts.ffmpeg import parse_ffmpeg_encoders
+from components.facts.kubernetes import gpu_driver_version, parse_node, parse_pods
+from components.facts.linux import parse_proc_modules
+from components.facts.nvidia import parse_nvidia_smi, parse_nvidia_version
+from components.facts.parsing import ParseError
+from components.facts.proxmox import parse_hostpci, parse_lspci_nnk, parse_qm_config
 from tests.conftest import reference
 from tests.doctor.fakecli import data
 
@@ -114,40 +106,6 @@ def test_proc_modules_lists_the_nvidia_modules() -> None:
 def test_proc_modules_malformed(text: str) -> None:
     with pytest.raises(ParseError, match="line 1"):
         parse_proc_modules(text)
-
-
-# -- talosctl get extensions ------------------------------------------------
-
-
-def test_talos_extensions_yaml() -> None:
-    extensions = {ext.name: ext.version for ext in parse_talos_extensions(data("talos-extensions.yaml"))}
-    assert extensions["nonfree-kmod-nvidia-production"] == "595.91.07-v1.13.9"
-    assert extensions["nvidia-container-toolkit-production"] == "595.91.07-v1.18.1"
-    assert "qemu-guest-agent" in extensions and "schematic" in extensions
-
-
-def test_talos_extensions_json_stream_matches_yaml() -> None:
-    import yaml
-
-    documents = list(yaml.safe_load_all(data("talos-extensions.yaml")))
-    # talosctl -o json prints one indented object per resource, back to back.
-    stream = "".join(json.dumps(document, indent=4, default=str) + "\n" for document in documents)
-    assert parse_talos_extensions(stream) == parse_talos_extensions(data("talos-extensions.yaml"))
-
-
-def test_no_extensions_is_an_empty_list() -> None:
-    assert parse_talos_extensions("") == []
-
-
-@pytest.mark.parametrize(("text", "says"), [
-    ("{\"spec\": {}}", "no spec.metadata.name"),
-    ("{\"spec\": ", "neither JSON nor YAML"),
-    ("key: [unclosed", "neither JSON nor YAML"),
-    ("- just\n- a list\n", "no spec.metadata.name"),
-])
-def test_talos_extensions_malformed(text: str, says: str) -> None:
-    with pytest.raises(ParseError, match=says):
-        parse_talos_extensions(text)
 
 
 # -- kubectl get node / pods ------------------------------------------------

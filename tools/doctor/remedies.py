@@ -9,6 +9,8 @@ by chip (22)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from components import cluster
 from components.config import PROJECT, StackConfig, parse_version
 from components.consumers.workload import gpu_workload_spec
@@ -20,8 +22,6 @@ def _key(path: str) -> str:
 
 def host_name(cfg: StackConfig) -> str:
     """The Proxmox host's SSH address: host.address, else the API endpoint's host."""
-    from urllib.parse import urlparse
-
     return cfg.host.address or urlparse(cfg.proxmox.endpoint).hostname or cfg.proxmox.node
 
 

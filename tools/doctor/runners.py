@@ -20,8 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from components.config import StackConfig, pci_device
-from components.doctor import checks, monitoring
-from components.doctor.model import (
+from components.facts.kubernetes import parse_pods
+from components.facts.parsing import ParseError
+from components.facts.proxmox import parse_lspci_nnk
+from components.hostprep.facts import FactsError
+from components.hostprep.facts_read import gather_facts
+from components.kubectl import KubectlError, run_kubectl
+from components.ssh.connect import SshTarget
+from components.ssh.errors import TransportError
+from components.ssh.keys import known_hosts_lines_for
+from components.ssh.transport import SshTransport
+from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, run_talosctl
+from tools.doctor import checks, monitoring, workload_checks
+from tools.doctor.model import (
     LAYERS,
     CheckResult,
     HostObservation,
@@ -36,9 +47,7 @@ from components.doctor.model import (
     Unreachable,
     WorkloadObservation,
 )
-from components.doctor.parsers import ParseError, parse_lspci_nnk, parse_pods
-from components.doctor.remedies import host_name
-from components.kubectl import KubectlError, run_kubectl
+from tools.doctor.remedies import host_name
 
 FFMPEG = "/usr/lib/jellyfin-ffmpeg/ffmpeg"
 
@@ -113,9 +122,6 @@ def default_gatherers(creds: Credentials) -> dict[Layer, Gatherer]:
 
 
 def _ssh_target(cfg: StackConfig, creds: Credentials) -> Any:
-    from components.ssh.connect import SshTarget
-    from components.ssh.keys import known_hosts_lines_for
-
     host, port = host_name(cfg), cfg.host.port
     if not creds.identity:
         return Unreachable(f"no SSH key for {cfg.host.user}@{host}: pass --identity KEY_FILE")
@@ -132,9 +138,6 @@ def _ssh_target(cfg: StackConfig, creds: Credentials) -> Any:
 
 
 def _with_ssh(cfg: StackConfig, creds: Credentials, observe: Callable[[Any], Observation | Unreachable]) -> Observation | Unreachable:
-    from components.ssh.errors import TransportError
-    from components.ssh.transport import SshTransport
-
     target = _ssh_target(cfg, creds)
     if isinstance(target, Unreachable):
         return target
@@ -164,9 +167,6 @@ def lspci_command(cfg: StackConfig) -> str:
 
 
 def gather_host(cfg: StackConfig, creds: Credentials) -> HostObservation | Unreachable:
-    from components.hostprep.facts import FactsError
-    from components.hostprep.facts_read import gather_facts
-
     host = host_name(cfg)
 
     def observe(transport: Any) -> HostObservation | Unreachable:
@@ -221,8 +221,6 @@ def gather_talos(cfg: StackConfig, creds: Credentials) -> TalosObservation | Unr
     # CLI); without it talosctl falls back to ~/.talos/config.
     if creds.talosconfig is None and not (creds.home / ".talos" / "config").exists():
         return Unreachable("no talosconfig: export TALOSCONFIG=<path> (or write ~/.talos/config)")
-    from components.talos.talosctl import TalosctlError, TalosctlTimeout, extensions_args, run_talosctl
-
     node, endpoint = cfg.talos.node_address, cfg.talos.talosctl_endpoint
 
     def call(args: list[str]) -> Output:
@@ -322,18 +320,18 @@ def gather_workload(cfg: StackConfig, creds: Credentials) -> WorkloadObservation
     try:
         pods = _kubectl(creds, ["get", "pods", "-n", jf.namespace, "-l", jf.pod_selector, "-o", "json"])
         try:
-            pod = checks.select_jellyfin_pod(parse_pods(pods.text)) if pods.ok and pods.text is not None else None
+            pod = workload_checks.select_jellyfin_pod(parse_pods(pods.text)) if pods.ok and pods.text is not None else None
         except ParseError:
             pod = None  # the check reports the unparseable output
         if pod is None:
             return WorkloadObservation(pods=pods)
-        container = checks.gpu_container(pod)
+        container = workload_checks.gpu_container(pod)
         exec_args = ["exec", "-n", jf.namespace, pod.name, *(["-c", container] if container else []), "--"]
         return WorkloadObservation(
             pods=pods,
             nvidia_smi=_kubectl(creds, [*exec_args, "nvidia-smi"]),
             encoders=_kubectl(creds, [*exec_args, FFMPEG, "-hide_banner", "-encoders"]),
-            nvenc_probes=probe_nvenc(creds, exec_args, checks.nvenc_probe_encoders(cfg)),
+            nvenc_probes=probe_nvenc(creds, exec_args, workload_checks.nvenc_probe_encoders(cfg)),
         )
     except _LayerUnreachable as error:
         return Unreachable(str(error))

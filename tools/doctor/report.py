@@ -6,7 +6,7 @@ import json
 import textwrap
 from collections.abc import Sequence
 
-from components.doctor.model import CheckResult
+from tools.doctor.model import CheckResult
 
 _HEADER = ("LAYER", "CHECK", "STATUS", "DETAIL")
 

@@ -10,10 +10,11 @@ import json
 import re
 
 from components.config import StackConfig
-from components.doctor.model import CheckResult, MonitoringObservation, Output
-from components.doctor.parsers import ParseError, PodInfo, parse_pods
+from components.facts.kubernetes import PodInfo, parse_pods
+from components.facts.parsing import ParseError
 from components.monitoring import metrics
 from components.monitoring.rules import RULE_NAME, alerts
+from tools.doctor.model import CheckResult, MonitoringObservation, Output
 
 PROMETHEUS_RULES = "prometheusrules.monitoring.coreos.com"
 LAYER = "monitoring"

@@ -16,11 +16,13 @@ from typing import TextIO
 
 from components.cli import PlainParser, add_project_dir, add_stack, program, stack_from_args
 from components.config import ConfigError, load_stack_file
-from components.doctor.model import LAYERS, CheckResult, Layer
-from components.doctor.report import render_json, render_table
-from components.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
+from tools.doctor.model import LAYERS, CheckResult, Layer
+from tools.doctor.report import render_json, render_table
+from tools.doctor.runners import Credentials, Gatherer, default_gatherers, run_doctor
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNVERIFIED = 0, 1, 2, 3
+# --verbose logs what these packages log: the doctor's runners and the transports they use.
+LOGGERS = ("tools.doctor", "components")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,14 +98,16 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     verbose = logging.StreamHandler(err) if args.verbose else None
     if verbose is not None:
         verbose.setFormatter(logging.Formatter("doctor: debug: %(name)s: %(message)s"))
-        logging.getLogger("components").addHandler(verbose)
-        logging.getLogger("components").setLevel(logging.DEBUG)
+        for root in LOGGERS:
+            logging.getLogger(root).addHandler(verbose)
+            logging.getLogger(root).setLevel(logging.DEBUG)
     try:
         return _run(args, out, err, gatherers)
     finally:
         if verbose is not None:
-            logging.getLogger("components").removeHandler(verbose)
-            logging.getLogger("components").setLevel(logging.NOTSET)
+            for root in LOGGERS:
+                logging.getLogger(root).removeHandler(verbose)
+                logging.getLogger(root).setLevel(logging.NOTSET)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, gatherers: Mapping[Layer, Gatherer] | None) -> int:

@@ -79,10 +79,10 @@ class KubernetesObservation:
 @dataclass(frozen=True)
 class WorkloadObservation:
     pods: Output
-    # Run in the pod checks.select_jellyfin_pod picks; None when there was none.
+    # Run in the pod workload_checks.select_jellyfin_pod picks; None when there was none.
     nvidia_smi: Output | None = None
     encoders: Output | None = None
-    # One real encode per NVENC encoder (checks.nvenc_probe_encoders): encoder -> result.
+    # One real encode per NVENC encoder (workload_checks.nvenc_probe_encoders): encoder -> result.
     nvenc_probes: dict[str, Output] | None = None
 
 
