@@ -8,7 +8,6 @@ read). The plan's names stay importable from here."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvid
 
 from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
 from components.config import StackConfig
+from components.dynamic import changed_keys, says, updating
 from components.flux.in_cluster import FLUX_CLI_FIELD_MANAGER, kustomization_of
 from components.gpu_migration_plan import (  # noqa: F401  (re-exported: the plan's names at their old path)
     _CLUSTER_SCOPED,
@@ -43,6 +43,7 @@ from components.gpu_migration_plan import (  # noqa: F401  (re-exported: the pla
     parse_runtime_class,
     plan_removal,
 )
+from components.log import logger
 from components.wait import wait_until
 
 # --------------------------------------------------------------------------
@@ -71,8 +72,7 @@ def read_cluster(kubeconfig: str | None) -> ClusterFacts:
     return cluster_facts(documents)
 
 
-def _say(message: str) -> None:
-    print(f"[gpu-mode-migration] {message}", file=sys.stderr, flush=True)
+_say = logger("gpu-mode-migration")
 
 
 class UninstallTimedOut(RuntimeError):
@@ -146,10 +146,7 @@ class GpuModeMigrationProvider(ResourceProvider):
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = any(olds.get(key) != news.get(key) for key in _SETTINGS)
-        pending = news.get("pendingChanges") or []
-        return DiffResult(changes=changed or any(str(line).startswith(("remove ", "suspend ", "refused:")) for line in pending),
-                          replaces=[], stables=[], delete_before_replace=False)
+        return updating(bool(changed_keys(olds, news, _SETTINGS)) or says(news.get("pendingChanges"), ("remove ", "suspend ", "refused:")))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"gpu-mode-migration-{props['namespace']}", outs=self._remove(props))

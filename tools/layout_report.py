@@ -31,6 +31,8 @@ PACKAGES = ("components", "tools")
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("base", "tool runners and shared helpers that know no config: kubectl, talosctl, SSH, the CLI edge, "
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
+        "components.dynamic",
+        "components.log",
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.vm_config", "components.config_issues", "components.semver", "components.pci",
         "components.hostprep.transport", "components.talos.talosctl", "components.doctor.model",

@@ -25,6 +25,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.dynamic import changed_keys, outputs, replacing, updating
 from components.unknowns import UNKNOWN
 
 _STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
@@ -92,15 +93,15 @@ class JellyfinEncodingProvider(ResourceProvider):
         if olds.get("url") != news.get("url"):
             # Another server (or the same through another URL): restore the
             # old one first, then plan afresh, so originals stay truthful.
-            return DiffResult(changes=True, replaces=["url"], delete_before_replace=True)
-        if any(olds.get(key) != news.get(key) for key in ("settings", "api_key", "timeout_seconds", "decode_codecs")):
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+            return replacing(["url"])
+        if changed_keys(olds, news, ("settings", "api_key", "timeout_seconds", "decode_codecs")):
+            return updating(True)
         try:
             plan = plan_encoding(_client(news).get_encoding(), _wanted(news))
         except JellyfinError:
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+            return updating(True)
         # Drift (someone changed an owned setting in the dashboard) is a change.
-        return DiffResult(changes=plan.changed, replaces=[], delete_before_replace=False)
+        return updating(plan.changed)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props, originals={}, applied={}, dropped={})
@@ -151,11 +152,10 @@ class JellyfinEncodingProvider(ResourceProvider):
         for key in list(applied):
             if key in wanted.settings():
                 applied[key] = wanted.settings()[key]
-        outs = {key: value for key, value in props.items() if key not in _STATE_KEYS and key != "pending_changes"}
-        outs.update(
+        return outputs(
+            props, (*_STATE_KEYS, "pending_changes"),
             originals=originals,
             applied=applied,
             changed_settings=sorted(originals),
             last_changes=[change.line() for change in plan.changes + restore.changes] or ["nothing to do: every owned setting already had its wanted value"],
         )
-        return outs

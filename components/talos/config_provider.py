@@ -21,10 +21,12 @@ validates without applying).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from components.dynamic import NOT_KNOWN_YET, cannot_read, changed_keys, outputs, updating
+from components.log import logger
 
 # Re-exported: the node's state moved to components.talos.node_state.
 from components.talos.node_state import apply_plan, read_node_state, unchanged_since  # noqa: F401
@@ -34,8 +36,7 @@ _WANTED = ("node", "endpoint", "spec")
 _STATE = ("originals", "mode", "rebootPaths", "lastChanges", "talosSays", "appliedVersion")
 
 
-def _say(message: str) -> None:
-    print(f"[talos-config] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-config")
 
 
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
@@ -71,7 +72,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         # The spec is computed offline, so only the node and the credentials
         # can still be unknown in a preview.
         if any(news.get(name) == UNKNOWN for name in (*_WANTED, "talosconfig")):
-            inputs["pendingChanges"] = ["not known yet: computed during this update"]
+            inputs["pendingChanges"] = [NOT_KNOWN_YET]
             return CheckResult(inputs, failures)
         # The originals travel in the checked inputs (kept secret: the
         # program passes a secret placeholder under this name), so that a
@@ -86,8 +87,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         except (TalosctlError, ValueError) as error:
             # Preview must not fail only because the node does not answer yet
             # (a new VM, a node rebooting); create/update read it again.
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-            inputs["pendingChanges"] = [f"not known: cannot read {news['node']} ({first})"]
+            inputs["pendingChanges"] = [cannot_read(str(news["node"]), error)]
             return CheckResult(inputs, failures)
         inputs["originals"] = plan.merged.originals.to_dict()
         lines = plan.lines() + plan.diff
@@ -102,10 +102,10 @@ class TalosMachineConfigProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in (*_WANTED, "upgradePath") if olds.get(name) != news.get(name)]
+        changed = changed_keys(olds, news, (*_WANTED, "upgradePath"))
         pending = news.get("pendingChanges") or []
         drift = bool(pending) and not str(pending[0]).startswith("nothing to do")
-        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
+        return updating(bool(changed) or drift)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['node']}-machine-config", outs=self._converge(props, props.get("originals") or None))
@@ -145,7 +145,5 @@ class TalosMachineConfigProvider(ResourceProvider):
         for line in plan.lines():
             _say(line)
         said = apply_plan(plan, state, node, endpoint, talosconfig)
-        outs = {key: value for key, value in props.items() if key not in _STATE and key != "pendingChanges"}
-        outs.update(originals=plan.merged.originals.to_dict(), mode=plan.mode, rebootPaths=plan.reboot_paths,
-                    lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)
-        return outs
+        return outputs(props, (*_STATE, "pendingChanges"), originals=plan.merged.originals.to_dict(), mode=plan.mode,
+                       rebootPaths=plan.reboot_paths, lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)

@@ -6,14 +6,11 @@ config someone changed since it was read. No Pulumi SDK: the providers
 
 from __future__ import annotations
 
-import sys
-
+from components.log import logger
 from components.talos.talosctl import extensions_args, parse_schematic, parse_server_version, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 
-
-def _say(message: str) -> None:
-    print(f"[talos-config] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-config")
 
 
 def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
