@@ -4,7 +4,7 @@ the cluster with kubectl, remove what components/gpu_migration_plan.py planned
 wait, bounded, for helm-controller's uninstall, in the dynamic provider
 ``GpuModeMigrationProvider`` (pickled by reference with dill: no import-time
 side effects; kubectl runs inside the methods; ``check`` and ``diff`` only
-read). The plan's names stay importable from here."""
+read)."""
 
 from __future__ import annotations
 
@@ -20,27 +20,13 @@ from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
 from components.config import StackConfig
 from components.dynamic import changed_keys, says, updating
 from components.flux.in_cluster import FLUX_CLI_FIELD_MANAGER, kustomization_of
-from components.gpu_migration_plan import (  # noqa: F401  (re-exported: the plan's names at their old path)
-    _CLUSTER_SCOPED,
-    _PULUMI_LABEL,
-    _WORKLOADS,
+from components.gpu_migration_facts import _WORKLOADS, ClusterFacts, ObjectRef, cluster_facts
+from components.gpu_migration_plan import (
     GPU_UNAVAILABLE,
-    HELM_RELEASE_TYPE,
-    OWNER_LABEL,
     UNINSTALL_TIMEOUT_SECONDS,
-    ClusterFacts,
-    HelmRelease,
     MigrationPlan,
     MigrationRefused,
-    ObjectRef,
     Removal,
-    RuntimeClassFact,
-    cluster_facts,
-    decode_helm_release,
-    manifest_objects,
-    migration_needed,
-    parse_release_secrets,
-    parse_runtime_class,
     plan_removal,
 )
 from components.log import logger

@@ -32,6 +32,7 @@ WITHOUT_PULUMI = (
     "components.config", "components.config_rules", "components.gpu_capabilities", "components.cluster",
     "components.hostprep.facts", "components.hostprep.plan", "components.hostprep.engine",
     "components.hostprep.__main__", "components.gpu_migration_plan", "components.wait",
+    "components.gpu_migration_facts",
 )
 
 

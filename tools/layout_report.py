@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.consumers.jellyfin", "components.consumers.capabilities",
         "components.readiness.gate", "components.doctor.checks", "components.doctor.remedies",
         "components.doctor.monitoring", "components.doctor.report", "components.gpu_migration_plan",
+        "components.gpu_migration_facts",
         "components.hostprep.offline",
     )),
     ("engines", "what carries a plan out through a transport: host prep, the Proxmox API, drains, Flux checks", (

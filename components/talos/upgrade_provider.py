@@ -21,19 +21,21 @@ kubeconfig arrive as inputs and are never returned as outputs."""
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
-from pulumi.runtime.rpc import UNKNOWN
 
+from components.dynamic import NOT_KNOWN_YET, changed_keys, says, updating
+from components.dynamic import first_line as _first_line
+from components.log import logger
 from components.talos.node_state import read_node_facts
 from components.talos.talosctl import TalosctlError, TalosctlTimeout, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 from components.talos.upgrade_evidence import missing_extensions, wanted_extensions
+from components.unknowns import UNKNOWN
 
 # Inputs whose change means "the node must run something else".
 _WANTED = ("node", "endpoint", "image", "version", "schematicId")
@@ -44,18 +46,12 @@ _OUTPUTS = ("node", "endpoint", "image", "version", "schematicId", "platform", "
 _STILL_REBOOTING = ("deadline exceeded", "connection refused", "code = Unavailable", "did not finish within")
 
 
-def _say(message: str) -> None:
-    print(f"[talos-upgrade] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-upgrade")
 
 
 class StepFailed(RuntimeError):
     """A version step did not end with the node on the new version, its
     extensions listed and Ready; the message says which step and what to check."""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class TalosUpgradeProvider(ResourceProvider):
@@ -72,7 +68,7 @@ class TalosUpgradeProvider(ResourceProvider):
             failures.append(CheckFailure("image", f"{image} does not name schematic {news.get('schematicId')} at {news.get('version')}"))
         inputs = dict(news)
         if failures or not known:
-            inputs["pendingSteps"] = [] if failures else ["not known yet: computed during this update"]
+            inputs["pendingSteps"] = [] if failures else [NOT_KNOWN_YET]
             return CheckResult(inputs, failures)
         try:
             facts = read_node_facts(str(news["node"]), str(news["endpoint"]), str(news["talosconfig"]))
@@ -95,11 +91,11 @@ class TalosUpgradeProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds") if olds.get(name) != news.get(name)]
+        changed = changed_keys(olds, news, (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds"))
         # A node that is not where it should be (upgraded back, rolled back,
         # an earlier walk interrupted) is a change.
-        drift = any(str(line).startswith(("upgrade to", "wait for")) for line in news.get("pendingSteps") or [])
-        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
+        drift = says(news.get("pendingSteps"), ("upgrade to", "wait for"))
+        return updating(bool(changed) or drift)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['node']}-{props.get('stopBefore') or props['version']}", outs=self._converge(props))
