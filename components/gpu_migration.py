@@ -19,7 +19,15 @@ from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvid
 from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
 from components.config import StackConfig
 from components.dynamic import changed_keys, says, updating
-from components.flux.in_cluster import FLUX_CLI_FIELD_MANAGER, kustomization_of
+from components.flux.in_cluster import (
+    FLUX_CLI_FIELD_MANAGER,
+    HELM_CHART_RESOURCE,
+    HELM_RELEASE_RESOURCE,
+    HELM_REPOSITORY_RESOURCE,
+    KUSTOMIZATION_RESOURCE,
+    kustomization_of,
+)
+from components.flux.status import parse_release
 from components.gpu_migration_facts import _WORKLOADS, ClusterFacts, ObjectRef, cluster_facts
 from components.gpu_migration_plan import (
     GPU_UNAVAILABLE,
@@ -29,6 +37,7 @@ from components.gpu_migration_plan import (
     Removal,
     plan_removal,
 )
+from components.kubectl import KubectlError, delete_object, get_object, get_objects, patch_object
 from components.log import logger
 from components.wait import wait_until
 
@@ -41,9 +50,6 @@ def read_cluster(kubeconfig: str | None) -> ClusterFacts:
     """Read-only kubectl calls: Helm's release records, RuntimeClass nvidia
     and, where the cluster serves the Flux APIs, its HelmReleases (then also
     Kustomizations, HelmRepositories and HelmCharts) in every namespace."""
-    from components.flux.in_cluster import HELM_CHART_RESOURCE, HELM_RELEASE_RESOURCE, HELM_REPOSITORY_RESOURCE, KUSTOMIZATION_RESOURCE
-    from components.kubectl import get_object, get_objects
-
     def every(resource: str) -> list[dict]:
         return get_objects(resource, all_namespaces=True, kubeconfig=kubeconfig, unserved_ok=True)
 
@@ -64,11 +70,7 @@ _say = logger("gpu-mode-migration")
 class UninstallTimedOut(RuntimeError):
     """helm-controller did not uninstall a deleted HelmRelease in time."""
 
-
 def _not_uninstalled(ref: ObjectRef, left: list[ObjectRef], timeout: float, kubeconfig: str | None) -> str:
-    from components.flux.status import parse_release
-    from components.kubectl import KubectlError, get_object
-
     said = ""
     try:
         document = get_object(ref.resource, ref.name, namespace=ref.namespace, kubeconfig=kubeconfig)
@@ -87,8 +89,6 @@ def _wait_uninstalled(removal: Removal, kubeconfig: str | None, *, timeout: floa
                       clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     """Until the deleted HelmRelease and its release's workloads are gone,
     with a progress line per poll; at most ``timeout`` seconds."""
-    from components.kubectl import get_object
-
     refs = (removal.ref, *removal.wait_for)
 
     def left() -> list[ObjectRef]:
@@ -119,10 +119,7 @@ def _plan(props: Mapping[str, Any]) -> MigrationPlan:
 
 class GpuModeMigrationProvider(ResourceProvider):
     """check/diff read the cluster; create/update remove; delete removes nothing."""
-
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.kubectl import KubectlError
-
         inputs = dict(news)
         try:
             inputs["pendingChanges"] = _plan(news).lines()
@@ -144,10 +141,7 @@ class GpuModeMigrationProvider(ResourceProvider):
         """Nothing to put back: the device plugin does not run on Talos 1.13
         (and a Kustomization suspended here stays suspended: resuming it
         would install the device plugin again)."""
-
     def _remove(self, props: dict[str, Any]) -> dict[str, Any]:
-        from components.kubectl import delete_object, get_object, patch_object
-
         kubeconfig = props.get("kubeconfig") or None
         plan = _plan(props)
         if plan.refused:
@@ -185,7 +179,6 @@ class GpuModeMigrationProvider(ResourceProvider):
 class GpuModeMigration(pulumi.dynamic.Resource, module="migration", name="GpuModeMigration"):
     """Removes the device plugin and RuntimeClass nvidia before the node's
     upgrade to Talos 1.13."""
-
     removed: pulumi.Output[list[str]]
     message: pulumi.Output[str]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.consumers.jellyfin import EncodingWanted, JellyfinClient, JellyfinError, plan_encoding, plan_restore
 from components.dynamic import changed_keys, outputs, replacing, updating
 from components.unknowns import UNKNOWN
 
@@ -32,14 +33,10 @@ _STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
 
 
 def _client(props: dict[str, Any]):
-    from components.consumers.jellyfin import JellyfinClient
-
     return JellyfinClient(str(props["url"]), str(props["api_key"]), float(props.get("timeout_seconds") or 30))
 
 
 def _wanted(props: dict[str, Any]):
-    from components.consumers.jellyfin import EncodingWanted
-
     return EncodingWanted.from_settings(dict(props["settings"]), dict(props.get("reasons") or {}))
 
 
@@ -47,8 +44,6 @@ def _post_and_verify(client, document: dict[str, Any], verify: Callable[[dict[st
     """POST ``document``, then read it back and re-plan with ``verify``: a
     setting Jellyfin did not keep is an error now, not a change on every
     later run."""
-    from components.consumers.jellyfin import JellyfinError
-
     client.post_encoding(document)
     check = verify(client.get_encoding())
     if check.changed:
@@ -60,8 +55,6 @@ class JellyfinEncodingProvider(ResourceProvider):
     else; restores what it changed on delete."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.consumers.jellyfin import JellyfinError, plan_encoding
-
         failures: list[CheckFailure] = []
         url = news.get("url")
         if url != UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -88,8 +81,6 @@ class JellyfinEncodingProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.consumers.jellyfin import JellyfinError, plan_encoding
-
         if olds.get("url") != news.get("url"):
             # Another server (or the same through another URL): restore the
             # old one first, then plan afresh, so originals stay truthful.
@@ -114,8 +105,6 @@ class JellyfinEncodingProvider(ResourceProvider):
         return UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from components.consumers.jellyfin import JellyfinError, plan_restore
-
         originals = dict(props.get("originals") or {})
         if not originals:
             return
@@ -134,8 +123,6 @@ class JellyfinEncodingProvider(ResourceProvider):
         """Plan against the live document and POST once if anything differs.
         ``dropped``: keys set earlier that this configuration no longer owns;
         they go back to their originals."""
-        from components.consumers.jellyfin import plan_encoding, plan_restore
-
         client = _client(props)
         wanted = _wanted(props)
         current = client.get_encoding()

@@ -27,9 +27,13 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from components.dynamic import NOT_KNOWN_YET, cannot_read, changed_keys, outputs, updating
 from components.log import logger
+from components.talos.adopt import AdoptError, Originals, load_documents, plan_adoption, reboot_paths, restore
+from components.talos.machine_config import NodeSpec
 
 # Re-exported: the node's state moved to components.talos.node_state.
 from components.talos.node_state import apply_plan, read_node_state, unchanged_since  # noqa: F401
+from components.talos.talosctl import TalosctlError, apply_config
+from components.talos.versions import PathRefused, next_boot_version
 from components.unknowns import UNKNOWN
 
 _WANTED = ("node", "endpoint", "spec")
@@ -42,10 +46,6 @@ _say = logger("talos-config")
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
     """The adoption plan for the version the node boots next: the first step
     of its upgrade path (staged, for that step's reboot), or the target."""
-    from components.talos.adopt import Originals, plan_adoption
-    from components.talos.machine_config import NodeSpec
-    from components.talos.versions import next_boot_version
-
     spec = NodeSpec.from_dict(props["spec"])
     version = next_boot_version(state.version, spec.target_version, list(props.get("upgradePath") or []))
     upgrade_follows = (state.version, state.schematic) != (spec.target_version, spec.schematic_id)
@@ -55,11 +55,7 @@ def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
 
 class TalosMachineConfigProvider(ResourceProvider):
     """Adopts the node's config; restores the replaced values on delete."""
-
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.talos.adopt import AdoptError
-        from components.talos.talosctl import TalosctlError, apply_config
-        from components.talos.versions import PathRefused
 
         failures = [CheckFailure(name, f"{name} is required") for name in (*_WANTED, "talosconfig") if not news.get(name)]
         inputs = dict(news)
@@ -114,10 +110,6 @@ class TalosMachineConfigProvider(ResourceProvider):
         return UpdateResult(outs=self._converge(news, olds.get("originals") or news.get("originals") or None))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from components.talos.adopt import Originals, load_documents, reboot_paths, restore
-        from components.talos.machine_config import NodeSpec
-        from components.talos.talosctl import apply_config
-
         if not props.get("originals"):
             return
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])

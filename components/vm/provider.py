@@ -18,6 +18,10 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.dynamic import changed_keys, outputs, replacing, undecided, updating
 from components.log import logger
 from components.unknowns import UNKNOWN, known
+from components.vm.adopt import AdoptSpec
+from components.vm.api import ApiTarget, ProxmoxApiError, ProxmoxUnreachable, connect
+from components.vm.engine import AdoptEngine
+from components.vm.restart import RestartOptions
 
 OUTPUT_KEYS = ("previous", "written", "restarted", "pending")
 _REPLACE_KEYS = ("endpoint",)
@@ -28,11 +32,6 @@ _say = logger("gpu-vm")
 
 
 def _engine(props: dict[str, Any]):
-    from components.vm.adopt import AdoptSpec
-    from components.vm.api import ApiTarget, connect
-    from components.vm.engine import AdoptEngine
-    from components.vm.restart import RestartOptions
-
     target = ApiTarget(endpoint=props["endpoint"], insecure=bool(props.get("insecure")), api_token=props.get("api_token") or None,
                        username=props.get("username") or None, password=props.get("password") or None)
     options = RestartOptions(node_name=props.get("node_name") or None, kubeconfig=props.get("kubeconfig") or None,
@@ -72,8 +71,6 @@ class VmAdoptProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any], previous: dict[str, Any] | None) -> list[CheckFailure]:
-        from components.vm.api import ProxmoxApiError, ProxmoxUnreachable
-
         try:
             plan = _engine(props).plan(previous)
         except ProxmoxUnreachable as error:
