@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hostprep import keys, serve_over_ssh  # noqa: E402
-from components.gpu_migration import OWNER_LABEL  # noqa: E402
+from components.gpu_migration_facts import OWNER_LABEL  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402

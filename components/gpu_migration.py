@@ -4,11 +4,10 @@ the cluster with kubectl, remove what components/gpu_migration_plan.py planned
 wait, bounded, for helm-controller's uninstall, in the dynamic provider
 ``GpuModeMigrationProvider`` (pickled by reference with dill: no import-time
 side effects; kubectl runs inside the methods; ``check`` and ``diff`` only
-read). The plan's names stay importable from here."""
+read)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,30 +18,27 @@ from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvid
 
 from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
 from components.config import StackConfig
-from components.flux.in_cluster import FLUX_CLI_FIELD_MANAGER, kustomization_of
-from components.gpu_migration_plan import (  # noqa: F401  (re-exported: the plan's names at their old path)
-    _CLUSTER_SCOPED,
-    _PULUMI_LABEL,
-    _WORKLOADS,
+from components.dynamic import changed_keys, says, updating
+from components.flux.in_cluster import (
+    FLUX_CLI_FIELD_MANAGER,
+    HELM_CHART_RESOURCE,
+    HELM_RELEASE_RESOURCE,
+    HELM_REPOSITORY_RESOURCE,
+    KUSTOMIZATION_RESOURCE,
+    kustomization_of,
+)
+from components.flux.status import parse_release
+from components.gpu_migration_facts import _WORKLOADS, ClusterFacts, ObjectRef, cluster_facts
+from components.gpu_migration_plan import (
     GPU_UNAVAILABLE,
-    HELM_RELEASE_TYPE,
-    OWNER_LABEL,
     UNINSTALL_TIMEOUT_SECONDS,
-    ClusterFacts,
-    HelmRelease,
     MigrationPlan,
     MigrationRefused,
-    ObjectRef,
     Removal,
-    RuntimeClassFact,
-    cluster_facts,
-    decode_helm_release,
-    manifest_objects,
-    migration_needed,
-    parse_release_secrets,
-    parse_runtime_class,
     plan_removal,
 )
+from components.kubectl import KubectlError, delete_object, get_object, get_objects, patch_object
+from components.log import logger
 from components.wait import wait_until
 
 # --------------------------------------------------------------------------
@@ -54,9 +50,6 @@ def read_cluster(kubeconfig: str | None) -> ClusterFacts:
     """Read-only kubectl calls: Helm's release records, RuntimeClass nvidia
     and, where the cluster serves the Flux APIs, its HelmReleases (then also
     Kustomizations, HelmRepositories and HelmCharts) in every namespace."""
-    from components.flux.in_cluster import HELM_CHART_RESOURCE, HELM_RELEASE_RESOURCE, HELM_REPOSITORY_RESOURCE, KUSTOMIZATION_RESOURCE
-    from components.kubectl import get_object, get_objects
-
     def every(resource: str) -> list[dict]:
         return get_objects(resource, all_namespaces=True, kubeconfig=kubeconfig, unserved_ok=True)
 
@@ -71,18 +64,13 @@ def read_cluster(kubeconfig: str | None) -> ClusterFacts:
     return cluster_facts(documents)
 
 
-def _say(message: str) -> None:
-    print(f"[gpu-mode-migration] {message}", file=sys.stderr, flush=True)
+_say = logger("gpu-mode-migration")
 
 
 class UninstallTimedOut(RuntimeError):
     """helm-controller did not uninstall a deleted HelmRelease in time."""
 
-
 def _not_uninstalled(ref: ObjectRef, left: list[ObjectRef], timeout: float, kubeconfig: str | None) -> str:
-    from components.flux.status import parse_release
-    from components.kubectl import KubectlError, get_object
-
     said = ""
     try:
         document = get_object(ref.resource, ref.name, namespace=ref.namespace, kubeconfig=kubeconfig)
@@ -101,8 +89,6 @@ def _wait_uninstalled(removal: Removal, kubeconfig: str | None, *, timeout: floa
                       clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     """Until the deleted HelmRelease and its release's workloads are gone,
     with a progress line per poll; at most ``timeout`` seconds."""
-    from components.kubectl import get_object
-
     refs = (removal.ref, *removal.wait_for)
 
     def left() -> list[ObjectRef]:
@@ -133,10 +119,7 @@ def _plan(props: Mapping[str, Any]) -> MigrationPlan:
 
 class GpuModeMigrationProvider(ResourceProvider):
     """check/diff read the cluster; create/update remove; delete removes nothing."""
-
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.kubectl import KubectlError
-
         inputs = dict(news)
         try:
             inputs["pendingChanges"] = _plan(news).lines()
@@ -146,10 +129,7 @@ class GpuModeMigrationProvider(ResourceProvider):
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = any(olds.get(key) != news.get(key) for key in _SETTINGS)
-        pending = news.get("pendingChanges") or []
-        return DiffResult(changes=changed or any(str(line).startswith(("remove ", "suspend ", "refused:")) for line in pending),
-                          replaces=[], stables=[], delete_before_replace=False)
+        return updating(bool(changed_keys(olds, news, _SETTINGS)) or says(news.get("pendingChanges"), ("remove ", "suspend ", "refused:")))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"gpu-mode-migration-{props['namespace']}", outs=self._remove(props))
@@ -161,10 +141,7 @@ class GpuModeMigrationProvider(ResourceProvider):
         """Nothing to put back: the device plugin does not run on Talos 1.13
         (and a Kustomization suspended here stays suspended: resuming it
         would install the device plugin again)."""
-
     def _remove(self, props: dict[str, Any]) -> dict[str, Any]:
-        from components.kubectl import delete_object, get_object, patch_object
-
         kubeconfig = props.get("kubeconfig") or None
         plan = _plan(props)
         if plan.refused:
@@ -202,7 +179,6 @@ class GpuModeMigrationProvider(ResourceProvider):
 class GpuModeMigration(pulumi.dynamic.Resource, module="migration", name="GpuModeMigration"):
     """Removes the device plugin and RuntimeClass nvidia before the node's
     upgrade to Talos 1.13."""
-
     removed: pulumi.Output[list[str]]
     message: pulumi.Output[str]
 

@@ -25,7 +25,7 @@ from components import cluster
 from components.config import StackConfig
 from components.flux.preflight import FluxPreflight
 from components.flux.resources import flux_helm_release
-from components.gpu_migration import OWNER_LABEL
+from components.gpu_migration_facts import OWNER_LABEL
 from components.monitoring.resources import monitoring_resources
 from components.options import child_options
 

@@ -33,6 +33,7 @@ WITHOUT_PULUMI = (
     "components.hostprep.facts", "components.hostprep.plan", "components.hostprep.engine",
     "components.hostprep.__main__", "components.gpu_migration_plan", "components.wait",
     "tools.hostprep", "tools.hostprep_offline", "tools.stacks", "tools.gpunode", "tools.vm", "components.stacks",
+    "components.gpu_migration_facts",
 )
 
 # The old `python -m components.<x>` forms (and the console script of an

@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from components.gpu_migration import OWNER_LABEL
+from components.gpu_migration_facts import OWNER_LABEL
 from tests.conftest import FAKE_SECRETS, ROOT, run_main, stack_file_config
 from tests.consumers.conftest import API_KEY
 from tests.consumers.fake_jellyfin import FakeJellyfin

@@ -31,6 +31,8 @@ PACKAGES = ("components", "tools")
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("base", "tool runners, shared helpers and node facts that know no config: kubectl, talosctl, SSH, the CLI edge, "
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
+        "components.dynamic",
+        "components.log",
         "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.config_issues", "components.semver", "components.pci",
         "components.talos.talosctl",
@@ -82,6 +84,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
         "components.consumers.jellyfin", "components.consumers.capabilities",
         "components.readiness.gate", "components.gpu_migration_plan",
+        "components.gpu_migration_facts",
         "components.hostprep.offline",
         "components.hostprep.errors",
         "components.hostprep.scripts",

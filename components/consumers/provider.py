@@ -25,20 +25,18 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.consumers.jellyfin import EncodingWanted, JellyfinClient, JellyfinError, plan_encoding, plan_restore
+from components.dynamic import changed_keys, outputs, replacing, updating
 from components.unknowns import UNKNOWN
 
 _STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
 
 
 def _client(props: dict[str, Any]):
-    from components.consumers.jellyfin import JellyfinClient
-
     return JellyfinClient(str(props["url"]), str(props["api_key"]), float(props.get("timeout_seconds") or 30))
 
 
 def _wanted(props: dict[str, Any]):
-    from components.consumers.jellyfin import EncodingWanted
-
     return EncodingWanted.from_settings(dict(props["settings"]), dict(props.get("reasons") or {}))
 
 
@@ -46,8 +44,6 @@ def _post_and_verify(client, document: dict[str, Any], verify: Callable[[dict[st
     """POST ``document``, then read it back and re-plan with ``verify``: a
     setting Jellyfin did not keep is an error now, not a change on every
     later run."""
-    from components.consumers.jellyfin import JellyfinError
-
     client.post_encoding(document)
     check = verify(client.get_encoding())
     if check.changed:
@@ -59,8 +55,6 @@ class JellyfinEncodingProvider(ResourceProvider):
     else; restores what it changed on delete."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.consumers.jellyfin import JellyfinError, plan_encoding
-
         failures: list[CheckFailure] = []
         url = news.get("url")
         if url != UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -87,20 +81,18 @@ class JellyfinEncodingProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from components.consumers.jellyfin import JellyfinError, plan_encoding
-
         if olds.get("url") != news.get("url"):
             # Another server (or the same through another URL): restore the
             # old one first, then plan afresh, so originals stay truthful.
-            return DiffResult(changes=True, replaces=["url"], delete_before_replace=True)
-        if any(olds.get(key) != news.get(key) for key in ("settings", "api_key", "timeout_seconds", "decode_codecs")):
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+            return replacing(["url"])
+        if changed_keys(olds, news, ("settings", "api_key", "timeout_seconds", "decode_codecs")):
+            return updating(True)
         try:
             plan = plan_encoding(_client(news).get_encoding(), _wanted(news))
         except JellyfinError:
-            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+            return updating(True)
         # Drift (someone changed an owned setting in the dashboard) is a change.
-        return DiffResult(changes=plan.changed, replaces=[], delete_before_replace=False)
+        return updating(plan.changed)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props, originals={}, applied={}, dropped={})
@@ -113,8 +105,6 @@ class JellyfinEncodingProvider(ResourceProvider):
         return UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from components.consumers.jellyfin import JellyfinError, plan_restore
-
         originals = dict(props.get("originals") or {})
         if not originals:
             return
@@ -133,8 +123,6 @@ class JellyfinEncodingProvider(ResourceProvider):
         """Plan against the live document and POST once if anything differs.
         ``dropped``: keys set earlier that this configuration no longer owns;
         they go back to their originals."""
-        from components.consumers.jellyfin import plan_encoding, plan_restore
-
         client = _client(props)
         wanted = _wanted(props)
         current = client.get_encoding()
@@ -151,11 +139,10 @@ class JellyfinEncodingProvider(ResourceProvider):
         for key in list(applied):
             if key in wanted.settings():
                 applied[key] = wanted.settings()[key]
-        outs = {key: value for key, value in props.items() if key not in _STATE_KEYS and key != "pending_changes"}
-        outs.update(
+        return outputs(
+            props, (*_STATE_KEYS, "pending_changes"),
             originals=originals,
             applied=applied,
             changed_settings=sorted(originals),
             last_changes=[change.line() for change in plan.changes + restore.changes] or ["nothing to do: every owned setting already had its wanted value"],
         )
-        return outs

@@ -8,14 +8,15 @@ arrive as inputs. Progress and plans go to stderr, which the engine shows.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from components.dynamic import changed_keys, outputs, replacing, undecided
 from components.hostprep.facts import FactsError
 from components.hostprep.inputs import PlanError
 from components.hostprep.spec import SPEC_KEYS, HostPrepSpec
+from components.log import logger
 from components.unknowns import UNKNOWN, known
 
 OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
@@ -23,8 +24,7 @@ _REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old
 _UPDATE_KEYS = tuple(key for key in SPEC_KEYS if key not in _REPLACE_KEYS)
 
 
-def _say(message: str) -> None:
-    print(f"[host-vfio] {message}", file=sys.stderr, flush=True)
+_say = logger("host-vfio")
 
 
 def _engine(props: dict[str, Any]):
@@ -82,9 +82,7 @@ def validate(props: dict[str, Any]) -> list[CheckFailure]:
 
 
 def _outputs(props: dict[str, Any], result_outputs: dict[str, Any]) -> dict[str, Any]:
-    outs = {key: value for key, value in props.items() if key != "__provider"}
-    outs.update(result_outputs)
-    return outs
+    return outputs(props, **result_outputs)
 
 
 class HostPrepProvider(ResourceProvider):
@@ -118,12 +116,12 @@ class HostPrepProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         from components.ssh.errors import HostKeyError, TransportError  # lazy, as in _engine: paramiko
 
-        replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
-        changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)] + replaces
+        replaces = changed_keys(olds, news, _REPLACE_KEYS)
+        changed = changed_keys(olds, news, _UPDATE_KEYS) + replaces
         if replaces:
-            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
+            return replacing(replaces)
         if not known(news):
-            return DiffResult(changes=True if changed else None)
+            return undecided(changed)
         try:
             _, plan = _engine(news).plan()
         except HostKeyError:

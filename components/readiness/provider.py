@@ -11,6 +11,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from components.cluster import GPU_RESOURCE
+from components.dynamic import changed_keys, updating
 from components.facts.kubernetes import NodeInfo, parse_node
 from components.flux.status import release_check
 from components.kubectl import get_node
@@ -58,8 +59,7 @@ class GpuReadinessProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _GATING_INPUTS if olds.get(key, _DEFAULTS.get(key)) != news.get(key, _DEFAULTS.get(key))]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+        return updating(bool(changed_keys(olds, news, _GATING_INPUTS, _DEFAULTS)))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(f"{props['nodeName']}-gpu-ready", self._wait(props))

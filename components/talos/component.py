@@ -12,7 +12,8 @@ import pulumi.dynamic
 import pulumiverse_talos as talos
 
 from components.config import ConfigError, ConfigIssue, StackConfig
-from components.gpu_migration import GpuModeMigration, migration_needed
+from components.gpu_migration import GpuModeMigration
+from components.gpu_migration_plan import migration_needed
 from components.options import child_options
 from components.talos.config_documents import AdoptError, load_documents
 from components.talos.config_provider import TalosMachineConfigProvider

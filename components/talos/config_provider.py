@@ -21,30 +21,34 @@ validates without applying).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.dynamic import NOT_KNOWN_YET, cannot_read, changed_keys, outputs, updating
+from components.log import logger
+from components.talos.adopt import plan_adoption, restore
+from components.talos.adopt_originals import Originals
+from components.talos.config_documents import AdoptError, load_documents
+from components.talos.config_reboots import reboot_paths
+from components.talos.machine_config import NodeSpec
+
 # Re-exported: the node's state moved to components.talos.node_state.
 from components.talos.node_state import apply_plan, read_node_state, unchanged_since  # noqa: F401
+from components.talos.talosctl import TalosctlError, apply_config
+from components.talos.versions import PathRefused, next_boot_version
 from components.unknowns import UNKNOWN
 
 _WANTED = ("node", "endpoint", "spec")
 _STATE = ("originals", "mode", "rebootPaths", "lastChanges", "talosSays", "appliedVersion")
 
 
-def _say(message: str) -> None:
-    print(f"[talos-config] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-config")
 
 
 def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
     """The adoption plan for the version the node boots next: the first step
     of its upgrade path (staged, for that step's reboot), or the target."""
-    from components.talos.adopt import Originals, plan_adoption
-    from components.talos.machine_config import NodeSpec
-    from components.talos.versions import next_boot_version
-
     spec = NodeSpec.from_dict(props["spec"])
     version = next_boot_version(state.version, spec.target_version, list(props.get("upgradePath") or []))
     upgrade_follows = (state.version, state.schematic) != (spec.target_version, spec.schematic_id)
@@ -54,11 +58,7 @@ def plan_for(props: dict[str, Any], state, originals: dict[str, Any] | None):
 
 class TalosMachineConfigProvider(ResourceProvider):
     """Adopts the node's config; restores the replaced values on delete."""
-
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from components.talos.adopt import AdoptError
-        from components.talos.talosctl import TalosctlError, apply_config
-        from components.talos.versions import PathRefused
 
         failures = [CheckFailure(name, f"{name} is required") for name in (*_WANTED, "talosconfig") if not news.get(name)]
         inputs = dict(news)
@@ -71,7 +71,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         # The spec is computed offline, so only the node and the credentials
         # can still be unknown in a preview.
         if any(news.get(name) == UNKNOWN for name in (*_WANTED, "talosconfig")):
-            inputs["pendingChanges"] = ["not known yet: computed during this update"]
+            inputs["pendingChanges"] = [NOT_KNOWN_YET]
             return CheckResult(inputs, failures)
         # The originals travel in the checked inputs (kept secret: the
         # program passes a secret placeholder under this name), so that a
@@ -86,8 +86,7 @@ class TalosMachineConfigProvider(ResourceProvider):
         except (TalosctlError, ValueError) as error:
             # Preview must not fail only because the node does not answer yet
             # (a new VM, a node rebooting); create/update read it again.
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-            inputs["pendingChanges"] = [f"not known: cannot read {news['node']} ({first})"]
+            inputs["pendingChanges"] = [cannot_read(str(news["node"]), error)]
             return CheckResult(inputs, failures)
         inputs["originals"] = plan.merged.originals.to_dict()
         lines = plan.lines() + plan.diff
@@ -102,10 +101,10 @@ class TalosMachineConfigProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in (*_WANTED, "upgradePath") if olds.get(name) != news.get(name)]
+        changed = changed_keys(olds, news, (*_WANTED, "upgradePath"))
         pending = news.get("pendingChanges") or []
         drift = bool(pending) and not str(pending[0]).startswith("nothing to do")
-        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
+        return updating(bool(changed) or drift)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['node']}-machine-config", outs=self._converge(props, props.get("originals") or None))
@@ -114,10 +113,6 @@ class TalosMachineConfigProvider(ResourceProvider):
         return UpdateResult(outs=self._converge(news, olds.get("originals") or news.get("originals") or None))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from components.talos.adopt import Originals, load_documents, reboot_paths, restore
-        from components.talos.machine_config import NodeSpec
-        from components.talos.talosctl import apply_config
-
         if not props.get("originals"):
             return
         node, endpoint, talosconfig = str(props["node"]), str(props["endpoint"]), str(props["talosconfig"])
@@ -145,7 +140,5 @@ class TalosMachineConfigProvider(ResourceProvider):
         for line in plan.lines():
             _say(line)
         said = apply_plan(plan, state, node, endpoint, talosconfig)
-        outs = {key: value for key, value in props.items() if key not in _STATE and key != "pendingChanges"}
-        outs.update(originals=plan.merged.originals.to_dict(), mode=plan.mode, rebootPaths=plan.reboot_paths,
-                    lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)
-        return outs
+        return outputs(props, (*_STATE, "pendingChanges"), originals=plan.merged.originals.to_dict(), mode=plan.mode,
+                       rebootPaths=plan.reboot_paths, lastChanges=plan.lines(), talosSays=said, appliedVersion=plan.owned.version)

@@ -6,15 +6,15 @@ config someone changed since it was read. No Pulumi SDK: the providers
 
 from __future__ import annotations
 
-import sys
-
 from components.facts.talos import parse_schematic, parse_server_version
-from components.talos.talosctl import extensions_args, run_talosctl, version_args
+from components.log import logger
+from components.talos.adopt import NodeState
+from components.talos.config_documents import load_documents
+from components.talos.node_config import how_to_read, read_configs
+from components.talos.talosctl import apply_config, extensions_args, run_talosctl, version_args
 from components.talos.upgrade import NodeFacts
 
-
-def _say(message: str) -> None:
-    print(f"[talos-config] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-config")
 
 
 def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
@@ -27,9 +27,6 @@ def read_node_facts(node: str, endpoint: str, talosconfig: str) -> NodeFacts:
 def read_node_state(node: str, endpoint: str, talosconfig: str):
     """Read-only talosctl calls: version and schematic, the running machine
     config and the one the node boots next (as its version serves them)."""
-    from components.talos.adopt import NodeState
-    from components.talos.node_config import read_configs
-
     facts = read_node_facts(node, endpoint, talosconfig)
     configs = read_configs(node, endpoint, talosconfig, facts.version)
     return NodeState(version=facts.version, schematic=facts.schematic, stored=configs.next_boot, running=configs.running)
@@ -39,9 +36,6 @@ def unchanged_since(state, node: str, endpoint: str, talosconfig: str) -> None:
     """Read the node again just before an apply and refuse when its configs
     are no longer the ones the plan was made from: Talos has no
     compare-and-swap, and an apply replaces the whole config."""
-    from components.talos.adopt import load_documents
-    from components.talos.node_config import how_to_read, read_configs
-
     now = read_configs(node, endpoint, talosconfig, state.version)
     changed = [name for name, before, after in (("running", state.running, now.running), ("next-boot", state.stored, now.next_boot))
                if load_documents(before) != load_documents(after)]
@@ -58,10 +52,6 @@ def apply_plan(plan, state, node: str, endpoint: str, talosconfig: str) -> str:
     again (a change by someone else since ``state`` is refused), then the
     config is applied in the plan's mode and read back as the node's version
     serves it. Returns what Talos said ("" when nothing changed)."""
-    from components.talos.adopt import load_documents
-    from components.talos.node_config import how_to_read, read_configs
-    from components.talos.talosctl import apply_config
-
     if not plan.changed:
         return ""
     apply_config(plan.merged.text(), node, endpoint, mode=plan.mode, talosconfig=talosconfig, dry_run=True)

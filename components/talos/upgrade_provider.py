@@ -21,15 +21,15 @@ kubeconfig arrive as inputs and are never returned as outputs."""
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
-from pulumi.runtime.rpc import UNKNOWN
 
+from components.dynamic import NOT_KNOWN_YET, changed_keys, says, updating
+from components.log import logger
 from components.talos.adopt import plan_adoption
 from components.talos.adopt_originals import Originals
 from components.talos.machine_config import NodeSpec
@@ -42,6 +42,7 @@ from components.talos.upgrade_drain import WalkRefused, check_routes, check_tool
 from components.talos.upgrade_evidence import read_boot_id, staged_lost, unfinished
 from components.talos.upgrade_waits import StepFailed, answer, arrive, first_line, ready
 from components.talos.versions import PathRefused, path_problems, plan_walk
+from components.unknowns import UNKNOWN
 
 # Inputs whose change means "the node must run something else".
 _WANTED = ("node", "endpoint", "image", "version", "schematicId")
@@ -52,8 +53,7 @@ _OUTPUTS = ("node", "endpoint", "image", "version", "schematicId", "platform", "
 _STILL_REBOOTING = ("deadline exceeded", "connection refused", "code = Unavailable", "did not finish within")
 
 
-def _say(message: str) -> None:
-    print(f"[talos-upgrade] {message}", file=sys.stderr, flush=True)
+_say = logger("talos-upgrade")
 
 
 class TalosUpgradeProvider(ResourceProvider):
@@ -73,7 +73,7 @@ class TalosUpgradeProvider(ResourceProvider):
             failures.append(CheckFailure("image", f"{image} does not name schematic {news.get('schematicId')} at {news.get('version')}"))
         inputs = dict(news)
         if failures or not known:
-            inputs["pendingSteps"] = [] if failures else ["not known yet: computed during this update"]
+            inputs["pendingSteps"] = [] if failures else [NOT_KNOWN_YET]
             return CheckResult(inputs, failures)
         try:
             facts = read_node_facts(str(news["node"]), str(news["endpoint"]), str(news["talosconfig"]))
@@ -94,11 +94,11 @@ class TalosUpgradeProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [name for name in (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds") if olds.get(name) != news.get(name)]
+        changed = changed_keys(olds, news, (*_WANTED, "upgradePath", "stopBefore", "timeoutSeconds"))
         # A node that is not where it should be (upgraded back, rolled back,
         # an earlier walk interrupted) is a change.
-        drift = any(str(line).startswith(("upgrade to", "wait for")) for line in news.get("pendingSteps") or [])
-        return DiffResult(changes=bool(changed) or drift, replaces=[], stables=[], delete_before_replace=False)
+        drift = says(news.get("pendingSteps"), ("upgrade to", "wait for"))
+        return updating(bool(changed) or drift)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['node']}-{props.get('stopBefore') or props['version']}", outs=self._converge(props))

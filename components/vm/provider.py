@@ -11,28 +11,27 @@ state (``previous``) so that ``delete`` restores them.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.dynamic import changed_keys, outputs, replacing, undecided, updating
+from components.log import logger
 from components.unknowns import UNKNOWN, known
+from components.vm.adopt import AdoptSpec
+from components.vm.api import ApiTarget, ProxmoxApiError, ProxmoxUnreachable, connect
+from components.vm.engine import AdoptEngine
+from components.vm.restart import RestartOptions
 
 OUTPUT_KEYS = ("previous", "written", "restarted", "pending")
 _REPLACE_KEYS = ("endpoint",)
 _UPDATE_KEYS = ("spec", "restart", "restart_timeout_seconds", "drain_timeout_seconds", "node_name", "insecure")
 
 
-def _say(message: str) -> None:
-    print(f"[gpu-vm] {message}", file=sys.stderr, flush=True)
+_say = logger("gpu-vm")
 
 
 def _engine(props: dict[str, Any]):
-    from components.vm.adopt import AdoptSpec
-    from components.vm.api import ApiTarget, connect
-    from components.vm.engine import AdoptEngine
-    from components.vm.restart import RestartOptions
-
     target = ApiTarget(endpoint=props["endpoint"], insecure=bool(props.get("insecure")), api_token=props.get("api_token") or None,
                        username=props.get("username") or None, password=props.get("password") or None)
     options = RestartOptions(node_name=props.get("node_name") or None, kubeconfig=props.get("kubeconfig") or None,
@@ -72,8 +71,6 @@ class VmAdoptProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def _preview(self, props: dict[str, Any], previous: dict[str, Any] | None) -> list[CheckFailure]:
-        from components.vm.api import ProxmoxApiError, ProxmoxUnreachable
-
         try:
             plan = _engine(props).plan(previous)
         except ProxmoxUnreachable as error:
@@ -87,14 +84,14 @@ class VmAdoptProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
+        replaces = changed_keys(olds, news, _REPLACE_KEYS)
         if olds.get("spec", {}).get("vm_id") != news.get("spec", {}).get("vm_id") or olds.get("spec", {}).get("node") != news.get("spec", {}).get("node"):
             replaces.append("spec")
         if replaces:
-            return DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)]
+            return replacing(replaces)
+        changed = changed_keys(olds, news, _UPDATE_KEYS)
         if not known(news):
-            return DiffResult(changes=True if changed else None)
+            return undecided(changed)
         engine = _engine(news)
         plan = engine.plan(olds.get("previous"))  # drift: someone took a slot or the balloon back
         # A change still pending on the running VM is one only when this
@@ -103,7 +100,7 @@ class VmAdoptProvider(ResourceProvider):
         waiting = _waiting(engine)
         if waiting and news.get("restart") == "never":
             _say(f"VM {engine.spec.vm_id}: {', '.join(waiting)} pending until its next cold start (vm.restart: never)")
-        return DiffResult(changes=bool(changed) or not plan.is_noop or (bool(waiting) and news.get("restart") != "never"))
+        return updating(bool(changed) or not plan.is_noop or (bool(waiting) and news.get("restart") != "never"))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         engine = _engine(props)
@@ -131,7 +128,5 @@ class VmAdoptProvider(ResourceProvider):
 
     @staticmethod
     def _outs(props: dict[str, Any], result: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
-        outs = {key: value for key, value in props.items() if key != "__provider"}
-        outs.update(previous=result.plan.previous or dict(previous or {}), written=result.plan.written,
-                    restarted=result.restarted, pending=result.pending)
-        return outs
+        return outputs(props, previous=result.plan.previous or dict(previous or {}), written=result.plan.written,
+                       restarted=result.restarted, pending=result.pending)

@@ -15,7 +15,8 @@ import pytest
 from components.config import StackConfig, parse_stack_config
 from components.flux.in_cluster import helm_release_name
 from components.flux.objects import helm_release, helm_repository
-from components.gpu_migration import GPU_UNAVAILABLE, OWNER_LABEL, cluster_facts, plan_removal
+from components.gpu_migration_facts import OWNER_LABEL, cluster_facts
+from components.gpu_migration_plan import GPU_UNAVAILABLE, plan_removal
 from tests.conftest import ROOT
 from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, kustomization, made_by, node, runtime_class
 from tests.talos.conftest import FakeTalosctl

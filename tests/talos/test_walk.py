@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from components.flux.objects import helm_release, helm_repository
-from components.gpu_migration import OWNER_LABEL
+from components.gpu_migration_facts import OWNER_LABEL
 from components.talos.config_documents import load_documents
 from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, installed_device_plugin, node, runtime_class
 from tests.talos.conftest import TALOSCONFIG, FakeTalosctl

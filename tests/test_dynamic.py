@@ -1,0 +1,59 @@
+"""The dynamic providers' shared check/diff helpers (components.dynamic) and
+the one logger (components.log), on their own; the providers' own tests run
+them the engine's way."""
+
+from __future__ import annotations
+
+import sys
+
+from components.dynamic import PROVIDER_KEY, cannot_read, changed_keys, outputs, replacing, says, undecided, updating
+from components.log import logger
+
+
+def test_changed_keys_compares_only_the_keys_given_and_counts_a_missing_key_as_its_default():
+    olds = {"node": "a", "gpus": 1, "other": "x"}
+    news = {"node": "b", "gpus": 1, "other": "y", "resource": "nvidia.com/gpu"}
+    assert changed_keys(olds, news, ("node", "gpus")) == ["node"]
+    assert changed_keys(olds, news, ("resource",)) == ["resource"]
+    assert changed_keys(olds, news, ("resource",), {"resource": "nvidia.com/gpu"}) == []
+
+
+def test_a_replacement_deletes_first_and_an_update_does_not():
+    replace = replacing(["host"])
+    assert (replace.changes, replace.replaces, replace.delete_before_replace) == (True, ["host"], True)
+    update = updating(False)
+    assert (update.changes, update.replaces, update.delete_before_replace) == (False, [], False)
+    assert updating(True).changes is True
+
+
+def test_unknown_inputs_leave_the_decision_to_the_engine_unless_a_known_key_changed():
+    assert undecided([]).changes is None
+    assert undecided(["gpus"]).changes is True
+
+
+def test_pending_lines_and_the_first_line_of_an_error():
+    assert says(["nothing to do", "upgrade to v1.12.1"], ("upgrade to",))
+    assert not says(None, ("upgrade to",))
+    assert cannot_read("node-1", OSError("connection refused\nmore")) == "not known: cannot read node-1 (connection refused)"
+    assert cannot_read("node-1", TimeoutError()) == "not known: cannot read node-1 (TimeoutError)"
+
+
+def test_outputs_drop_the_provider_blob_and_stale_state():
+    props = {PROVIDER_KEY: "blob", "node": "a", "pendingChanges": ["x"], "originals": {"old": 1}}
+    assert outputs(props, ("pendingChanges", "originals"), originals={"new": 2}) == {"node": "a", "originals": {"new": 2}}
+
+
+def test_the_logger_writes_tagged_lines_to_stderr_or_pulumi_log(capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "pulumi.log", raising=False)
+    logger("gpu-vm")("planned VM changes")
+    assert capsys.readouterr().err == "[gpu-vm] planned VM changes\n"
+    said = []
+
+    class Log:
+        @staticmethod
+        def info(line):
+            said.append(line)
+
+    monkeypatch.setitem(sys.modules, "pulumi.log", Log)
+    logger("talos-config")("restore x")
+    assert said == ["[talos-config] restore x"] and capsys.readouterr().err == ""
