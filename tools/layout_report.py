@@ -292,7 +292,7 @@ def report(root: Path = ROOT, with_graph: bool = False) -> str:
     up = upward_imports(edges)
     out.append("upward imports: " + (", ".join(f"{s} -> {t} (line {line})" for s, t, line in up) if up else "none"))
     out.append("lazy re-exports for old import paths: "
-               + ", ".join(f"{s} -> {t} ({why})" for (s, t), why in LAZY_REEXPORTS.items()))
+               + (", ".join(f"{s} -> {t} ({why})" for (s, t), why in LAZY_REEXPORTS.items()) or "none"))
     if with_graph:
         out += ["", "Imports:", ""]
         out += [f"{source} -> {target}" for source, targets in edges.items() for target in sorted(targets)]
