@@ -22,21 +22,9 @@ from components.hostprep.reboot import HostReboot
 from components.hostprep.scripts import batch_script, command_script
 from components.ssh.errors import HostKeyError, TransportError
 from tests.doctor.samples import node_json
+from tests.stand_ins.clock import FakeClock
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0"),))
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def engine(connect, clock: FakeClock, progress: list[str], timeout: float = 30.0) -> HostPrepEngine:

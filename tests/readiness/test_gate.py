@@ -9,6 +9,7 @@ from components.facts.kubernetes import parse_node
 from components.kubectl import KubectlError
 from components.readiness.gate import Expectation, GateError, evaluate, wait_for_gpu
 from tests.doctor.samples import node_json
+from tests.stand_ins.clock import FakeClock
 
 WANT = Expectation(node_name="moody-good", gpus=1, advertised=4, config_key="moody-good", namespace="gpu-operator")
 
@@ -69,21 +70,8 @@ def test_driver_version_falls_back_to_major_minor_rev_and_may_be_unknown() -> No
     assert state.ready and state.driver_version == ""
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_wait_polls_until_ready_with_capped_backoff_and_progress() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     answers = iter([None, node(allocatable={"nvidia.com/gpu": None}), node(allocatable={"nvidia.com/gpu": "1"}),
                     node(labels={"nvidia.com/gpu.product": None}), node(labels={"nvidia.com/gpu.product": None}), node()])
     messages: list[str] = []
@@ -97,7 +85,7 @@ def test_wait_polls_until_ready_with_capped_backoff_and_progress() -> None:
 
 
 def test_timeout_fails_naming_the_last_missing_layer() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     with pytest.raises(GateError) as caught:
         wait_for_gpu(lambda: node(allocatable={"nvidia.com/gpu": "1"}), WANT, 60, poll=5, max_poll=30, clock=clock, sleep=clock.sleep,
                      progress=lambda message: None)
@@ -108,7 +96,7 @@ def test_timeout_fails_naming_the_last_missing_layer() -> None:
 
 
 def test_unreachable_api_server_is_waited_out() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     calls = {"n": 0}
 
     def fetch():
@@ -123,7 +111,7 @@ def test_unreachable_api_server_is_waited_out() -> None:
 
 
 def test_missing_kubectl_fails_at_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
 
     def fetch():
         raise KubectlError("kubectl not found on PATH: install kubectl", kind="missing")

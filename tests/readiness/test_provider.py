@@ -21,6 +21,7 @@ from components.readiness.provider import GpuReadinessProvider
 from tests.conftest import stack_file_config
 from tests.doctor.fakecli import FakeCli, answer, install_on_path, rule
 from tests.doctor.samples import node_json
+from tests.stand_ins.clock import FakeClock
 from tools.mockengine import StateMocks, is_secret, reveal, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,17 +38,6 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
     return install_on_path(tmp_path, monkeypatch)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def node_rules(*responses: dict) -> list[dict]:
     return [rule(["get", "node", "moody-good", "-o", "json"], *responses)]
 
@@ -55,7 +45,7 @@ def node_rules(*responses: dict) -> list[dict]:
 def test_create_waits_through_absent_then_unlabelled_node_until_ready(fake: FakeCli) -> None:
     fake.set_rules("kubectl", node_rules(NOT_FOUND, answer(node_json(allocatable={"nvidia.com/gpu": None})),
                                          answer(node_json(labels={"nvidia.com/gpu.product": None})), answer(node_json())))
-    clock, messages = Clock(), []
+    clock, messages = FakeClock(), []
     provider = GpuReadinessProvider(clock=clock, sleep=clock.sleep, progress=messages.append)
     result = provider.create(dict(PROPS))
     assert result.id == "moody-good-gpu-ready"
@@ -70,7 +60,7 @@ def test_create_waits_through_absent_then_unlabelled_node_until_ready(fake: Fake
 
 def test_create_times_out_naming_the_layer(fake: FakeCli) -> None:
     fake.set_rules("kubectl", node_rules(answer(node_json(allocatable={"nvidia.com/gpu": "1"}))))
-    clock = Clock()
+    clock = FakeClock()
     provider = GpuReadinessProvider(clock=clock, sleep=clock.sleep, progress=lambda message: None)
     with pytest.raises(GateError, match="Missing layer: time-slicing config"):
         provider.create({**PROPS, "timeoutSeconds": 60})

@@ -12,22 +12,10 @@ import pytest
 
 from components.talos.upgrade_provider import TalosUpgradeProvider
 from components.talos.upgrade_waits import StepFailed, answer, ready
+from tests.stand_ins.clock import FakeClock
 from tests.talos.conftest import TALOSCONFIG, FakeTalosctl
 
 NODE, ENDPOINT = "192.168.8.123", "192.168.8.99"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def props(**extra: Any) -> dict[str, Any]:
@@ -39,7 +27,7 @@ def test_the_api_wait_returns_once_the_node_answers_with_a_line_per_refused_poll
     clock, said = FakeClock(), []
     facts = answer(props(), "before the walk", said.append, clock=clock, sleep=clock.sleep)
     assert facts.version == "v1.13.9"
-    assert clock.slept == [10, 10]
+    assert clock.sleeps == [10, 10]
     assert len(said) == 2 and all(line.startswith(f"before the walk: waiting for {NODE}'s Talos API (") for line in said)
 
 
@@ -51,7 +39,7 @@ def test_a_node_that_never_answers_stops_at_the_bound_on_the_injected_clock(fake
     message = str(error.value)
     assert message.startswith(f"upgrade step 1 of 1: {NODE} did not answer within 25 s (")
     assert f"`talosctl -n {NODE} dmesg`" in message and "the next `pulumi up` continues from where the node is" in message
-    assert clock.slept == [10, 10, 5], "never sleeps past the bound"
+    assert clock.sleeps == [10, 10, 5], "never sleeps past the bound"
     assert len(said) == 3
 
 
@@ -60,20 +48,20 @@ def test_the_ready_wait_reports_each_state_and_stops_at_the_deadline(monkeypatch
     monkeypatch.setattr("components.talos.upgrade_waits.kubernetes_state", lambda _props: next(states))
     clock, said = FakeClock(), []
     ready(props(kubeconfig="k", nodeName="moody-good"), "step", said.append, 30, clock=clock, sleep=clock.sleep)
-    assert clock.slept == [10, 10]
+    assert clock.sleeps == [10, 10]
     assert said == ["step: waiting for Kubernetes node moody-good (NotReady)"] * 2 + ["step: Kubernetes node moody-good is Ready"]
 
     monkeypatch.setattr("components.talos.upgrade_waits.kubernetes_state", lambda _props: "NotReady")
     clock = FakeClock()
     with pytest.raises(StepFailed, match=r"^step: Kubernetes node moody-good is NotReady after 30 s; check `kubectl describe node"):
         ready(props(kubeconfig="k", nodeName="moody-good"), "step", said.append, 15, clock=clock, sleep=clock.sleep)
-    assert clock.slept == [10, 5]
+    assert clock.sleeps == [10, 5]
 
 
 def test_without_a_kubeconfig_there_is_nothing_to_wait_for() -> None:
     clock = FakeClock()
     ready(props(), "step", pytest.fail, 30, clock=clock, sleep=clock.sleep)
-    assert clock.slept == []
+    assert clock.sleeps == []
 
 
 def test_the_provider_waits_on_its_own_clock(fake_talosctl: FakeTalosctl) -> None:
@@ -82,4 +70,4 @@ def test_the_provider_waits_on_its_own_clock(fake_talosctl: FakeTalosctl) -> Non
     provider.clock, provider.sleep = clock, clock.sleep
     with pytest.raises(StepFailed, match="did not answer within 20 s"):
         provider._answer(props(timeoutSeconds=20), "before the walk", lambda line: None)
-    assert clock.slept == [10, 10]
+    assert clock.sleeps == [10, 10]
