@@ -21,6 +21,13 @@ def _target(port: int, private_key: str, pin: str = "SHA256:" + "B" * 43) -> Ssh
     return SshTarget("127.0.0.1", port, "root", private_key=private_key, host_key=pin)
 
 
+# The bound the tests check is paramiko's own default banner timeout (15 s),
+# not the machine's speed: a 1 s timeout that is not wired through would
+# wait that long; one that is returns after about 1 s, however busy the
+# machine (the margin is 14 s).
+PARAMIKO_DEFAULT_BANNER_TIMEOUT = 15.0
+
+
 def _connect_fails(target: SshTarget, timeout: float) -> tuple[str, float]:
     started = time.monotonic()
     with pytest.raises(TransportError) as error:
@@ -38,7 +45,7 @@ def test_silent_port_is_one_error_after_the_timeout(client_key, capfd):
         message, took = _connect_fails(_target(port, client_key), timeout=1.0)
     assert message.startswith(f"root@127.0.0.1:{port}: no SSH banner within 1 s"), message
     assert "host.port" in message
-    assert took < 4, f"took {took:.1f} s with a 1 s timeout"
+    assert took < PARAMIKO_DEFAULT_BANNER_TIMEOUT, f"took {took:.1f} s with a 1 s timeout"
     assert capfd.readouterr().err == ""
 
 
@@ -46,15 +53,15 @@ def test_banner_without_key_exchange_is_one_error_after_the_timeout(client_key, 
     with banner_only_port() as port:
         message, took = _connect_fails(_target(port, client_key), timeout=1.0)
     assert "the SSH key exchange did not finish within 1 s" in message and "OpenSSH_9.2p1" in message, message
-    assert took < 4
+    assert took < PARAMIKO_DEFAULT_BANNER_TIMEOUT
     assert capfd.readouterr().err == ""
 
 
 def test_http_server_on_the_port_is_named_as_not_ssh(client_key, capfd):
     with http_port() as port:
-        message, took = _connect_fails(_target(port, client_key), timeout=3.0)
+        message, _ = _connect_fails(_target(port, client_key), timeout=3.0)
+    # Named from what the port answered, not from a timeout ("no SSH banner within 3 s").
     assert message.startswith(f"root@127.0.0.1:{port}: not an SSH server: it answered "), message
-    assert took < 3
     err = capfd.readouterr().err
     assert "Traceback" not in err and err == ""
 
