@@ -78,7 +78,8 @@ def test_nothing_verified_exits_3_with_one_progress_line_per_layer():
 
 def test_a_hanging_talosctl_is_unreachable_not_three_failures(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
-    tool(bin_dir, "talosctl", "exec /bin/sleep 30\n")
+    calls = tmp_path / "talosctl-calls"
+    tool(bin_dir, "talosctl", f"echo asked >> {calls}\nexec /bin/sleep 30\n")
     only_tools(monkeypatch, tmp_path, bin_dir)
     (tmp_path / "talosconfig").write_text(TALOSCONFIG)
     monkeypatch.setenv("TALOSCONFIG", str(tmp_path / "talosconfig"))
@@ -86,7 +87,8 @@ def test_a_hanging_talosctl_is_unreachable_not_three_failures(tmp_path, monkeypa
     rows = [line.split(None, 3) for line in out.splitlines()[1:] if line.startswith("talos")]
     assert rows == [["talos", "reachable", "skip", "talosctl cannot reach 192.168.8.123: no answer within 1 s (endpoint 192.168.8.99)"]]
     assert code == EXIT_UNVERIFIED and "Remedies" not in out
-    assert took < 5, f"{took:.1f} s: the node is asked once, not three times"
+    assert calls.read_text().splitlines() == ["asked"], "the node is asked once, not once per check"
+    assert took < 30, f"{took:.1f} s: the hanging talosctl was waited out instead of stopped after 1 s"
 
 
 def test_kubectls_raw_stderr_is_summarised_and_kept_for_verbose(tmp_path, monkeypatch):
@@ -122,7 +124,8 @@ def test_a_silent_ssh_port_with_a_short_timeout_still_prints_the_table(tmp_path)
     reason = f"root@127.0.0.1:{port}: no SSH banner within 1 s"
     assert [row[:3] for row in rows] == [["host", "reachable", "skip"], ["proxmox", "reachable", "skip"]], out.getvalue()
     assert all(row[3].startswith(reason) for row in rows), rows
-    assert code == EXIT_UNVERIFIED and took < 8
+    # Bounded by the 1 s timeout, not paramiko's own 15 s banner default (per layer).
+    assert code == EXIT_UNVERIFIED and took < 15
     assert err.getvalue().count("doctor: [") == 2 and "Traceback" not in err.getvalue()
 
 
