@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.vm.create import hostpci_entries, pci_mappings, vm_args
-
 __all__ = ["GpuVm", "_lookup", "hostpci_entries", "pci_mappings", "vm_args"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so the CLI and the planners do not import the Pulumi component.
+    # Lazy, so a submodule (the CLI's API client, restart) loads neither the
+    # Pulumi component nor the config it does not use.
     if name in ("GpuVm", "_lookup"):
         from components.vm import component
 
         return getattr(component, name)
+    if name in ("hostpci_entries", "pci_mappings", "vm_args"):
+        from components.vm import create
+
+        return getattr(create, name)
     raise AttributeError(name)
