@@ -68,14 +68,6 @@ CASES: dict[str, list[str]] = {
 LOADS_THE_SDK: dict[str, str] = {
     "render": "needs: graph.mmd is drawn from the program run under the mock engine (tools/mockengine.py)",
     "components.render": "needs: the same verb",
-    "components.vm --help": "components/vm/__init__.py imports GpuVm (the ComponentResource) when the package loads, "
-                            "and `python -m components.vm` loads the package first",
-    **{name: "components/consumers/workload.py imports pulumi_kubernetes at module level, and the tool reaches it through "
-             "components.talos.walk_plan -> components.flux.objects" for name in (
-        "gpunode talos --help", "talos --help", "talos schematic-id", "talos schematic", "talos patch", "talos config --diff",
-        "talos upgrade-plan")},
-    **{name: "components/consumers/workload.py imports pulumi_kubernetes at module level, and components/vm/__init__.py "
-             "imports GpuVm: tools/render.py reaches both at import" for name in ("gpunode render --help", "render --help")},
 }
 
 

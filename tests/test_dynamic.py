@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from components.dynamic import PROVIDER_KEY, cannot_read, changed_keys, outputs, replacing, says, undecided, updating
 from components.log import logger
 
@@ -57,3 +59,30 @@ def test_the_logger_writes_tagged_lines_to_stderr_or_pulumi_log(capsys, monkeypa
     monkeypatch.setitem(sys.modules, "pulumi.log", Log)
     logger("talos-config")("restore x")
     assert said == ["[talos-config] restore x"] and capsys.readouterr().err == ""
+
+
+def test_a_warning_logger_writes_at_the_warning_level(capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "pulumi.log", raising=False)
+    logger("flux-preflight", "warn")("cluster not read")
+    assert capsys.readouterr().err == "warning: [flux-preflight] cluster not read\n"
+    said = []
+
+    class Log:
+        @staticmethod
+        def info(line):
+            said.append(("info", line))
+
+        @staticmethod
+        def warn(line):
+            said.append(("warn", line))
+
+    monkeypatch.setitem(sys.modules, "pulumi.log", Log)
+    logger("flux-preflight", "warn")("cluster not read")
+    logger("flux-preflight")("kubeconfig not known")
+    assert said == [("warn", "[flux-preflight] cluster not read"), ("info", "[flux-preflight] kubeconfig not known")]
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unknown_log_level_is_refused_naming_the_levels():
+    with pytest.raises(ValueError, match=r"^log level 'debug': use one of info, warn$"):
+        logger("gpu-vm", "debug")

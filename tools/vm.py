@@ -23,7 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.cli import PlainParser, add_project_dir, add_stack, program, run
+from components.cli import PlainParser, StackChoiceError, add_project_dir, add_stack, choose_stack, program, run
+from components.vm.adopt import spec_from_config
+from components.vm.api import ApiTarget, ProxmoxApiError, ProxmoxUnreachable, connect
+from components.vm.engine import AdoptEngine, RefusedError
+from components.vm.restart import RestartError, RestartOptions
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from components.cli import StackChoiceError, choose_stack
+    # Lazy: the config (pydantic) costs more than `--help` itself; only a verb loads it.
     from components.config import ConfigError, load_stack_file
 
     try:
@@ -65,8 +69,6 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _target(cfg: Any) -> Any:
-    from components.vm.api import ApiTarget
-
     if cfg.proxmox.auth_method == "apiToken":
         token = os.environ.get("PROXMOX_VE_API_TOKEN")
         if not token:
@@ -92,11 +94,6 @@ def _save_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any], str]:
-    from components.vm.adopt import spec_from_config
-    from components.vm.api import connect
-    from components.vm.engine import AdoptEngine
-    from components.vm.restart import RestartOptions
-
     cfg = _config(args)
     target = _target(cfg)
     kubeconfig = None
@@ -129,9 +126,6 @@ def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any], str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from components.vm.api import ProxmoxApiError, ProxmoxUnreachable
-    from components.vm.engine import RefusedError
-    from components.vm.restart import RestartError
 
     def fail(code: int, message: str) -> int:
         message = " ".join(message.split())

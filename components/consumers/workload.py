@@ -9,19 +9,21 @@ One typed value, built once from the stack config, rendered two ways:
 - for a Flux-managed app: ``app_template_values()`` gives Helm values for
   bjw-s app-template v3/v4, the chart the guide's Jellyfin HelmRelease uses.
 
-Pure: no Pulumi resources, no I/O.
+Pure: no Pulumi resources, no I/O; pulumi_kubernetes is imported only by
+the two methods that build its argument types.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import pulumi_kubernetes as k8s
+from typing import TYPE_CHECKING, Any
 
 from components.cluster import GPU_RESOURCE, RUNTIME_CLASS, advertised_resource
 from components.config import StackConfig
 from components.talos.machine_config import default_runtime_on
+
+if TYPE_CHECKING:
+    import pulumi_kubernetes as k8s
 
 # The taint GPU nodes commonly carry (and the guide's Jellyfin tolerates).
 GPU_TOLERATION: dict[str, str] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -82,6 +84,9 @@ class GpuWorkloadSpec:
     def pod_options(self) -> dict[str, Any]:
         """Keyword arguments for ``k8s.core.v1.PodSpecArgs``:
         ``PodSpecArgs(containers=[...], **spec.pod_options())``."""
+        # Lazy: the Flux and render paths use this module without the SDK.
+        import pulumi_kubernetes as k8s
+
         options: dict[str, Any] = {
             "node_selector": dict(self.node_selector),
             "tolerations": [k8s.core.v1.TolerationArgs(**item) for item in self.tolerations],
@@ -93,6 +98,9 @@ class GpuWorkloadSpec:
     def container_options(self, env: list[k8s.core.v1.EnvVarArgs] | None = None) -> dict[str, Any]:
         """Keyword arguments for ``k8s.core.v1.ContainerArgs``; the app's own
         ``env`` goes first, and a name it sets itself is not overridden."""
+        # Lazy: the Flux and render paths use this module without the SDK.
+        import pulumi_kubernetes as k8s
+
         own = list(env or [])
         taken = {item.name for item in own}
         merged = own + [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in self.env.items() if name not in taken]

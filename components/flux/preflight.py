@@ -24,10 +24,12 @@ from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
-from pulumi.runtime.rpc import UNKNOWN
 
 from components.config import ConfigIssue
+from components.dynamic import changed_keys, updating
 from components.kubectl import KubectlError, get_objects
+from components.log import logger
+from components.unknowns import known
 
 CRD_RESOURCE = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -87,6 +89,9 @@ def read_served(kubeconfig: str | None, timeout: float = 20) -> dict[str, tuple[
 
 _PUBLIC = ("apis",)
 
+_say = logger("flux-preflight")
+_warn = logger("flux-preflight", "warn")
+
 
 class FluxPreflightProvider(ResourceProvider):
     """check refuses a cluster without the Flux APIs; create/update look
@@ -94,21 +99,21 @@ class FluxPreflightProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         kubeconfig = news.get("kubeconfig")
-        if kubeconfig == UNKNOWN:
-            pulumi.log.info("Flux APIs: the kubeconfig is not known yet; they are checked before the Flux objects are created")
+        if not known(kubeconfig):
+            _say("Flux APIs: the kubeconfig is not known yet; they are checked before the Flux objects are created")
             return CheckResult(news, [])
         try:
             missing = missing_apis(read_served(kubeconfig or None))
         except KubectlError as error:
             if error.kind == "missing":
                 return CheckResult(news, [CheckFailure("delivery", f"gpuStack.delivery is flux: {error}")])
-            pulumi.log.warn(f"Flux APIs not checked: the cluster could not be read ({error}). `pulumi up` checks again "
-                            "before it creates the Flux objects and stops there if Flux is not installed.")
+            _warn(f"Flux APIs not checked: the cluster could not be read ({error}). `pulumi up` checks again "
+                  "before it creates the Flux objects and stops there if Flux is not installed.")
             return CheckResult(news, [])
         return CheckResult(news, [CheckFailure("delivery", refusal(missing))] if missing else [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=olds.get("apis") != news.get("apis"), replaces=[], delete_before_replace=False)
+        return updating(bool(changed_keys(olds, news, ("apis",))))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult("flux-apis", self._verify(props))

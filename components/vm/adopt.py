@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components.config import StackConfig, pci_device
+from components.pci import pci_device
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
 
 BALLOON = "balloon"
 _HOSTPCI = re.compile(r"^hostpci\d+$")

@@ -52,11 +52,12 @@ def _token_parts(token: str) -> tuple[str, str, str]:
 
 def connect(target: ApiTarget) -> ProxmoxVmApi:
     """A client for ``target``; ProxmoxUnreachable when it cannot log in."""
+    # Lazy: requests and proxmoxer cost more than `python -m tools.vm --help`; only a call needs them.
     import requests
     from proxmoxer import AuthenticationError, ProxmoxAPI
 
     if target.insecure:  # asked for (proxmox.insecure): say it once in the docs, not on every request
-        import urllib3
+        import urllib3  # lazy with requests (its dependency)
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     url = urlparse(target.endpoint)
@@ -82,6 +83,7 @@ def connect(target: ApiTarget) -> ProxmoxVmApi:
 
 
 def _call(endpoint: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # Lazy as in connect(): loaded by then, so this is a dict lookup.
     import requests
     from proxmoxer import ResourceException
 

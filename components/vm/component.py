@@ -18,8 +18,16 @@ import pulumi_proxmoxve as proxmoxve
 from components.config import PROJECT, StackConfig
 from components.options import child_options
 from components.vm.adopt import spec_from_config
-from components.vm.create import _lookup, pci_mappings, vm_args
+from components.vm.create import pci_mappings, vm_args
 from components.vm.provider import OUTPUT_KEYS, VmAdoptProvider
+
+
+def _lookup(found: pulumi.Input[dict[str, Any]] | None, key: str, fallback: Any) -> pulumi.Input[Any]:
+    """One GPU's value from a host-facts output (e.g. IOMMU group by address),
+    falling back to the configured value when host preparation is off."""
+    if found is None:
+        return fallback
+    return pulumi.Output.from_input(found).apply(lambda values: (values or {}).get(key, fallback))
 
 
 class VmAdoptResource(pulumi.dynamic.Resource):

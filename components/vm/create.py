@@ -4,14 +4,13 @@ VmLegacy arguments, the hostpci blocks and the PCI mappings.
 Rows 1-4 of the README's "What the guide gets wrong" table shape this:
 `VmLegacy` (the new `Vm` has no hostpci), `device` is the slot name and the
 address goes in `id` or a PCI mapping, machine q35 for PCIe, ballooning off
-because passthrough pins guest memory.
+because passthrough pins guest memory. Pure: no Pulumi SDK (the component,
+component.py, fills in the host's facts as outputs).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import pulumi
 
 from components.config import StackConfig
 
@@ -81,10 +80,3 @@ def vm_args(cfg: StackConfig) -> dict[str, Any]:
         "delete_unreferenced_disks_on_destroy": False,
     }
 
-
-def _lookup(found: pulumi.Input[dict[str, Any]] | None, key: str, fallback: Any) -> pulumi.Input[Any]:
-    """One GPU's value from a host-facts output (e.g. IOMMU group by address),
-    falling back to the configured value when host preparation is off."""
-    if found is None:
-        return fallback
-    return pulumi.Output.from_input(found).apply(lambda values: (values or {}).get(key, fallback))

@@ -166,7 +166,7 @@ def test_serialized_provider_says_when_the_cluster_is_unreachable(registered_inp
     fake.set_rules("kubectl", crds_answer(UNREACHABLE))
     result = drive(registered_inputs, fake)
     assert result["check"] == [], "an unreachable cluster does not stop the preview"
-    assert "warning: Flux APIs not checked: the cluster could not be read" in result["stderr"] and "was refused" in result["stderr"]
+    assert "warning: [flux-preflight] Flux APIs not checked: the cluster could not be read" in result["stderr"] and "was refused" in result["stderr"]
     assert result["error"].startswith("RuntimeError: cannot check the cluster for the Flux APIs before creating Flux objects")
 
 

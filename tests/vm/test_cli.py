@@ -112,3 +112,18 @@ def test_usage_and_credential_errors_have_their_exit_codes(pve, tmp_path, vm, to
 def test_an_unreachable_endpoint_exits_3(tmp_path) -> None:
     done = _cli(_project(tmp_path, "https://127.0.0.1:9/"), "plan")
     assert done.returncode == 3 and "cannot reach Proxmox at https://127.0.0.1:9/" in _one_error_line(done)
+
+
+def test_help_loads_neither_the_config_nor_the_http_client():
+    """`--help` needs the parser only: the config (pydantic), requests and
+    proxmoxer load when a verb reads a stack file or calls Proxmox."""
+    code = ("import runpy, sys\n"
+            "sys.argv = ['components.vm', '--help']\n"
+            "try:\n"
+            "    runpy.run_module('components.vm', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "heavy = ('components.config', 'pydantic', 'requests', 'proxmoxer', 'pulumi')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy[0])))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert "usage:" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]", done.stdout
