@@ -16,7 +16,7 @@ import pulumi
 import pulumi.dynamic
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from components.cluster import DEVICE_PLUGIN_CHART, RUNTIME_CLASS
+from components.cluster import RUNTIME_CLASS
 from components.config import StackConfig
 from components.dynamic import changed_keys, says, updating
 from components.flux.in_cluster import (
@@ -31,11 +31,11 @@ from components.flux.status import parse_release
 from components.gpu_migration_facts import _WORKLOADS, ClusterFacts, ObjectRef, cluster_facts
 from components.gpu_migration_plan import (
     GPU_UNAVAILABLE,
-    UNINSTALL_TIMEOUT_SECONDS,
     MigrationPlan,
     MigrationRefused,
+    MigrationSpec,
     Removal,
-    plan_removal,
+    migration_spec,
 )
 from components.kubectl import KubectlError, delete_object, get_object, get_objects, patch_object
 from components.log import logger
@@ -110,11 +110,8 @@ def _wait_uninstalled(removal: Removal, kubeconfig: str | None, *, timeout: floa
 _SETTINGS = ("namespace", "releaseName", "adoptGuideObjects", "fluxObjects", "gitDevicePlugin")
 
 
-def _plan(props: Mapping[str, Any]) -> MigrationPlan:
-    return plan_removal(read_cluster(props.get("kubeconfig") or None), namespace=str(props["namespace"]),
-                        release_name=str(props["releaseName"]), adopt_guide_objects=bool(props.get("adoptGuideObjects")),
-                        flux_objects=str(props.get("fluxObjects") or "pulumi"),
-                        git_device_plugin=str(props.get("gitDevicePlugin") or "refuse"), stack=str(props.get("stack") or "<stack>"))
+def _plan(props: Mapping[str, Any], spec: MigrationSpec | None = None) -> MigrationPlan:
+    return (spec or MigrationSpec.from_dict(props)).plan(read_cluster(props.get("kubeconfig") or None))
 
 
 class GpuModeMigrationProvider(ResourceProvider):
@@ -143,13 +140,13 @@ class GpuModeMigrationProvider(ResourceProvider):
         would install the device plugin again)."""
     def _remove(self, props: dict[str, Any]) -> dict[str, Any]:
         kubeconfig = props.get("kubeconfig") or None
-        plan = _plan(props)
+        spec = MigrationSpec.from_dict(props)
+        plan = _plan(props, spec)
         if plan.refused:
             raise MigrationRefused("not upgrading to Talos 1.13 yet: " + " | ".join(plan.refused))
         if plan.removals:
             _say(f"WARNING: {GPU_UNAVAILABLE}")
-        timeout = float(props.get("uninstallTimeoutSeconds") or UNINSTALL_TIMEOUT_SECONDS)
-        poll = float(props.get("pollSeconds") or 5)
+        timeout, poll = spec.uninstall_timeout_seconds, spec.poll
         for removal in plan.removals:
             ref = removal.ref
             _say(removal.line())
@@ -184,14 +181,7 @@ class GpuModeMigration(pulumi.dynamic.Resource, module="migration", name="GpuMod
 
     def __init__(self, name: str, cfg: StackConfig, kubeconfig: pulumi.Input[str] | None, opts: pulumi.ResourceOptions | None = None):
         super().__init__(GpuModeMigrationProvider(), name, {
-            "namespace": cfg.gpu_stack.namespace,
-            "releaseName": DEVICE_PLUGIN_CHART,
-            "adoptGuideObjects": cfg.gpu_stack.adopt_guide_objects,
-            "fluxObjects": cfg.gpu_stack.flux.objects,
-            "gitDevicePlugin": cfg.gpu_stack.flux.git_device_plugin,
-            # For the `render --flux` command a refusal names.
-            "stack": pulumi.get_stack(),
-            "uninstallTimeoutSeconds": UNINSTALL_TIMEOUT_SECONDS,
+            **migration_spec(cfg, pulumi.get_stack()).to_dict(),
             # Secret end to end; read per call, never kept.
             "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
             "pendingChanges": None, "removed": None, "suspended": None, "notes": None, "message": None,

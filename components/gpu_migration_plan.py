@@ -51,9 +51,9 @@ out in the dynamic provider.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from components.cluster import DEVICE_PLUGIN_CHART
 from components.config import PROJECT, StackConfig, parse_version
@@ -66,6 +66,8 @@ GPU_UNAVAILABLE = "pods get no GPU from this removal until the readiness gate pa
 # long as Pulumi waits for this program's own (components.flux.resources,
 # RELEASE_TIMEOUTS: the release's 15 m timeout and a margin).
 UNINSTALL_TIMEOUT_SECONDS = 1200
+# How often the wait for that uninstall looks.
+UNINSTALL_POLL_SECONDS = 5.0
 
 
 class MigrationRefused(RuntimeError):
@@ -268,3 +270,56 @@ def migration_needed(cfg: StackConfig) -> bool:
     """The graph holds a migration when the target is Talos 1.13 or newer
     (operator mode): a node still on 1.12 or older crosses on the way."""
     return parse_version(cfg.talos.version) >= OPERATOR_FROM and cfg.gpu_stack.mode == "operator"
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    """The migration's inputs, in the form its dynamic provider carries
+    (JSON, camelCase keys as stored in the state). The kubeconfig is not in
+    here: it travels next to the spec as a Pulumi secret."""
+
+    namespace: str
+    release_name: str
+    adopt_guide_objects: bool = False
+    flux_objects: str = "pulumi"
+    git_device_plugin: str = "refuse"
+    stack: str = "<stack>"  # for the `render --flux` command a refusal names
+    uninstall_timeout_seconds: float = UNINSTALL_TIMEOUT_SECONDS
+    poll_seconds: float | None = None  # an override (tests); UNINSTALL_POLL_SECONDS without it
+
+    @property
+    def poll(self) -> float:
+        return self.poll_seconds or UNINSTALL_POLL_SECONDS
+
+    def plan(self, facts: ClusterFacts) -> MigrationPlan:
+        return plan_removal(facts, namespace=self.namespace, release_name=self.release_name,
+                            adopt_guide_objects=self.adopt_guide_objects, flux_objects=self.flux_objects,
+                            git_device_plugin=self.git_device_plugin, stack=self.stack)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"namespace": self.namespace, "releaseName": self.release_name,
+                                "adoptGuideObjects": self.adopt_guide_objects, "fluxObjects": self.flux_objects,
+                                "gitDevicePlugin": self.git_device_plugin, "stack": self.stack,
+                                "uninstallTimeoutSeconds": self.uninstall_timeout_seconds}
+        if self.poll_seconds is not None:
+            data["pollSeconds"] = self.poll_seconds
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MigrationSpec:
+        """Also reads a migration stored before the Flux keys, ``stack`` or
+        the uninstall timeout existed (their defaults)."""
+        poll = data.get("pollSeconds")
+        return cls(namespace=str(data["namespace"]), release_name=str(data["releaseName"]),
+                   adopt_guide_objects=bool(data.get("adoptGuideObjects")), flux_objects=str(data.get("fluxObjects") or "pulumi"),
+                   git_device_plugin=str(data.get("gitDevicePlugin") or "refuse"), stack=str(data.get("stack") or "<stack>"),
+                   uninstall_timeout_seconds=float(data.get("uninstallTimeoutSeconds") or UNINSTALL_TIMEOUT_SECONDS),
+                   poll_seconds=float(poll) if poll else None)
+
+
+def migration_spec(cfg: StackConfig, stack: str) -> MigrationSpec:
+    """The migration of this stack's device plugin (``stack``: the Pulumi
+    stack's name)."""
+    return MigrationSpec(namespace=cfg.gpu_stack.namespace, release_name=DEVICE_PLUGIN_CHART,
+                         adopt_guide_objects=cfg.gpu_stack.adopt_guide_objects, flux_objects=cfg.gpu_stack.flux.objects,
+                         git_device_plugin=cfg.gpu_stack.flux.git_device_plugin, stack=stack)

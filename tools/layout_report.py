@@ -83,6 +83,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.monitoring.rules", "components.monitoring.dashboard", "components.monitoring.artifacts",
         "components.flux.objects", "components.flux.tree", "components.consumers.workload",
         "components.consumers.jellyfin", "components.consumers.capabilities",
+        "components.consumers.encoding_spec",
         "components.readiness.gate", "components.gpu_migration_plan",
         "components.gpu_migration_facts",
         "components.hostprep.offline",

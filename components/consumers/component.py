@@ -8,7 +8,7 @@ import pulumi
 import pulumi.dynamic
 
 from components.config import ConfigError, ConfigIssue, StackConfig
-from components.consumers.jellyfin import encoding_wanted
+from components.consumers.encoding_spec import encoding_spec
 from components.consumers.provider import JellyfinEncodingProvider
 from components.options import child_options
 
@@ -48,20 +48,16 @@ class JellyfinTranscoding(pulumi.ComponentResource):
             raise ConfigError([ConfigIssue("jellyfin.enabled", False, "JellyfinTranscoding needs jellyfin.enabled: true")])
         if not cfg.jellyfin.url:
             raise ConfigError([ConfigIssue("jellyfin.url", None, "required when jellyfin.enabled is true, e.g. http://jellyfin.media.svc:8096")])
-        wanted = encoding_wanted(cfg)
+        spec = encoding_spec(cfg)
         super().__init__("proxmox-talos-gpu:consumers:JellyfinTranscoding", name, None, opts)
 
-        settings = wanted.settings()
+        settings = spec.wanted.settings()
         encoding = JellyfinEncoding(
             f"{name}-encoding",
             {
-                "url": cfg.jellyfin.url,
+                **spec.to_dict(),
                 # Secret end to end, whatever the caller passed.
                 "api_key": pulumi.Output.secret(api_key),
-                "timeout_seconds": cfg.jellyfin.timeout_seconds,
-                "settings": settings,
-                "reasons": dict(wanted.reasons),
-                "decode_codecs": list(wanted.hardware_decoding_codecs),
             },
             # delete only sees outputs, so the key is an output too: secret.
             opts=child_options(self, opts, additional_secret_outputs=["api_key"]),

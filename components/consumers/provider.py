@@ -25,19 +25,17 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from components.consumers.jellyfin import EncodingWanted, JellyfinClient, JellyfinError, plan_encoding, plan_restore
+from components.consumers.encoding_spec import EncodingSpec
+from components.consumers.jellyfin import JellyfinClient, JellyfinError, plan_encoding, plan_restore
 from components.dynamic import changed_keys, outputs, replacing, updating
 from components.unknowns import UNKNOWN
 
 _STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
 
 
-def _client(props: dict[str, Any]):
-    return JellyfinClient(str(props["url"]), str(props["api_key"]), float(props.get("timeout_seconds") or 30))
-
-
-def _wanted(props: dict[str, Any]):
-    return EncodingWanted.from_settings(dict(props["settings"]), dict(props.get("reasons") or {}))
+def _client(props: dict[str, Any], spec: EncodingSpec):
+    """The spec's server, with the API key carried next to it (a secret)."""
+    return JellyfinClient(spec.url, str(props["api_key"]), spec.timeout_seconds)
 
 
 def _post_and_verify(client, document: dict[str, Any], verify: Callable[[dict[str, Any]], Any]) -> None:
@@ -60,18 +58,18 @@ class JellyfinEncodingProvider(ResourceProvider):
         if url != UNKNOWN and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             failures.append(CheckFailure("url", f"expected an http(s) URL, got {url!r}"))
         try:
-            wanted = _wanted(news)
+            spec = EncodingSpec.from_dict(news)
         except (KeyError, TypeError, ValueError) as error:
             failures.append(CheckFailure("settings", str(error)))
-            wanted = None
+            spec = None
         inputs = dict(news)
-        if failures or wanted is None:
+        if failures or spec is None:
             return CheckResult(inputs, failures)
         if UNKNOWN in (url, news.get("api_key")):
             inputs["pending_changes"] = ["not known yet: the URL or API key is computed during this update"]
             return CheckResult(inputs, failures)
         try:
-            plan = plan_encoding(_client(news).get_encoding(), wanted)
+            plan = plan_encoding(_client(news, spec).get_encoding(), spec.wanted)
             inputs["pending_changes"] = [change.line() for change in plan.changes]
         except JellyfinError as error:
             # Preview must not fail only because Jellyfin is not up yet (its
@@ -87,8 +85,9 @@ class JellyfinEncodingProvider(ResourceProvider):
             return replacing(["url"])
         if changed_keys(olds, news, ("settings", "api_key", "timeout_seconds", "decode_codecs")):
             return updating(True)
+        spec = EncodingSpec.from_dict(news)
         try:
-            plan = plan_encoding(_client(news).get_encoding(), _wanted(news))
+            plan = plan_encoding(_client(news, spec).get_encoding(), spec.wanted)
         except JellyfinError:
             return updating(True)
         # Drift (someone changed an owned setting in the dashboard) is a change.
@@ -108,7 +107,7 @@ class JellyfinEncodingProvider(ResourceProvider):
         originals = dict(props.get("originals") or {})
         if not originals:
             return
-        client = _client(props)
+        client = _client(props, EncodingSpec.from_dict(props))
         try:
             plan = plan_restore(client.get_encoding(), originals, dict(props.get("applied") or {}))
             if plan.changed:
@@ -123,8 +122,9 @@ class JellyfinEncodingProvider(ResourceProvider):
         """Plan against the live document and POST once if anything differs.
         ``dropped``: keys set earlier that this configuration no longer owns;
         they go back to their originals."""
-        client = _client(props)
-        wanted = _wanted(props)
+        spec = EncodingSpec.from_dict(props)
+        client = _client(props, spec)
+        wanted = spec.wanted
         current = client.get_encoding()
         plan = plan_encoding(current, wanted)
         restore = plan_restore(plan.document, {key: originals[key] for key in dropped if key in originals}, dropped)

@@ -9,6 +9,7 @@ from components.cluster import advertised_resource
 from components.config import StackConfig
 from components.flux.objects import release_ref
 from components.options import child_options
+from components.readiness.gate import GateSpec
 from components.readiness.provider import GpuReadinessProvider
 
 POLL_SECONDS = 5.0
@@ -48,17 +49,14 @@ class GpuReadiness(pulumi.ComponentResource):
                 GpuReadinessProvider(),
                 f"{name}-gate",
                 {
-                    "nodeName": cfg.node_name,
-                    "gpus": len(cfg.gpus),
-                    "expectedGpus": cfg.advertised_gpus,
-                    "resource": advertised_resource(cfg),
-                    "configKey": cfg.config_key,
-                    "namespace": cfg.gpu_stack.namespace,
-                    # flux delivery: the node's GPUs come from this HelmRelease.
-                    "helmRelease": release_ref(cfg) if cfg.gpu_stack.delivery == "flux" else None,
-                    "timeoutSeconds": cfg.readiness.timeout_seconds,
-                    "pollSeconds": POLL_SECONDS,
-                    "maxPollSeconds": MAX_POLL_SECONDS,
+                    **GateSpec(
+                        node_name=cfg.node_name, gpus=len(cfg.gpus), expected_gpus=cfg.advertised_gpus,
+                        resource=advertised_resource(cfg), config_key=cfg.config_key, namespace=cfg.gpu_stack.namespace,
+                        # flux delivery: the node's GPUs come from this HelmRelease.
+                        helm_release=release_ref(cfg) if cfg.gpu_stack.delivery == "flux" else None,
+                        timeout_seconds=cfg.readiness.timeout_seconds, poll_seconds=POLL_SECONDS,
+                        max_poll_seconds=MAX_POLL_SECONDS,
+                    ).to_dict(),
                     # Secret end to end; the provider reads it per call, never keeps it.
                     "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
                     "allocatable": None,

@@ -4,8 +4,9 @@ wait around it (clock, sleep and progress injected)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from components.cluster import DEVICE_PLUGIN_CONFIG_LABEL as CONFIG_LABEL
 from components.cluster import GPU_RESOURCE
@@ -24,6 +25,48 @@ class Expectation:
     config_key: str  # the node's nvidia.com/device-plugin.config value
     namespace: str = "gpu-operator"
     resource: str = GPU_RESOURCE  # cluster.advertised_resource: nvidia.com/gpu or nvidia.com/gpu.shared
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The readiness gate's inputs, in the form its dynamic provider carries
+    (JSON, camelCase keys as stored in the state). The kubeconfig is not in
+    here: it travels next to the spec as a Pulumi secret."""
+
+    node_name: str
+    gpus: int
+    expected_gpus: int
+    resource: str
+    config_key: str
+    namespace: str
+    helm_release: Mapping[str, str] | None  # flux delivery: {namespace, name} of the HelmRelease
+    timeout_seconds: float
+    poll_seconds: float
+    max_poll_seconds: float
+
+    @property
+    def expectation(self) -> Expectation:
+        return Expectation(node_name=self.node_name, gpus=self.gpus, advertised=self.expected_gpus,
+                           config_key=self.config_key, namespace=self.namespace, resource=self.resource)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodeName": self.node_name, "gpus": self.gpus, "expectedGpus": self.expected_gpus,
+                "resource": self.resource, "configKey": self.config_key, "namespace": self.namespace,
+                "helmRelease": dict(self.helm_release) if self.helm_release else None,
+                "timeoutSeconds": self.timeout_seconds, "pollSeconds": self.poll_seconds,
+                "maxPollSeconds": self.max_poll_seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateSpec:
+        """Also reads a gate stored before ``resource`` (then nvidia.com/gpu)
+        or ``helmRelease`` existed."""
+        release = data.get("helmRelease") or None
+        return cls(node_name=str(data["nodeName"]), gpus=int(data["gpus"]), expected_gpus=int(data["expectedGpus"]),
+                   resource=str(data.get("resource") or GPU_RESOURCE), config_key=str(data.get("configKey", "")),
+                   namespace=str(data.get("namespace", "gpu-operator")),
+                   helm_release={"namespace": str(release["namespace"]), "name": str(release["name"])} if release else None,
+                   timeout_seconds=float(data["timeoutSeconds"]), poll_seconds=float(data["pollSeconds"]),
+                   max_poll_seconds=float(data["maxPollSeconds"]))
 
 
 @dataclass(frozen=True)

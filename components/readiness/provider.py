@@ -15,7 +15,7 @@ from components.dynamic import changed_keys, updating
 from components.facts.kubernetes import NodeInfo, parse_node
 from components.flux.status import release_check
 from components.kubectl import get_node
-from components.readiness.gate import Expectation, Readiness, wait_for_gpu
+from components.readiness.gate import GateSpec, Readiness, wait_for_gpu
 
 # Inputs that change what "ready" means; a change re-runs the wait.
 _GATING_INPUTS = ("nodeName", "gpus", "expectedGpus", "configKey", "resource", "helmRelease")
@@ -71,22 +71,16 @@ class GpuReadinessProvider(ResourceProvider):
         """A gate changes nothing in the cluster, so there is nothing to undo."""
 
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
-        want = Expectation(
-            node_name=props["nodeName"],
-            gpus=int(props["gpus"]),
-            advertised=int(props["expectedGpus"]),
-            config_key=str(props.get("configKey", "")),
-            namespace=str(props.get("namespace", "gpu-operator")),
-            resource=str(props.get("resource") or GPU_RESOURCE),
-        )
+        spec = GateSpec.from_dict(props)
+        want = spec.expectation
         kubeconfig = props.get("kubeconfig") or None
-        release = props.get("helmRelease") or None
+        release = spec.helm_release
         state: Readiness = wait_for_gpu(
             lambda: fetch_node(want.node_name, kubeconfig),
             want,
-            float(props["timeoutSeconds"]),
-            poll=float(props["pollSeconds"]),
-            max_poll=float(props["maxPollSeconds"]),
+            spec.timeout_seconds,
+            poll=spec.poll_seconds,
+            max_poll=spec.max_poll_seconds,
             **{key: value for key, value in (("clock", self.clock), ("sleep", self.sleep)) if value is not None},
             progress=self.progress or pulumi.log.info,
             release=release_check(release["namespace"], release["name"], kubeconfig) if release else None,
