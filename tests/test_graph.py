@@ -284,7 +284,7 @@ def _host_facts_mocks():
     from tools.mockengine import ProgramMocks
 
     def host_outputs(args):
-        if "private_key" not in args.inputs:
+        if "privateKey" not in args.inputs:
             return {}
         return {"iommu_groups": {"0000:3b:00.0": 27}, "subsystem_ids": {"0000:3b:00.0": "10de:12a2"},
                 "drivers": {"0000:3b:00.0": "vfio-pci"}, "rebooted": True}
@@ -304,7 +304,7 @@ def test_vm_waits_for_host_preparation_and_takes_its_iommu_group():
 
 def test_host_preparation_keeps_the_ssh_key_secret(homelab_run):
     (prep,) = _children(homelab_run, HOST_PREP)
-    assert is_secret(prep.inputs["private_key"]), prep.urn
+    assert is_secret(prep.inputs["privateKey"]), prep.urn
 
 
 def test_host_preparation_off_uses_configured_group(homelab):

@@ -279,7 +279,7 @@ def test_the_harness_reports_a_provider_that_changes_things_in_preview(world: Wo
 
     target = world.sim.target
     props = {"url": world.jellyfin.url, "api_key": API_KEY, "host": target.host, "port": target.port, "user": target.user,
-             "private_key": target.private_key, "host_key": target.host_key, "root": world.sim.root}
+             "privateKey": target.private_key, "hostKey": target.host_key, "root": world.sim.root}
     host_before, boot_before = world.sim.host.snapshot(""), world.sim.host.boot_id()
     results, _ = world.drive([{"urn": "urn:pulumi:test::proxmox-talos-gpu::unsafe::it", "provider": serialize_provider(ChangesThingsInPreview()),
                                "props": props}])

@@ -88,7 +88,7 @@ def test_rendered_owned_keys_of_an_existing_vm_match_what_the_program_writes():
     (slots,) = [reg for reg in run_main(raw).registrations if reg.name.endswith("-gpu-slots")]
     spec = reveal(slots.inputs)["spec"]
     assert rendered["owned_keys"] == {"hostpci0": "mapping=moody-good-gpu0,pcie=1", "balloon": "0"}, rendered
-    assert (rendered["vm_id"], rendered["node"]) == (spec["vm_id"], spec["node"]) == (1105, "pve5"), slots.urn
+    assert (rendered["vm_id"], rendered["node"]) == (spec["vmId"], spec["node"]) == (1105, "pve5"), slots.urn
 
 
 def test_rendered_node_label_matches_the_registered_patch(homelab_render, homelab_run):
@@ -158,10 +158,10 @@ def test_rendered_jellyfin_settings_are_what_the_resource_applies(homelab_run):
 
 
 def test_rendered_host_plan_comes_from_the_inputs_the_program_registers(homelab_render, homelab_run):
-    from components.hostprep.inputs import inputs_from_config
+    from components.hostprep.spec import host_prep_spec
 
     (prep,) = [reg for reg in homelab_run.registrations if reg.name.endswith("-vfio")]
-    inputs = inputs_from_config(parse_stack_config(stack_file_config())).to_dict()
+    inputs = host_prep_spec(parse_stack_config(stack_file_config()), "proxmox-talos-gpu/test").to_dict()
     # Pulumi drops None values on the wire.
     assert reveal(prep.inputs["gpus"]) == [{key: value for key, value in gpu.items() if value is not None} for gpu in inputs["gpus"]], prep.urn
     assert prep.inputs["owner"] == "proxmox-talos-gpu/test", prep.urn

@@ -32,7 +32,7 @@ class ChangesThingsInPreview(ResourceProvider):
         from components.ssh.connect import SshTarget
         from components.ssh.transport import SshTransport
 
-        target = SshTarget(news["host"], int(news["port"]), news["user"], news["private_key"], news["host_key"])
+        target = SshTarget(news["host"], int(news["port"]), news["user"], news["privateKey"], news["hostKey"])
         with SshTransport.connect(target, timeout=5) as transport:
             transport.run("pvesh get /cluster/resources --type vm --output-format json")  # a read, not a change
             transport.run(f"echo touched > {news['root']}/etc/modules")

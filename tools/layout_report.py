@@ -100,6 +100,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.hostprep.verify",
         "components.hostprep.undo",
         "components.hostprep.spec",
+        "components.vm.inputs",
         "components.hostprep.facts_boot",
         "components.hostprep.facts_pci",
         "components.hostprep.facts_guests",

@@ -31,7 +31,7 @@ def provider_props(cfg: StackConfig, ssh_private_key: pulumi.Input[str], owner: 
     the kubeconfig as secrets)."""
     return {
         **host_prep_spec(cfg, owner).to_dict(),
-        "private_key": pulumi.Output.secret(ssh_private_key),
+        "privateKey": pulumi.Output.secret(ssh_private_key),
         "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     }
 
@@ -63,7 +63,7 @@ class HostVfioPrep(pulumi.ComponentResource):
             owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
             self.prep = HostPrepResource(
                 f"{name}-vfio", provider_props(cfg, ssh_private_key, owner, kubeconfig),
-                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key", "kubeconfig"]),
+                pulumi.ResourceOptions(parent=self, additional_secret_outputs=["privateKey", "kubeconfig"]),
             )
             self.iommu_groups = self.prep.iommu_groups
             self.subsystem_ids = self.prep.subsystem_ids

@@ -15,7 +15,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.dynamic import changed_keys, outputs, replacing, undecided
 from components.hostprep.facts import FactsError
 from components.hostprep.inputs import PlanError
-from components.hostprep.spec import SPEC_KEYS, HostPrepSpec
+from components.hostprep.spec import SPEC_KEYS, HostPrepSpec, canonical, get_key
 from components.log import logger
 from components.unknowns import UNKNOWN, known
 
@@ -36,10 +36,10 @@ def _engine(props: dict[str, Any]):
     from components.ssh.transport import SshTransport
 
     spec = HostPrepSpec.from_dict(props)
-    target = SshTarget(host=spec.host, port=spec.port, user=spec.user, private_key=props["private_key"], host_key=spec.host_key)
+    target = SshTarget(host=spec.host, port=spec.port, user=spec.user, private_key=get_key(props, "privateKey"), host_key=spec.host_key)
     options = EngineOptions(root=spec.root, reboot_timeout=spec.reboot_timeout_seconds, command_timeout=spec.command_timeout_seconds,
                             drain_timeout=spec.drain_timeout_seconds, guest_timeout=spec.guest_timeout_seconds,
-                            kubeconfig=props.get("kubeconfig") or None, progress=_say)
+                            kubeconfig=get_key(props, "kubeconfig") or None, progress=_say)
 
     def connect(timeout: float) -> SshTransport:
         return SshTransport.connect(target, timeout=timeout)
@@ -47,35 +47,37 @@ def _engine(props: dict[str, Any]):
     return HostPrepEngine(connect, spec.inputs, spec.owner, options)
 
 
-def validate(props: dict[str, Any]) -> list[CheckFailure]:
-    """Shape checks that need no host; unknown (preview) values are skipped."""
+def validate(inputs: dict[str, Any]) -> list[CheckFailure]:
+    """Shape checks that need no host; unknown (preview) values are skipped.
+    Keys in either style (components/hostprep/spec.py); failures name the camelCase one."""
     from components.ssh.errors import TransportError  # lazy, as in _engine: paramiko
     from components.ssh.keys import load_private_key, parse_host_key_pin
 
+    props = {**canonical(inputs), "privateKey": get_key(inputs, "privateKey")}
     failures = []
-    for key in ("host", "user", "owner", "host_key", "private_key"):
+    for key in ("host", "user", "owner", "hostKey", "privateKey"):
         value = props.get(key)
         if value != UNKNOWN and (not isinstance(value, str) or not value.strip()):
             failures.append(CheckFailure(key, f"{key} is required (a non-empty string)"))
     port = props.get("port")
     if port != UNKNOWN and not (isinstance(port, int | float) and 1 <= int(port) <= 65535):
         failures.append(CheckFailure("port", f"port {port!r} must be 1-65535"))
-    if isinstance(props.get("host_key"), str) and props["host_key"] != UNKNOWN and props["host_key"].strip():
+    if isinstance(props.get("hostKey"), str) and props["hostKey"] != UNKNOWN and props["hostKey"].strip():
         try:
-            parse_host_key_pin(props["host_key"])
+            parse_host_key_pin(props["hostKey"])
         except ValueError as error:
-            failures.append(CheckFailure("host_key", str(error)))
-    if isinstance(props.get("private_key"), str) and props["private_key"] != UNKNOWN and props["private_key"].strip():
+            failures.append(CheckFailure("hostKey", str(error)))
+    if isinstance(props.get("privateKey"), str) and props["privateKey"] != UNKNOWN and props["privateKey"].strip():
         try:
-            load_private_key(props["private_key"])
+            load_private_key(props["privateKey"])
         except TransportError as error:
-            failures.append(CheckFailure("private_key", str(error)))  # the message never contains the key
+            failures.append(CheckFailure("privateKey", str(error)))  # the message never contains the key
     gpus = props.get("gpus")
     if gpus != UNKNOWN and (not isinstance(gpus, list) or not gpus or not all(isinstance(g, dict) and g.get("address") for g in gpus)):
         failures.append(CheckFailure("gpus", "gpus must be a non-empty list of {address, id, ...}"))
-    if props.get("intel_iommu", "auto") not in ("auto", "on", UNKNOWN):
-        failures.append(CheckFailure("intel_iommu", f"intel_iommu {props.get('intel_iommu')!r} must be auto or on"))
-    for key, allowed in (("running_guests", ("refuse", "stop")), ("hand_edits", ("refuse", "overwrite"))):
+    if props.get("intelIommu", "auto") not in ("auto", "on", UNKNOWN):
+        failures.append(CheckFailure("intelIommu", f"intelIommu {props.get('intelIommu')!r} must be auto or on"))
+    for key, allowed in (("runningGuests", ("refuse", "stop")), ("handEdits", ("refuse", "overwrite"))):
         if props.get(key) not in (None, UNKNOWN, *allowed):
             failures.append(CheckFailure(key, f"{key} {props.get(key)!r} must be one of {', '.join(allowed)}"))
     return failures
@@ -102,7 +104,7 @@ class HostPrepProvider(ResourceProvider):
         try:
             _, plan = _engine(props).plan()
         except HostKeyError as error:
-            return [CheckFailure("host_key", str(error))]
+            return [CheckFailure("hostKey", str(error))]
         except TransportError as error:
             _say(f"could not read the host to preview its changes ({error}); `up` will try again")
             return []
@@ -116,8 +118,10 @@ class HostPrepProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         from components.ssh.errors import HostKeyError, TransportError  # lazy, as in _engine: paramiko
 
-        replaces = changed_keys(olds, news, _REPLACE_KEYS)
-        changed = changed_keys(olds, news, _UPDATE_KEYS) + replaces
+        # What the keys mean, in either style: state from earlier versions holds snake_case keys.
+        stored, wanted = canonical(olds), canonical(news)
+        replaces = changed_keys(stored, wanted, _REPLACE_KEYS)
+        changed = changed_keys(stored, wanted, _UPDATE_KEYS) + replaces
         if replaces:
             return replacing(replaces)
         if not known(news):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from components.pci import pci_device
+from components.vm.inputs import canonical_spec
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -102,13 +103,15 @@ class AdoptSpec:
     check_mappings: bool = True  # the CLI checks that the mappings exist; under Pulumi they are created first
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "vm_id": self.vm_id, "name": self.name, "check_mappings": self.check_mappings,
+        return {"node": self.node, "vmId": self.vm_id, "name": self.name, "checkMappings": self.check_mappings,
                 "slots": [{"index": s.index, "slot": s.slot, "mapping": s.mapping, "path": s.path, "pcie": s.pcie,
                            "rombar": s.rombar, "xvga": s.xvga} for s in self.slots]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AdoptSpec:
-        return cls(node=data["node"], vm_id=int(data["vm_id"]), name=data["name"], check_mappings=bool(data.get("check_mappings", True)),
+    def from_dict(cls, raw: dict[str, Any]) -> AdoptSpec:
+        """The spec from the inputs or the state, in either key style (components/vm/inputs.py)."""
+        data = canonical_spec(raw)
+        return cls(node=data["node"], vm_id=int(data["vmId"]), name=data["name"], check_mappings=bool(data["checkMappings"]),
                    slots=tuple(SlotSpec(index=int(s["index"]), slot=s["slot"], mapping=s.get("mapping"), path=s["path"],
                                         pcie=bool(s["pcie"]), rombar=bool(s["rombar"]), xvga=bool(s["xvga"])) for s in data["slots"]))
 

@@ -50,15 +50,15 @@ def adopt_props(cfg: StackConfig, *, api_token: pulumi.Input[str] | None, passwo
     return {
         "endpoint": cfg.proxmox.endpoint,
         "insecure": cfg.proxmox.insecure,
-        "api_token": pulumi.Output.secret(api_token) if token_auth and api_token is not None else None,
+        "apiToken": pulumi.Output.secret(api_token) if token_auth and api_token is not None else None,
         "username": None if token_auth else cfg.proxmox.username,
         "password": pulumi.Output.secret(password) if not token_auth and password is not None else None,
         # The mappings are created first (depends_on), so their existence is not checked at preview.
         "spec": spec_from_config(cfg, check_mappings=False).to_dict(),
         "restart": vm.restart,
-        "restart_timeout_seconds": vm.restart_timeout_seconds,
-        "drain_timeout_seconds": vm.drain_timeout_seconds,
-        "node_name": cfg.node_name,
+        "restartTimeoutSeconds": vm.restart_timeout_seconds,
+        "drainTimeoutSeconds": vm.drain_timeout_seconds,
+        "nodeName": cfg.node_name,
         "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     }
 
@@ -101,7 +101,7 @@ class GpuVm(pulumi.ComponentResource):
         if cfg.vm.source == "existing":
             self.vm = VmAdoptResource(
                 f"{name}-gpu-slots", adopt_props(cfg, api_token=api_token, password=password, kubeconfig=kubeconfig),
-                child_options(self, opts, depends_on=mappings, additional_secret_outputs=["api_token", "password", "kubeconfig"]),
+                child_options(self, opts, depends_on=mappings, additional_secret_outputs=["apiToken", "password", "kubeconfig"]),
             )
         else:
             args = vm_args(cfg)

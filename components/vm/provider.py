@@ -21,26 +21,29 @@ from components.unknowns import UNKNOWN, known
 from components.vm.adopt import AdoptSpec
 from components.vm.api import ApiTarget, ProxmoxApiError, ProxmoxUnreachable, connect
 from components.vm.engine import AdoptEngine
+from components.vm.inputs import canonical
 from components.vm.restart import RestartOptions
 
 OUTPUT_KEYS = ("previous", "written", "restarted", "pending")
 _REPLACE_KEYS = ("endpoint",)
-_UPDATE_KEYS = ("spec", "restart", "restart_timeout_seconds", "drain_timeout_seconds", "node_name", "insecure")
+_UPDATE_KEYS = ("spec", "restart", "restartTimeoutSeconds", "drainTimeoutSeconds", "nodeName", "insecure")
 
 
 _say = logger("gpu-vm")
 
 
-def _engine(props: dict[str, Any]):
-    target = ApiTarget(endpoint=props["endpoint"], insecure=bool(props.get("insecure")), api_token=props.get("api_token") or None,
-                       username=props.get("username") or None, password=props.get("password") or None)
-    options = RestartOptions(node_name=props.get("node_name") or None, kubeconfig=props.get("kubeconfig") or None,
-                             drain_timeout=float(props.get("drain_timeout_seconds") or 300),
-                             timeout=float(props.get("restart_timeout_seconds") or 900), progress=_say)
-    return AdoptEngine(lambda: connect(target), AdoptSpec.from_dict(props["spec"]), props.get("restart", "drained"), options)
+def _engine(inputs: dict[str, Any]):
+    props = canonical(inputs)  # either key style: state from earlier versions holds snake_case keys
+    target = ApiTarget(endpoint=props["endpoint"], insecure=bool(props["insecure"]), api_token=props["apiToken"] or None,
+                       username=props["username"] or None, password=props["password"] or None)
+    options = RestartOptions(node_name=props["nodeName"] or None, kubeconfig=props["kubeconfig"] or None,
+                             drain_timeout=float(props["drainTimeoutSeconds"] or 300),
+                             timeout=float(props["restartTimeoutSeconds"] or 900), progress=_say)
+    return AdoptEngine(lambda: connect(target), AdoptSpec.from_dict(props["spec"]), inputs.get("restart", "drained"), options)
 
 
-def validate(props: dict[str, Any]) -> list[CheckFailure]:
+def validate(inputs: dict[str, Any]) -> list[CheckFailure]:
+    props = canonical(inputs)
     failures = []
     endpoint = props.get("endpoint")
     if endpoint != UNKNOWN and (not isinstance(endpoint, str) or not endpoint.startswith("https://")):
@@ -50,8 +53,8 @@ def validate(props: dict[str, Any]) -> list[CheckFailure]:
     spec = props.get("spec")
     if spec != UNKNOWN and (not isinstance(spec, dict) or not spec.get("slots")):
         failures.append(CheckFailure("spec", "spec must name the VM and at least one GPU slot"))
-    if not (props.get("api_token") or (props.get("username") and props.get("password"))):
-        failures.append(CheckFailure("api_token", "Proxmox credentials are required: proxmoxApiToken, or proxmox.username with proxmoxPassword"))
+    if not (props.get("apiToken") or (props.get("username") and props.get("password"))):
+        failures.append(CheckFailure("apiToken", "Proxmox credentials are required: proxmoxApiToken, or proxmox.username with proxmoxPassword"))
     return failures
 
 
@@ -84,12 +87,15 @@ class VmAdoptProvider(ResourceProvider):
         return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = changed_keys(olds, news, _REPLACE_KEYS)
-        if olds.get("spec", {}).get("vm_id") != news.get("spec", {}).get("vm_id") or olds.get("spec", {}).get("node") != news.get("spec", {}).get("node"):
+        # What the keys mean, in either style: state from earlier versions holds snake_case keys.
+        stored, wanted = canonical(olds), canonical(news)
+        replaces = changed_keys(stored, wanted, _REPLACE_KEYS)
+        old_spec, new_spec = stored["spec"] or {}, wanted["spec"] or {}
+        if new_spec != UNKNOWN and (old_spec.get("vmId") != new_spec.get("vmId") or old_spec.get("node") != new_spec.get("node")):
             replaces.append("spec")
         if replaces:
             return replacing(replaces)
-        changed = changed_keys(olds, news, _UPDATE_KEYS)
+        changed = changed_keys(stored, wanted, _UPDATE_KEYS)
         if not known(news):
             return undecided(changed)
         engine = _engine(news)

@@ -55,22 +55,22 @@ def test_component_registers_one_parented_dynamic_resource_with_config_inputs(ho
     assert (inputs["host"], inputs["port"], inputs["user"]) == ("pve5.lan", 22, "root")
     assert inputs["owner"] == "proxmox-talos-gpu/homelab"
     # None is not serialized: an unset gpus[].iommuGroup simply is not sent.
-    assert inputs["gpus"] == [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystem_id": "10de:12a2", "index": 0}]
-    assert inputs["host_key"].startswith("SHA256:") and inputs["allow_reboot"] is True and inputs["reboot_on_destroy"] is False
+    assert inputs["gpus"] == [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "index": 0}]
+    assert inputs["hostKey"].startswith("SHA256:") and inputs["allowReboot"] is True and inputs["rebootOnDestroy"] is False
     assert "root" not in inputs  # the test-only root prefix never comes from config
 
 
 def test_private_key_stays_secret_in_inputs_and_state(homelab, monkeypatch):
     result, requests = run(homelab, monkeypatch=monkeypatch)
     prep = result.one(DYNAMIC)
-    assert is_secret(prep.inputs["private_key"]), prep.urn
-    assert reveal(prep.inputs["private_key"]) == KEY
+    assert is_secret(prep.inputs["privateKey"]), prep.urn
+    assert reveal(prep.inputs["privateKey"]) == KEY
     assert is_secret(prep.inputs["__provider"])  # the pickled provider too
     request = next(r for r in requests if r.type == DYNAMIC)
-    assert "private_key" in request.additionalSecretOutputs
+    assert "privateKey" in request.additionalSecretOutputs
     for reg in result.registrations:
         for key, value in reg.inputs.items():
-            if key != "private_key" and not is_secret(value):
+            if key != "privateKey" and not is_secret(value):
                 assert "OPENSSH PRIVATE KEY" not in str(value), f"{reg.urn}.{key}"
 
 
@@ -111,6 +111,6 @@ def test_kubeconfig_for_the_drain_is_a_secret_input_and_output(homelab):
     prep = result.one(DYNAMIC)
     assert is_secret(prep.inputs["kubeconfig"]) and reveal(prep.inputs["kubeconfig"]).startswith("apiVersion: v1"), prep.urn
     inputs = reveal(prep.inputs)
-    assert (inputs["running_guests"], inputs["own_vmids"], inputs["node_name"], inputs["hand_edits"]) == ("stop", [1105], "moody-good", "refuse")
-    assert (inputs["command_timeout_seconds"], inputs["drain_timeout_seconds"], inputs["guest_timeout_seconds"]) == (900, 300, 600)
-    assert {"kubeconfig", "private_key"} <= set(prep.additional_secret_outputs)
+    assert (inputs["runningGuests"], inputs["ownVmids"], inputs["nodeName"], inputs["handEdits"]) == ("stop", [1105], "moody-good", "refuse")
+    assert (inputs["commandTimeoutSeconds"], inputs["drainTimeoutSeconds"], inputs["guestTimeoutSeconds"]) == (900, 300, 600)
+    assert {"kubeconfig", "privateKey"} <= set(prep.additional_secret_outputs)

@@ -35,7 +35,7 @@ props = request["props"]
 out = {"class": f"{type(provider).__module__}.{type(provider).__name__}"}
 check = provider.check({}, props)
 out["check_failures"] = [(f.property, f.reason) for f in check.failures]
-bad = provider.check({}, {**props, "host_key": "not a key", "gpus": []})
+bad = provider.check({}, {**props, "hostKey": "not a key", "gpus": []})
 out["bad_check"] = sorted(f.property for f in bad.failures)
 created = provider.create(check.inputs)
 out["id"] = created.id
@@ -77,7 +77,7 @@ def test_provider_round_trips_through_dill_and_prepares_then_undoes_the_host(mak
     out = json.loads(done.stdout)
     assert out["class"] == "components.hostprep.provider.HostPrepProvider"
     assert out["check_failures"] == []
-    assert out["bad_check"] == ["gpus", "host_key"]
+    assert out["bad_check"] == ["gpus", "hostKey"]
     assert out["outs"] == {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommu_groups": {"0000:3b:00.0": 30},
                            "subsystem_ids": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
     assert out["diff_after_create"] is False  # converged: nothing to update

@@ -19,8 +19,8 @@ def test_the_spec_from_config_round_trips_through_its_dict(homelab):
     assert HostPrepSpec.from_dict(data) == spec
     assert list(data) == [key for key in SPEC_KEYS if key != "root"]  # root is test-only: sent only when set
     assert not set(data) & set(SECRET_KEYS)
-    assert (data["running_guests"], data["hand_edits"], data["reboot_timeout_seconds"], data["own_vmids"]) == ("stop", "overwrite", 900, [1105])
-    assert data["gpus"] == [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystem_id": "10de:12a2", "iommu_group": None, "index": 0}]
+    assert (data["runningGuests"], data["handEdits"], data["rebootTimeoutSeconds"], data["ownVmids"]) == ("stop", "overwrite", 900, [1105])
+    assert data["gpus"] == [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystemId": "10de:12a2", "iommuGroup": None, "index": 0}]
 
 
 def test_diff_compares_every_key_of_the_spec_but_the_replacing_ones():

@@ -32,7 +32,7 @@ created = provider.create(check.inputs)
 out["id"] = created.id
 out["outs"] = {k: created.outs[k] for k in ("previous", "written", "restarted", "pending")}
 out["diff_after_create"] = provider.diff(created.id, created.outs, props).changes
-out["diff_other_vm"] = provider.diff(created.id, created.outs, {**props, "spec": {**props["spec"], "vm_id": 1200}}).replaces
+out["diff_other_vm"] = provider.diff(created.id, created.outs, {**props, "spec": {**props["spec"], "vmId": 1200}}).replaces
 provider.delete(created.id, created.outs)
 print(json.dumps(out))
 """
@@ -52,10 +52,10 @@ def _registration(endpoint: str) -> tuple[str, dict[str, Any], Any]:
 def test_the_component_adopts_the_vm_with_the_credentials_as_secrets(pve) -> None:
     _, server = pve
     _, props, reg = _registration(server.endpoint)
-    assert is_secret(reg.inputs["api_token"]) and is_secret(reg.inputs["kubeconfig"]), reg.urn
+    assert is_secret(reg.inputs["apiToken"]) and is_secret(reg.inputs["kubeconfig"]), reg.urn
     assert props["spec"]["slots"] == [{"index": 0, "slot": "hostpci0", "mapping": "moody-good-gpu0", "path": "0000:3b:00.0",
                                        "pcie": True, "rombar": True, "xvga": False}], reg.urn
-    assert props["restart"] == "drained" and props["node_name"] == "moody-good" and props["spec"]["check_mappings"] is False
+    assert props["restart"] == "drained" and props["nodeName"] == "moody-good" and props["spec"]["checkMappings"] is False
 
 
 def test_provider_round_trips_through_dill_previews_without_writing_then_adopts_and_undoes(pve, kube) -> None:
