@@ -10,6 +10,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from tools.layout_report import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 OWN = {"components", "tools", "benchmarks", "tests"}
 
@@ -20,7 +22,7 @@ def _imported_top_levels() -> dict[str, str]:
     files = [ROOT / "__main__.py", *sorted((ROOT / "components").rglob("*.py")), *sorted((ROOT / "tools").rglob("*.py")),
              *sorted((ROOT / "benchmarks").rglob("*.py"))]
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse(path)):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
             for name in names:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import fnmatch
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,9 +187,24 @@ def _import_nodes(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
         stack.extend(ast.iter_child_nodes(node))
 
 
+def parse(path: Path) -> ast.Module:
+    """``ast.parse`` with the garbage collector held off. On CPython 3.11.7,
+    parsing in a test process after a mock-engine run (which leaves asyncio
+    futures and worker threads behind) failed with "SystemError: AST
+    constructor recursion depth mismatch" (the error of python/cpython#106905);
+    with no collection in the middle of building the tree it does not."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(), filename=str(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def imports_of(module: Module, known: dict[str, Module]) -> dict[str, int]:
     """The project modules ``module`` imports, each with the first line."""
-    tree = ast.parse(module.path.read_text(), filename=str(module.path))
+    tree = parse(module.path)
     package = module.name if module.path.name == "__init__.py" else module.name.rpartition(".")[0]
     found: dict[str, int] = {}
 
