@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
              "child resource options, the bounded wait, Proxmox limits, chip names, the config issue type", (
         "components.dynamic",
         "components.log",
-        "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.options", "components.wait", "components.proxmox_limits",
+        "components.cli", "components.kubectl", "components.masking", "components.unknowns", "components.renamed_keys", "components.options", "components.wait", "components.proxmox_limits",
         "components.gpu_chips", "components.config_issues", "components.semver", "components.pci",
         "components.talos.talosctl",
         "components.ssh",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from components.hostprep.inputs import GpuSpec, HostPrepInputs, inputs_from_config
+from components.renamed_keys import get_key as renamed_key
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -50,9 +51,7 @@ DEFAULTS: dict[str, Any] = {
 def get_key(data: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """``key`` of the inputs or the state, under its camelCase name or the
     snake_case one earlier versions stored."""
-    if key in data:
-        return data[key]
-    return data.get(OLD_KEYS.get(key, key), default)
+    return renamed_key(data, key, OLD_KEYS, default)
 
 
 def _gpu(gpu: Any) -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from components.renamed_keys import get_key as renamed_key
+
 # Each key as earlier versions stored it (only the keys whose spelling changed).
 OLD_KEYS = {
     "apiToken": "api_token", "restartTimeoutSeconds": "restart_timeout_seconds",
@@ -25,9 +27,7 @@ _SPEC_DEFAULTS = {"checkMappings": True}
 def get_key(data: Mapping[str, Any], key: str, default: Any = None, old: Mapping[str, str] = OLD_KEYS) -> Any:
     """``key`` of the inputs or the state, under its camelCase name or the
     snake_case one earlier versions stored."""
-    if key in data:
-        return data[key]
-    return data.get(old.get(key, key), default)
+    return renamed_key(data, key, old, default)
 
 
 def canonical_spec(spec: Any) -> Any:
