@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -42,25 +42,6 @@ class HostPrepInputs:
     own_vmids: tuple[int, ...] = ()  # this stack's VM(s): a reboot may stop them (after draining the node)
     node_name: str | None = None  # this stack's Kubernetes node, drained before a reboot stops its VM
     hand_edits: str = "refuse"  # "refuse" | "overwrite": lines added by hand to files this program wrote
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gpus": [{"address": g.address, "id": g.id, "subsystem_id": g.subsystem_id, "iommu_group": g.iommu_group, "index": g.index} for g in self.gpus],
-            "intel_iommu": self.intel_iommu, "iommu_passthrough": self.iommu_passthrough,
-            "allow_reboot": self.allow_reboot, "reboot_on_destroy": self.reboot_on_destroy,
-            "running_guests": self.running_guests, "own_vmids": list(self.own_vmids), "node_name": self.node_name,
-            "hand_edits": self.hand_edits,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HostPrepInputs:
-        gpus = tuple(GpuSpec(address=g["address"], id=g.get("id"), subsystem_id=g.get("subsystem_id"),
-                             iommu_group=None if g.get("iommu_group") is None else int(g["iommu_group"]),
-                             index=None if g.get("index") is None else int(g["index"])) for g in data["gpus"])
-        return cls(gpus=gpus, intel_iommu=data.get("intel_iommu", "auto"), iommu_passthrough=bool(data.get("iommu_passthrough", True)),
-                   allow_reboot=bool(data.get("allow_reboot", True)), reboot_on_destroy=bool(data.get("reboot_on_destroy")),
-                   running_guests=data.get("running_guests") or "refuse", own_vmids=tuple(int(v) for v in data.get("own_vmids") or ()),
-                   node_name=data.get("node_name") or None, hand_edits=data.get("hand_edits") or "refuse")
 
 
 def inputs_from_config(cfg: StackConfig) -> HostPrepInputs:

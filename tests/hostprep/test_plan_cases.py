@@ -1114,24 +1114,6 @@ def test_inputs_from_config_carry_every_host_key_and_gpu():
         own_vmids=(1105,), node_name="moody-good", hand_edits="overwrite")
 
 
-def test_inputs_round_trip_through_the_providers_state():
-    inputs = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", 30, 0), GpuSpec("0000:af:00.0")), intel_iommu="on",
-                            iommu_passthrough=False, allow_reboot=False, reboot_on_destroy=True, running_guests="stop", own_vmids=(1105, 1106),
-                            node_name="moody-good", hand_edits="overwrite")
-    state = inputs.to_dict()
-    assert state == {
-        "gpus": [{"address": "0000:3b:00.0", "id": "10de:1eb8", "subsystem_id": "10de:12a2", "iommu_group": 30, "index": 0},
-                 {"address": "0000:af:00.0", "id": None, "subsystem_id": None, "iommu_group": None, "index": None}],
-        "intel_iommu": "on", "iommu_passthrough": False, "allow_reboot": False, "reboot_on_destroy": True, "running_guests": "stop",
-        "own_vmids": [1105, 1106], "node_name": "moody-good", "hand_edits": "overwrite"}
-    assert HostPrepInputs.from_dict(state) == inputs
-    assert HostPrepInputs.from_dict({"gpus": [{"address": "0000:3b:00.0", "iommu_group": "30", "index": "2"}]}) == HostPrepInputs(
-        gpus=(GpuSpec("0000:3b:00.0", None, None, 30, 2),)), "state written by an older version: every default"
-    assert HostPrepInputs.from_dict({"gpus": [], "running_guests": None, "own_vmids": None, "node_name": "", "hand_edits": None,
-                                     "allow_reboot": 0, "iommu_passthrough": 1}) == HostPrepInputs(gpus=(), allow_reboot=False)
-
-
-
 @pytest.mark.parametrize(("added", "shown"), [
     ([f"blacklist extra{i}" for i in range(8)], "; ".join(f"`+blacklist extra{i}`" for i in range(8))),
     ([f"blacklist extra{i}" for i in range(9)], "; ".join(f"`+blacklist extra{i}`" for i in range(8)) + " and 1 more"),

@@ -52,3 +52,12 @@ def test_the_provider_builds_its_engine_from_old_state():
     engine = _engine(dict(OLD_STATE))
     assert (engine.owner, engine.inputs) == (OWNER, HostPrepSpec.from_dict(OLD_STATE).inputs)
     assert (engine.options.command_timeout, engine.options.drain_timeout, engine.options.root) == (900.0, 300.0, "/")
+
+
+def test_values_are_read_as_the_state_holds_them():
+    where = {"host": "pve5.lan", "port": 22, "user": "root", "hostKey": "SHA256:" + "B" * 43, "owner": OWNER}
+    spec = HostPrepSpec.from_dict({**where, "gpus": [{"address": "0000:3b:00.0", "iommuGroup": "30", "index": "2"}]})
+    assert spec.inputs == HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", None, None, 30, 2),)), "every other key: its default"
+    spec = HostPrepSpec.from_dict({**where, "gpus": [], "runningGuests": None, "ownVmids": None, "nodeName": "", "handEdits": None,
+                                   "allowReboot": 0, "iommuPassthrough": 1})
+    assert spec.inputs == HostPrepInputs(gpus=(), allow_reboot=False)
