@@ -1,7 +1,7 @@
-"""Provider input keys read under their current name or the one earlier
-versions stored: the Pulumi state of a stack deployed before a key was
-renamed still holds the old spelling, and a provider must read it the same
-(host prep's and the VM adopt provider's snake_case keys became camelCase)."""
+"""Provider keys read under their current name or the one earlier versions
+stored: the Pulumi state of a stack deployed before a key was renamed still
+holds the old spelling, and a provider must read it the same (the snake_case
+keys of host prep, the VM adopt provider and Jellyfin became camelCase)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,15 @@ def get_key(data: Mapping[str, Any], key: str, old_names: Mapping[str, str], def
     if key in data:
         return data[key]
     return data.get(old_names.get(key, key), default)
+
+
+def old_names_held(data: Mapping[str, Any], old_names: Mapping[str, str]) -> list[str]:
+    """The old spellings ``data`` holds in place of the current ones, sorted.
+
+    For renamed *outputs*: when ``diff`` reports no change the engine keeps
+    the old outputs as they are (pulumi/pulumi pkg/resource/deploy/step.go,
+    ``SameStep.Apply``: "Retain the ID and outputs"), so an output read under
+    its new name would stay empty until something else changed. A provider
+    whose state still holds old output names reports an update, which writes
+    them anew."""
+    return sorted(old for new, old in old_names.items() if old in data and new not in data)

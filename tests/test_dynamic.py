@@ -86,3 +86,14 @@ def test_a_warning_logger_writes_at_the_warning_level(capsys, monkeypatch):
 def test_an_unknown_log_level_is_refused_naming_the_levels():
     with pytest.raises(ValueError, match=r"^log level 'debug': use one of info, warn$"):
         logger("gpu-vm", "debug")
+
+
+def test_old_names_held_lists_only_old_spellings_without_their_new_name():
+    from components.renamed_keys import get_key, old_names_held
+
+    old_names = {"iommuGroups": "iommu_groups", "subsystemIds": "subsystem_ids", "apiKey": "api_key"}
+    state = {"iommu_groups": {"3b:00.0": 31}, "subsystemIds": {}, "subsystem_ids": {}, "drivers": {}}
+    assert old_names_held(state, old_names) == ["iommu_groups"]
+    assert old_names_held({"iommuGroups": {}}, old_names) == []
+    assert get_key(state, "iommuGroups", old_names) == {"3b:00.0": 31}
+    assert get_key(state, "apiKey", old_names, "none") == "none"
