@@ -14,7 +14,10 @@ from components.facts.gpu_ready import gpu_advertisement
 from components.facts.kubernetes import PRODUCT_LABEL, NodeInfo
 from components.facts.parsing import ParseError
 from components.kubectl import KubectlError
+from components.log import logger
 from components.wait import wait_until
+
+_say = logger("gpu-readiness")
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,13 @@ Layer = Callable[[], Readiness | None]
 
 def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float = 5.0, max_poll: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 progress: Callable[[str], None] = print, release: Layer | None = None) -> Readiness:
+                 progress: Callable[[str], None] | None = None, release: Layer | None = None) -> Readiness:
     """Poll ``fetch`` until :func:`evaluate` says ready, backing off from
     ``poll`` to at most ``max_poll`` seconds; raise GateError after ``timeout``.
     With ``release``, a registered node also waits for that layer first.
-    A missing kubectl fails at once; an unreachable API server is waited out."""
+    A missing kubectl fails at once; an unreachable API server is waited out.
+    ``progress`` gets each line (default: the ``[gpu-readiness]`` logger)."""
+    progress = progress or _say
 
     def probe() -> Readiness:
         try:
@@ -143,7 +148,7 @@ def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float
 
     def describe(state: Readiness, _waited: float, remaining: float) -> None:
         if remaining > 0:
-            progress(f"GPU readiness: waiting ({state.layer}): {state.message}; {remaining:.0f} s left")
+            progress(f"waiting ({state.layer}): {state.message}; {remaining:.0f} s left")
 
     outcome = wait_until(probe, lambda state: state.ready, timeout=timeout, interval=max(poll, 0.0), max_interval=max_poll,
                          clock=clock, sleep=sleep, describe=describe)
@@ -153,5 +158,5 @@ def wait_for_gpu(fetch: Fetch, want: Expectation, timeout: float, *, poll: float
             f"GPU readiness gate: node {want.node_name} not ready after {timeout:g} s (attempt {outcome.attempts}). "
             f"Missing layer: {state.layer}. {state.message}"
         )
-    progress(f"GPU readiness: {state.message}")
+    progress(state.message)
     return state

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 from components.cluster import GPU_RESOURCE
@@ -82,7 +81,7 @@ class GpuReadinessProvider(ResourceProvider):
             poll=spec.poll_seconds,
             max_poll=spec.max_poll_seconds,
             **{key: value for key, value in (("clock", self.clock), ("sleep", self.sleep)) if value is not None},
-            progress=self.progress or pulumi.log.info,
+            progress=self.progress,
             release=release_check(release["namespace"], release["name"], kubeconfig) if release else None,
         )
         outs = {key: props[key] for key in _PUBLIC_OUTPUTS if key in props}

@@ -220,5 +220,5 @@ def test_serialized_gate_prints_and_fails_with_flux_reason_in_a_fresh_process(fa
     error = json.loads(done.stdout)["error"]
     assert error.startswith("GateError: GPU readiness gate: node moody-good not ready after 1 s")
     assert "Missing layer: Flux HelmRelease" in error and "InstallFailed: Helm install failed" in error
-    assert "info: GPU readiness: waiting (Flux HelmRelease): HelmRelease gpu-operator/gpu-operator is not ready: InstallFailed" in done.stderr
+    assert "info: [gpu-readiness] waiting (Flux HelmRelease): HelmRelease gpu-operator/gpu-operator is not ready: InstallFailed" in done.stderr
     assert KUBECONFIG not in done.stderr and KUBECONFIG not in done.stdout

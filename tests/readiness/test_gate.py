@@ -80,7 +80,7 @@ def test_wait_polls_until_ready_with_capped_backoff_and_progress() -> None:
     assert clock.sleeps == [5, 10, 20, 30, 30]
     assert [m.split("(")[1].split(")")[0] for m in messages[:5]] == [
         "Talos/VM", "device plugin/driver", "time-slicing config", "GPU Feature Discovery", "GPU Feature Discovery"]
-    assert messages[-1].startswith("GPU readiness: node moody-good advertises nvidia.com/gpu=4")
+    assert messages[-1].startswith("node moody-good advertises nvidia.com/gpu=4")
     assert "s left" in messages[0]
 
 

@@ -133,7 +133,7 @@ def test_serialized_provider_runs_in_a_fresh_process_until_ready(fake: FakeCli) 
     result = drive_in_fresh_process(provider, {**inputs, "pollSeconds": 0.05, "maxPollSeconds": 0.1}, fake)
     assert result["check"] == [] and result["diff"] is True
     assert result["create"]["outs"]["allocatable"] == 4 and result["create"]["outs"]["product"] == "Tesla-T4-SHARED"
-    assert "info: GPU readiness: waiting (Talos/VM)" in result["stderr"], "progress goes to pulumi.log (stderr in the provider process)"
+    assert "info: [gpu-readiness] waiting (Talos/VM)" in result["stderr"], "progress goes to pulumi.log (stderr in the provider process)"
     assert KUBECONFIG not in result["stderr"]
     assert len(fake.calls("kubectl")) == 3
 
