@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "components.ssh.diagnose",
         "components.ssh.connect",
         "components.ssh.transport",
-        "components.flux.in_cluster", "components.monitoring.panel_map", "components",
+        "components.flux.in_cluster", "components",
         "components.facts",
         "components.facts.parsing",
         "components.facts.nvidia",
@@ -135,6 +135,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "tools.hostprep_offline",
         "tools.talos",
         "tools.vm",
+        "tools.panel_map",
+        "components.monitoring.panel_map",  # only the shim of its old python -m form
         "tools.mockengine",
         "tools", "tools.*",
         "components.doctor",  # only the shim of `python -m components.doctor` (its __main__ runs tools/doctor)

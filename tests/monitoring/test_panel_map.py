@@ -1,5 +1,5 @@
 """The panel map in docs/monitoring.md is drawn from the dashboard's JSON by
-components.monitoring.panel_map and stays in step with the dashboard."""
+tools.panel_map and stays in step with the dashboard."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import xml.dom.minidom
 
 from components.monitoring import dashboard
-from components.monitoring.panel_map import main, panel_map
 from tests.conftest import ROOT
 from tests.doctor import samples
+from tools.panel_map import main, panel_map
 
 SVG = ROOT / "docs" / "monitoring-dashboard.svg"
 
