@@ -3,7 +3,7 @@ each panel where its gridPos puts it (24 columns), with its title, its unit
 and the metrics it reads; rows as bands. docs/monitoring.md shows the GPU
 dashboard's map, made with
 
-    python -m tools.render --stack homelab --out render/homelab
+    python -m components.render --stack homelab --out render/homelab
     python -m tools.panel_map render/homelab/kubernetes/monitoring/gpu-dashboard.json \\
         docs/monitoring-dashboard.svg
 """
