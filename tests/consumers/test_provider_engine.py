@@ -99,7 +99,7 @@ def _registered_inputs(url: str, **jellyfin: Any) -> dict[str, Any]:
         JellyfinTranscoding("jellyfin", cfg, api_key=pulumi.Config(PROJECT).require_secret("jellyfinApiKey"))
 
     reg = run_program(program, {}, secret_keys={"jellyfinApiKey": API_KEY}).one(ENCODING)
-    assert is_secret(reg.inputs["api_key"])
+    assert is_secret(reg.inputs["apiKey"])
     return {key: value for key, value in reveal(reg.inputs).items() if value is not None}
 
 
@@ -119,18 +119,18 @@ def test_first_up_changes_owned_settings_second_up_changes_nothing(engine, serve
 
     # preview: Check reads and reports, nothing is written
     checked = engine.check({}, inputs)
-    assert [line.split(":")[0] for line in checked["pending_changes"]] == [
+    assert [line.split(":")[0] for line in checked["pendingChanges"]] == [
         "change HardwareAccelerationType", "change EnableEnhancedNvdecDecoder", "change HardwareDecodingCodecs",
         "change AllowHevcEncoding", "change AllowAv1Encoding"]
     assert _methods(server) == ["GET"]
 
     id_, outs = engine.create(checked)
     assert _methods(server) == ["GET", "GET", "POST", "GET"], "read, write once, read back to verify"
-    assert outs["changed_settings"] == ["AllowAv1Encoding", "AllowHevcEncoding", "EnableEnhancedNvdecDecoder",
+    assert outs["changedSettings"] == ["AllowAv1Encoding", "AllowHevcEncoding", "EnableEnhancedNvdecDecoder",
                                         "HardwareAccelerationType", "HardwareDecodingCodecs"]
     assert outs["originals"]["HardwareAccelerationType"] == "none"
     assert outs["originals"]["HardwareDecodingCodecs"] == ["h264", "vc1"]
-    assert outs["decode_codecs"] == ["h264", "hevc", "mpeg2video", "mpeg4", "vc1", "vp8", "vp9"]
+    assert outs["decodeCodecs"] == ["h264", "hevc", "mpeg2video", "mpeg4", "vc1", "vp8", "vp9"]
     assert server.document["HardwareAccelerationType"] == "nvenc" and server.document["AllowAv1Encoding"] is False
     for key, value in JELLYFIN_10_11_DOCUMENT.items():
         if key not in outs["originals"]:
@@ -139,7 +139,7 @@ def test_first_up_changes_owned_settings_second_up_changes_nothing(engine, serve
     # second `pulumi up`: Check and Diff read; nothing to update, no POST
     requests_before = len(server.requests)
     checked_again = engine.check(checked, inputs)
-    assert checked_again["pending_changes"] == []
+    assert checked_again["pendingChanges"] == []
     diff = engine.diff(id_, outs, checked_again)
     assert diff.changes == provider_pb2.DiffResponse.DIFF_NONE
     assert _methods(server)[requests_before:] == ["GET", "GET"]
@@ -154,7 +154,7 @@ def test_drift_is_corrected_and_destroy_restores_the_users_values(engine, server
     server.document["HardwareAccelerationType"] = "none"
     server.document["H264Crf"] = 19
     checked = engine.check(checked, inputs)
-    assert checked["pending_changes"] == [
+    assert checked["pendingChanges"] == [
         'change HardwareAccelerationType: "none" -> "nvenc" because NVENC/NVDEC is Jellyfin\'s hardware acceleration for NVIDIA GPUs']
     assert engine.diff(id_, outs, checked).changes == provider_pb2.DiffResponse.DIFF_SOME
     outs = engine.update(id_, outs, checked)
@@ -192,7 +192,7 @@ def test_unreachable_jellyfin_does_not_fail_preview_but_fails_up_clearly(engine,
     inputs = _registered_inputs(server.url)
     server.mode = "hang"
     checked = engine.check({}, inputs)
-    assert checked["pending_changes"][0].startswith(f"not known: GET {server.url}/System/Configuration/encoding: no answer within 1 s")
+    assert checked["pendingChanges"][0].startswith(f"not known: GET {server.url}/System/Configuration/encoding: no answer within 1 s")
     with pytest.raises(grpc.RpcError) as caught:
         engine.create(checked)
     assert "no answer within 1 s (jellyfin.timeoutSeconds)" in caught.value.details()
