@@ -83,7 +83,7 @@ class JellyfinEncodingProvider(ResourceProvider):
         except (KeyError, TypeError, ValueError) as error:
             failures.append(CheckFailure("settings", str(error)))
             spec = None
-        inputs = canonical(news)
+        inputs = dict(news)
         if failures or spec is None:
             return CheckResult(inputs, failures)
         if UNKNOWN in (url, _api_key(news)):
@@ -171,7 +171,7 @@ class JellyfinEncodingProvider(ResourceProvider):
             if key in wanted.settings():
                 applied[key] = wanted.settings()[key]
         return outputs(
-            canonical(props), (*_STATE_KEYS, "pendingChanges"),
+            props, (*_STATE_KEYS, "pendingChanges"),
             originals=originals,
             applied=applied,
             changedSettings=sorted(originals),
