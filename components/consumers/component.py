@@ -14,12 +14,14 @@ from components.options import child_options
 
 
 class JellyfinEncoding(pulumi.dynamic.Resource, module="consumers", name="JellyfinEncoding"):
-    """Jellyfin's EncodingOptions keys this program owns (dynamic resource)."""
+    """Jellyfin's EncodingOptions keys this program owns (dynamic resource).
+    Its attributes are its state keys as they are (the SDK names them after
+    the props)."""
 
-    changed_settings: pulumi.Output[list[str]]
-    decode_codecs: pulumi.Output[list[str]]
+    changedSettings: pulumi.Output[list[str]]  # noqa: N815 - the provider's output name
+    decodeCodecs: pulumi.Output[list[str]]  # noqa: N815
     originals: pulumi.Output[dict[str, Any]]
-    last_changes: pulumi.Output[list[str]]
+    lastChanges: pulumi.Output[list[str]]  # noqa: N815
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
         super().__init__(JellyfinEncodingProvider(), name, {
@@ -27,8 +29,8 @@ class JellyfinEncoding(pulumi.dynamic.Resource, module="consumers", name="Jellyf
             # Outputs the provider computes; declared so they are readable.
             "originals": None,
             "applied": None,
-            "changed_settings": None,
-            "last_changes": None,
+            "changedSettings": None,
+            "lastChanges": None,
         }, opts)
 
 
@@ -57,16 +59,16 @@ class JellyfinTranscoding(pulumi.ComponentResource):
             {
                 **spec.to_dict(),
                 # Secret end to end, whatever the caller passed.
-                "api_key": pulumi.Output.secret(api_key),
+                "apiKey": pulumi.Output.secret(api_key),
             },
             # delete only sees outputs, so the key is an output too: secret.
-            opts=child_options(self, opts, additional_secret_outputs=["api_key"]),
+            opts=child_options(self, opts, additional_secret_outputs=["apiKey"]),
         )
         self.encoding = encoding
-        self.changed_settings = encoding.changed_settings
-        self.decode_codecs = encoding.decode_codecs
+        self.changed_settings = encoding.changedSettings
+        self.decode_codecs = encoding.decodeCodecs
         self.register_outputs({
-            "changed_settings": self.changed_settings,
-            "decode_codecs": self.decode_codecs,
+            "changedSettings": self.changed_settings,
+            "decodeCodecs": self.decode_codecs,
             "settings": settings,
         })

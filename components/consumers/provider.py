@@ -7,15 +7,24 @@ and the API key only ever arrives as an input (a secret) and leaves as an
 output (kept secret through ``additional_secret_outputs``); delete needs it,
 and delete only sees outputs.
 
-Inputs: ``url``, ``api_key``, ``timeout_seconds``, ``settings`` (Jellyfin key
--> wanted value), ``reasons``, ``decode_codecs``. ``check`` adds
-``pending_changes`` (what the next ``up`` would change, read from Jellyfin),
+Inputs: ``url``, ``apiKey``, ``timeoutSeconds``, ``settings`` (Jellyfin key
+-> wanted value), ``reasons``, ``decodeCodecs``. ``check`` adds
+``pendingChanges`` (what the next ``up`` would change, read from Jellyfin),
 so ``pulumi preview`` shows which settings would change; ``check`` and
 ``diff`` only read, never write.
 
 Outputs add: ``originals`` (each changed key's value from before this program
 changed it; what ``delete`` restores), ``applied`` (the values it set),
-``changed_settings`` (the keys in ``originals``) and ``last_changes``.
+``changedSettings`` (the keys in ``originals``) and ``lastChanges``.
+
+Earlier versions stored ``api_key``, ``timeout_seconds``, ``decode_codecs``,
+``pending_changes``, ``changed_settings`` and ``last_changes``
+(components.consumers.encoding_spec ``OLD_KEYS``); every method reads either
+spelling. When ``diff`` finds no change the engine keeps the stored outputs
+as they are (pulumi/pulumi pkg/resource/deploy/step.go ``SameStep.Apply``),
+so while the state still holds an old output name ``diff`` reports an
+update: it posts nothing when every owned setting has its wanted value, and
+writes the outputs under their new names.
 """
 
 from __future__ import annotations
@@ -25,17 +34,29 @@ from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from components.consumers.encoding_spec import EncodingSpec
+from components.consumers.encoding_spec import OLD_KEYS, OLD_OUTPUT_KEYS, EncodingSpec, canonical
 from components.consumers.jellyfin import JellyfinClient, JellyfinError, plan_encoding, plan_restore
 from components.dynamic import changed_keys, outputs, replacing, updating
+from components.log import logger
+from components.renamed_keys import get_key, old_names_held
 from components.unknowns import UNKNOWN
 
-_STATE_KEYS = ("originals", "applied", "changed_settings", "last_changes")
+_STATE_KEYS = ("originals", "applied", "changedSettings", "lastChanges")
+# The inputs whose change is an update (``url`` replaces).
+_UPDATE_KEYS = ("settings", "apiKey", "timeoutSeconds", "decodeCodecs")
+
+_say = logger("jellyfin")
+
+
+def _api_key(props: dict[str, Any]) -> Any:
+    """The API key, under ``apiKey`` or the ``api_key`` of earlier versions."""
+    return get_key(props, "apiKey", OLD_KEYS)
 
 
 def _client(props: dict[str, Any], spec: EncodingSpec):
     """The spec's server, with the API key carried next to it (a secret)."""
-    return JellyfinClient(spec.url, str(props["api_key"]), spec.timeout_seconds)
+    key = _api_key(props)
+    return JellyfinClient(spec.url, "" if key is None else str(key), spec.timeout_seconds)
 
 
 def _post_and_verify(client, document: dict[str, Any], verify: Callable[[dict[str, Any]], Any]) -> None:
@@ -65,33 +86,43 @@ class JellyfinEncodingProvider(ResourceProvider):
         inputs = dict(news)
         if failures or spec is None:
             return CheckResult(inputs, failures)
-        if UNKNOWN in (url, news.get("api_key")):
-            inputs["pending_changes"] = ["not known yet: the URL or API key is computed during this update"]
+        if UNKNOWN in (url, _api_key(news)):
+            inputs["pendingChanges"] = ["not known yet: the URL or API key is computed during this update"]
             return CheckResult(inputs, failures)
         try:
             plan = plan_encoding(_client(news, spec).get_encoding(), spec.wanted)
-            inputs["pending_changes"] = [change.line() for change in plan.changes]
+            inputs["pendingChanges"] = [change.line() for change in plan.changes]
         except JellyfinError as error:
             # Preview must not fail only because Jellyfin is not up yet (its
             # pod waits for the GPU this same update provides); create/update
             # read again and fail with the same message if it is still down.
-            inputs["pending_changes"] = [f"not known: {error}"]
+            inputs["pendingChanges"] = [f"not known: {error}"]
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        if olds.get("url") != news.get("url"):
+        # What the keys mean, in either spelling: state from earlier versions holds snake_case keys.
+        stored, wanted = canonical(olds), canonical(news)
+        if stored.get("url") != wanted.get("url"):
             # Another server (or the same through another URL): restore the
             # old one first, then plan afresh, so originals stay truthful.
             return replacing(["url"])
-        if changed_keys(olds, news, ("settings", "api_key", "timeout_seconds", "decode_codecs")):
+        if changed_keys(stored, wanted, _UPDATE_KEYS):
             return updating(True)
         spec = EncodingSpec.from_dict(news)
         try:
             plan = plan_encoding(_client(news, spec).get_encoding(), spec.wanted)
         except JellyfinError:
             return updating(True)
-        # Drift (someone changed an owned setting in the dashboard) is a change.
-        return updating(plan.changed)
+        if plan.changed:
+            # Drift (someone changed an owned setting in the dashboard) is a change.
+            return updating(True)
+        held = old_names_held(olds, OLD_OUTPUT_KEYS)
+        if held:
+            # Left alone, the engine would keep these outputs as they are.
+            _say(f"the state holds {', '.join(held)} as an earlier version named them; no setting changes, "
+                 "this update only writes the outputs under their camelCase names")
+            return updating(True)
+        return updating(False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props, originals={}, applied={}, dropped={})
@@ -140,9 +171,9 @@ class JellyfinEncodingProvider(ResourceProvider):
             if key in wanted.settings():
                 applied[key] = wanted.settings()[key]
         return outputs(
-            props, (*_STATE_KEYS, "pending_changes"),
+            props, (*_STATE_KEYS, "pendingChanges"),
             originals=originals,
             applied=applied,
-            changed_settings=sorted(originals),
-            last_changes=[change.line() for change in plan.changes + restore.changes] or ["nothing to do: every owned setting already had its wanted value"],
+            changedSettings=sorted(originals),
+            lastChanges=[change.line() for change in plan.changes + restore.changes] or ["nothing to do: every owned setting already had its wanted value"],
         )

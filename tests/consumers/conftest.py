@@ -1,4 +1,5 @@
-"""Fixtures for the consumers tests: the reference stack with Jellyfin on."""
+"""Fixtures for the consumers tests: the reference stack with Jellyfin on,
+a fake Jellyfin, and the provider served the way the engine serves it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from components.config import StackConfig, parse_stack_config
 from tests.conftest import stack_file_config
+from tests.consumers.fake_jellyfin import FakeJellyfin
 
 API_KEY = "4f7c0d1e9a8b4c2d8e6f5a4b3c2d1e0f"
 
@@ -37,3 +39,18 @@ def with_jellyfin(cfg: StackConfig, **fields: Any) -> StackConfig:
 
 def with_generation(cfg: StackConfig, generation: str | None, model: str | None = None) -> StackConfig:
     return cfg.model_copy(update={"gpus": [gpu.model_copy(update={"generation": generation, "model": model}) for gpu in cfg.gpus]})
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from tests.consumers.engine_side import EngineSide  # here: engine_side imports this conftest
+
+    side = EngineSide()
+    yield side
+    side.close()
+
+
+@pytest.fixture
+def server():
+    with FakeJellyfin(API_KEY) as fake:
+        yield fake

@@ -23,7 +23,7 @@ ENCODING = "pulumi-python:dynamic/consumers:JellyfinEncoding"
 
 def _provider_outputs(args: Any) -> dict[str, Any]:
     """What the provider returns after a first run on a fresh server."""
-    return {"changed_settings": ["AllowAv1Encoding", "HardwareAccelerationType"], "originals": {"HardwareAccelerationType": "none"}}
+    return {"changedSettings": ["AllowAv1Encoding", "HardwareAccelerationType"], "originals": {"HardwareAccelerationType": "none"}}
 
 
 def _run(cfg: StackConfig, *, api_key: Any = None, preview: bool = False, with_dependency: bool = False) -> ProgramRun:
@@ -73,21 +73,40 @@ def test_encoding_resource_gets_the_t4_settings(homelab_run):
     assert settings["EnableHardwareEncoding"] is True and settings["EnableEnhancedNvdecDecoder"] is True, encoding.urn
     assert "av1" not in settings["HardwareDecodingCodecs"] and settings["AllowAv1Encoding"] is False, encoding.urn
     assert encoding.inputs["url"] == "http://jellyfin.media.svc.cluster.local:8096", encoding.urn
-    assert encoding.inputs["timeout_seconds"] == 30, encoding.urn
+    assert encoding.inputs["timeoutSeconds"] == 30, encoding.urn
+
+
+def test_every_state_key_of_the_encoding_resource_is_camel_case(homelab_run):
+    encoding = homelab_run.one(ENCODING)
+    # The declared outputs (None) are not sent; every input is kept in the state.
+    assert set(encoding.inputs) - {"__provider"} == {"url", "apiKey", "timeoutSeconds", "settings", "reasons", "decodeCodecs"}, encoding.urn
+
+
+def test_the_component_registers_its_outputs_in_camel_case(monkeypatch):
+    registered: list[dict[str, Any]] = []
+    original = JellyfinTranscoding.register_outputs
+
+    def recording(self, outputs):
+        registered.append(dict(outputs))
+        return original(self, outputs)
+
+    monkeypatch.setattr(JellyfinTranscoding, "register_outputs", recording)
+    _run(homelab_cfg())
+    assert [sorted(outputs) for outputs in registered] == [["changedSettings", "decodeCodecs", "settings"]]
 
 
 def test_api_key_is_a_secret_input_and_never_plain(homelab_run):
     for reg in homelab_run.registrations:
         assert API_KEY not in _plain_text(reg.inputs), f"{reg.urn}: the API key appears outside a secret"
     encoding = homelab_run.one(ENCODING)
-    assert is_secret(encoding.inputs["api_key"]), encoding.urn
-    assert reveal(encoding.inputs["api_key"]) == API_KEY, encoding.urn
+    assert is_secret(encoding.inputs["apiKey"]), encoding.urn
+    assert reveal(encoding.inputs["apiKey"]) == API_KEY, encoding.urn
 
 
 def test_a_plain_string_key_is_made_secret_too():
     run = _run(homelab_cfg(), api_key=API_KEY)
     encoding = run.one(ENCODING)
-    assert is_secret(encoding.inputs["api_key"]), encoding.urn
+    assert is_secret(encoding.inputs["apiKey"]), encoding.urn
     assert all(API_KEY not in _plain_text(reg.inputs) for reg in run.registrations)
 
 
@@ -101,7 +120,7 @@ def test_api_key_is_declared_a_secret_output(monkeypatch):
 
     monkeypatch.setattr(mockengine.RecordingMonitor, "RegisterResource", recording)
     _run(homelab_cfg())
-    assert "api_key" in seen["jellyfin-encoding"], "delete needs the key from the outputs, so the state must hold it encrypted"
+    assert seen["jellyfin-encoding"] == ["apiKey"], "delete needs the key from the outputs, so the state must hold it encrypted"
 
 
 def test_outputs_come_from_the_provider(homelab_run):
