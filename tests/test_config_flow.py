@@ -435,7 +435,7 @@ CASES: dict[str, Case] = {
     "jellyfin.enhancedNvdec": Case(False, lambda s: s.jellyfin()["EnableEnhancedNvdecDecoder"], False, base="jellyfin"),
     "jellyfin.allowHevcEncoding": Case(False, lambda s: s.jellyfin()["AllowHevcEncoding"], False, base="jellyfin"),
     "jellyfin.allowAv1Encoding": Case(False, lambda s: s.jellyfin()["AllowAv1Encoding"], False, base="jellyfin-ada"),
-    "jellyfin.timeoutSeconds": Case(90, lambda s: s.named("-jellyfin-encoding")["timeout_seconds"], 90, base="jellyfin"),
+    "jellyfin.timeoutSeconds": Case(90, lambda s: s.named("-jellyfin-encoding")["timeoutSeconds"], 90, base="jellyfin"),
     "readiness.enabled": Case(False, lambda s: s.count(suffix="-readiness-gate"), 0),
     "readiness.timeoutSeconds": Case(1800, _gate("timeoutSeconds"), 1800),
 }

@@ -263,7 +263,7 @@ def test_jellyfin_waits_for_readiness_and_keeps_its_key_secret(jellyfin_run):
     (gate,) = _children(jellyfin_run, READINESS)
     for reg in _children(jellyfin_run, JELLYFIN):
         assert jellyfin_run.depends_on(reg, gate), f"{reg.urn} must wait until the node advertises its GPUs"
-        assert is_secret(reg.inputs["api_key"]), reg.urn
+        assert is_secret(reg.inputs["apiKey"]), reg.urn
 
 
 def test_no_secret_value_appears_in_plain_text(jellyfin_run):
