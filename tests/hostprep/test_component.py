@@ -15,8 +15,8 @@ from tools.mockengine import RecordingMonitor, StateMocks, is_secret, reveal, ru
 DYNAMIC = "pulumi-python:dynamic:Resource"
 TOKEN = "proxmox-talos-gpu:host:HostVfioPrep"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n"
-HOST_OUTPUTS = {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommu_groups": {"0000:3b:00.0": 30},
-                "subsystem_ids": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
+HOST_OUTPUTS = {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommuGroups": {"0000:3b:00.0": 30},
+                "subsystemIds": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
 
 
 def run(config: dict[str, Any], secrets: dict[str, str] | None = None, monkeypatch: pytest.MonkeyPatch | None = None):
