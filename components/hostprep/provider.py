@@ -180,6 +180,9 @@ class HostPrepProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         engine = _engine(props)
         facts = engine.facts(guests="never")
-        outs = _outputs(props, host_outputs(facts, engine.addresses))
+        values = host_outputs(facts, engine.addresses)
+        if isinstance(props.get("restarts"), dict):
+            values["restarts"] = props["restarts"]  # the last run's, under the state's keys (an old state's too)
+        outs = _outputs(props, values)
         outs["rebooted"] = bool(props.get("rebooted", False))
         return ReadResult(id_=id_, outs=outs)

@@ -119,5 +119,9 @@ def test_old_state_shows_an_update_for_its_output_names_alone_that_changes_nothi
     assert outs["restarts"]["hostReboots"] == 0 and outs["rebooted"] is False
     assert provider.diff(created.id, outs, new).changes is False  # rewritten: the next preview shows no change
 
+    refreshed = provider.read(created.id, stored).outs  # a `pulumi refresh` of the old state: the new names only
+    assert refreshed["iommuGroups"] == outs["iommuGroups"] and refreshed["restarts"] == created.outs["restarts"]
+    assert not {"iommu_groups", "subsystem_ids"} & set(refreshed), refreshed
+
     provider.delete(created.id, stored)  # a destroy straight from the old state
     assert sim.host.snapshot() == before
