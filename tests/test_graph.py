@@ -286,7 +286,7 @@ def _host_facts_mocks():
     def host_outputs(args):
         if "privateKey" not in args.inputs:
             return {}
-        return {"iommu_groups": {"0000:3b:00.0": 27}, "subsystem_ids": {"0000:3b:00.0": "10de:12a2"},
+        return {"iommuGroups": {"0000:3b:00.0": 27}, "subsystemIds": {"0000:3b:00.0": "10de:12a2"},
                 "drivers": {"0000:3b:00.0": "vfio-pci"}, "rebooted": True}
 
     return ProgramMocks(outputs={"pulumi-python:dynamic:Resource": host_outputs})

@@ -14,11 +14,13 @@ from components.hostprep.spec import host_prep_spec
 
 
 class HostPrepResource(pulumi.dynamic.Resource):
-    """The dynamic resource that carries out host preparation."""
+    """The dynamic resource that carries out host preparation. Its attributes
+    are the provider's state keys as they are (the SDK names them after the
+    props: pulumi/runtime/rpc.py transfer_properties)."""
 
     drivers: pulumi.Output[dict[str, str]]
-    iommu_groups: pulumi.Output[dict[str, int]]
-    subsystem_ids: pulumi.Output[dict[str, str]]
+    iommuGroups: pulumi.Output[dict[str, int]]  # noqa: N815 - the provider's output name
+    subsystemIds: pulumi.Output[dict[str, str]]  # noqa: N815 - the provider's output name
     rebooted: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
@@ -65,8 +67,8 @@ class HostVfioPrep(pulumi.ComponentResource):
                 f"{name}-vfio", provider_props(cfg, ssh_private_key, owner, kubeconfig),
                 pulumi.ResourceOptions(parent=self, additional_secret_outputs=["privateKey", "kubeconfig"]),
             )
-            self.iommu_groups = self.prep.iommu_groups
-            self.subsystem_ids = self.prep.subsystem_ids
+            self.iommu_groups = self.prep.iommuGroups
+            self.subsystem_ids = self.prep.subsystemIds
             self.drivers = self.prep.drivers
             self.rebooted = self.prep.rebooted
         else:
@@ -75,8 +77,8 @@ class HostVfioPrep(pulumi.ComponentResource):
             self.drivers = pulumi.Output.from_input({})
             self.rebooted = pulumi.Output.from_input(False)
         self.register_outputs({
-            "iommu_groups": self.iommu_groups,
-            "subsystem_ids": self.subsystem_ids,
+            "iommuGroups": self.iommu_groups,
+            "subsystemIds": self.subsystem_ids,
             "drivers": self.drivers,
             "rebooted": self.rebooted,
         })

@@ -15,11 +15,13 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from components.dynamic import changed_keys, outputs, replacing, undecided
 from components.hostprep.facts import FactsError
 from components.hostprep.inputs import PlanError
+from components.hostprep.results import OLD_OUTPUT_KEYS, host_outputs, state_outputs
 from components.hostprep.spec import SPEC_KEYS, HostPrepSpec, canonical, get_key
 from components.log import logger
+from components.renamed_keys import old_names_held
 from components.unknowns import UNKNOWN, known
 
-OUTPUT_KEYS = ("drivers", "iommu_groups", "subsystem_ids", "rebooted")
+OUTPUT_KEYS = ("drivers", "iommuGroups", "subsystemIds", "rebooted")  # state keys; earlier names: OLD_OUTPUT_KEYS
 _REPLACE_KEYS = ("host", "port", "owner")  # another host or owner: undo the old one first
 _UPDATE_KEYS = tuple(key for key in SPEC_KEYS if key not in _REPLACE_KEYS)
 
@@ -84,7 +86,22 @@ def validate(inputs: dict[str, Any]) -> list[CheckFailure]:
 
 
 def _outputs(props: dict[str, Any], result_outputs: dict[str, Any]) -> dict[str, Any]:
-    return outputs(props, **result_outputs)
+    """The inputs and a run's outputs under the state's keys, without the
+    outputs' old names (a state written by an earlier version holds them)."""
+    return outputs(props, drop=OLD_OUTPUT_KEYS.values(), **state_outputs(result_outputs))
+
+
+def _old_outputs(olds: dict[str, Any]) -> list[str]:
+    """The old output names the state still holds. The engine keeps the
+    outputs as they are when diff reports no change (pulumi/pulumi
+    pkg/resource/deploy/step.go SameStep.Apply), so ``iommuGroups`` would stay
+    empty: they make an update, which rewrites the outputs and, when nothing
+    else differs, finds nothing to do on the host."""
+    held = old_names_held(olds, OLD_OUTPUT_KEYS)
+    if held:
+        _say(f"the state holds outputs under earlier names ({', '.join(held)}): an update rewrites them as "
+             + ", ".join(new for new, old in OLD_OUTPUT_KEYS.items() if old in held))
+    return held
 
 
 class HostPrepProvider(ResourceProvider):
@@ -124,6 +141,7 @@ class HostPrepProvider(ResourceProvider):
         changed = changed_keys(stored, wanted, _UPDATE_KEYS) + replaces
         if replaces:
             return replacing(replaces)
+        changed += _old_outputs(olds)  # an update, though nothing on the host may differ
         if not known(news):
             return undecided(changed)
         try:
@@ -160,10 +178,11 @@ class HostPrepProvider(ResourceProvider):
         _say(f"host changes undone: {len(result.wrote)} file(s) restored or removed, {len(result.ran)} command(s), rebooted: {result.rebooted}")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        from components.hostprep.results import host_outputs  # lazy, as in _engine: paramiko
-
         engine = _engine(props)
         facts = engine.facts(guests="never")
-        outs = _outputs(props, host_outputs(facts, engine.addresses))
+        values = host_outputs(facts, engine.addresses)
+        if isinstance(props.get("restarts"), dict):
+            values["restarts"] = props["restarts"]  # the last run's, under the state's keys (an old state's too)
+        outs = _outputs(props, values)
         outs["rebooted"] = bool(props.get("rebooted", False))
         return ReadResult(id_=id_, outs=outs)

@@ -1,10 +1,17 @@
 """What a run did, and the outputs it leaves: the facts as they are once a
 plan's writes succeeded, the GPU's drivers, groups and subsystem ids, what
-it restarted."""
+it restarted.
+
+The run's values keep their Python names (``host_outputs``,
+``RunResult.restarts``, the CLI's ``--json``, ``tools/render.py``); the
+provider stores them under camelCase keys, as every provider of this program
+does (:func:`state_outputs`). Earlier versions stored the Python names:
+:data:`OLD_OUTPUT_KEYS` is that table, read through components/renamed_keys.py."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +53,24 @@ def host_outputs(facts: HostFacts, gpu_addresses: list[str]) -> dict[str, Any]:
     groups = {a: facts.functions[a].iommu_group for a in gpu_addresses if a in facts.functions and facts.functions[a].iommu_group is not None}
     subsystems = {a: facts.functions[a].subsystem_id for a in gpu_addresses if a in facts.functions and facts.functions[a].subsystem_id}
     return {"drivers": drivers, "iommu_groups": groups, "subsystem_ids": subsystems}
+
+
+# Each renamed output as earlier versions stored it (the one-word ones kept their name).
+OLD_OUTPUT_KEYS = {"iommuGroups": "iommu_groups", "subsystemIds": "subsystem_ids"}
+_STATE_KEYS = {old: new for new, old in OLD_OUTPUT_KEYS.items()}
+# The keys of the ``restarts`` output in the state (``node`` and each HA guest's keys are one word).
+_RESTARTS_STATE_KEYS = {"host_reboots": "hostReboots", "guests_stopped": "guestsStopped", "own_vms_stopped": "ownVmsStopped",
+                        "ha_guests": "haGuests", "drained_first": "drainedFirst"}
+
+
+def state_outputs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``RunResult.outputs()`` or ``host_outputs()`` under the keys the
+    provider stores in the Pulumi state (GPU and function addresses, the
+    values of the maps, stay as they are)."""
+    out = {_STATE_KEYS.get(key, key): value for key, value in values.items()}
+    if isinstance(out.get("restarts"), Mapping):
+        out["restarts"] = {_RESTARTS_STATE_KEYS.get(key, key): value for key, value in out["restarts"].items()}
+    return out
 
 
 def written(facts: HostFacts, plan: HostPlan) -> HostFacts:

@@ -292,7 +292,7 @@ class TalosUpgrade(pulumi.dynamic.Resource, module="talos", name="TalosUpgrade")
     """Walks the node to ``version`` (or to the last step before
     ``stop_before``), one minor at a time."""
 
-    previous_version: pulumi.Output[str]
+    previousVersion: pulumi.Output[str]  # noqa: N815 - the provider's output name
     upgraded: pulumi.Output[bool]
     reason: pulumi.Output[str]
 
@@ -322,7 +322,7 @@ class TalosUpgrade(pulumi.dynamic.Resource, module="talos", name="TalosUpgrade")
 class TalosUpgradePreflight(pulumi.dynamic.Resource, module="talos", name="TalosUpgradePreflight"):
     """The read-only check of the upgrade path, before the config."""
 
-    previous_version: pulumi.Output[str]
+    previousVersion: pulumi.Output[str]  # noqa: N815 - the provider's output name
     reason: pulumi.Output[str]
 
     def __init__(self, name: str, *, node: pulumi.Input[str], endpoint: pulumi.Input[str], image: pulumi.Input[str],

@@ -15,8 +15,8 @@ from tools.mockengine import RecordingMonitor, StateMocks, is_secret, reveal, ru
 DYNAMIC = "pulumi-python:dynamic:Resource"
 TOKEN = "proxmox-talos-gpu:host:HostVfioPrep"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n"
-HOST_OUTPUTS = {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommu_groups": {"0000:3b:00.0": 30},
-                "subsystem_ids": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
+HOST_OUTPUTS = {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommuGroups": {"0000:3b:00.0": 30},
+                "subsystemIds": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
 
 
 def run(config: dict[str, Any], secrets: dict[str, str] | None = None, monkeypatch: pytest.MonkeyPatch | None = None):
@@ -114,3 +114,20 @@ def test_kubeconfig_for_the_drain_is_a_secret_input_and_output(homelab):
     assert (inputs["runningGuests"], inputs["ownVmids"], inputs["nodeName"], inputs["handEdits"]) == ("stop", [1105], "moody-good", "refuse")
     assert (inputs["commandTimeoutSeconds"], inputs["drainTimeoutSeconds"], inputs["guestTimeoutSeconds"]) == (900, 300, 600)
     assert {"kubeconfig", "privateKey"} <= set(prep.additional_secret_outputs)
+
+
+def test_component_registers_its_outputs_under_camel_case_keys(homelab, monkeypatch):
+    from pulumi.runtime import rpc
+
+    registered: dict[str, dict[str, Any]] = {}
+
+    def record(self, request):
+        registered[request.urn] = rpc.deserialize_properties(request.outputs)
+        return original(self, request)
+
+    original = RecordingMonitor.RegisterResourceOutputs
+    monkeypatch.setattr(RecordingMonitor, "RegisterResourceOutputs", record)
+    result, _ = run(homelab)
+    component = result.one(TOKEN)
+    assert registered[component.urn] == {"iommuGroups": {"0000:3b:00.0": 30}, "subsystemIds": {"0000:3b:00.0": "10de:12a2"},
+                                         "drivers": {"0000:3b:00.0": "vfio-pci"}, "rebooted": True}, component.urn

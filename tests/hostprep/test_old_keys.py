@@ -1,9 +1,12 @@
-"""State written by the provider before its inputs took camelCase keys:
-the next `pulumi preview` shows no change when nothing else changed, and
-update and delete work from it, against the simulated host over sshd."""
+"""State written by the provider before its inputs and outputs took
+camelCase keys, against the simulated host over sshd: the old input names
+alone make no change; the old output names make an update (Pulumi would keep
+them, leaving the new names empty) that changes nothing on the host and
+stores the new names only; delete works from the old state."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +14,7 @@ import pytest
 
 from components.config import parse_stack_config
 from components.hostprep.provider import HostPrepProvider
-from components.hostprep.spec import HostPrepSpec, canonical, host_prep_spec
+from components.hostprep.spec import OLD_KEYS, HostPrepSpec, canonical, host_prep_spec
 from tests.hostprep.simhost import SimSpec, t4
 
 pytestmark = pytest.mark.sshd
@@ -53,29 +56,72 @@ def test_the_old_keys_and_the_new_ones_read_as_the_same_spec():
     assert spec.inputs.gpus[0].subsystem_id == "10de:12a2"
 
 
-def test_old_state_shows_no_change_then_updates_and_deletes(make_sim, homelab):
+# The output names the provider stored before they took camelCase keys.
+OLD_OUTPUT_NAMES = {"iommuGroups": "iommu_groups", "subsystemIds": "subsystem_ids"}
+OLD_RESTARTS = {"hostReboots": "host_reboots", "guestsStopped": "guests_stopped", "ownVmsStopped": "own_vms_stopped",
+                "haGuests": "ha_guests", "drainedFirst": "drained_first"}
+CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+
+
+def _old_outputs(outs: dict[str, Any]) -> dict[str, Any]:
+    """``outs`` as the snake_case provider stored them: the same values under the old output names."""
+    old = {OLD_OUTPUT_NAMES.get(key, key): value for key, value in outs.items()}
+    old["restarts"] = {OLD_RESTARTS.get(key, key): value for key, value in outs["restarts"].items()}
+    return old
+
+
+def _files(sim) -> dict[str, tuple[bytes, int, int]]:
+    """Every file of the host's /etc and /var with its content, mode and mtime: a rewrite shows."""
+    return {str(path.relative_to(sim.host.root)): (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns)
+            for top in ("etc", "var") for path in sorted((sim.host.root / top).rglob("*"))
+            if path.is_file() and not path.is_symlink()}
+
+
+def test_old_state_shows_an_update_for_its_output_names_alone_that_changes_nothing_on_the_host(make_sim, homelab, capsys):
     sim = make_sim(SimSpec(devices=t4()))
     provider = HostPrepProvider()
     old, new = _on_sim(sim, homelab)
     assert "hostKey" in new and "host_key" not in new
     before = sim.host.snapshot()
-    created = provider.create(old)  # what the old provider did: its outputs carry the snake_case inputs
-    stored = created.outs
-    assert "host_key" in stored and stored["drivers"] == {"0000:3b:00.0": "vfio-pci"}
+    created = provider.create(old)  # the host as the old provider left it
+    stored = _old_outputs(created.outs)  # and its state: the snake_case inputs and output names
+    assert {"host_key", "iommu_groups", "subsystem_ids"} <= set(stored) and "iommuGroups" not in stored
+    assert stored["drivers"] == {"0000:3b:00.0": "vfio-pci"} and stored["iommu_groups"] == {"0000:3b:00.0": 30}
+    capsys.readouterr()
 
     assert provider.check(stored, new).failures == []
     diff = provider.diff(created.id, stored, new)
-    assert (diff.changes, diff.replaces) == (False, [])  # the next preview: no change
+    # The next preview: an update, for the old output names alone (the engine would keep them, leaving iommuGroups empty).
+    assert (diff.changes, diff.replaces) == (True, [])
+    assert "outputs under earlier names (iommu_groups, subsystem_ids): an update rewrites them as iommuGroups, subsystemIds" \
+        in capsys.readouterr().err
+    between = {**{k: v for k, v in stored.items() if k not in OLD_KEYS.values()}, **new, **{k: stored[k] for k in OLD_OUTPUT_NAMES.values()}}
+    assert provider.diff(created.id, between, new).changes is True, "camelCase inputs with the old output names: an update too"
+    assert "host_key" in created.outs and "iommuGroups" in created.outs
+    assert provider.diff(created.id, created.outs, new).changes is False, "old input names alone: no change"
 
     changed = provider.diff(created.id, stored, {**new, "rebootOnDestroy": True})
     assert changed.changes is True and not changed.replaces  # a real change still shows
     moved = provider.diff(created.id, stored, {**new, "owner": "proxmox-talos-gpu/other"})
     assert moved.replaces == ["owner"]
 
+    files, boot, calls = _files(sim), sim.host.boot_id(), len(sim.host.calls())
     updated = provider.update(created.id, stored, new)
-    assert "hostKey" in updated.outs and "host_key" not in updated.outs
-    assert updated.outs["drivers"] == {"0000:3b:00.0": "vfio-pci"}
-    assert provider.diff(created.id, updated.outs, new).changes is False
+    assert "host ready: 0 file(s) written, 0 command(s), rebooted: False" in capsys.readouterr().err
+    assert _files(sim) == files and sim.host.boot_id() == boot, "the update wrote nothing on the host and did not reboot it"
+    assert [c["tool"] for c in sim.host.calls()[calls:]] == ["proxmox-boot-tool", "efibootmgr"]  # the facts' read-only probes
+    outs = updated.outs
+    assert (outs["iommuGroups"], outs["subsystemIds"], outs["drivers"]) == \
+        ({"0000:3b:00.0": 30}, {"0000:3b:00.0": "10de:12a2"}, {"0000:3b:00.0": "vfio-pci"})
+    # Only camelCase keys, the nested ones of our own structures too (not the GPU addresses the maps are keyed by).
+    named = [*outs, *outs["restarts"], *(key for gpu in outs["gpus"] for key in gpu)]
+    assert [key for key in named if not CAMEL.match(key)] == [], outs
+    assert outs["restarts"]["hostReboots"] == 0 and outs["rebooted"] is False
+    assert provider.diff(created.id, outs, new).changes is False  # rewritten: the next preview shows no change
+
+    refreshed = provider.read(created.id, stored).outs  # a `pulumi refresh` of the old state: the new names only
+    assert refreshed["iommuGroups"] == outs["iommuGroups"] and refreshed["restarts"] == created.outs["restarts"]
+    assert not {"iommu_groups", "subsystem_ids"} & set(refreshed), refreshed
 
     provider.delete(created.id, stored)  # a destroy straight from the old state
     assert sim.host.snapshot() == before

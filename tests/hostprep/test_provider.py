@@ -39,7 +39,7 @@ bad = provider.check({}, {**props, "hostKey": "not a key", "gpus": []})
 out["bad_check"] = sorted(f.property for f in bad.failures)
 created = provider.create(check.inputs)
 out["id"] = created.id
-out["outs"] = {k: created.outs[k] for k in ("drivers", "iommu_groups", "subsystem_ids", "rebooted")}
+out["outs"] = {k: created.outs[k] for k in ("drivers", "iommuGroups", "subsystemIds", "rebooted")}
 out["diff_after_create"] = provider.diff(created.id, created.outs, props).changes
 out["diff_new_gpu_id"] = provider.diff(created.id, created.outs, {**props, "host": "other"}).replaces
 read = provider.read(created.id, created.outs)
@@ -78,8 +78,8 @@ def test_provider_round_trips_through_dill_and_prepares_then_undoes_the_host(mak
     assert out["class"] == "components.hostprep.provider.HostPrepProvider"
     assert out["check_failures"] == []
     assert out["bad_check"] == ["gpus", "hostKey"]
-    assert out["outs"] == {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommu_groups": {"0000:3b:00.0": 30},
-                           "subsystem_ids": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
+    assert out["outs"] == {"drivers": {"0000:3b:00.0": "vfio-pci"}, "iommuGroups": {"0000:3b:00.0": 30},
+                           "subsystemIds": {"0000:3b:00.0": "10de:12a2"}, "rebooted": True}
     assert out["diff_after_create"] is False  # converged: nothing to update
     assert out["diff_new_gpu_id"] == ["host"]
     assert out["read_drivers"] == {"0000:3b:00.0": "vfio-pci"}
