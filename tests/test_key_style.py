@@ -38,15 +38,6 @@ DATA_MAPS = {
     "originals": "what the node or Jellyfin held before the first change, under the tool's own names",
 }
 
-# Keys still snake_case in this branch: the Jellyfin provider is converted on
-# another branch. Empty this set when that branch is merged (the test fails
-# on an entry that no longer occurs, so the allowance cannot outlive the fix).
-NOT_YET = {
-    ("JellyfinEncodingProvider", "api_key"),
-    ("JellyfinEncodingProvider", "decode_codecs"),
-    ("JellyfinEncodingProvider", "timeout_seconds"),
-}
-
 # The providers this config must reach: the test cannot pass by registering nothing.
 EXPECTED_PROVIDERS = {
     "HostPrepProvider", "VmAdoptProvider", "TalosUpgradePreflightProvider", "TalosMachineConfigProvider",
@@ -94,7 +85,7 @@ def keys(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 
 def test_every_dynamic_provider_registers_camel_case_keys_only(run):
     seen: dict[str, str] = {}
-    bad, allowed = [], set()
+    bad = []
     for reg in run.registrations:
         if not reg.type.startswith(DYNAMIC):
             continue
@@ -102,17 +93,12 @@ def test_every_dynamic_provider_registers_camel_case_keys_only(run):
         provider = provider_class(inputs)
         seen[reg.name] = f"{reg.type} ({provider})"
         for path, key in keys({k: v for k, v in inputs.items() if k != PROVIDER_KEY}):
-            if CAMEL.match(key):
-                continue
-            if (provider, path) in NOT_YET:
-                allowed.add((provider, path))
-            else:
+            if not CAMEL.match(key):
                 bad.append(f"{reg.name} ({provider}): {path}")
     covered = "\n  ".join(f"{name}: {what}" for name, what in sorted(seen.items()))
     assert bad == [], "snake_case or other keys in the state:\n  " + "\n  ".join(bad) + f"\ncovered:\n  {covered}"
     providers = {what.split(" (")[1].rstrip(")") for what in seen.values()}
     assert EXPECTED_PROVIDERS <= providers, f"not reached: {sorted(EXPECTED_PROVIDERS - providers)}; covered:\n  {covered}"
-    assert allowed == NOT_YET, f"NOT_YET lists keys that are camelCase now: {sorted(NOT_YET - allowed)}; empty them"
 
 
 def test_the_key_walk_stops_at_data_maps_and_enters_lists_of_ours():
