@@ -6,7 +6,7 @@ fresh Python process started in the project root and driven
 check -> diff -> create, in dependency order:
 
   1. host preparation against the simulated Proxmox host behind a real
-     OpenSSH sshd (tests/hostprep/simhost.py: sysfs binding, guests, reboots);
+     OpenSSH sshd (tests/stand_ins/proxmox_host.py: sysfs binding, guests, reboots);
   2. the VM adoption against the stand-in Proxmox API
      (tests/stand_ins/proxmox_api.py: VM 1105 moody-good without the GPU,
      ballooning on, the Ceph OSD disk scsi1) and kubectl
@@ -72,8 +72,8 @@ from components.gpu_migration_facts import OWNER_LABEL  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402
-from tests.hostprep.simhost import SimGuest, SimHost, SimSpec, t4  # noqa: E402
 from tests.stand_ins.proxmox_api import ProxmoxApiServer, ProxmoxSim  # noqa: E402
+from tests.stand_ins.proxmox_host import SimGuest, SimHost, SimSpec, t4  # noqa: E402
 from tests.talos.cluster_state import install_kubectl, installed_device_plugin, node, runtime_class  # noqa: E402
 from tests.talos.conftest import install_talosctl  # noqa: E402
 from tests.talos.running_configs import as_text, worker_documents  # noqa: E402

@@ -23,7 +23,7 @@ documented to:
 - ``systemctl is-system-running``: "stopping" while a reboot shuts down.
 - ``tee`` into /sys/bus/pci and ``modprobe``: PCI driver binding as the
   kernel does it (driver_override, unbind, drivers_probe, boot_vga, a driver
-  that waits while its device is in use); see simsysfs.py, which names the
+  that waits while its device is in use); see proxmox_sysfs.py, which names the
   kernel and driver files each behaviour mirrors.
 - ``reboot`` really drops the connection: Proxmox stops every guest
   (pve-guests.service ExecStop: stopall), sshd and its sessions stop, the
@@ -54,7 +54,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.hostprep import simha, simsysfs
+from tests.stand_ins import proxmox_ha, proxmox_sysfs
 
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("update-grub", "update-initramfs", "proxmox-boot-tool", "efibootmgr", "reboot", "pvesh", "qm", "pct", "modprobe")
@@ -329,7 +329,7 @@ class SimHost:
         script = self.bin / tool
         script.write_text(
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            f"from tests.hostprep.simhost import tool_main\nsys.exit(tool_main({str(self.base)!r}, {tool!r}, sys.argv[1:]))\n")
+            f"from tests.stand_ins.proxmox_host import tool_main\nsys.exit(tool_main({str(self.base)!r}, {tool!r}, sys.argv[1:]))\n")
         script.chmod(0o755)
 
     def _install_shell_tools(self, spec: SimSpec) -> None:
@@ -342,11 +342,11 @@ class SimHost:
             "fi",
             'echo "Unknown command verb $1." >&2; exit 1', ""]))
         (self.bin / "systemctl").chmod(0o755)
-        # tee into the simulated sysfs goes through the kernel's rules (simsysfs.py); anything else is coreutils' tee.
+        # tee into the simulated sysfs goes through the kernel's rules (proxmox_sysfs.py); anything else is coreutils' tee.
         (self.bin / "tee").write_text("\n".join([
             "#!/bin/sh",
             f'case "$*" in {shlex.quote(str(self.root / "sys"))}/*)',
-            f"  exec {shlex.quote(sys.executable)} -c {shlex.quote(f'import sys; sys.path.insert(0, {str(REPO)!r}); from tests.hostprep.simsysfs import tee_main; sys.exit(tee_main({str(self.base)!r}, sys.argv[1:]))')} \"$@\";;",
+            f"  exec {shlex.quote(sys.executable)} -c {shlex.quote(f'import sys; sys.path.insert(0, {str(REPO)!r}); from tests.stand_ins.proxmox_sysfs import tee_main; sys.exit(tee_main({str(self.base)!r}, sys.argv[1:]))')} \"$@\";;",
             "esac",
             'exec /usr/bin/tee "$@"', ""]))
         (self.bin / "tee").chmod(0o755)
@@ -511,14 +511,14 @@ class SimHost:
                 group.mkdir(parents=True, exist_ok=True)
                 os.symlink(f"../../../../bus/pci/devices/{device.address}", group / device.address)
                 os.symlink(f"../../../kernel/iommu_groups/{device.group}", path / "iommu_group")
-        simsysfs.populate(self.root, spec.devices, running)
+        proxmox_sysfs.populate(self.root, spec.devices, running)
 
     def hold(self, pid: int, comm: str, device: str) -> None:
         """A process on the host opens ``device`` (nvidia-persistenced /dev/nvidia0, QEMU /dev/vfio/30)."""
-        simsysfs.hold(self.root, pid, comm, device)
+        proxmox_sysfs.hold(self.root, pid, comm, device)
 
     def release(self, pid: int) -> None:
-        simsysfs.release(self.root, pid)
+        proxmox_sysfs.release(self.root, pid)
 
     # -- sshd ------------------------------------------------------------------
 
@@ -700,7 +700,7 @@ def tool_main(base: str, tool: str, args: list[str]) -> int:
     if tool in ("qm", "pct"):
         return _guest_tool(host, spec, tool, args)
     if tool == "modprobe":
-        return simsysfs.modprobe_main(base, args)
+        return proxmox_sysfs.modprobe_main(base, args)
     if tool == "reboot":
         if spec.reboot_mode == "fail":
             print("Failed to connect to bus: No such file or directory", file=sys.stderr)
@@ -710,7 +710,7 @@ def tool_main(base: str, tool: str, args: list[str]) -> int:
         if spec.reboot_mode == "noop":
             return 0
         helper = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-                                   f"from tests.hostprep.simhost import reboot_helper; reboot_helper({base!r})"],
+                                   f"from tests.stand_ins.proxmox_host import reboot_helper; reboot_helper({base!r})"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         (host.base / "reboot-helper.pid").write_text(str(helper.pid))
         return 0
@@ -764,12 +764,12 @@ def _pvesh(host: SimHost, spec: SimSpec, args: list[str]) -> int:
     if options.get("--type") in (None, "vm"):
         for guest in spec.guests:
             home = guest.node or spec.node
-            node = simha.location(host.base, guest, home)  # HA may have migrated it
+            node = proxmox_ha.location(host.base, guest, home)  # HA may have migrated it
             items.append({"id": f"{guest.type}/{guest.vmid}", "type": guest.type, "vmid": guest.vmid, "name": guest.name, "node": node,
                           "status": status.get(guest.vmid, guest.status) if home == spec.node else guest.status, "template": 0,
                           "maxmem": 2147483648, "maxcpu": 2, "uptime": 100 if status.get(guest.vmid) == "running" else 0})
             if guest.ha:
-                items[-1]["hastate"] = simha.hastate(host.base, guest)
+                items[-1]["hastate"] = proxmox_ha.hastate(host.base, guest)
     if options.get("--type") in (None, "node"):
         items.append({"id": f"node/{spec.node}", "type": "node", "node": spec.node, "status": "online"})
     pretty = options.get("--output-format") == "json-pretty"
@@ -826,9 +826,9 @@ def reboot_helper(base: str) -> None:
     time.sleep(0.05)  # let `reboot` itself return, as systemctl does
     host.set_sysstate("stopping")
     spec = host.spec
-    simha.shutdown(host)  # the HA LRM, per ha: shutdown_policy
+    proxmox_ha.shutdown(host)  # the HA LRM, per ha: shutdown_policy
     for guest in host.local_guests():  # pve-guests.service ExecStop: pvesh create /nodes/localhost/stopall
-        if host.guest_status().get(guest.vmid) == "running" and not simha.managed(guest):
+        if host.guest_status().get(guest.vmid) == "running" and not proxmox_ha.managed(guest):
             time.sleep(spec.guest_stop_seconds)
             host.set_guest_status(guest.vmid, "stopped")
     host.stop_sshd()
@@ -842,7 +842,7 @@ def reboot_helper(base: str) -> None:
     host.start_sshd()
     time.sleep(spec.guest_start_delay)
     for guest in host.local_guests():  # pve-guests.service ExecStart: startall (onboot=1 only; HA-managed ones skipped)
-        if host.onboot(guest) and guest.starts and not simha.managed(guest):
+        if host.onboot(guest) and guest.starts and not proxmox_ha.managed(guest):
             host.set_guest_status(guest.vmid, "running")
-    simha.after_boot(host)
+    proxmox_ha.after_boot(host)
     (host.base / "reboot-helper.pid").unlink(missing_ok=True)
