@@ -73,7 +73,8 @@ from components.ssh.connect import SshTarget  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402
 from tests.stand_ins.proxmox_api import ProxmoxApiServer, ProxmoxSim  # noqa: E402
-from tests.stand_ins.proxmox_host import SimGuest, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_host import SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimGuest, SimSpec, t4  # noqa: E402
 from tests.talos.cluster_state import install_kubectl, installed_device_plugin, node, runtime_class  # noqa: E402
 from tests.talos.conftest import install_talosctl  # noqa: E402
 from tests.talos.running_configs import as_text, worker_documents  # noqa: E402

@@ -36,7 +36,8 @@ from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.hostprep.inputs import GpuSpec, HostPrepInputs  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
-from tests.stand_ins.proxmox_host import SSHD, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_host import SSHD, SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4  # noqa: E402
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", None, 0),))
 

@@ -43,7 +43,8 @@ from components.hostprep.connections import EngineOptions  # noqa: E402
 from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
-from tests.stand_ins.proxmox_host import SSHD, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_host import SSHD, SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4  # noqa: E402
 
 OWNER = "proxmox-talos-gpu/cli"
 TARGET_CPU_S = 0.35

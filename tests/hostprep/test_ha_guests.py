@@ -11,7 +11,7 @@ from components.hostprep.facts import Guest
 from components.hostprep.facts_guests import parse_ha_policy
 from components.hostprep.ha import comes_back, fate, moves_away
 from components.hostprep.inputs import GpuSpec
-from tests.stand_ins.proxmox_host import SimGuest, SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimGuest, SimSpec, t4
 
 T4 = "0000:3b:00.0"
 T4_SPEC = (GpuSpec(T4, "10de:1eb8", "10de:12a2", None, 0),)

@@ -11,7 +11,7 @@ from components.hostprep.errors import HostPrepError, RebootRequiredError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
 from components.hostprep.inputs import GpuSpec
 from tests.hostprep.test_scenarios import assert_converged
-from tests.stand_ins.proxmox_host import SimDevice, SimGuest, SimSpec, consumer_card, t4
+from tests.stand_ins.proxmox_host_spec import SimDevice, SimGuest, SimSpec, consumer_card, t4
 
 pytestmark = pytest.mark.sshd
 

@@ -12,7 +12,7 @@ import pytest
 from components.config import parse_stack_config
 from components.hostprep.provider import HostPrepProvider
 from components.hostprep.spec import HostPrepSpec, canonical, host_prep_spec
-from tests.stand_ins.proxmox_host import SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
 pytestmark = pytest.mark.sshd
 
