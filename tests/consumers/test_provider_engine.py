@@ -22,7 +22,7 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from components.config import PROJECT
 from components.consumers.component import JellyfinTranscoding
 from tests.consumers.conftest import API_KEY, homelab_cfg, with_jellyfin
-from tests.consumers.fake_jellyfin import JELLYFIN_10_11_DOCUMENT, FakeJellyfin
+from tests.stand_ins.jellyfin import JELLYFIN_10_11_DOCUMENT, FakeJellyfin
 from tools.mockengine import is_secret, reveal, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
