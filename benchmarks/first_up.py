@@ -6,7 +6,7 @@ fresh Python process started in the project root and driven
 check -> diff -> create, in dependency order:
 
   1. host preparation against the simulated Proxmox host behind a real
-     OpenSSH sshd (tests/hostprep/simhost.py: sysfs binding, guests, reboots);
+     OpenSSH sshd (tests/stand_ins/proxmox_host.py: sysfs binding, guests, reboots);
   2. the VM adoption against the stand-in Proxmox API
      (tests/stand_ins/proxmox_api.py: VM 1105 moody-good without the GPU,
      ballooning on, the Ceph OSD disk scsi1) and kubectl
@@ -15,7 +15,7 @@ check -> diff -> create, in dependency order:
   3. the Talos resources (preflight, machine config, the walk to the last
      1.12, the device plugin's removal, the step to v1.13.9) against the
      talosctl stand-in (tests/stand_ins/talosctl.py: Talos v1.11.6 from a
-     plain image) and the cluster's kubectl (tests/talos/fake_kubectl.py:
+     plain image) and the cluster's kubectl (tests/stand_ins/kubectl.py:
      the device plugin installed by Helm).
 
 The host needs vfio (a T4 on nouveau) and runs two other guests (VM 101,
@@ -72,9 +72,10 @@ from components.gpu_migration_facts import OWNER_LABEL  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from tests.conftest import FAKE_SECRETS, run_main, stack_file_config  # noqa: E402
 from tests.hostprep.fakekube import Kube  # noqa: E402
-from tests.hostprep.simhost import SimGuest, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.kubectl_objects import install_kubectl, installed_device_plugin, node, runtime_class  # noqa: E402
 from tests.stand_ins.proxmox_api import ProxmoxApiServer, ProxmoxSim  # noqa: E402
-from tests.talos.cluster_state import install_kubectl, installed_device_plugin, node, runtime_class  # noqa: E402
+from tests.stand_ins.proxmox_host import SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimGuest, SimSpec, t4  # noqa: E402
 from tests.talos.conftest import install_talosctl  # noqa: E402
 from tests.talos.running_configs import as_text, worker_documents  # noqa: E402
 from tests.vm.conftest import MAPPING, MOODY_GOOD, TOKEN  # noqa: E402

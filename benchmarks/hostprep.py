@@ -1,5 +1,5 @@
 """SSH round trips and wall time of host preparation against the simulated
-Proxmox host (a real sshd on loopback, tests/hostprep/simhost.py):
+Proxmox host (a real sshd on loopback, tests/stand_ins/proxmox_host.py):
 
   (a) plan: connect, read facts, plan;
   (b) first apply with reboot, excluding the wait for the simulated reboot
@@ -36,7 +36,8 @@ from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.hostprep.inputs import GpuSpec, HostPrepInputs  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
-from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_host import SSHD, SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4  # noqa: E402
 
 INPUTS = HostPrepInputs(gpus=(GpuSpec("0000:3b:00.0", "10de:1eb8", "10de:12a2", None, 0),))
 

@@ -1,7 +1,7 @@
 """CPU time of a host-prep no-op apply, as a whole process: the command-line
 tool (``python -m components.hostprep apply``, interpreter start, imports,
 SSH, facts, plan, verify) against the simulated Proxmox host
-(tests/hostprep/simhost.py: a real sshd on loopback) that an earlier apply
+(tests/stand_ins/proxmox_host.py: a real sshd on loopback) that an earlier apply
 already prepared. Only the client process is counted (user + sys of the
 child, from ``os.wait4``), as a user's ``time`` would show it; the sshd side
 is the simulated host's.
@@ -43,7 +43,8 @@ from components.hostprep.connections import EngineOptions  # noqa: E402
 from components.hostprep.engine import HostPrepEngine  # noqa: E402
 from components.ssh.connect import SshTarget  # noqa: E402
 from components.ssh.transport import SshTransport  # noqa: E402
-from tests.hostprep.simhost import SSHD, SimHost, SimSpec, t4  # noqa: E402
+from tests.stand_ins.proxmox_host import SSHD, SimHost  # noqa: E402
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4  # noqa: E402
 
 OWNER = "proxmox-talos-gpu/cli"
 TARGET_CPU_S = 0.35

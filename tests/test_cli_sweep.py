@@ -83,7 +83,8 @@ def _sshd_with_another_key(base: Path) -> tuple[int, Any]:
     """A real OpenSSH server on loopback with freshly made host keys (no pin
     here matches them): (port, the SimHost that runs it)."""
     from tests.hostprep.conftest import _require_sshd, free_port
-    from tests.hostprep.simhost import SimHost, SimSpec, t4
+    from tests.stand_ins.proxmox_host import SimHost
+    from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
     _require_sshd()
     host = SimHost.create(base, SimSpec(devices=t4()))

@@ -10,7 +10,7 @@ import pytest
 
 from components.config import StackConfig, parse_stack_config
 from tests.conftest import stack_file_config
-from tests.consumers.fake_jellyfin import FakeJellyfin
+from tests.stand_ins.jellyfin import FakeJellyfin
 
 API_KEY = "4f7c0d1e9a8b4c2d8e6f5a4b3c2d1e0f"
 

@@ -13,7 +13,7 @@ import pytest
 from components.config import PROJECT, ConfigError, StackConfig
 from components.consumers.component import JellyfinTranscoding
 from tests.consumers.conftest import API_KEY, homelab_cfg, with_jellyfin
-from tests.consumers.fake_jellyfin import FakeJellyfin
+from tests.stand_ins.jellyfin import FakeJellyfin
 from tools import mockengine
 from tools.mockengine import ProgramRun, StateMocks, is_secret, reveal, run_program
 

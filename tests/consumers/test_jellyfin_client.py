@@ -11,7 +11,7 @@ import pytest
 
 from components.consumers.jellyfin import OWNED_KEYS, JellyfinClient, JellyfinError, auth_header, encoding_wanted, plan_encoding
 from tests.consumers.conftest import API_KEY
-from tests.consumers.fake_jellyfin import JELLYFIN_10_11_DOCUMENT, PATH, FakeJellyfin
+from tests.stand_ins.jellyfin import JELLYFIN_10_11_DOCUMENT, PATH, FakeJellyfin
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from components.consumers.jellyfin import (
     plan_restore,
 )
 from tests.consumers.conftest import homelab_cfg, with_generation
-from tests.consumers.fake_jellyfin import JELLYFIN_10_11_DOCUMENT
+from tests.stand_ins.jellyfin import JELLYFIN_10_11_DOCUMENT
 
 FRESH = JELLYFIN_10_11_DOCUMENT
 

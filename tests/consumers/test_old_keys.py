@@ -18,7 +18,7 @@ from components.consumers.encoding_spec import OLD_KEYS, EncodingSpec, canonical
 from components.consumers.provider import JellyfinEncodingProvider
 from tests.consumers.conftest import API_KEY, homelab_cfg
 from tests.consumers.engine_side import registered_inputs
-from tests.consumers.fake_jellyfin import JELLYFIN_10_11_DOCUMENT
+from tests.stand_ins.jellyfin import JELLYFIN_10_11_DOCUMENT
 
 TIMEOUT = 5  # jellyfin.timeoutSeconds of the stack below (the homelab's 30 is also the default)
 

@@ -15,7 +15,7 @@ from pulumi.runtime.proto import provider_pb2
 
 from tests.consumers.conftest import API_KEY
 from tests.consumers.engine_side import registered_inputs
-from tests.consumers.fake_jellyfin import JELLYFIN_10_11_DOCUMENT, FakeJellyfin
+from tests.stand_ins.jellyfin import JELLYFIN_10_11_DOCUMENT, FakeJellyfin
 
 
 def _methods(server: FakeJellyfin) -> list[str]:

@@ -178,7 +178,7 @@ def test_serialized_provider_passes_with_flux_installed(registered_inputs, fake:
     assert result["create"]["apis"] == ["HelmRepository source.toolkit.fluxcd.io/v1", "HelmRelease helm.toolkit.fluxcd.io/v2"]
 
 
-# -- against the cluster stand-in (tests/talos/fake_kubectl.py) ---------------
+# -- against the cluster stand-in (tests/stand_ins/kubectl.py) ----------------
 
 
 @pytest.mark.parametrize(("flux_installed", "failures"), [(True, []), (False, ["delivery"])])
@@ -186,7 +186,7 @@ def test_check_against_a_cluster_with_and_without_flux(tmp_path: Path, monkeypat
     """The cluster stand-in lists Flux's CRDs once Flux is installed: the
     check's one read finds both APIs there, and none on a cluster without
     Flux; nothing in the cluster changes."""
-    from tests.talos.cluster_state import install_kubectl, node
+    from tests.stand_ins.kubectl_objects import install_kubectl, node
 
     cluster = install_kubectl(tmp_path)
     cluster.objects([node()])

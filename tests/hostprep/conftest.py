@@ -19,7 +19,8 @@ from components.hostprep.inputs import GpuSpec, HostPrepInputs
 from components.ssh.connect import SshTarget
 from components.ssh.transport import SshTransport
 from tests.hostprep.fakekube import Kube
-from tests.hostprep.simhost import SSHD, SimHost, SimSpec
+from tests.stand_ins.proxmox_host import SSHD, SimHost
+from tests.stand_ins.proxmox_host_spec import SimSpec
 
 OWNER = "proxmox-talos-gpu/test"
 

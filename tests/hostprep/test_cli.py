@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostprep.simhost import SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
 pytestmark = pytest.mark.sshd
 
@@ -82,7 +82,7 @@ def test_refused_plan_exits_1_with_the_reason(make_sim, tmp_path):
 
 
 def test_facts_plan_and_verify_show_the_guests_and_apply_exits_6_when_others_run(make_sim, tmp_path):
-    from tests.hostprep.simhost import SimGuest
+    from tests.stand_ins.proxmox_host_spec import SimGuest
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(200, "nas", type="lxc", onboot=False)]))
     facts = json.loads(cli(sim, tmp_path, "facts", "--json").stdout)
@@ -130,7 +130,7 @@ def _stack_file(sim, directory: Path, **host: object) -> None:
 
 def test_stack_file_gives_host_port_user_key_gpus_and_settings_and_flags_override(make_sim, tmp_path, monkeypatch, capsys):
     import tools.hostprep as hostprep_cli
-    from tests.hostprep.simhost import SimGuest
+    from tests.stand_ins.proxmox_host_spec import SimGuest
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))
     _stack_file(sim, tmp_path, runningGuests="refuse", commandTimeoutSeconds=77)
@@ -167,7 +167,7 @@ def test_render_host_facts_plan_lists_the_guests_the_reboot_stops(make_sim, tmp_
     """`hostprep facts --json` > facts.json, then render --host-facts: host/plan.txt names them."""
     from components.config import parse_stack_config
     from components.hostprep.facts import facts_from_json
-    from tests.hostprep.simhost import SimGuest
+    from tests.stand_ins.proxmox_host_spec import SimGuest
     from tools.render import host_artifacts
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1")]))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostprep.simhost import SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
 pytestmark = pytest.mark.sshd
 

@@ -75,7 +75,7 @@ def test_closed_port_says_connection_refused(client_key):
 
 @pytest.mark.sshd
 def test_placeholder_pin_is_named_and_paramiko_logs_no_traceback(make_sim, capfd, caplog):
-    from tests.hostprep.simhost import SimSpec, t4
+    from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
     sim = make_sim(SimSpec(devices=t4()))
     placeholder = dataclasses.replace(sim.target, host_key="SHA256:" + "A" * 43)
@@ -94,7 +94,7 @@ def test_placeholder_pin_is_named_and_paramiko_logs_no_traceback(make_sim, capfd
 
 @pytest.mark.sshd
 def test_a_real_pin_still_connects_after_the_routing(make_sim):
-    from tests.hostprep.simhost import SimSpec, t4
+    from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
     sim = make_sim(SimSpec(devices=t4()))
     with SshTransport.connect(sim.target, timeout=5) as transport:

@@ -18,8 +18,8 @@ import pytest
 from components.hostprep.errors import HostPrepError, RebootFailedError, RefusedError
 from components.hostprep.facts import BLACKLIST_FILE, GRUB_DEFAULT, KERNEL_CMDLINE, MODULES_LOAD_FILE, STATE_DIR, VFIO_FILE, FactsError
 from components.hostprep.inputs import GpuSpec
-from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB
-from tests.hostprep.simhost import SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import GRUB_DEFAULT as SIM_GRUB
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 
 pytestmark = pytest.mark.sshd
 
@@ -66,7 +66,7 @@ def test_reboot_that_never_starts_is_reported_after_the_grace_period(make_sim, m
 
 def test_slow_shutdown_is_not_mistaken_for_a_reboot_that_never_started(make_sim):
     """Guests take a while to shut down while sshd still answers (systemd: "stopping")."""
-    from tests.hostprep.simhost import SimGuest
+    from tests.stand_ins.proxmox_host_spec import SimGuest
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(101, "slow")], guest_stop_seconds=2.5))
     result = sim.engine(T4_SPEC, running_guests="stop", options={"reboot_start_grace": 0.5}).apply()

@@ -12,7 +12,7 @@ import pytest
 from components.hostprep.errors import DrainError, GuestsRunningError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
 from components.hostprep.inputs import GpuSpec
-from tests.hostprep.simhost import SimGuest, SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimGuest, SimSpec, t4
 
 pytestmark = pytest.mark.sshd
 

@@ -1,6 +1,6 @@
 """Guests managed by Proxmox HA at a host reboot: pve-guests and onboot
 skip them, the datacenter's ``ha: shutdown_policy`` decides (simulated in
-tests/hostprep/simha.py from pve-ha-manager's LRM.pm), and the report after
+tests/stand_ins/proxmox_ha.py from pve-ha-manager's LRM.pm), and the report after
 the reboot reports them as HA handles them."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from components.hostprep.facts import Guest
 from components.hostprep.facts_guests import parse_ha_policy
 from components.hostprep.ha import comes_back, fate, moves_away
 from components.hostprep.inputs import GpuSpec
-from tests.hostprep.simhost import SimGuest, SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimGuest, SimSpec, t4
 
 T4 = "0000:3b:00.0"
 T4_SPEC = (GpuSpec(T4, "10de:1eb8", "10de:12a2", None, 0),)

@@ -1,6 +1,6 @@
 """The GPU bound to vfio-pci on the running host when the IOMMU is already
 on, a reboot only where one is needed, and undo giving the GPU back, against
-the simulated host's sysfs (tests/hostprep/simsysfs.py: the kernel's
+the simulated host's sysfs (tests/stand_ins/proxmox_sysfs.py: the kernel's
 driver_override / unbind / drivers_probe rules)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from components.hostprep.errors import HostPrepError, RebootRequiredError
 from components.hostprep.facts import STATE_DIR, VFIO_FILE
 from components.hostprep.inputs import GpuSpec
-from tests.hostprep.simhost import SimDevice, SimGuest, SimSpec, consumer_card, t4
 from tests.hostprep.test_scenarios import assert_converged
+from tests.stand_ins.proxmox_host_spec import SimDevice, SimGuest, SimSpec, consumer_card, t4
 
 pytestmark = pytest.mark.sshd
 
@@ -89,7 +89,7 @@ def test_nvidia_in_use_is_not_unbound_live_then_binds_live_once_released(make_si
     assert facts.holders == ((2210, "/dev/nvidia0", "nvidia-persistenced"),)
     assert plan.reboot and not plan.rebinds
     assert "driven by the nvidia driver and in use by nvidia-persistenced (pid 2210)" in plan.reboot_reason
-    with pytest.raises(RebootRequiredError, match="nvidia-persistenced"):  # bounded: an unbind would wait (simsysfs.py)
+    with pytest.raises(RebootRequiredError, match="nvidia-persistenced"):  # bounded: an unbind would wait (proxmox_sysfs.py)
         sim.engine(T4_SPEC, allow_reboot=False, options={"command_timeout": 15.0}).apply()
     assert sysfs_writes(sim) == [] and sim.host.driver(T4) == "nvidia"  # never unbound: the driver would wait forever
     sim.host.release(2210)  # the admin stops nvidia-persistenced

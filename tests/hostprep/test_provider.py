@@ -17,7 +17,7 @@ import pytest
 
 from components.config.engine import load_stack_config
 from components.hostprep.component import HostVfioPrep
-from tests.hostprep.simhost import SimSpec, t4
+from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 from tools.mockengine import StateMocks, reveal, run_program
 
 pytestmark = pytest.mark.sshd
@@ -102,7 +102,7 @@ def test_provider_check_refuses_what_the_host_cannot_do(make_sim, homelab):
 
 def test_preview_lists_the_running_guests_a_reboot_would_stop(make_sim, homelab):
     """What `pulumi preview` shows: the provider's check(), run the engine's way."""
-    from tests.hostprep.simhost import SimGuest
+    from tests.stand_ins.proxmox_host_spec import SimGuest
 
     sim = make_sim(SimSpec(devices=t4(), guests=[SimGuest(1105, "moody-good"), SimGuest(101, "k8s-cp-1"), SimGuest(200, "nas", type="lxc", onboot=False)]))
     provider, props = registration(sim, homelab)

@@ -14,8 +14,8 @@ from components.hostprep.inputs import GpuSpec
 from components.ssh.errors import HostKeyError, TransportError
 from components.ssh.keys import fingerprint
 from components.ssh.transport import SshTransport
-from tests.hostprep.simhost import GRUB_DEFAULT as SIM_GRUB
-from tests.hostprep.simhost import SimDevice, SimSpec, consumer_card, t4
+from tests.stand_ins.proxmox_host_spec import GRUB_DEFAULT as SIM_GRUB
+from tests.stand_ins.proxmox_host_spec import SimDevice, SimSpec, consumer_card, t4
 
 pytestmark = pytest.mark.sshd
 

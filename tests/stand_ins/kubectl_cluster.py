@@ -43,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.talos.cluster_state import DEVICE_PLUGIN_CHART, FLUX_FINALIZER, helm_controller_install, helm_release_key
+from tests.stand_ins.kubectl_objects import DEVICE_PLUGIN_CHART, FLUX_FINALIZER, helm_controller_install, helm_release_key
 
 STATE = Path(os.environ.get("FAKE_KUBE_STATE", "."))
 

@@ -15,7 +15,7 @@ from tests.stand_ins.kubectl_drain import Failed, cordon, drain
 def _ready(node: dict[str, Any]) -> bool:
     vm = node.get("vm")
     if vm:  # Ready while the simulated host runs the node's VM
-        from tests.hostprep.simhost import SimHost
+        from tests.stand_ins.proxmox_host import SimHost
 
         return SimHost(Path(vm["sim"])).guest_status().get(int(vm["vmid"])) == "running"
     return bool(node.get("ready", True))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.kubectl import KubectlError, cordon_node, drain_node, get_node, get_objects, server_version, uncordon_node
-from tests.talos.cluster_state import install_kubectl, node
+from tests.stand_ins.kubectl_objects import install_kubectl, node
 
 STAND_IN = Path(__file__).resolve().parent / "kubectl.py"
 

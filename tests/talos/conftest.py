@@ -15,7 +15,7 @@ import pytest
 from components.config import StackConfig, parse_stack_config, parse_version
 from components.talos.schematic import planned_installer
 from tests.conftest import stack_file_config
-from tests.talos.cluster_state import FakeKubectl, install_kubectl
+from tests.stand_ins.kubectl_objects import FakeKubectl, install_kubectl
 from tests.talos.running_configs import as_text, worker_documents
 from tools.mockengine import PLACEHOLDER_MACHINE_SECRETS, PLACEHOLDER_TALOSCONFIG
 

@@ -18,7 +18,7 @@ from components.flux.objects import helm_release, helm_repository
 from components.gpu_migration_facts import OWNER_LABEL, cluster_facts
 from components.gpu_migration_plan import GPU_UNAVAILABLE, plan_removal
 from tests.conftest import ROOT
-from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, kustomization, made_by, node, runtime_class
+from tests.stand_ins.kubectl_objects import FakeKubectl, flux_device_plugin, kustomization, made_by, node, runtime_class
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.test_component import run_node

@@ -9,7 +9,7 @@ suspended HelmRelease, instead of waiting for an uninstall that never comes."""
 from __future__ import annotations
 
 from components.flux.in_cluster import parse_helm_release
-from tests.talos.cluster_state import FakeKubectl, node, runtime_class
+from tests.stand_ins.kubectl_objects import FakeKubectl, node, runtime_class
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine
 from tests.talos.test_flux_migration import OUR_CLASS, documents, migration, own  # noqa: F401  (fixtures)

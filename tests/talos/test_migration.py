@@ -8,7 +8,7 @@ import pytest
 
 from components.gpu_migration_facts import OWNER_LABEL, ClusterFacts, parse_release_secrets, parse_runtime_class
 from components.gpu_migration_plan import GPU_UNAVAILABLE, plan_removal
-from tests.talos.cluster_state import FakeKubectl, device_plugin_objects, installed_device_plugin, release_secret, runtime_class
+from tests.stand_ins.kubectl_objects import FakeKubectl, device_plugin_objects, installed_device_plugin, release_secret, runtime_class
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.test_component import run_node

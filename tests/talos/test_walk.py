@@ -14,7 +14,7 @@ import pytest
 from components.flux.objects import helm_release, helm_repository
 from components.gpu_migration_facts import OWNER_LABEL
 from components.talos.config_documents import load_documents
-from tests.talos.cluster_state import FakeKubectl, flux_device_plugin, installed_device_plugin, node, runtime_class
+from tests.stand_ins.kubectl_objects import FakeKubectl, flux_device_plugin, installed_device_plugin, node, runtime_class
 from tests.talos.conftest import TALOSCONFIG, FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.running_configs import as_text, worker_documents

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from components.talos.upgrade_drain import needed_tools
-from tests.talos.cluster_state import FakeKubectl, installed_device_plugin, node, runtime_class
+from tests.stand_ins.kubectl_objects import FakeKubectl, installed_device_plugin, node, runtime_class
 from tests.talos.conftest import NVIDIA_EXTENSIONS, FakeTalosctl
 from tests.talos.engine import engine
 from tests.talos.running_configs import as_text, worker_documents

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
+from tests.stand_ins.kubectl_objects import FakeKubectl, node
 from tests.stand_ins.test_kubectl import pod
-from tests.talos.cluster_state import FakeKubectl, node
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.engine import engine, registration
 from tests.talos.running_configs import as_text, worker_documents

@@ -4,7 +4,7 @@ talosctl that fails after the image is written says a reboot is pending."""
 
 from __future__ import annotations
 
-from tests.talos.cluster_state import FakeKubectl, node
+from tests.stand_ins.kubectl_objects import FakeKubectl, node
 from tests.talos.conftest import FakeTalosctl
 from tests.talos.running_configs import as_text, worker_documents
 from tests.talos.test_walk import Stack, upgrades

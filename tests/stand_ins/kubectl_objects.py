@@ -230,7 +230,7 @@ def install_kubectl(tmp_path: Path, bin_dir: Path | None = None) -> FakeKubectl:
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "kubectl"
     script.write_text(f"#!{sys.executable}\nimport os, runpy\nos.environ.pop('FAKE_CLI_DIR', None)\n"
-                      f"runpy.run_path({str(HERE.parent / 'stand_ins' / 'kubectl.py')!r}, run_name='__main__')\n")
+                      f"runpy.run_path({str(HERE / 'kubectl.py')!r}, run_name='__main__')\n")
     script.chmod(0o755)
     fake = FakeKubectl(state, bin_dir)
     fake.objects([])
