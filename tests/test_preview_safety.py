@@ -41,9 +41,10 @@ import pytest
 from components.gpu_migration_facts import OWNER_LABEL
 from tests.conftest import FAKE_SECRETS, ROOT, run_main, stack_file_config
 from tests.consumers.conftest import API_KEY
-from tests.doctor.fake_cli import Usage, parse_kubectl
 from tests.hostprep.conftest import keys, make_sim  # noqa: F401 - fixtures
 from tests.stand_ins.jellyfin import FakeJellyfin
+from tests.stand_ins.kubectl_flags import Usage
+from tests.stand_ins.kubectl_flags import parse as parse_kubectl
 from tests.stand_ins.kubectl_objects import FakeKubectl, install_kubectl, installed_device_plugin, node, runtime_class
 from tests.stand_ins.proxmox_host_spec import SimSpec, t4
 from tests.talos.conftest import FakeTalosctl, install_talosctl

@@ -1,5 +1,5 @@
-"""Install stand-in kubectl (tests/stand_ins/kubectl.py, answering from
-scripted rules) and talosctl (fake_cli.py) binaries for a test."""
+"""Install the stand-in kubectl and talosctl (tests/stand_ins/kubectl.py and
+talosctl.py, each answering from scripted rules) for a test."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-KUBECTL = HERE.parent / "stand_ins" / "kubectl.py"
+STAND_INS = HERE.parent / "stand_ins"
 
 
 def data(name: str) -> str:
@@ -38,10 +38,10 @@ class FakeCli:
     def set_rules(self, tool: str, rules: list[dict[str, Any]]) -> None:
         (self.state / f"{tool}.json").write_text(json.dumps(rules))
         wrapper = self.bin / tool
-        if tool == "kubectl":  # the shared stand-in, answering from these rules
-            command = f"FAKE_KUBE_STATE= exec {shlex.quote(sys.executable)} {shlex.quote(str(KUBECTL))}"
-        else:
-            command = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'fake_cli.py'))} {tool}"
+        # The shared stand-in, answering from these rules (its scripted mode:
+        # no cluster or node state of its own).
+        state = {"kubectl": "FAKE_KUBE_STATE", "talosctl": "FAKE_TALOS_STATE"}[tool]
+        command = f"{state}= exec {shlex.quote(sys.executable)} {shlex.quote(str(STAND_INS / f'{tool}.py'))}"
         wrapper.write_text(f"#!/bin/sh\n{command} \"$@\"\n")
         wrapper.chmod(0o755)
 

@@ -18,7 +18,9 @@ tests/stand_ins/talosctl_cli.py.
 | LifecycleService's installer gets no `extraKernelArgs` (dropped on GRUB with `grubUseUKICmdline` false, its default) | internal/app/lifecycle/lifecycle.go@v1.13.9 `Upgrade`, container.go `buildInstallerArgs`; cmd/installer/pkg/install/install.go@v1.13.9 ("legacy code ... GRUB mode with GrubUseUKICmdline set to false") |
 | errors printed bare on stderr, exit 1 | cmd/talosctl/cmd/root.go@v1.13.9 (`SilenceErrors`, `Execute`) |
 
-The node lives in $FAKE_TALOS_STATE:
+With $FAKE_CLI_DIR set and $FAKE_TALOS_STATE not, it answers from scripted
+rules instead (tests/stand_ins/talosctl_scripted.py). Otherwise the node
+lives in $FAKE_TALOS_STATE:
 
 - ``node.json``: version, schematic, extensions, reboots, maintenance,
   ``down_calls`` (API calls still refused while the node reboots; -1: never
@@ -65,6 +67,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.stand_ins.talosctl_cli import Exit, config_diff, documents, immediate_problem, parse, v1alpha1, validate  # noqa: E402
 
+if __name__ == "__main__" and os.environ.get("FAKE_CLI_DIR") and not os.environ.get("FAKE_TALOS_STATE"):
+    # Scripted answers instead of a node (the doctor's tests).
+    from tests.stand_ins.talosctl_scripted import main as scripted
+
+    sys.exit(scripted(sys.argv[1:]))
 STATE = Path(os.environ["FAKE_TALOS_STATE"])
 CLIENT_TAG = "v1.13.9"
 CONFIG_PATH = "/system/state/config.yaml"

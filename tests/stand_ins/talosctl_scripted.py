@@ -1,17 +1,18 @@
-"""Run as `python fake_cli.py <tool> <args...>` (fakecli.install writes a
-wrapper named after the tool).
+"""The talosctl stand-in's scripted mode (tests/stand_ins/talosctl.py runs it
+when $FAKE_CLI_DIR is set and $FAKE_TALOS_STATE is not): the doctor's tests
+script what each command prints, as they do for kubectl
+(tests/stand_ins/kubectl.py's scripted mode).
 
-kubectl is the shared stand-in, tests/stand_ins/kubectl.py, answering from
-the scripted rules in $FAKE_CLI_DIR/kubectl.json after it has parsed the
-command line as kubectl does (tests/stand_ins/kubectl_flags.py).
-
-talosctl answers from $FAKE_CLI_DIR/talosctl.json the same way (a list of
-{"match": argv less --talosconfig, "responses": [{"stdout", "stderr", "rc",
-"sleep"}, ...]}, the last response repeating; anything else exits 99), after
-the command line has passed the talosctl stand-in's parser
-(tests/stand_ins/talosctl_cli.py) where it models the command. Every call is
+The command line first passes the stand-in's talosctl parser
+(tests/stand_ins/talosctl_cli.py: talosctl v1.13.9's flags), which refuses
+what talosctl refuses, with its error form, wherever it models the command.
+Then the answer comes from $FAKE_CLI_DIR/talosctl.json: a list of {"match":
+argv less --talosconfig, "responses": [{"stdout", "stderr", "rc", "sleep"},
+...]}, the last response repeating; anything else exits 99. Every call is
 first appended to $FAKE_CLI_DIR/calls.jsonl with the mode and content of the
 config file it was given."""
+
+from __future__ import annotations
 
 import json
 import os
@@ -20,14 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.stand_ins import kubectl  # noqa: E402
-from tests.stand_ins.kubectl_flags import Usage  # noqa: E402,F401  (kept for the tests that import it here)
-from tests.stand_ins.kubectl_flags import parse as parse_kubectl  # noqa: E402,F401
+from tests.stand_ins import talosctl_cli
+from tests.stand_ins.kubectl import without_config_flag
 
 
-def talosctl(argv):
+def main(argv: list[str]) -> int:
     state = Path(os.environ["FAKE_CLI_DIR"])
     record = {"tool": "talosctl", "argv": argv, "config_path": None, "config_mode": None, "config_text": None,
               "env_kubeconfig": os.environ.get("KUBECONFIG")}
@@ -36,15 +34,13 @@ def talosctl(argv):
         record.update(config_path=path, config_mode=oct(stat.S_IMODE(os.stat(path).st_mode)), config_text=Path(path).read_text())
     with open(state / "calls.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
-    from tests.stand_ins import talosctl_cli
-
     try:
-        command, _, _ = talosctl_cli.parse(argv)
+        talosctl_cli.parse(argv)
     except talosctl_cli.Exit as error:
         if "is not modelled" not in str(error) and "unknown command" not in str(error):
             sys.stderr.write(f"{error}\n")
-            sys.exit(error.code)
-    command = kubectl.without_config_flag(argv, "--talosconfig")
+            return error.code
+    command = without_config_flag(argv, "--talosconfig")
     rules_file = state / "talosctl.json"
     rules = json.loads(rules_file.read_text()) if rules_file.exists() else []
     for index, rule in enumerate(rules):
@@ -56,12 +52,6 @@ def talosctl(argv):
             time.sleep(answer.get("sleep", 0))
             sys.stdout.write(answer.get("stdout", ""))
             sys.stderr.write(answer.get("stderr", ""))
-            sys.exit(answer.get("rc", 0))
+            return answer.get("rc", 0)
     sys.stderr.write(f"fake talosctl: no canned answer for {command}\n")
-    sys.exit(99)
-
-
-if __name__ == "__main__":
-    if sys.argv[1] == "kubectl":
-        sys.exit(kubectl.main(sys.argv[2:]))
-    talosctl(sys.argv[2:])
+    return 99
