@@ -55,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.stand_ins.kubectl_flags import Usage, parse  # noqa: E402
+from tests.stand_ins.scripted import scripted_answer  # noqa: E402
 
 CONFIG_FLAG = "--kubeconfig"
 
@@ -82,20 +83,6 @@ def _kubeconfig(argv: list[str]) -> str | None:
     return None
 
 
-def _scripted(state: Path, argv: list[str]) -> tuple[str, str, int, float]:
-    command = without_config_flag(argv)
-    rules_file = state / "kubectl.json"
-    rules = json.loads(rules_file.read_text()) if rules_file.exists() else []
-    for index, rule in enumerate(rules):
-        if rule["match"] == command:
-            counter = state / f"kubectl.{index}.count"
-            seen = int(counter.read_text()) if counter.exists() else 0
-            counter.write_text(str(seen + 1))
-            answer = rule["responses"][min(seen, len(rule["responses"]) - 1)]
-            return answer.get("stdout", ""), answer.get("stderr", ""), answer.get("rc", 0), answer.get("sleep", 0)
-    return "", f"fake kubectl: no canned answer for {command}\n", 99, 0
-
-
 def main(argv: list[str]) -> int:
     scripted = os.environ.get("FAKE_CLI_DIR")
     kube_state = Path(os.environ.get("FAKE_KUBE_STATE", "."))
@@ -116,7 +103,7 @@ def main(argv: list[str]) -> int:
         if verb is None:
             raise Usage("kubectl controls the Kubernetes cluster manager.")
         if scripted:
-            out, err, code, sleep = _scripted(Path(scripted), argv)
+            out, err, code, sleep = scripted_answer(Path(scripted), "kubectl", without_config_flag(argv))
         elif kube_state.suffix == ".json":
             from tests.stand_ins.kubectl_nodes import serve as serve_nodes
 

@@ -6,9 +6,8 @@ script what each command prints, as they do for kubectl
 The command line first passes the stand-in's talosctl parser
 (tests/stand_ins/talosctl_cli.py: talosctl v1.13.9's flags), which refuses
 what talosctl refuses, with its error form, wherever it models the command.
-Then the answer comes from $FAKE_CLI_DIR/talosctl.json: a list of {"match":
-argv less --talosconfig, "responses": [{"stdout", "stderr", "rc", "sleep"},
-...]}, the last response repeating; anything else exits 99. Every call is
+Then the answer comes from the rules in $FAKE_CLI_DIR/talosctl.json
+(tests/stand_ins/scripted.py, as kubectl's come from kubectl.json). Every call is
 first appended to $FAKE_CLI_DIR/calls.jsonl with the mode and content of the
 config file it was given."""
 
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from tests.stand_ins import talosctl_cli
 from tests.stand_ins.kubectl import without_config_flag
+from tests.stand_ins.scripted import scripted_answer
 
 
 def main(argv: list[str]) -> int:
@@ -40,18 +40,8 @@ def main(argv: list[str]) -> int:
         if "is not modelled" not in str(error) and "unknown command" not in str(error):
             sys.stderr.write(f"{error}\n")
             return error.code
-    command = without_config_flag(argv, "--talosconfig")
-    rules_file = state / "talosctl.json"
-    rules = json.loads(rules_file.read_text()) if rules_file.exists() else []
-    for index, rule in enumerate(rules):
-        if rule["match"] == command:
-            counter = state / f"talosctl.{index}.count"
-            seen = int(counter.read_text()) if counter.exists() else 0
-            counter.write_text(str(seen + 1))
-            answer = rule["responses"][min(seen, len(rule["responses"]) - 1)]
-            time.sleep(answer.get("sleep", 0))
-            sys.stdout.write(answer.get("stdout", ""))
-            sys.stderr.write(answer.get("stderr", ""))
-            return answer.get("rc", 0)
-    sys.stderr.write(f"fake talosctl: no canned answer for {command}\n")
-    return 99
+    stdout, stderr, code, wait = scripted_answer(state, "talosctl", without_config_flag(argv, "--talosconfig"))
+    time.sleep(wait)
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    return code
