@@ -16,6 +16,15 @@ def get_key(data: Mapping[str, Any], key: str, old_names: Mapping[str, str], def
     return data.get(old_names.get(key, key), default)
 
 
+def canonical_keys(data: Mapping[str, Any], keys: tuple[str, ...], old_names: Mapping[str, str],
+                   defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Each of ``keys`` under its current name, read from either spelling
+    (:func:`get_key`), a missing one as its default (else None). Values are
+    not converted (a preview's unknown marker stays as it is)."""
+    defaults = defaults or {}
+    return {key: get_key(data, key, old_names, defaults.get(key)) for key in keys}
+
+
 def old_names_held(data: Mapping[str, Any], old_names: Mapping[str, str]) -> list[str]:
     """The old spellings ``data`` holds in place of the current ones, sorted.
 

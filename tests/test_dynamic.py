@@ -97,3 +97,14 @@ def test_old_names_held_lists_only_old_spellings_without_their_new_name():
     assert old_names_held({"iommuGroups": {}}, old_names) == []
     assert get_key(state, "iommuGroups", old_names) == {"3b:00.0": 31}
     assert get_key(state, "apiKey", old_names, "none") == "none"
+
+
+def test_canonical_keys_reads_either_spelling_and_gives_a_missing_key_its_default():
+    from components.renamed_keys import canonical_keys
+
+    old_names = {"vmId": "vm_id", "checkMappings": "check_mappings"}
+    keys = ("node", "vmId", "checkMappings")
+    assert canonical_keys({"node": "pve5", "vm_id": 1105}, keys, old_names, {"checkMappings": True}) == \
+        {"node": "pve5", "vmId": 1105, "checkMappings": True}
+    assert canonical_keys({"vmId": 7, "vm_id": 1105, "check_mappings": False}, keys, old_names) == \
+        {"node": None, "vmId": 7, "checkMappings": False}, "the current name wins; no default means None"

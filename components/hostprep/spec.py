@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from components.hostprep.inputs import GpuSpec, HostPrepInputs, inputs_from_config
+from components.renamed_keys import canonical_keys
 from components.renamed_keys import get_key as renamed_key
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ OLD_KEYS = {
     "guestTimeoutSeconds": "guest_timeout_seconds", "privateKey": "private_key",
 }
 _OLD_GPU_KEYS = {"subsystemId": "subsystem_id", "iommuGroup": "iommu_group"}
+_GPU_KEYS = ("address", "id", "subsystemId", "iommuGroup", "index")
 
 # What a key absent from the state means: the value the provider used before the key existed.
 DEFAULTS: dict[str, Any] = {
@@ -57,12 +59,7 @@ def get_key(data: Mapping[str, Any], key: str, default: Any = None) -> Any:
 def _gpu(gpu: Any) -> Any:
     if not isinstance(gpu, Mapping):
         return gpu  # unknown during a preview
-    return {"address": gpu.get("address"), "id": gpu.get("id"), "subsystemId": _gpu_value(gpu, "subsystemId"),
-            "iommuGroup": _gpu_value(gpu, "iommuGroup"), "index": gpu.get("index")}
-
-
-def _gpu_value(gpu: Mapping[str, Any], key: str) -> Any:
-    return gpu[key] if key in gpu else gpu.get(_OLD_GPU_KEYS[key])
+    return canonical_keys(gpu, _GPU_KEYS, _OLD_GPU_KEYS)
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ def canonical(data: Mapping[str, Any]) -> dict[str, Any]:
     """Every spec key of the inputs or the state under its camelCase name,
     read from either spelling, a missing one as its default. Values are not
     converted (a preview's unknown marker stays as it is)."""
-    out = {key: get_key(data, key, DEFAULTS.get(key)) for key in SPEC_KEYS}
+    out = canonical_keys(data, SPEC_KEYS, OLD_KEYS, DEFAULTS)
     gpus = out["gpus"]
     out["gpus"] = [_gpu(g) for g in gpus] if isinstance(gpus, list) else gpus
     return out
